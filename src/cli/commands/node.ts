@@ -1,0 +1,106 @@
+import path from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import pino, { type Logger } from 'pino';
+import { TaskNode } from '../../node/node.js';
+import { NODE_DEFAULTS, defaultNodeName, type NodeOptions, type ShutdownMode } from '../../node/options.js';
+import type { CliContext } from '../context.js';
+import { parseDuration, parseInteger, parseNonNegative, parsePositive } from '../parse.js';
+
+export interface NodeCliOptions {
+  workerId?: number | undefined;
+  group?: number | undefined;
+  maxTasks?: number | undefined;
+  name?: string | undefined;
+  rootDir?: string | undefined;
+  lease: number;
+  killGrace: number;
+  outputLimit: number;
+  shutdown: ShutdownMode;
+  migrate: boolean;
+  logLevel: string;
+}
+
+/** The options `node` and `start` share. */
+export function addNodeOptions(command: Command): Command {
+  return command
+    .option('--worker-id <id>', 'worker id this node serves (default 1)', (v) => parseInteger(v, '--worker-id'))
+    .option('--group <n>', 'group whose queue it serves (default 0)', (v) => parseInteger(v, '--group'))
+    .option('--max-tasks <n>', `most processes at once (default ${NODE_DEFAULTS.maxTasks})`, (v) => parsePositive(v, '--max-tasks'))
+    .option('--name <name>', 'node name shown in worker and task rows (default host:pid:wID)')
+    .option('--root-dir <dir>', "where tasks' relative cwd resolve (default: the current directory)")
+    .option('--lease <duration>', 'worker lease, renewed every half of it', parseDuration, NODE_DEFAULTS.leaseSeconds * 1000)
+    .option('--kill-grace <duration>', 'SIGTERM to SIGKILL delay when a task is ended', parseDuration, NODE_DEFAULTS.killGraceMs)
+    .option('--output-limit <bytes>', 'bytes of output kept per task', (v) => parseNonNegative(v, '--output-limit'), NODE_DEFAULTS.outputLimit)
+    .addOption(
+      new Option('--shutdown <mode>', 'on SIGTERM/SIGINT: cancel running tasks, or drain (wait for them; a second signal cancels)')
+        .choices(['cancel', 'drain'])
+        .default(NODE_DEFAULTS.shutdown),
+    )
+    .option('--no-migrate', 'do not apply migrations at start')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info');
+}
+
+export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: number | undefined; group?: number | undefined; maxTasks?: number | undefined; name?: string | undefined }, schema: string, logger: Logger): NodeOptions {
+  const workerId = opts.workerId ?? positional.workerId ?? 1;
+  const leaseSeconds = opts.lease / 1000;
+  if (leaseSeconds < 2) throw new InvalidArgumentError(`--lease must be at least 2s, got ${leaseSeconds}s`);
+  return {
+    schema,
+    workerId,
+    groupId: opts.group ?? positional.group ?? NODE_DEFAULTS.groupId,
+    maxTasks: opts.maxTasks ?? positional.maxTasks ?? NODE_DEFAULTS.maxTasks,
+    nodeName: opts.name ?? positional.name ?? defaultNodeName(workerId),
+    rootDir: path.resolve(opts.rootDir ?? process.cwd()),
+    leaseSeconds,
+    // The margin scales with short leases so a 2 s lease still renews before it is distrusted.
+    marginSeconds: Math.min(NODE_DEFAULTS.marginSeconds, leaseSeconds / 4),
+    recoveryDelaySeconds: NODE_DEFAULTS.recoveryDelaySeconds,
+    killGraceMs: opts.killGrace,
+    outputLimit: opts.outputLimit,
+    shutdown: opts.shutdown,
+    migrate: opts.migrate,
+    logger,
+  };
+}
+
+export function makeLogger(level: string): Logger {
+  return pino({ level, base: { pid: process.pid } });
+}
+
+/** Runs a node until it stops: SIGTERM/SIGINT start the shutdown; a second one escalates. */
+export async function runNode(options: NodeOptions, onStarted?: () => void): Promise<void> {
+  const node = new TaskNode(options);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    options.logger.info({ signal }, signals === 1 ? 'signal received: stopping' : 'second signal: cancelling running tasks');
+    void node.shutdown(signals === 1 ? options.shutdown : 'cancel', `node received ${signal}`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await node.start();
+    onStarted?.();
+    await node.exited;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+export function registerNode(program: Command, ctx: CliContext): void {
+  addNodeOptions(
+    program
+      .command('node')
+      .description('run a node: hold a worker lease and run its group\'s tasks as OS processes')
+      .usage('[options] [worker_id [group_id [max_task_count [node_name]]]]')
+      .argument('[worker_id]', 'the seed\'s positional form of --worker-id', (v) => parseInteger(v, 'worker_id'))
+      .argument('[group_id]', 'positional --group', (v) => parseInteger(v, 'group_id'))
+      .argument('[max_task_count]', 'positional --max-tasks', (v) => parsePositive(v, 'max_task_count'))
+      .argument('[node_name]', 'positional --name'),
+  ).action(async (workerId: number | undefined, group: number | undefined, maxTasks: number | undefined, name: string | undefined, opts: NodeCliOptions) => {
+    const logger = makeLogger(opts.logLevel);
+    const options = buildNodeOptions(opts, { workerId, group, maxTasks, name }, ctx.schema(), logger);
+    await runNode(options);
+  });
+}

@@ -1,0 +1,77 @@
+// add, queue, cancel, show, ls: thin over TaskClient.
+import { Option, type Command } from 'commander';
+import { formatTask, formatTaskTable } from '../format.js';
+import { print, printJson } from '../io.js';
+import type { CliContext } from '../context.js';
+import { parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
+import type { TaskState } from '../../client/types.js';
+
+export function registerTaskCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('add')
+    .description('insert a task (in AW, ready to run, unless --draft) and print its id')
+    .usage('[options] -- CMD [ARGS...]')
+    .argument('<command...>', 'the program and its arguments; an argument "%TASK" becomes the task id')
+    .option('--group <n>', 'group of nodes that may run it', (v) => parseInteger(v, '--group'), 0)
+    .option('--priority <n>', 'smaller runs first', (v) => parseInteger(v, '--priority'), 0)
+    .option('--worker <id>', 'only this worker may run it', (v) => parseInteger(v, '--worker'))
+    .option('--draft', 'insert in DR (draft); queue it later with "pg-tasks queue ID"')
+    .option('--cwd <dir>', "working directory, absolute or relative to the node's --root-dir")
+    .option('--params <json>', 'JSON handed to the process in PG_TASKS_PARAMS', parseJson)
+    .option('--json', 'print the whole row as JSON')
+    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; json?: boolean }) => {
+      const task = await ctx.withClient((c) =>
+        c.add({ command, groupId: opts.group, priority: opts.priority, draft: opts.draft ?? false, cwd: opts.cwd ?? null, params: opts.params, workerId: opts.worker ?? null }),
+      );
+      if (opts.json) printJson(ctx.io, task);
+      else print(ctx.io, String(task.id));
+    });
+
+  program
+    .command('queue')
+    .description('queue a draft (DR) or ended (C*) task for any worker of its group')
+    .argument('<id>', 'task id', parseTaskId)
+    .option('--json', 'print the row as JSON')
+    .action(async (id: number, opts: { json?: boolean }) => {
+      const task = await ctx.withClient((c) => c.queue(id));
+      if (opts.json) printJson(ctx.io, task);
+      else print(ctx.io, `task ${task.id} is ${task.state_id}`);
+    });
+
+  program
+    .command('cancel')
+    .description('cancel a waiting or executing task; an executing one has its process group killed')
+    .argument('<id>', 'task id', parseTaskId)
+    .option('--json', 'print the row as JSON')
+    .action(async (id: number, opts: { json?: boolean }) => {
+      const task = await ctx.withClient((c) => c.cancel(id));
+      if (opts.json) printJson(ctx.io, task);
+      else print(ctx.io, `task ${task.id} is ${task.state_id}`);
+    });
+
+  program
+    .command('show')
+    .description('show one task: state, command, exit, error and output tail')
+    .argument('<id>', 'task id', parseTaskId)
+    .option('--json', 'print the row as JSON')
+    .action(async (id: number, opts: { json?: boolean }) => {
+      const task = await ctx.withClient((c) => c.get(id));
+      if (opts.json) printJson(ctx.io, task);
+      else print(ctx.io, formatTask(task));
+    });
+
+  program
+    .command('ls')
+    .description('list tasks, newest first')
+    .addOption(new Option('--state <code>', 'only this state: DR AW AE AC CS CF CC').argParser(parseState))
+    .option('--group <n>', 'only this group', (v) => parseInteger(v, '--group'))
+    .option('--limit <n>', 'at most this many', (v) => parsePositive(v, '--limit'), 50)
+    .option('--json', 'print the rows as JSON')
+    .action(async (opts: { state?: TaskState; group?: number; limit: number; json?: boolean }) => {
+      const tasks = await ctx.withClient((c) =>
+        c.list({ ...(opts.state ? { state: opts.state } : {}), ...(opts.group !== undefined ? { groupId: opts.group } : {}), limit: opts.limit }),
+      );
+      if (opts.json) printJson(ctx.io, tasks);
+      else print(ctx.io, tasks.length === 0 ? 'no tasks' : formatTaskTable(tasks));
+    });
+}

@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { TaskClient } from '../client/client.js';
+import { resolveSchema } from '../db/connection.js';
+import type { CliIo } from './io.js';
+
+export interface GlobalOptions {
+  schema?: string;
+}
+
+export interface CliContext {
+  io: CliIo;
+  /** The schema chosen by --schema, PGTASKS_SCHEMA or the default. */
+  schema(): string;
+  /** Runs fn with a client, closing it afterwards. */
+  withClient<T>(fn: (client: TaskClient) => Promise<T>): Promise<T>;
+}
+
+export function makeContext(program: Command, io: CliIo): CliContext {
+  const schema = (): string => resolveSchema(program.opts<GlobalOptions>().schema);
+  return {
+    io,
+    schema,
+    async withClient(fn) {
+      const client = new TaskClient({ schema: schema() });
+      try {
+        return await fn(client);
+      } finally {
+        await client.close();
+      }
+    },
+  };
+}

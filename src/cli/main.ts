@@ -1,0 +1,64 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { describeError } from '../db/errors.js';
+import { makeContext } from './context.js';
+import { CliError, type CliIo } from './io.js';
+import { registerMigrate } from './commands/migrate.js';
+import { registerNode } from './commands/node.js';
+import { registerStart } from './commands/start.js';
+import { registerTaskCommands } from './commands/tasks.js';
+
+const ENVIRONMENT_HELP = `
+Environment:
+  DATABASE_URL        postgres://user:password@host:port/database (overrides the PG* variables)
+  PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE
+                      the standard PostgreSQL connection variables, used without DATABASE_URL
+  PGTASKS_SCHEMA      schema of the pg-tasks tables (default long_task; --schema overrides it)
+  PGTASKS_LOG_LEVEL   node log level (default info)`;
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('pg-tasks')
+    .description('Run OS processes as tasks, driven by rows in PostgreSQL.')
+    .option('--schema <name>', 'schema of the pg-tasks tables (default: PGTASKS_SCHEMA or long_task)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    });
+  const ctx = makeContext(program, io);
+  registerStart(program, ctx);
+  registerNode(program, ctx);
+  registerMigrate(program, ctx);
+  registerTaskCommands(program, ctx);
+  for (const command of [program, ...program.commands]) {
+    command.addHelpText('after', ENVIRONMENT_HELP);
+    command.exitOverride();
+    command.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  }
+  return program;
+}
+
+/** Runs the CLI; returns the exit code instead of exiting, so tests can call it. */
+export async function run(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    const message = error instanceof CliError ? error.message : describeError(error, safeSchema(program));
+    io.stderr.write(`pg-tasks: ${message}\n`);
+    return error instanceof CliError ? error.exitCode : 1;
+  }
+}
+
+function safeSchema(program: Command): string | undefined {
+  return program.opts<{ schema?: string }>().schema ?? process.env.PGTASKS_SCHEMA ?? 'long_task';
+}
+
+// Run when executed directly (tsx src/cli/main.ts); bin/pg-tasks.js calls run() itself.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.exitCode = await run(process.argv.slice(2));
+}

@@ -1,0 +1,52 @@
+import { InvalidArgumentError } from 'commander';
+import { TASK_STATES, type TaskState } from '../client/types.js';
+
+export function parseInteger(value: string, what = 'value'): number {
+  if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError(`${what} must be an integer, got "${value}"`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || Math.abs(n) > 2 ** 31 - 1) throw new InvalidArgumentError(`${what} is out of range: ${value}`);
+  return n;
+}
+
+export function parseNonNegative(value: string, what = 'value'): number {
+  const n = parseInteger(value, what);
+  if (n < 0) throw new InvalidArgumentError(`${what} must not be negative, got ${value}`);
+  return n;
+}
+
+export function parsePositive(value: string, what = 'value'): number {
+  const n = parseInteger(value, what);
+  if (n < 1) throw new InvalidArgumentError(`${what} must be at least 1, got ${value}`);
+  return n;
+}
+
+export function parseTaskId(value: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`a task id is a positive integer, got "${value}"`);
+  return n;
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** "500ms", "10s", "2m", "1h"; a bare number is seconds. Returns milliseconds. */
+export function parseDuration(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`expected a duration like 500ms, 10s, 2m or 1h, got "${value}"`);
+  return Math.round(Number(match[1]) * UNITS[match[2] ?? 's']!);
+}
+
+export function parseState(value: string): TaskState {
+  const state = value.toUpperCase();
+  if (!(state in TASK_STATES)) {
+    throw new InvalidArgumentError(`unknown state "${value}": one of ${Object.keys(TASK_STATES).join(', ')}`);
+  }
+  return state as TaskState;
+}
+
+export function parseJson(value: string): unknown {
+  try {
+    return JSON.parse(value) as unknown;
+  } catch (error) {
+    throw new InvalidArgumentError(`not valid JSON: ${(error as Error).message}`);
+  }
+}

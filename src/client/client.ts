@@ -1,0 +1,86 @@
+import pg from 'pg';
+import { poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
+import { loadQueries, type Queries } from '../db/queries.js';
+import type { AddTaskInput, ListOptions, Task } from './types.js';
+
+export class TaskNotFoundError extends Error {
+  constructor(id: number) {
+    super(`task ${id} not found`);
+    this.name = 'TaskNotFoundError';
+  }
+}
+
+export class StateChangeRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateChangeRefusedError';
+  }
+}
+
+/**
+ * The TypeScript API: a thin layer over the same rows that plain SQL writes. Every state
+ * change goes through the table's triggers, like any other writer's.
+ */
+export class TaskClient {
+  readonly schema: string;
+  private readonly queries: Queries;
+  private readonly pool: pg.Pool;
+
+  constructor(options: ConnectionOptions & { pool?: pg.Pool } = {}) {
+    this.schema = resolveSchema(options.schema);
+    this.queries = loadQueries(this.schema);
+    this.pool = options.pool ?? new pg.Pool(poolConfig(options, { max: 2 }));
+  }
+
+  async add(input: AddTaskInput): Promise<Task> {
+    if (input.command.length === 0 || !input.command[0]) throw new Error('a task needs a command');
+    const { rows } = await this.pool.query<Task>(this.queries.insertTask, [
+      input.command,
+      input.groupId ?? 0,
+      input.priority ?? 0,
+      input.draft ? 'DR' : 'AW',
+      input.cwd ?? null,
+      input.params === undefined ? null : JSON.stringify(input.params),
+      input.workerId ?? null,
+    ]);
+    return rows[0]!;
+  }
+
+  /** Queues a draft or ended task for any worker of its group (the seed's re-queue). */
+  async queue(id: number): Promise<Task> {
+    const { rows } = await this.pool.query<Task>(this.queries.queueTask, [id]);
+    if (rows[0]) return rows[0];
+    const task = await this.get(id);
+    if (task.state_id === 'AW') return task;
+    throw new StateChangeRefusedError(
+      `task ${id} is ${task.state_id}: only a draft (DR) or ended (C*) task can be queued`,
+    );
+  }
+
+  /** Cancels a waiting task (it becomes CC at once) or an executing one (its process is killed). */
+  async cancel(id: number): Promise<Task> {
+    const { rows } = await this.pool.query<Task>(this.queries.cancelTask, [id]);
+    if (rows[0]) return rows[0];
+    const task = await this.get(id);
+    throw new StateChangeRefusedError(`can't cancel an inactive task (task ${id} is ${task.state_id})`);
+  }
+
+  async get(id: number): Promise<Task> {
+    const { rows } = await this.pool.query<Task>(this.queries.getTask, [id]);
+    if (!rows[0]) throw new TaskNotFoundError(id);
+    return rows[0];
+  }
+
+  async list(options: ListOptions = {}): Promise<Task[]> {
+    const { rows } = await this.pool.query<Task>(this.queries.listTasks, [
+      options.state ?? null,
+      options.groupId ?? null,
+      options.limit ?? 50,
+    ]);
+    return rows;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

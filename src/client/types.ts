@@ -1,0 +1,57 @@
+export type TaskState = 'DR' | 'AW' | 'AE' | 'AC' | 'CS' | 'CF' | 'CC';
+
+export const TASK_STATES: Record<TaskState, string> = {
+  DR: 'Draft',
+  AW: 'Waiting',
+  AE: 'Executing',
+  AC: 'Cancelling',
+  CS: 'Completed',
+  CF: 'Failed',
+  CC: 'Cancelled',
+};
+
+/** A row of the task table. */
+export interface Task {
+  id: number;
+  params: unknown;
+  state_id: TaskState;
+  priority: number;
+  group_id: number;
+  worker_id: number | null;
+  error: string | null;
+  command: string[];
+  cwd: string | null;
+  started: Date | null;
+  created: Date;
+  last_state_change: Date;
+  next_start: Date | null;
+  shed_period_id: string | null;
+  shed_period_count: number | null;
+  shed_clone: boolean;
+  shed_parent_id: number | null;
+  finished: Date | null;
+  exit_code: number | null;
+  exit_signal: string | null;
+  pid: number | null;
+  node_name: string | null;
+  output: string | null;
+  lease_epoch: number | null;
+}
+
+export interface AddTaskInput {
+  command: string[];
+  groupId?: number;
+  priority?: number;
+  /** Insert in DR instead of AW. */
+  draft?: boolean;
+  cwd?: string | null;
+  params?: unknown;
+  /** Only this worker may run it. */
+  workerId?: number | null;
+}
+
+export interface ListOptions {
+  state?: TaskState;
+  groupId?: number;
+  limit?: number;
+}

@@ -1,0 +1,46 @@
+import pg from 'pg';
+
+// bigint ids (int8) come back as strings by default; task ids stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export interface ConnectionOptions {
+  /** A postgres:// URL. Defaults to DATABASE_URL; without it, the standard PG* variables apply. */
+  connectionString?: string | undefined;
+  /** Schema holding the tables. Defaults to PGTASKS_SCHEMA or long_task. */
+  schema?: string | undefined;
+}
+
+export const DEFAULT_SCHEMA = 'long_task';
+
+export function resolveSchema(schema?: string): string {
+  const name = schema ?? process.env.PGTASKS_SCHEMA ?? DEFAULT_SCHEMA;
+  // Any name PostgreSQL accepts as an identifier works: it is always quoted.
+  if (name.length === 0 || Buffer.byteLength(name) > 63) {
+    throw new Error(`invalid schema name "${name}": 1 to 63 bytes`);
+  }
+  return name;
+}
+
+export function poolConfig(options: ConnectionOptions, extra: pg.PoolConfig = {}): pg.PoolConfig {
+  const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+  return {
+    ...(connectionString ? { connectionString } : {}),
+    application_name: 'pg-tasks',
+    connectionTimeoutMillis: 10_000,
+    ...extra,
+  };
+}
+
+export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
+  const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+  return {
+    ...(connectionString ? { connectionString } : {}),
+    application_name: 'pg-tasks',
+    connectionTimeoutMillis: 10_000,
+  };
+}
+
+/** Quotes an identifier for the one place SQL text is substituted: the schema name. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

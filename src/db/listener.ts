@@ -1,0 +1,101 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { quoteIdent } from './connection.js';
+
+export interface Notification {
+  /** queued, cancel or worker; unknown kinds are ignored. */
+  e: string;
+  g?: number;
+  w?: number | null;
+}
+
+/**
+ * One dedicated connection that LISTENs on the schema's channel. When the connection drops
+ * it reconnects with backoff and jitter and emits 'connected' again, so that the owner
+ * re-reads the rows: a notification sent while nobody listened is lost for good.
+ *
+ * Events: 'notification' (Notification), 'connected', 'disconnected' (Error).
+ */
+export class Listener extends EventEmitter {
+  private client: pg.Client | null = null;
+  private stopped = false;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly config: pg.ClientConfig,
+    private readonly channel: string,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  /** Resolves once listening for the first time; rejects if that first attempt fails. */
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ ...this.config, keepAlive: true });
+    client.on('notification', (message) => {
+      if (message.channel !== this.channel || !message.payload) return;
+      try {
+        this.emit('notification', JSON.parse(message.payload) as Notification);
+      } catch {
+        this.log.warn({ payload: message.payload }, 'ignored a notification that is not JSON');
+      }
+    });
+    client.on('error', (error) => this.onLost(client, error));
+    client.on('end', () => this.onLost(client, new Error('connection ended')));
+    await client.connect();
+    await client.query(`LISTEN ${quoteIdent(this.channel)}`);
+    if (this.stopped) {
+      await client.end();
+      return;
+    }
+    this.client = client;
+    if (this.attempt > 0) this.log.info({ attempts: this.attempt }, 'listener reconnected');
+    this.attempt = 0;
+    this.emit('connected');
+  }
+
+  private onLost(client: pg.Client, error: Error): void {
+    if (this.client !== client || this.stopped) return;
+    this.client = null;
+    client.removeAllListeners('end');
+    client.end().catch(() => undefined);
+    this.log.warn({ err: error.message }, 'listener connection lost; reconnecting');
+    this.emit('disconnected', error);
+    this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped) return;
+    // 0.1 s, 0.2 s, 0.4 s … capped at 10 s, each ±30 % so a cluster does not reconnect in step.
+    const base = Math.min(100 * 2 ** this.attempt, 10_000);
+    const delay = base * (0.7 + Math.random() * 0.6);
+    this.attempt++;
+    this.retryTimer = setTimeout(() => {
+      this.connect().catch((error: Error) => {
+        this.log.debug({ err: error.message, attempt: this.attempt }, 'listener reconnect failed');
+        this.scheduleRetry();
+      });
+    }, delay);
+  }
+
+  get connected(): boolean {
+    return this.client !== null;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const client = this.client;
+    this.client = null;
+    if (client) {
+      client.removeAllListeners('end');
+      await client.end().catch(() => undefined);
+    }
+  }
+}

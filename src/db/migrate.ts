@@ -1,0 +1,101 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { SQL_DIR } from './queries.js';
+import { quoteIdent } from './connection.js';
+
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export class SchemaTooNewError extends Error {
+  constructor(schema: string, found: number, known: number) {
+    super(
+      `schema "${schema}" is at migration ${found}, newer than this pg-tasks knows (${known}): ` +
+        'upgrade pg-tasks on this host before running it against this database',
+    );
+    this.name = 'SchemaTooNewError';
+  }
+}
+
+/** The numbered files of src/sql/migrations, in order: 000001_schema.sql, 000002_... */
+export function loadMigrations(): Migration[] {
+  const dir = path.join(SQL_DIR, 'migrations');
+  const migrations = readdirSync(dir)
+    .filter((file) => /^\d{6}_[\w-]+\.sql$/.test(file))
+    .sort()
+    .map((file) => ({
+      id: Number(file.slice(0, 6)),
+      name: file.replace(/\.sql$/, ''),
+      sql: readFileSync(path.join(dir, file), 'utf8'),
+    }));
+  migrations.forEach((migration, index) => {
+    if (migration.id !== index + 1) throw new Error(`migration ${migration.name} is out of sequence`);
+  });
+  return migrations;
+}
+
+export interface MigrateResult {
+  /** Version before and after. */
+  from: number;
+  to: number;
+  applied: string[];
+}
+
+/**
+ * Brings the schema up to the newest migration this package ships (or `target`).
+ * A session advisory lock serialises concurrent migrators: the second one waits, then finds
+ * nothing left to do. Each migration runs in its own transaction with its record.
+ */
+export async function migrate(
+  client: pg.ClientBase,
+  schema: string,
+  options: { target?: number } = {},
+): Promise<MigrateResult> {
+  const migrations = loadMigrations();
+  const known = migrations.length;
+  const target = options.target ?? known;
+  const ident = quoteIdent(schema);
+  await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${ident}.migrations (
+         id         int         PRIMARY KEY,
+         name       text        NOT NULL,
+         applied_at timestamptz NOT NULL DEFAULT now()
+       )`,
+    );
+    const from = await currentVersion(client, schema);
+    if (from > known) throw new SchemaTooNewError(schema, from, known);
+    const applied: string[] = [];
+    for (const migration of migrations) {
+      if (migration.id <= from || migration.id > target) continue;
+      await client.query('BEGIN');
+      try {
+        await client.query(migration.sql.replaceAll('{{schema}}', ident));
+        await client.query(`INSERT INTO ${ident}.migrations (id, name) VALUES ($1, $2)`, [
+          migration.id,
+          migration.name,
+        ]);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
+      }
+      applied.push(migration.name);
+    }
+    return { from, to: Math.max(from, Math.min(target, known)), applied };
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
+  }
+}
+
+export async function currentVersion(client: pg.ClientBase, schema: string): Promise<number> {
+  const { rows } = await client.query<{ version: number | null }>(
+    `SELECT max(id) AS version FROM ${quoteIdent(schema)}.migrations`,
+  );
+  return rows[0]?.version ?? 0;
+}

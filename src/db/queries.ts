@@ -1,0 +1,63 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { quoteIdent } from './connection.js';
+
+// src/db and dist/db both sit two levels below the package root; the SQL ships in src/sql.
+export const SQL_DIR = fileURLToPath(new URL('../../src/sql/', import.meta.url));
+
+const QUERY_NAMES = [
+  'claimTasks', 'recordPids', 'finishTasks', 'cancelRequests', 'insertTask', 'queueTask',
+  'cancelTask', 'getTask', 'listTasks',
+  'ensureWorker', 'lockWorker', 'recoverWorker', 'takeLease', 'renewLease', 'releaseLease',
+  'readWorker',
+] as const;
+
+export type QueryName = (typeof QUERY_NAMES)[number];
+export type Queries = Record<QueryName, string>;
+
+/** Splits a file of "-- name: x" blocks into named statements. */
+export function parseNamedQueries(text: string): Map<string, string> {
+  const queries = new Map<string, string>();
+  let name: string | undefined;
+  let body: string[] = [];
+  const flush = (): void => {
+    if (name !== undefined) queries.set(name, body.join('\n').trim().replace(/;\s*$/, ''));
+  };
+  for (const line of text.split('\n')) {
+    const match = /^--\s*name:\s*(\w+)\s*$/.exec(line);
+    if (match) {
+      flush();
+      name = match[1];
+      body = [];
+    } else if (name !== undefined) {
+      body.push(line);
+    }
+  }
+  flush();
+  return queries;
+}
+
+const cache = new Map<string, Queries>();
+
+/** Every runtime statement, with the schema identifier substituted once. */
+export function loadQueries(schema: string): Queries {
+  const cached = cache.get(schema);
+  if (cached) return cached;
+  const dir = path.join(SQL_DIR, 'queries');
+  const all = new Map<string, string>();
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
+    for (const [name, sql] of parseNamedQueries(readFileSync(path.join(dir, file), 'utf8'))) {
+      if (all.has(name)) throw new Error(`query ${name} is defined twice (${file})`);
+      all.set(name, sql.replaceAll('{{schema}}', quoteIdent(schema)));
+    }
+  }
+  const queries = {} as Queries;
+  for (const name of QUERY_NAMES) {
+    const sql = all.get(name);
+    if (sql === undefined) throw new Error(`query ${name} is missing from ${dir}`);
+    queries[name] = sql;
+  }
+  cache.set(schema, queries);
+  return queries;
+}

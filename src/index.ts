@@ -1,0 +1,8 @@
+export { TaskClient, TaskNotFoundError, StateChangeRefusedError } from './client/client.js';
+export type { Task, TaskState, AddTaskInput, ListOptions } from './client/types.js';
+export { TASK_STATES } from './client/types.js';
+export { TaskNode } from './node/node.js';
+export type { NodeOptions, ShutdownMode } from './node/options.js';
+export { NODE_DEFAULTS } from './node/options.js';
+export { migrate, SchemaTooNewError } from './db/migrate.js';
+export { startEmbedded } from './embedded/index.js';

@@ -1,0 +1,121 @@
+import os from 'node:os';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Queries } from '../db/queries.js';
+
+export interface LeaseOptions {
+  workerId: number;
+  groupId: number;
+  maxTasks: number;
+  nodeName: string;
+  /** Seconds a lease lasts; it is renewed every half of it. */
+  leaseSeconds: number;
+  /** Seconds before the lease ends at which the node stops trusting it (fencing margin). */
+  marginSeconds: number;
+  /** Seconds a lapsed lease of an active worker waits before a node recovers it. */
+  recoveryDelaySeconds: number;
+}
+
+export type TakeResult =
+  | { taken: true; epoch: number; stop: number; recovered: boolean }
+  | { taken: false; heldBy: string | null; lockedUntil: Date | null };
+
+export interface RenewResult {
+  stop: number;
+  hasWaiting: boolean;
+  hasCancels: boolean;
+}
+
+/**
+ * The lease of one worker row. A term is identified by lease_epoch, which every take-over
+ * increments; renewals and releases apply only to the term held. The node trusts its lease
+ * until (start of the last successful renewal) + lease − margin on its own monotonic clock,
+ * which always ends before the database's locked_until does.
+ */
+export class Lease {
+  epoch: number | null = null;
+  private trustedUntilMs = 0;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queries: Queries,
+    private readonly options: LeaseOptions,
+    private readonly log: Logger,
+  ) {}
+
+  get held(): boolean {
+    return this.epoch !== null && performance.now() < this.trustedUntilMs;
+  }
+
+  /** Milliseconds left before the node must consider its lease lost. */
+  remainingMs(): number {
+    return this.trustedUntilMs - performance.now();
+  }
+
+  async take(now: Date | null = null): Promise<TakeResult> {
+    const o = this.options;
+    const q = this.queries;
+    const sentAt = performance.now();
+    await this.pool.query(q.ensureWorker, [o.workerId, o.groupId]);
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ held: boolean; failed: boolean; active: boolean; node_name: string | null; locked_until: Date | null }>(
+        q.lockWorker,
+        [o.workerId, o.recoveryDelaySeconds, now],
+      );
+      const row = rows[0]!;
+      if (row.held || (row.active && !row.failed)) {
+        await client.query('ROLLBACK');
+        return { taken: false, heldBy: row.node_name, lockedUntil: row.locked_until };
+      }
+      // An active row with a lapsed lease is a failed worker: its tasks have no one
+      // answering for them. The recovery policy runs once, in the take-over's transaction.
+      if (row.failed) await client.query(q.recoverWorker, [o.workerId]);
+      const taken = await client.query<{ lease_epoch: number; stop: number }>(q.takeLease, [
+        o.workerId, o.leaseSeconds, now, o.nodeName, os.hostname(), process.pid, o.groupId, o.maxTasks,
+      ]);
+      await client.query('COMMIT');
+      const { lease_epoch: epoch, stop } = taken.rows[0]!;
+      this.epoch = epoch;
+      this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
+      if (row.failed) this.log.warn({ worker: o.workerId, previousNode: row.node_name }, 'recovered failed worker');
+      return { taken: true, epoch, stop, recovered: row.failed };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Renews the held term; null when the lease was lost (another term began). */
+  async renew(taskCount: number): Promise<RenewResult | null> {
+    if (this.epoch === null) return null;
+    const o = this.options;
+    const sentAt = performance.now();
+    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean }>(
+      this.queries.renewLease,
+      [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId],
+    );
+    const row = rows[0];
+    if (!row) {
+      this.epoch = null;
+      return null;
+    }
+    this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
+    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels };
+  }
+
+  async release(clearStop: boolean): Promise<void> {
+    if (this.epoch === null) return;
+    await this.pool.query(this.queries.releaseLease, [this.options.workerId, this.epoch, clearStop]);
+    this.epoch = null;
+  }
+
+  /** Forget the lease locally (fencing): from now on nothing is written under it. */
+  drop(): void {
+    this.epoch = null;
+    this.trustedUntilMs = 0;
+  }
+}

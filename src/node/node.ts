@@ -1,0 +1,424 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { clientConfig, poolConfig, resolveSchema } from '../db/connection.js';
+import { describeError } from '../db/errors.js';
+import { Listener, type Notification } from '../db/listener.js';
+import { migrate } from '../db/migrate.js';
+import { loadQueries, type Queries } from '../db/queries.js';
+import { Lease } from './lease.js';
+import type { NodeOptions, ShutdownMode } from './options.js';
+import { ResultWriter, type TaskOutcome } from './result-writer.js';
+import { TaskProcess, type ProcessResult, type TaskSpec } from './task-process.js';
+
+interface ClaimedRow {
+  id: number;
+  command: string[];
+  cwd: string | null;
+  params: unknown;
+  priority: number;
+  last_state_change: Date;
+}
+
+/** Why the node itself ended a task, and what the task becomes. */
+interface KillReason {
+  state: 'CC' | 'CF';
+  error: string;
+}
+
+export type NodeState = 'starting' | 'standby' | 'active' | 'stopping' | 'stopped';
+
+const ERROR_TAIL = 2_000;
+
+/**
+ * A pg-tasks node: serves one worker id of one group. The parts are wired here:
+ * Lease (who may run the worker), Listener (wake-ups), the claim, TaskProcess (the OS
+ * processes) and ResultWriter (batched writes back). See docs/node.md.
+ */
+export class TaskNode {
+  state: NodeState = 'starting';
+  /** The worker row's stop code as last read. */
+  stopCode = 0;
+  readonly schema: string;
+  readonly exited: Promise<void>;
+
+  private readonly log: Logger;
+  private readonly queries: Queries;
+  private pool: pg.Pool | null = null;
+  private listener: Listener | null = null;
+  private lease: Lease | null = null;
+  private writer: ResultWriter | null = null;
+  private readonly running = new Map<number, { proc: TaskProcess; epoch: number }>();
+  private readonly killReasons = new Map<number, KillReason>();
+
+  // A hint that waiting work may exist. Every hint bumps hintSeq, so a claim that comes back
+  // short clears the hint only if no new hint arrived while it ran.
+  private queueHint = true;
+  private hintSeq = 0;
+  private claiming = false;
+  private claimAgain = false;
+  private claimScheduled = false;
+
+  private renewTimer: NodeJS.Timeout | null = null;
+  private fenceTimer: NodeJS.Timeout | null = null;
+  private retryClaimTimer: NodeJS.Timeout | null = null;
+  private wakeStandby: (() => void) | null = null;
+  private idleWaiters: Array<() => void> = [];
+  private stopping = false;
+  private resolveExited!: () => void;
+
+  constructor(readonly options: NodeOptions) {
+    this.schema = resolveSchema(options.schema);
+    this.queries = loadQueries(this.schema);
+    this.log = options.logger.child({ worker: options.workerId, group: options.groupId });
+    this.exited = new Promise((resolve) => {
+      this.resolveExited = resolve;
+    });
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Connects, migrates, listens, then holds the lease (waiting as a standby if needed). */
+  async start(): Promise<void> {
+    const o = this.options;
+    const pool = new pg.Pool(poolConfig({ connectionString: o.connectionString }, { max: 4 }));
+    // An idle pooled connection that drops is not the node's failure; the next query reconnects.
+    pool.on('error', (error) => this.log.warn({ err: error.message }, 'idle database connection lost'));
+    this.pool = pool;
+    try {
+      if (o.migrate) {
+        const client = await pool.connect();
+        try {
+          const result = await migrate(client, this.schema);
+          if (result.applied.length > 0) this.log.info({ applied: result.applied }, 'migrated');
+        } finally {
+          client.release();
+        }
+      }
+      this.writer = new ResultWriter(pool, this.queries, o.workerId, this.log);
+      this.lease = new Lease(pool, this.queries, o, this.log);
+      const listener = new Listener(clientConfig({ connectionString: o.connectionString }), this.schema, this.log);
+      listener.on('notification', (n: Notification) => this.onNotification(n));
+      listener.on('connected', () => this.resync());
+      this.listener = listener;
+      await listener.start();
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+    void this.acquire();
+  }
+
+  /** Takes the lease, retrying as a standby while another node holds it. */
+  private async acquire(): Promise<void> {
+    const o = this.options;
+    let announced = false;
+    let backoff = 100;
+    while (!this.stopping) {
+      try {
+        const result = await this.lease!.take();
+        backoff = 100;
+        if (result.taken) {
+          this.writer!.dropStale(result.epoch);
+          this.state = 'active';
+          this.log.info({ epoch: result.epoch, maxTasks: o.maxTasks, node: o.nodeName }, 'lease taken; node active');
+          this.armFence();
+          this.renewTimer = setInterval(() => void this.renew(), (o.leaseSeconds * 1000) / 2);
+          this.applyStop(result.stop, true);
+          this.resync();
+          return;
+        }
+        this.state = 'standby';
+        if (!announced) {
+          this.log.info({ heldBy: result.heldBy, lockedUntil: result.lockedUntil }, 'worker is held by another node; standing by');
+          announced = true;
+        }
+        await this.sleepStandby((o.leaseSeconds * 1000) / 4);
+      } catch (error) {
+        this.log.warn({ err: describeError(error, this.schema) }, 'could not take the lease; retrying');
+        await this.sleepStandby(backoff);
+        backoff = Math.min(backoff * 2, 5_000);
+      }
+    }
+  }
+
+  private sleepStandby(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeStandby = done;
+    });
+  }
+
+  private async renew(): Promise<void> {
+    const lease = this.lease!;
+    if (lease.epoch === null) return;
+    try {
+      const result = await lease.renew(this.running.size);
+      if (!result) {
+        this.loseLease('another node took over this worker');
+        return;
+      }
+      this.armFence();
+      this.applyStop(result.stop);
+      if (result.hasWaiting) this.hint();
+      if (result.hasCancels) void this.checkCancels();
+    } catch (error) {
+      // The fence timer decides when this becomes fatal.
+      this.log.warn({ err: describeError(error), trustedForMs: Math.round(lease.remainingMs()) }, 'lease renewal failed');
+    }
+  }
+
+  /** Fencing: when the lease can no longer be trusted, nothing of this term may run on. */
+  private armFence(): void {
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    this.fenceTimer = setTimeout(() => {
+      if (!this.lease!.held) this.loseLease('could not renew the lease in time');
+    }, Math.max(this.lease!.remainingMs(), 0));
+  }
+
+  private loseLease(reason: string): void {
+    if (this.state !== 'active' && this.state !== 'stopping') return;
+    this.log.error({ reason }, 'lease lost: killing running tasks and standing by');
+    this.clearLeaseTimers();
+    this.lease!.drop();
+    for (const id of this.running.keys()) {
+      this.killTask(id, { state: 'CF', error: `Worker lost its lease: ${reason}` }, 0);
+    }
+    if (this.stopping) return;
+    this.state = 'standby';
+    void this.acquire();
+  }
+
+  private clearLeaseTimers(): void {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    this.renewTimer = null;
+    this.fenceTimer = null;
+  }
+
+  private onNotification(n: Notification): void {
+    const o = this.options;
+    if (n.e === 'queued' && n.g === o.groupId) this.hint();
+    else if (n.e === 'cancel' && n.w === o.workerId) void this.checkCancels();
+    else if (n.e === 'worker' && n.w === o.workerId) {
+      if (this.state === 'standby') this.wakeStandby?.();
+      else void this.refreshWorker();
+    }
+  }
+
+  /** After (re)connecting: notifications may have been missed, so read the rows again. */
+  private resync(): void {
+    if (this.state !== 'active') return;
+    this.hint();
+    void this.checkCancels();
+    void this.refreshWorker();
+  }
+
+  private hint(): void {
+    this.queueHint = true;
+    this.hintSeq++;
+    this.requestClaim();
+  }
+
+  private canClaim(): boolean {
+    return this.state === 'active' && !this.stopping && this.stopCode === 0 && this.lease!.held;
+  }
+
+  /** Claims run one at a time; requests arriving meanwhile fold into one more round. */
+  private requestClaim(): void {
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    if (this.claimScheduled) return;
+    // Deferred one turn so that a burst of exits frees all its slots before one claim.
+    this.claimScheduled = true;
+    setImmediate(() => {
+      this.claimScheduled = false;
+      void this.claimLoop();
+    });
+  }
+
+  private async claimLoop(): Promise<void> {
+    if (this.claiming) return;
+    this.claiming = true;
+    const o = this.options;
+    try {
+      do {
+        this.claimAgain = false;
+        while (this.queueHint && this.canClaim()) {
+          const free = o.maxTasks - this.running.size;
+          if (free <= 0) break;
+          const epoch = this.lease!.epoch!;
+          const seen = this.hintSeq;
+          const { rows } = await this.pool!.query<ClaimedRow>(this.queries.claimTasks, [
+            o.groupId, o.workerId, free, epoch, o.nodeName,
+          ]);
+          if (rows.length < free && this.hintSeq === seen) this.queueHint = false;
+          rows.sort((a, b) => a.priority - b.priority || +a.last_state_change - +b.last_state_change || a.id - b.id);
+          for (const row of rows) this.startTask(row, epoch);
+          if (rows.length === 0) break;
+        }
+      } while (this.claimAgain);
+    } catch (error) {
+      this.log.warn({ err: describeError(error, this.schema) }, 'claim failed; retrying');
+      if (!this.retryClaimTimer) {
+        this.retryClaimTimer = setTimeout(() => {
+          this.retryClaimTimer = null;
+          this.requestClaim();
+        }, 1_000);
+      }
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  private startTask(row: ClaimedRow, epoch: number): void {
+    const o = this.options;
+    const spec: TaskSpec = { id: row.id, command: row.command, cwd: row.cwd, params: row.params };
+    let proc: TaskProcess;
+    try {
+      proc = new TaskProcess(spec, { rootDir: o.rootDir, outputLimit: o.outputLimit });
+    } catch (error) {
+      // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
+      this.writer!.finish(epoch, {
+        id: row.id, state: 'CF', exitCode: null, signal: null, output: '',
+        error: `could not start the process: ${(error as Error).message}`,
+      });
+      this.requestClaim();
+      return;
+    }
+    this.running.set(row.id, { proc, epoch });
+    if (proc.pid !== undefined) this.writer!.recordPid(epoch, row.id, proc.pid);
+    this.log.debug({ task: row.id, pid: proc.pid }, 'task started');
+    void proc.done.then((result) => this.onProcessEnd(row.id, epoch, result));
+  }
+
+  private onProcessEnd(id: number, epoch: number, result: ProcessResult): void {
+    this.running.delete(id);
+    const reason = this.killReasons.get(id);
+    this.killReasons.delete(id);
+    const outcome = toOutcome(id, result, reason);
+    this.log.info({ task: id, state: outcome.state, exitCode: result.exitCode, signal: result.signal }, 'task ended');
+    this.writer!.finish(epoch, outcome);
+    if (this.running.size === 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+      if (this.stopCode === 2 && !this.stopping) void this.shutdown('drain', 'worker stop code 2', true);
+    }
+    this.requestClaim();
+  }
+
+  private killTask(id: number, reason: KillReason, graceMs = this.options.killGraceMs): void {
+    const entry = this.running.get(id);
+    if (!entry || this.killReasons.has(id)) return;
+    this.killReasons.set(id, reason);
+    void entry.proc.terminate(graceMs);
+  }
+
+  private async checkCancels(): Promise<void> {
+    const epoch = this.lease?.epoch;
+    if (epoch === null || epoch === undefined || this.running.size === 0) return;
+    try {
+      const { rows } = await this.pool!.query<{ id: number }>(this.queries.cancelRequests, [this.options.workerId, epoch]);
+      for (const { id } of rows) this.killTask(id, { state: 'CC', error: 'Cancelled' });
+    } catch (error) {
+      this.log.warn({ err: describeError(error) }, 'could not read cancellations');
+    }
+  }
+
+  private async refreshWorker(): Promise<void> {
+    try {
+      const { rows } = await this.pool!.query<{ stop: number }>(this.queries.readWorker, [this.options.workerId]);
+      if (rows[0]) this.applyStop(rows[0].stop);
+    } catch (error) {
+      this.log.warn({ err: describeError(error) }, 'could not read the worker row');
+    }
+  }
+
+  /** The worker row's stop code, written by users: see design §2. */
+  private applyStop(stop: number, initial = false): void {
+    const previous = this.stopCode;
+    this.stopCode = stop;
+    if (stop === previous && !initial) return;
+    if (stop === 0) {
+      if (!initial) this.log.info('stop code 0: claiming again');
+      this.hint();
+    } else if (stop === 1) {
+      this.log.info('stop code 1: no new tasks; running ones continue');
+    } else if (stop === 2) {
+      this.log.info({ running: this.running.size }, 'stop code 2: no new tasks; exiting when the running ones end');
+      if (this.running.size === 0) void this.shutdown('drain', 'worker stop code 2', true);
+    } else if (stop === 3) {
+      this.log.info({ running: this.running.size }, 'stop code 3: cancelling the running tasks, then exiting');
+      void this.shutdown('cancel', 'worker stop code 3', true);
+    }
+  }
+
+  /**
+   * Two-phase stop: claim nothing more; then end the running tasks (cancel) or wait for them
+   * (drain); write their results; release the lease. Calling it again while draining
+   * escalates to cancel. Resolves when the node has stopped.
+   */
+  async shutdown(mode: ShutdownMode = this.options.shutdown, reason = 'shutdown requested', clearStop = false): Promise<void> {
+    const cancelReason: KillReason = { state: 'CC', error: `Cancelled: ${reason}` };
+    if (this.stopping) {
+      if (mode === 'cancel') for (const id of this.running.keys()) this.killTask(id, cancelReason);
+      return this.exited;
+    }
+    this.stopping = true;
+    this.wakeStandby?.();
+    const wasActive = this.state === 'active';
+    this.state = 'stopping';
+    this.log.info({ mode, reason, running: this.running.size }, 'node stopping');
+    if (mode === 'cancel') for (const id of this.running.keys()) this.killTask(id, cancelReason);
+    if (this.running.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await this.flushResults();
+    this.clearLeaseTimers();
+    if (wasActive && this.lease?.epoch !== null) {
+      // Released only when every result is written: otherwise the row stays active, and
+      // whoever takes it over recovers those tasks.
+      if (this.writer!.pending === 0) {
+        await this.lease!.release(clearStop).catch((error: unknown) =>
+          this.log.warn({ err: describeError(error) }, 'could not release the lease'),
+        );
+      } else {
+        this.log.error({ pending: this.writer!.pending }, 'results not written; leaving the lease to lapse so the worker is recovered');
+      }
+    }
+    await this.close();
+    this.log.info('node stopped');
+  }
+
+  private async flushResults(): Promise<void> {
+    // Bounded: a database that stays down must not keep the node from exiting.
+    const deadline = performance.now() + 15_000;
+    while (this.writer && this.writer.pending > 0 && performance.now() < deadline) {
+      await this.writer.flush();
+      if (this.writer.pending > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  private async close(): Promise<void> {
+    this.clearLeaseTimers();
+    if (this.retryClaimTimer) clearTimeout(this.retryClaimTimer);
+    await this.listener?.stop();
+    await this.pool?.end().catch(() => undefined);
+    this.state = 'stopped';
+    this.resolveExited();
+  }
+}
+
+function toOutcome(id: number, result: ProcessResult, reason: KillReason | undefined): TaskOutcome {
+  const base = { id, exitCode: result.exitCode, signal: result.signal, output: result.output };
+  if (result.spawnError !== null) return { ...base, state: 'CF', error: result.spawnError };
+  if (reason) return { ...base, state: reason.state, error: reason.error };
+  if (result.exitCode === 0) return { ...base, state: 'CS', error: null };
+  const what = result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`;
+  const tail = result.output.slice(-ERROR_TAIL);
+  return { ...base, state: 'CF', error: tail ? `${what}\n${tail}` : what };
+}

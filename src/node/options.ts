@@ -1,0 +1,53 @@
+import os from 'node:os';
+import type { Logger } from 'pino';
+
+export type ShutdownMode = 'cancel' | 'drain';
+
+export interface NodeOptions {
+  /** Defaults to DATABASE_URL, then the PG* variables. */
+  connectionString?: string | undefined;
+  /** Defaults to PGTASKS_SCHEMA, then long_task. */
+  schema?: string | undefined;
+  workerId: number;
+  groupId: number;
+  /** Most processes running at once. */
+  maxTasks: number;
+  nodeName: string;
+  /** Where a task's relative cwd resolves, and the cwd of a task without one. */
+  rootDir: string;
+  /**
+   * Lease length in seconds, renewed every half of it. 20 s means 6 renewals a minute (an
+   * idle node's only statements) and a failed worker taken over after about 20 s + the
+   * recovery delay.
+   */
+  leaseSeconds: number;
+  /** The node stops trusting its lease this many seconds before it ends (fencing). */
+  marginSeconds: number;
+  /** Seconds a failed worker's lease must have lapsed before it is recovered. */
+  recoveryDelaySeconds: number;
+  /** Milliseconds between SIGTERM and SIGKILL when a task is ended. */
+  killGraceMs: number;
+  /** Bytes of each process's output kept in task.output. */
+  outputLimit: number;
+  /** On SIGTERM/SIGINT: cancel the running tasks, or wait for them. */
+  shutdown: ShutdownMode;
+  /** Apply migrations at start (default true). */
+  migrate: boolean;
+  logger: Logger;
+}
+
+export const NODE_DEFAULTS = {
+  groupId: 0,
+  maxTasks: 10,
+  leaseSeconds: 20,
+  marginSeconds: 3,
+  recoveryDelaySeconds: 2,
+  killGraceMs: 5_000,
+  outputLimit: 64 * 1024,
+  shutdown: 'cancel' as ShutdownMode,
+  migrate: true,
+};
+
+export function defaultNodeName(workerId: number): string {
+  return `${os.hostname()}:${process.pid}:w${workerId}`;
+}

@@ -1,0 +1,57 @@
+-- Runtime queries about workers and their leases. Time-based statements take $now, null
+-- meaning the database's now(), so tests can move time without sleeping.
+
+-- name: ensureWorker
+-- $1 worker, $2 group
+INSERT INTO {{schema}}.worker (id, group_id) VALUES ($1, $2)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: lockWorker
+-- Read the row under a lock, so that two nodes deciding to take it over decide in turn.
+-- $1 worker, $2 recovery delay (seconds), $3 now or null
+SELECT id, active, stop, node_name, lease_epoch, locked_until,
+       (active AND locked_until > coalesce($3::timestamptz, now())) AS held,
+       (active AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS failed
+  FROM {{schema}}.worker
+ WHERE id = $1
+   FOR UPDATE;
+
+-- name: recoverWorker
+SELECT {{schema}}.recover_worker_tasks($1);
+
+-- name: takeLease
+-- $1 worker, $2 lease (seconds), $3 now or null, $4 node name, $5 host, $6 pid, $7 group,
+-- $8 max tasks
+UPDATE {{schema}}.worker
+   SET active = true,
+       locked_until = coalesce($3::timestamptz, now()) + make_interval(secs => $2),
+       lease_epoch = lease_epoch + 1,
+       lease_taken = coalesce($3::timestamptz, now()),
+       node_name = $4, host = $5, pid = $6, group_id = $7, max_task_count = $8, task_count = 0
+ WHERE id = $1
+RETURNING lease_epoch, stop;
+
+-- name: renewLease
+-- Renews only the term the node holds ($2). No row back = the lease is lost. The renewal
+-- doubles as the node's safety resync at no extra statement: it also says whether work is
+-- waiting for the node or cancellations are pending, in case a notification was missed.
+-- $1 worker, $2 lease epoch, $3 lease (seconds), $4 running tasks, $5 now or null, $6 group
+UPDATE {{schema}}.worker w
+   SET locked_until = coalesce($5::timestamptz, now()) + make_interval(secs => $3),
+       task_count = $4
+ WHERE w.id = $1 AND w.lease_epoch = $2 AND w.active
+RETURNING w.stop,
+  EXISTS (SELECT 1 FROM {{schema}}.task t
+           WHERE t.state_id = 'AW' AND t.group_id = $6 AND (t.worker_id IS NULL OR t.worker_id = $1)) AS has_waiting,
+  EXISTS (SELECT 1 FROM {{schema}}.task t
+           WHERE t.state_id = 'AC' AND t.worker_id = $1 AND t.lease_epoch = $2) AS has_cancels;
+
+-- name: releaseLease
+-- $1 worker, $2 lease epoch, $3 clear the stop code (the node fulfilled a stop request)
+UPDATE {{schema}}.worker
+   SET active = false, locked_until = now(), task_count = 0,
+       stop = CASE WHEN $3::boolean THEN 0 ELSE stop END
+ WHERE id = $1 AND lease_epoch = $2;
+
+-- name: readWorker
+SELECT * FROM {{schema}}.worker WHERE id = $1;
