@@ -27,6 +27,13 @@ export function formatTask(task: Task): string {
   return lines.join('\n');
 }
 
+const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** One task, one line: control characters inside an argument (a newline...) are shown escaped. */
+function escapeControls(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => CONTROL_ESCAPES[c] ?? `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+}
+
 /** `pg-tasks ls`: one task a line. */
 export function formatTaskTable(tasks: Task[]): string {
   const header = ['ID', 'STATE', 'GROUP', 'PRIO', 'WORKER', 'EXIT', 'COMMAND'];
@@ -37,7 +44,7 @@ export function formatTaskTable(tasks: Task[]): string {
     String(t.priority),
     t.worker_id === null ? '-' : String(t.worker_id),
     t.exit_code !== null ? String(t.exit_code) : (t.exit_signal ?? '-'),
-    t.command.join(' ').slice(0, 60),
+    escapeControls(t.command.join(' ')).slice(0, 60),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { describeError } from '../db/errors.js';
 import { makeContext } from './context.js';
 import { CliError, type CliIo } from './io.js';
@@ -47,10 +47,14 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode;
-    const message = error instanceof CliError ? error.message : describeError(error, safeSchema(program));
+    // Commander has already printed its own errors (and help); it reports them as a plain
+    // CommanderError. An InvalidArgumentError reaching here was thrown by an action after
+    // parsing (e.g. --lease too short), so nobody has printed it yet.
+    if (error instanceof CommanderError && !(error instanceof InvalidArgumentError)) return error.exitCode;
+    const known = error instanceof CliError || error instanceof InvalidArgumentError;
+    const message = known ? error.message : describeError(error, safeSchema(program));
     io.stderr.write(`pg-tasks: ${message}\n`);
-    return error instanceof CliError ? error.exitCode : 1;
+    return known ? error.exitCode : 1;
   }
 }
 

@@ -58,6 +58,14 @@ export async function migrate(
   const known = migrations.length;
   const target = options.target ?? known;
   const ident = quoteIdent(schema);
+  // Up to date: a read only. CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on the
+  // database before it looks for the schema, so without this a node whose role may use the
+  // schema but not create one (PUBLIC's default) could not start with migrate on.
+  const found = await existingVersion(client, schema);
+  if (found !== null) {
+    if (found > known) throw new SchemaTooNewError(schema, found, known);
+    if (found >= target) return { from: found, to: found, applied: [] };
+  }
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
@@ -75,7 +83,9 @@ export async function migrate(
       if (migration.id <= from || migration.id > target) continue;
       await client.query('BEGIN');
       try {
-        await client.query(migration.sql.replaceAll('{{schema}}', ident));
+        // A function, not a string: in a replacement string `$$` and `$&` are patterns, and
+        // they are legal in a quoted schema name.
+        await client.query(migration.sql.replaceAll('{{schema}}', () => ident));
         await client.query(`INSERT INTO ${ident}.migrations (id, name) VALUES ($1, $2)`, [
           migration.id,
           migration.name,
@@ -91,6 +101,14 @@ export async function migrate(
   } finally {
     await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
   }
+}
+
+/** The recorded version, or null when the schema has no migrations table yet. */
+async function existingVersion(client: pg.ClientBase, schema: string): Promise<number | null> {
+  const { rows } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
+    `${quoteIdent(schema)}.migrations`,
+  ]);
+  return rows[0]?.exists ? currentVersion(client, schema) : null;
 }
 
 export async function currentVersion(client: pg.ClientBase, schema: string): Promise<number> {

@@ -36,12 +36,18 @@ export class Lease {
   epoch: number | null = null;
   private trustedUntilMs = 0;
 
+  private readonly options: LeaseOptions;
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly queries: Queries,
-    private readonly options: LeaseOptions,
+    options: LeaseOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // Renewal happens at half the lease; the margin must end after that, or a short lease
+    // would be distrusted before its first renewal. 3 s of a 20 s lease; 0.5 s of a 2 s one.
+    this.options = { ...options, marginSeconds: Math.min(options.marginSeconds, options.leaseSeconds / 4) };
+  }
 
   get held(): boolean {
     return this.epoch !== null && performance.now() < this.trustedUntilMs;

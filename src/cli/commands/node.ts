@@ -20,16 +20,25 @@ export interface NodeCliOptions {
   logLevel: string;
 }
 
-/** The options `node` and `start` share. */
-export function addNodeOptions(command: Command): Command {
+/** The options `node` and `start` share; `maxTasks` is the default the command applies itself. */
+export function addNodeOptions(command: Command, defaults: { maxTasks: number } = { maxTasks: NODE_DEFAULTS.maxTasks }): Command {
   return command
     .option('--worker-id <id>', 'worker id this node serves (default 1)', (v) => parseInteger(v, '--worker-id'))
     .option('--group <n>', 'group whose queue it serves (default 0)', (v) => parseInteger(v, '--group'))
-    .option('--max-tasks <n>', `most processes at once (default ${NODE_DEFAULTS.maxTasks})`, (v) => parsePositive(v, '--max-tasks'))
+    .option('--max-tasks <n>', `most processes at once (default ${defaults.maxTasks})`, (v) => parsePositive(v, '--max-tasks'))
     .option('--name <name>', 'node name shown in worker and task rows (default host:pid:wID)')
     .option('--root-dir <dir>', "where tasks' relative cwd resolve (default: the current directory)")
-    .option('--lease <duration>', 'worker lease, renewed every half of it', parseDuration, NODE_DEFAULTS.leaseSeconds * 1000)
-    .option('--kill-grace <duration>', 'SIGTERM to SIGKILL delay when a task is ended', parseDuration, NODE_DEFAULTS.killGraceMs)
+    // Defaults are held in ms but shown as durations: a bare number given back means seconds.
+    .addOption(
+      new Option('--lease <duration>', 'worker lease, renewed every half of it')
+        .argParser(parseDuration)
+        .default(NODE_DEFAULTS.leaseSeconds * 1000, `${NODE_DEFAULTS.leaseSeconds}s`),
+    )
+    .addOption(
+      new Option('--kill-grace <duration>', 'SIGTERM to SIGKILL delay when a task is ended')
+        .argParser(parseDuration)
+        .default(NODE_DEFAULTS.killGraceMs, `${NODE_DEFAULTS.killGraceMs}ms`),
+    )
     .option('--output-limit <bytes>', 'bytes of output kept per task', (v) => parseNonNegative(v, '--output-limit'), NODE_DEFAULTS.outputLimit)
     .addOption(
       new Option('--shutdown <mode>', 'on SIGTERM/SIGINT: cancel running tasks, or drain (wait for them; a second signal cancels)')
@@ -52,8 +61,7 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     nodeName: opts.name ?? positional.name ?? defaultNodeName(workerId),
     rootDir: path.resolve(opts.rootDir ?? process.cwd()),
     leaseSeconds,
-    // The margin scales with short leases so a 2 s lease still renews before it is distrusted.
-    marginSeconds: Math.min(NODE_DEFAULTS.marginSeconds, leaseSeconds / 4),
+    marginSeconds: NODE_DEFAULTS.marginSeconds,
     recoveryDelaySeconds: NODE_DEFAULTS.recoveryDelaySeconds,
     killGraceMs: opts.killGrace,
     outputLimit: opts.outputLimit,

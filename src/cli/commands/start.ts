@@ -11,6 +11,9 @@ interface StartOptions extends NodeCliOptions {
   port: number;
 }
 
+/** start runs fewer processes than a bare node by default: it is the try-it-out path. */
+const START_MAX_TASKS = 4;
+
 export function registerStart(program: Command, ctx: CliContext): void {
   addNodeOptions(
     program
@@ -18,6 +21,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
       .description('zero-setup start: an embedded PostgreSQL (unless DATABASE_URL is set), migrated, and one node')
       .option('--data-dir <dir>', 'embedded PostgreSQL data, kept across restarts', '.pg-tasks/data')
       .option('--port <port>', 'embedded PostgreSQL port on 127.0.0.1', (v) => parseNonNegative(v, '--port'), 54329),
+    { maxTasks: START_MAX_TASKS },
   ).action(async (opts: StartOptions) => {
     const logger = makeLogger(opts.logLevel);
     let embedded: EmbeddedServer | null = null;
@@ -28,7 +32,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
       process.env.DATABASE_URL = embedded.url;
     }
     try {
-      const options = buildNodeOptions({ ...opts, maxTasks: opts.maxTasks ?? 4 }, {}, ctx.schema(), logger);
+      const options = buildNodeOptions({ ...opts, maxTasks: opts.maxTasks ?? START_MAX_TASKS }, {}, ctx.schema(), logger);
       const url = process.env.DATABASE_URL ?? '';
       await runNode(options, () => {
         const schema = ctx.schema();

@@ -62,7 +62,7 @@ CREATE TABLE {{schema}}.task (
   error             text,
   command           varchar[]   NOT NULL
                     CONSTRAINT task_command_not_empty
-                    CHECK (cardinality(command) >= 1 AND command[1] IS NOT NULL AND command[1] <> ''),
+                    CHECK (cardinality(command) >= 1 AND command[1] <> '' AND array_position(command, NULL) IS NULL),
   cwd               varchar,
   started           timestamptz,
   created           timestamptz NOT NULL DEFAULT now(),
@@ -132,9 +132,11 @@ BEGIN
     ELSIF NEW.state_id IN ('CS', 'CF') AND OLD.state_id NOT IN ('AE', 'AC') THEN
       RAISE EXCEPTION 'task % can only complete or fail from AE or AC, not %', OLD.id, OLD.state_id
         USING ERRCODE = 'check_violation';
-    ELSIF NEW.state_id = 'CC' AND OLD.state_id NOT IN ('AW', 'AC') THEN
-      RAISE EXCEPTION 'task % can only become cancelled through AC, not from %', OLD.id, OLD.state_id
-        USING ERRCODE = 'check_violation';
+    ELSIF NEW.state_id = 'CC' AND OLD.state_id NOT IN ('AW', 'AE', 'AC') THEN
+      -- From AE too: a node that ends its own tasks (shutdown in cancel mode, stop code 3)
+      -- writes CC for tasks nobody asked to cancel.
+      RAISE EXCEPTION 'task % can only become cancelled while it is active (AW, AE or AC), not %',
+        OLD.id, OLD.state_id USING ERRCODE = 'check_violation';
     END IF;
 
     IF NEW.state_id = 'AW' THEN
@@ -202,9 +204,12 @@ CREATE TRIGGER worker_notify AFTER INSERT OR UPDATE ON {{schema}}.worker
 -- Recovery policy for a failed worker: called once, by the node that takes over a worker
 -- whose lease lapsed while it was active. Replace it with your own policy if you like;
 -- migrations never overwrite it once it exists.
+-- The body names no schema (search_path does), so no schema name can end its $$ quoting.
 CREATE FUNCTION {{schema}}.recover_worker_tasks(p_worker_id int) RETURNS void
-LANGUAGE sql AS $$
-  UPDATE {{schema}}.task
+LANGUAGE sql
+SET search_path = {{schema}}, pg_catalog
+AS $$
+  UPDATE task
      SET state_id = 'CF', error = 'Worker failed', finished = now()
    WHERE worker_id = p_worker_id AND state_id IN ('AE', 'AC');
 $$;
