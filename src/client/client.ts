@@ -30,6 +30,8 @@ export class TaskClient {
     this.schema = resolveSchema(options.schema);
     this.queries = loadQueries(this.schema);
     this.pool = options.pool ?? new pg.Pool(poolConfig(options, { max: 2 }));
+    // An idle connection that drops is not an error of any call; the next call reconnects.
+    this.pool.on('error', () => undefined);
   }
 
   async add(input: AddTaskInput): Promise<Task> {

@@ -117,3 +117,13 @@ export async function currentVersion(client: pg.ClientBase, schema: string): Pro
   );
   return rows[0]?.version ?? 0;
 }
+
+/** For a node started without migrating: the schema must be exactly the version it knows. */
+export async function checkSchemaVersion(client: pg.ClientBase, schema: string): Promise<void> {
+  const known = loadMigrations().length;
+  const found = (await existingVersion(client, schema)) ?? 0;
+  if (found > known) throw new SchemaTooNewError(schema, found, known);
+  if (found < known) {
+    throw new Error(`schema "${schema}" is at migration ${found}, this pg-tasks needs ${known}: run "pg-tasks migrate"`);
+  }
+}

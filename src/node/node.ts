@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { clientConfig, poolConfig, resolveSchema } from '../db/connection.js';
 import { describeError } from '../db/errors.js';
 import { Listener, type Notification } from '../db/listener.js';
-import { migrate } from '../db/migrate.js';
+import { checkSchemaVersion, migrate } from '../db/migrate.js';
 import { loadQueries, type Queries } from '../db/queries.js';
 import { Lease } from './lease.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
@@ -87,14 +87,16 @@ export class TaskNode {
     pool.on('error', (error) => this.log.warn({ err: error.message }, 'idle database connection lost'));
     this.pool = pool;
     try {
-      if (o.migrate) {
-        const client = await pool.connect();
-        try {
+      const client = await pool.connect();
+      try {
+        if (o.migrate) {
           const result = await migrate(client, this.schema);
           if (result.applied.length > 0) this.log.info({ applied: result.applied }, 'migrated');
-        } finally {
-          client.release();
+        } else {
+          await checkSchemaVersion(client, this.schema);
         }
+      } finally {
+        client.release();
       }
       this.writer = new ResultWriter(pool, this.queries, o.workerId, this.log);
       this.lease = new Lease(pool, this.queries, o, this.log);
