@@ -34,7 +34,9 @@ const client = new pg.Client({ connectionString: url });
 await client.connect();
 // Wait until the node holds its lease.
 for (let i = 0; ; i++) {
-  const r = await client.query(`SELECT active FROM "${schema}".worker WHERE id = 1`).catch(() => ({ rows: [] as Array<{ active: boolean }> }));
+  const r = await client
+    .query<{ active: boolean }>(`SELECT active FROM "${schema}".worker WHERE id = 1`)
+    .catch(() => ({ rows: [] as Array<{ active: boolean }> }));
   if (r.rows[0]?.active) break;
   if (i > 600) throw new Error('node did not start');
   await new Promise((resolve) => setTimeout(resolve, 50));

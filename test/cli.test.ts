@@ -388,7 +388,7 @@ describe('ls', () => {
 
 describe('errors are one line, without a stack', () => {
   for (const bad of ['abc', '0', '-1', '1.5']) {
-    void it(`show ${bad}: a bad task id`, async () => {
+    it(`show ${bad}: a bad task id`, async () => {
       const message = assertUsageError(await runCli(['show', bad]));
       assert.match(message, new RegExp(`a task id is a positive integer, got "${bad.replace('.', '\\.')}"`));
     });
@@ -454,7 +454,7 @@ describe('--help', () => {
   });
 
   for (const command of ['start', 'node', 'migrate', 'add', 'queue', 'cancel', 'show', 'ls']) {
-    void it(`of ${command} exits 0 and lists DATABASE_URL and PGTASKS_SCHEMA`, async () => {
+    it(`of ${command} exits 0 and lists DATABASE_URL and PGTASKS_SCHEMA`, async () => {
       // An unreachable database proves help never connects (start would even start one).
       const out = await ok([command, '--help'], { DATABASE_URL: UNREACHABLE_URL });
       assert.match(out, new RegExp(`^Usage: pg-tasks ${command} `));

@@ -44,8 +44,8 @@ async function versions(db: TestDatabase, schema = 'long_task'): Promise<Array<{
   return rows;
 }
 
-void describe('migrate', () => {
-  void it('brings an empty database up to the latest version and records it', async () => {
+describe('migrate', () => {
+  it('brings an empty database up to the latest version and records it', async () => {
     const db = await emptyDatabase('migrate_up');
     const client = await connect(db);
     const schemaBefore = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'long_task'");
@@ -62,7 +62,7 @@ void describe('migrate', () => {
     assert.deepEqual(rows.map((r) => r.table_name), ['migrations', 'period', 'task', 'task_state', 'worker']);
   });
 
-  void it('is a no-op when run again', async () => {
+  it('is a no-op when run again', async () => {
     const db = await emptyDatabase('migrate_again');
     const client = await connect(db);
     await migrate(client, 'long_task');
@@ -75,7 +75,7 @@ void describe('migrate', () => {
     assert.deepEqual(still.rows, applied.rows);
   });
 
-  void it('lets two migrators race: both succeed, the schema is applied once', async () => {
+  it('lets two migrators race: both succeed, the schema is applied once', async () => {
     const db = await emptyDatabase('migrate_race');
     const [a, b] = [await connect(db), await connect(db)];
     const results = await Promise.all([migrate(a, 'long_task'), migrate(b, 'long_task')]);
@@ -92,7 +92,7 @@ void describe('migrate', () => {
     assert.equal(rows[0]!.n, 0);
   });
 
-  void it('refuses a schema newer than the package, telling to upgrade', async () => {
+  it('refuses a schema newer than the package, telling to upgrade', async () => {
     const db = await emptyDatabase('migrate_too_new');
     const client = await connect(db);
     await migrate(client, 'long_task');
@@ -112,7 +112,7 @@ void describe('migrate', () => {
     await assert.rejects(startNode(db, { migrate: true }), SchemaTooNewError);
   });
 
-  void it('works end to end in a schema whose name needs quoting', async () => {
+  it('works end to end in a schema whose name needs quoting', async () => {
     const db = await emptyDatabase('migrate_custom');
     const schema = 'tenant one';
     const client = await connect(db);
@@ -142,7 +142,7 @@ void describe('migrate', () => {
     assert.deepEqual(worker.rows, [{ id: 1, node_name: 'test-node' }]);
   });
 
-  void it('takes any schema name PostgreSQL accepts, even one with $$, $& and quotes', async () => {
+  it('takes any schema name PostgreSQL accepts, even one with $$, $& and quotes', async () => {
     const db = await emptyDatabase('migrate_dollar');
     const schema = 'we$$ird $& "name"';
     const ident = '"we$$ird $& ""name"""';
@@ -160,7 +160,7 @@ void describe('migrate', () => {
     assert.deepEqual(task.rows[0], { state_id: 'CF', error: 'Worker failed' });
   });
 
-  void it('lets a role that cannot create in the database start a node with migrate on, once migrated', async () => {
+  it('lets a role that cannot create in the database start a node with migrate on, once migrated', async () => {
     const db = await emptyDatabase('migrate_role');
     const admin = await connect(db);
     await migrate(admin, 'long_task');
@@ -198,7 +198,7 @@ void describe('migrate', () => {
     }
   });
 
-  void it("keeps a user's own recover_worker_tasks, and the node calls it on take-over", async () => {
+  it("keeps a user's own recover_worker_tasks, and the node calls it on take-over", async () => {
     const db = await emptyDatabase('migrate_policy');
     const client = await connect(db);
     await migrate(client, 'long_task');
@@ -250,7 +250,7 @@ void describe('migrate', () => {
     assert.deepEqual(worker.rows[0], { active: true, node_name: 'test-node', lease_epoch: 1 });
   });
 
-  void it('lets a custom policy that only fails the tasks be the one applied', async () => {
+  it('lets a custom policy that only fails the tasks be the one applied', async () => {
     const db = await emptyDatabase('migrate_policy_fail');
     const client = await connect(db);
     await migrate(client, 'long_task');

@@ -77,7 +77,7 @@ function processGone(pid: number): boolean {
 let draft: number;
 let done: number;
 
-void it('creates a draft that stays DR and does not run', async () => {
+it('creates a draft that stays DR and does not run', async () => {
   draft = await create('{echo,draft}');
   assert.equal(await state(draft), 'DR');
   // A task queued after it runs to the end: the node was awake and claiming, yet left the draft.
@@ -91,7 +91,7 @@ void it('creates a draft that stays DR and does not run', async () => {
   assert.equal(t.pid, null);
 });
 
-void it('queues the draft: it runs and ends CS', async () => {
+it('queues the draft: it runs and ends CS', async () => {
   assert.equal(await run(SEED.queue, draft), 1);
   await waitEnded(db, [draft]);
   const t = await getTask(db, draft);
@@ -102,7 +102,7 @@ void it('queues the draft: it runs and ends CS', async () => {
   done = draft;
 });
 
-void it('re-queues a completed task: it runs again', async () => {
+it('re-queues a completed task: it runs again', async () => {
   const first = await getTask(db, done);
   assert.ok(first.started instanceof Date);
   assert.equal(await run(SEED.requeue, done), 1);
@@ -114,14 +114,14 @@ void it('re-queues a completed task: it runs again', async () => {
   assert.ok(second.started > first.started);
 });
 
-void it('re-queue changes nothing on a task that is not in a C* state', async () => {
+it('re-queue changes nothing on a task that is not in a C* state', async () => {
   const fresh = await create('{true}');
   const before = await getTask(db, fresh);
   assert.equal(await run(SEED.requeue, fresh), 0);
   assert.deepEqual(await getTask(db, fresh), before);
 });
 
-void it('cancels a running sleep 30: CC, and the process is gone', async () => {
+it('cancels a running sleep 30: CC, and the process is gone', async () => {
   const id = await create('{sleep,30}');
   assert.equal(await run(SEED.queue, id), 1);
   const running = await until(async () => {
@@ -143,7 +143,7 @@ void it('cancels a running sleep 30: CC, and the process is gone', async () => {
   assert.ok(processGone(pid), `process ${pid} of task ${id} is still alive`);
 });
 
-void it('cancel changes nothing on an ended or draft task', async () => {
+it('cancel changes nothing on an ended or draft task', async () => {
   for (const id of [done, await create('{true}')]) {
     const before = await getTask(db, id);
     assert.equal(await run(SEED.cancel, id), 0);
@@ -151,7 +151,7 @@ void it('cancel changes nothing on an ended or draft task', async () => {
   }
 });
 
-void it('cancels a waiting task at once', async () => {
+it('cancels a waiting task at once', async () => {
   // Not reachable by the node: worker 2 has no node, so the task stays AW until cancelled.
   const id = await create('{true}');
   await db.query('UPDATE long_task.task SET worker_id = 2 WHERE id = $1', [id]);
@@ -161,7 +161,7 @@ void it('cancels a waiting task at once', async () => {
   assert.equal(await state(id), 'CC');
 });
 
-void it('accepts the scheduling update and stores the schedule', async () => {
+it('accepts the scheduling update and stores the schedule', async () => {
   const { rows } = await db.query<{ now: Date }>('SELECT now()');
   assert.equal(await run(SEED.schedule, done), 1);
   const t = await getTask(db, done);

@@ -63,19 +63,19 @@ async function refused(id: number, sql: string, values: unknown[], message: RegE
 
 const ALL = ['DR', 'AW', 'AE', 'AC', 'CS', 'CF', 'CC'] as const;
 
-void describe('insert', () => {
-  void it('accepts DR and AW', async () => {
+describe('insert', () => {
+  it('accepts DR and AW', async () => {
     assert.equal(await stateOf(await insert('DR')), 'DR');
     assert.equal(await stateOf(await insert('AW')), 'AW');
   });
 
-  void it('defaults to DR', async () => {
+  it('defaults to DR', async () => {
     const { rows } = await db.query<{ state_id: string }>("INSERT INTO long_task.task (command) VALUES ('{true}') RETURNING state_id");
     assert.equal(rows[0]!.state_id, 'DR');
   });
 
   for (const state of ['AE', 'AC', 'CS', 'CF', 'CC']) {
-    void it(`refuses ${state} with a clear message`, async () => {
+    it(`refuses ${state} with a clear message`, async () => {
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM long_task.task');
       await assert.rejects(
         db.query("INSERT INTO long_task.task (state_id, command) VALUES ($1, '{true}')", [state]),
@@ -90,14 +90,14 @@ void describe('insert', () => {
     });
   }
 
-  void it('refuses an unknown state with the same message', async () => {
+  it('refuses an unknown state with the same message', async () => {
     await assert.rejects(
       db.query("INSERT INTO long_task.task (state_id, command) VALUES ('ZZ', '{true}')"),
       /only be inserted in state DR or AW, not ZZ/,
     );
   });
 
-  void it('stamps created and last_state_change with now(), whatever the writer sent', async () => {
+  it('stamps created and last_state_change with now(), whatever the writer sent', async () => {
     const { rows } = await db.query<{ created_now: boolean; changed_now: boolean }>(
       `INSERT INTO long_task.task (command, created, last_state_change)
        VALUES ('{true}', '2001-01-01', '2001-01-01')
@@ -107,9 +107,9 @@ void describe('insert', () => {
   });
 });
 
-void describe('command', () => {
+describe('command', () => {
   for (const [label, value] of [['an empty array', '{}'], ['an empty program', '{""}'], ['a null program', '{NULL}']] as const) {
-    void it(`refuses ${label}`, async () => {
+    it(`refuses ${label}`, async () => {
       await assert.rejects(
         db.query('INSERT INTO long_task.task (state_id, command) VALUES ($1, $2)', ['AW', value]),
         (error: pg.DatabaseError) => {
@@ -121,21 +121,21 @@ void describe('command', () => {
     });
   }
 
-  void it('refuses a null command', async () => {
+  it('refuses a null command', async () => {
     await assert.rejects(db.query("INSERT INTO long_task.task (state_id, command) VALUES ('AW', NULL)"), (error: pg.DatabaseError) => {
       assert.equal(error.code, '23502');
       return true;
     });
   });
 
-  void it('refuses emptying the command of an existing task', async () => {
+  it('refuses emptying the command of an existing task', async () => {
     const id = await insert('DR');
     await refused(id, "UPDATE long_task.task SET command = '{}' WHERE id = $1", [id], /task_command_not_empty/);
   });
 });
 
-void describe('cancelling (AC)', () => {
-  void it('turns an AW task into CC at once, with finished set', async () => {
+describe('cancelling (AC)', () => {
+  it('turns an AW task into CC at once, with finished set', async () => {
     const id = await insert('AW');
     const { rows } = await db.query<{ state_id: string; finished_now: boolean }>(
       "UPDATE long_task.task SET state_id = 'AC' WHERE id = $1 RETURNING state_id, finished = now() AS finished_now",
@@ -144,13 +144,13 @@ void describe('cancelling (AC)', () => {
     assert.deepEqual(rows[0], { state_id: 'CC', finished_now: true });
   });
 
-  void it('moves an AE task to AC', async () => {
+  it('moves an AE task to AC', async () => {
     const id = await taskIn('AE');
     await setState(id, 'AC');
     assert.equal(await stateOf(id), 'AC');
   });
 
-  void it('accepts AC again on an AC task', async () => {
+  it('accepts AC again on an AC task', async () => {
     const id = await taskIn('AC');
     const result = await setState(id, 'AC');
     assert.equal(result.rowCount, 1);
@@ -158,29 +158,29 @@ void describe('cancelling (AC)', () => {
   });
 
   for (const state of ['DR', 'CS', 'CF', 'CC']) {
-    void it(`refuses ${state} → AC: "can't cancel an inactive task"`, async () => {
+    it(`refuses ${state} → AC: "can't cancel an inactive task"`, async () => {
       const id = await taskIn(state);
       await refused(id, "UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [id], /can't cancel an inactive task/);
     });
   }
 });
 
-void describe('executing (AE)', () => {
-  void it('is entered from AW', async () => {
+describe('executing (AE)', () => {
+  it('is entered from AW', async () => {
     const id = await insert('AW');
     await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 1 WHERE id = $1", [id]);
     assert.equal(await stateOf(id), 'AE');
   });
 
   for (const state of ['DR', 'AC', 'CS', 'CF', 'CC']) {
-    void it(`refuses ${state} → AE`, async () => {
+    it(`refuses ${state} → AE`, async () => {
       const id = await taskIn(state);
       await refused(id, "UPDATE long_task.task SET state_id = 'AE', worker_id = 1 WHERE id = $1", [id], new RegExp(`only start executing from AW, not ${state}`));
     });
   }
 
   for (const state of ['AE', 'AC']) {
-    void it(`keeps the worker_id of an ${state} task`, async () => {
+    it(`keeps the worker_id of an ${state} task`, async () => {
       const id = await taskIn(state);
       const message = /can't change the worker_id/;
       await refused(id, 'UPDATE long_task.task SET worker_id = 2 WHERE id = $1', [id], message);
@@ -191,14 +191,14 @@ void describe('executing (AE)', () => {
     });
 
     for (const target of ['DR', 'AW']) {
-      void it(`refuses ${state} → ${target}`, async () => {
+      it(`refuses ${state} → ${target}`, async () => {
         const id = await taskIn(state);
         await refused(id, 'UPDATE long_task.task SET state_id = $2 WHERE id = $1', [id, target], new RegExp(`can't set task \\d+ to ${target} while it is ${state}`));
       });
     }
   }
 
-  void it('lets the worker_id of a waiting task change', async () => {
+  it('lets the worker_id of a waiting task change', async () => {
     const id = await insert('AW');
     await db.query('UPDATE long_task.task SET worker_id = 5 WHERE id = $1', [id]);
     await db.query('UPDATE long_task.task SET worker_id = NULL WHERE id = $1', [id]);
@@ -206,10 +206,10 @@ void describe('executing (AE)', () => {
   });
 });
 
-void describe('ending (CS, CF, CC)', () => {
+describe('ending (CS, CF, CC)', () => {
   for (const from of ['AE', 'AC']) {
     for (const to of ['CS', 'CF']) {
-      void it(`accepts ${from} → ${to}`, async () => {
+      it(`accepts ${from} → ${to}`, async () => {
         const id = await taskIn(from);
         await setState(id, to);
         assert.equal(await stateOf(id), to);
@@ -220,36 +220,36 @@ void describe('ending (CS, CF, CC)', () => {
   for (const from of ['DR', 'AW', 'CS', 'CF', 'CC']) {
     for (const to of ['CS', 'CF']) {
       if (from === to) continue;
-      void it(`refuses ${from} → ${to}`, async () => {
+      it(`refuses ${from} → ${to}`, async () => {
         const id = await taskIn(from);
         await refused(id, 'UPDATE long_task.task SET state_id = $2 WHERE id = $1', [id, to], new RegExp(`only complete or fail from AE or AC, not ${from}`));
       });
     }
   }
 
-  void it('accepts AC → CC (the process group was killed)', async () => {
+  it('accepts AC → CC (the process group was killed)', async () => {
     const id = await taskIn('AC');
     await setState(id, 'CC');
     assert.equal(await stateOf(id), 'CC');
   });
 
-  void it('accepts AE → CC (a node cancelling its own tasks on shutdown)', async () => {
+  it('accepts AE → CC (a node cancelling its own tasks on shutdown)', async () => {
     const id = await taskIn('AE');
     await setState(id, 'CC');
     assert.equal(await stateOf(id), 'CC');
   });
 
   for (const from of ['DR', 'CS', 'CF']) {
-    void it(`refuses ${from} → CC`, async () => {
+    it(`refuses ${from} → CC`, async () => {
       const id = await taskIn(from);
       await refused(id, "UPDATE long_task.task SET state_id = 'CC' WHERE id = $1", [id], /can only become cancelled while it is active/);
     });
   }
 });
 
-void describe('re-queuing', () => {
+describe('re-queuing', () => {
   for (const from of ['CS', 'CF', 'CC', 'DR']) {
-    void it(`accepts ${from} → AW and clears what the last run reported`, async () => {
+    it(`accepts ${from} → AW and clears what the last run reported`, async () => {
       const id = await taskIn(from === 'DR' ? 'DR' : 'AE');
       if (from !== 'DR') {
         await db.query(
@@ -272,7 +272,7 @@ void describe('re-queuing', () => {
     });
   }
 
-  void it('keeps the error of a task that is not entering AW', async () => {
+  it('keeps the error of a task that is not entering AW', async () => {
     const id = await taskIn('AE');
     await db.query("UPDATE long_task.task SET state_id = 'CF', error = 'boom' WHERE id = $1", [id]);
     await db.query("UPDATE long_task.task SET state_id = 'DR' WHERE id = $1", [id]);
@@ -281,8 +281,8 @@ void describe('re-queuing', () => {
   });
 });
 
-void describe('last_state_change', () => {
-  void it('is stamped by every state change and by nothing else', async () => {
+describe('last_state_change', () => {
+  it('is stamped by every state change and by nothing else', async () => {
     const id = await insert('DR');
     const old = '2001-01-01T00:00:00.000Z';
     // A non-state update keeps whatever the column holds, even a value written by hand.
@@ -307,7 +307,7 @@ void describe('last_state_change', () => {
     }
   });
 
-  void it('is stamped when AW → AC turns into CC', async () => {
+  it('is stamped when AW → AC turns into CC', async () => {
     const id = await insert('AW');
     await db.query("UPDATE long_task.task SET last_state_change = '2001-01-01' WHERE id = $1", [id]);
     const { rows } = await db.query<{ stamped: boolean }>(
@@ -318,8 +318,8 @@ void describe('last_state_change', () => {
   });
 });
 
-void describe('foreign keys and checks', () => {
-  void it('refuses an unknown state_id on update', async () => {
+describe('foreign keys and checks', () => {
+  it('refuses an unknown state_id on update', async () => {
     const id = await insert('DR');
     await assert.rejects(setState(id, 'ZZ'), (error: pg.DatabaseError) => {
       assert.equal(error.code, '23503');
@@ -329,7 +329,7 @@ void describe('foreign keys and checks', () => {
     assert.equal(await stateOf(id), 'DR');
   });
 
-  void it('refuses an unknown shed_period_id', async () => {
+  it('refuses an unknown shed_period_id', async () => {
     await assert.rejects(
       db.query("INSERT INTO long_task.task (command, shed_period_id, shed_period_count) VALUES ('{true}', 'XXX', 1)"),
       (error: pg.DatabaseError) => {
@@ -345,13 +345,13 @@ void describe('foreign keys and checks', () => {
     });
   });
 
-  void it('accepts every period of the seed', async () => {
+  it('accepts every period of the seed', async () => {
     for (const period of ['SEC', 'MIN', 'HOU', 'DAY', 'WEE', 'MON']) {
       await db.query("INSERT INTO long_task.task (command, shed_period_id, shed_period_count) VALUES ('{true}', $1, 1)", [period]);
     }
   });
 
-  void it('refuses a worker stop code outside 0–3', async () => {
+  it('refuses a worker stop code outside 0–3', async () => {
     await db.query('INSERT INTO long_task.worker (id, stop) VALUES (900, 3)');
     for (const stop of [4, -1]) {
       await assert.rejects(db.query('INSERT INTO long_task.worker (id, stop) VALUES (901, $1)', [stop]), (error: pg.DatabaseError) => {
@@ -369,7 +369,7 @@ void describe('foreign keys and checks', () => {
   });
 });
 
-void describe('transitions table', () => {
+describe('transitions table', () => {
   // Every pair of states, against what design §3 allows; a compact net under the cases above.
   const allowed = new Set([
     'DR>AW', 'DR>DR',
@@ -378,7 +378,7 @@ void describe('transitions table', () => {
     'AC>AC', 'AC>CS', 'AC>CF', 'AC>CC',
     'CS>DR', 'CS>AW', 'CS>CS', 'CF>DR', 'CF>AW', 'CF>CF', 'CC>DR', 'CC>AW', 'CC>CC',
   ]);
-  void it('allows exactly the transitions of the lifecycle', async () => {
+  it('allows exactly the transitions of the lifecycle', async () => {
     const wrong: string[] = [];
     for (const from of ALL) {
       for (const to of ALL) {
@@ -394,7 +394,7 @@ void describe('transitions table', () => {
   });
 });
 
-void describe('notifications', () => {
+describe('notifications', () => {
   let listener: pg.Client;
   const received: Array<Record<string, unknown>> = [];
   let sentinel = 0;
@@ -424,7 +424,7 @@ void describe('notifications', () => {
     return received.splice(0, index + 1).filter((p) => p.e !== 'sentinel');
   }
 
-  void it('sends one "queued" for an insert of 100 000 waiting tasks in one group', async () => {
+  it('sends one "queued" for an insert of 100 000 waiting tasks in one group', async () => {
     const result = await db.query(
       "INSERT INTO long_task.task (group_id, state_id, command) SELECT 7, 'AW', '{true}' FROM generate_series(1, 100000)",
     );
@@ -432,7 +432,7 @@ void describe('notifications', () => {
     assert.deepEqual(await drain(), [{ e: 'queued', g: 7 }]);
   });
 
-  void it('sends one "queued" per group for an insert spanning groups 1, 2, 3', async () => {
+  it('sends one "queued" per group for an insert spanning groups 1, 2, 3', async () => {
     await db.query(
       "INSERT INTO long_task.task (group_id, state_id, command) SELECT g, 'AW', '{true}' FROM generate_series(1, 3) g, generate_series(1, 100)",
     );
@@ -445,12 +445,12 @@ void describe('notifications', () => {
     assert.ok(got.every((p) => p.e === 'queued'));
   });
 
-  void it('sends nothing for drafts', async () => {
+  it('sends nothing for drafts', async () => {
     await db.query("INSERT INTO long_task.task (group_id, state_id, command) SELECT 8, 'DR', '{true}' FROM generate_series(1, 1000)");
     assert.deepEqual(await drain(), []);
   });
 
-  void it('sends no per-row flood when 100 000 waiting tasks are cancelled', async () => {
+  it('sends no per-row flood when 100 000 waiting tasks are cancelled', async () => {
     const result = await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE group_id = 7 AND state_id = 'AW'");
     assert.equal(result.rowCount, 100_000);
     const got = await drain();
@@ -459,12 +459,12 @@ void describe('notifications', () => {
     assert.equal(rows[0]!.n, 100_000);
   });
 
-  void it('sends "queued" when tasks are re-queued', async () => {
+  it('sends "queued" when tasks are re-queued', async () => {
     await db.query("UPDATE long_task.task SET state_id = 'AW', worker_id = NULL WHERE group_id = 8");
     assert.deepEqual(await drain(), [{ e: 'queued', g: 8 }]);
   });
 
-  void it('sends one "cancel" per worker when executing tasks are cancelled', async () => {
+  it('sends one "cancel" per worker when executing tasks are cancelled', async () => {
     const ids: number[] = [];
     for (const worker of [31, 31, 32]) {
       const id = await insert('AW', 9);
@@ -480,7 +480,7 @@ void describe('notifications', () => {
     );
   });
 
-  void it('notifies a worker stop-code change, not a lease renewal', async () => {
+  it('notifies a worker stop-code change, not a lease renewal', async () => {
     await db.query('INSERT INTO long_task.worker (id, active, locked_until) VALUES (77, true, now())');
     assert.deepEqual(await drain(), [{ e: 'worker', w: 77 }]);
 

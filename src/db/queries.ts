@@ -49,7 +49,8 @@ export function loadQueries(schema: string): Queries {
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
     for (const [name, sql] of parseNamedQueries(readFileSync(path.join(dir, file), 'utf8'))) {
       if (all.has(name)) throw new Error(`query ${name} is defined twice (${file})`);
-      all.set(name, sql.replaceAll('{{schema}}', quoteIdent(schema)));
+      // A function, not a string: `$$` and `$&` in a replacement string are patterns.
+      all.set(name, sql.replaceAll('{{schema}}', () => quoteIdent(schema)));
     }
   }
   const queries = {} as Queries;

@@ -18,6 +18,11 @@ export interface EmbeddedServer {
   url: string;
   urlFor(database: string): string;
   stop(): Promise<void>;
+  /**
+   * Lets this process exit while the server runs; the server then stops by itself when this
+   * process ends (its IPC channel closes).
+   */
+  unref(): void;
 }
 
 const USER = 'postgres';
@@ -60,6 +65,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     async stop() {
       if (child.connected) child.disconnect();
       await exited;
+    },
+    unref() {
+      child.unref();
+      child.channel?.unref();
     },
   };
 }

@@ -403,9 +403,11 @@ export class TaskNode {
       await this.writer.flush();
       if (this.writer.pending > 0) await new Promise((resolve) => setTimeout(resolve, 200));
     }
+    this.writer?.close();
   }
 
   private async close(): Promise<void> {
+    this.writer?.close();
     this.clearLeaseTimers();
     if (this.retryClaimTimer) clearTimeout(this.retryClaimTimer);
     await this.listener?.stop();

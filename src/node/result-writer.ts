@@ -24,6 +24,8 @@ export class ResultWriter {
   private flushing: Promise<void> | null = null;
   private scheduled = false;
   private retryDelay = 0;
+  private inFlight = 0;
+  private closed = false;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -34,8 +36,14 @@ export class ResultWriter {
     private readonly onWritten: (ids: number[]) => void = () => undefined,
   ) {}
 
+  /** Outcomes not yet written, including a batch being written right now. */
   get pending(): number {
-    return this.outcomes.length;
+    return this.outcomes.length + this.inFlight;
+  }
+
+  /** Stops retrying: the pool is about to end. What is still pending is reported by the caller. */
+  close(): void {
+    this.closed = true;
   }
 
   recordPid(epoch: number, taskId: number, pid: number): void {
@@ -65,7 +73,7 @@ export class ResultWriter {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.closed) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -76,7 +84,7 @@ export class ResultWriter {
   /** Writes everything pending; resolves when it is written or given up on. */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
-    if (this.pids.size === 0 && this.outcomes.length === 0) return;
+    if (this.closed || (this.pids.size === 0 && this.outcomes.length === 0)) return;
     this.flushing = this.writeOnce().finally(() => {
       this.flushing = null;
     });
@@ -89,6 +97,7 @@ export class ResultWriter {
     const outcomes = this.outcomes;
     this.pids = new Map();
     this.outcomes = [];
+    this.inFlight = outcomes.length;
     try {
       if (pids.size > 0 && pidEpoch !== null) {
         await this.pool.query(this.queries.recordPids, [this.workerId, pidEpoch, [...pids.keys()], [...pids.values()]]);
@@ -121,11 +130,13 @@ export class ResultWriter {
         written.push(...list.map((o) => o.id));
       }
       this.retryDelay = 0;
+      this.inFlight = 0;
       if (written.length > 0) this.onWritten(written);
     } catch (error) {
       // Keep them and try again: the database may be restarting. Newer pids win.
       for (const [id, pid] of pids) if (!this.pids.has(id)) this.pids.set(id, pid);
       this.outcomes = [...outcomes, ...this.outcomes];
+      this.inFlight = 0;
       this.retryDelay = Math.min(Math.max(this.retryDelay * 2, 100), 5_000);
       this.log.warn({ err: (error as Error).message, retryInMs: this.retryDelay }, 'could not write task results; retrying');
       await new Promise((resolve) => setTimeout(resolve, this.retryDelay));

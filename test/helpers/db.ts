@@ -14,6 +14,8 @@ async function serverUrl(): Promise<string> {
   if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
   if (!embedded) {
     embedded = await startEmbedded({ dataDir: mkdtempSync(path.join(os.tmpdir(), 'pg-tasks-test-')), fast: true });
+    // Shared by every database of this file; it stops when this process exits.
+    embedded.unref();
   }
   return embedded.url;
 }
@@ -67,10 +69,6 @@ export async function createTestDatabase(label: string, options: { migrate?: boo
         await c.connect();
         await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
         await c.end();
-      }
-      if (embedded) {
-        await embedded.stop();
-        embedded = null;
       }
     },
   };
