@@ -36,7 +36,8 @@ after(async () => {
 });
 
 const LATEST = loadMigrations().length;
-const LATEST_NAME = loadMigrations().at(-1)!.name;
+const ALL_NAMES = loadMigrations().map((m) => m.name);
+const ALL_VERSIONS = loadMigrations().map((m) => ({ id: m.id, name: m.name }));
 
 async function versions(db: TestDatabase, schema = 'long_task'): Promise<Array<{ id: number; name: string }>> {
   const ident = `"${schema.replace(/"/g, '""')}"`;
@@ -53,13 +54,26 @@ describe('migrate', () => {
 
     const result = await migrate(client, 'long_task');
     assert.deepEqual(result, { from: 0, to: LATEST, applied: loadMigrations().map((m) => m.name) });
-    assert.equal(LATEST, 1);
-    assert.deepEqual(await versions(db), [{ id: 1, name: '000001_schema' }]);
+    assert.deepEqual(await versions(db), ALL_VERSIONS);
 
     const { rows } = await db.query<{ table_name: string }>(
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'long_task' ORDER BY table_name",
     );
     assert.deepEqual(rows.map((r) => r.table_name), ['migrations', 'period', 'task', 'task_state', 'worker']);
+  });
+
+  it('upgrades step by step: each version applies on top of the one before, keeping the rows', async () => {
+    const db = await emptyDatabase('migrate_steps');
+    const client = await connect(db);
+    for (const step of loadMigrations()) {
+      const result = await migrate(client, 'long_task', { target: step.id });
+      assert.deepEqual(result, { from: step.id - 1, to: step.id, applied: [step.name] });
+      // A row written at every version survives the next ones.
+      await db.query("INSERT INTO long_task.task (state_id, command) VALUES ('DR', $1)", [[`v${step.id}`]]);
+    }
+    const { rows } = await db.query<{ command: string[] }>('SELECT command FROM long_task.task ORDER BY id');
+    assert.deepEqual(rows.map((r) => r.command[0]), loadMigrations().map((m) => `v${m.id}`));
+    assert.deepEqual(await versions(db), ALL_VERSIONS);
   });
 
   it('is a no-op when run again', async () => {
@@ -70,7 +84,7 @@ describe('migrate', () => {
 
     const again = await migrate(client, 'long_task');
     assert.deepEqual(again, { from: LATEST, to: LATEST, applied: [] });
-    assert.deepEqual(await versions(db), [{ id: 1, name: LATEST_NAME }]);
+    assert.deepEqual(await versions(db), ALL_VERSIONS);
     const still = await db.query<{ applied_at: Date }>('SELECT applied_at FROM long_task.migrations');
     assert.deepEqual(still.rows, applied.rows);
   });
@@ -80,9 +94,9 @@ describe('migrate', () => {
     const [a, b] = [await connect(db), await connect(db)];
     const results = await Promise.all([migrate(a, 'long_task'), migrate(b, 'long_task')]);
     const applied = results.map((r) => r.applied).sort((x, y) => y.length - x.length);
-    assert.deepEqual(applied, [[LATEST_NAME], []]);
+    assert.deepEqual(applied, [ALL_NAMES, []]);
     assert.ok(results.every((r) => r.to === LATEST));
-    assert.deepEqual(await versions(db), [{ id: 1, name: LATEST_NAME }]);
+    assert.deepEqual(await versions(db), ALL_VERSIONS);
     // The advisory lock is released by both: a third migrator is not kept waiting.
     const c = await connect(db);
     assert.deepEqual((await migrate(c, 'long_task')).applied, []);
@@ -105,7 +119,7 @@ describe('migrate', () => {
       return true;
     });
     // Nothing was changed, and the lock was released: another connection gets the same answer.
-    assert.deepEqual(await versions(db), [{ id: 1, name: LATEST_NAME }, { id: LATEST + 1, name: '999999_from_the_future' }]);
+    assert.deepEqual(await versions(db), [...ALL_VERSIONS, { id: LATEST + 1, name: '999999_from_the_future' }]);
     const other = await connect(db);
     await assert.rejects(migrate(other, 'long_task'), SchemaTooNewError);
     // A node that migrates at start refuses to run.
@@ -116,8 +130,8 @@ describe('migrate', () => {
     const db = await emptyDatabase('migrate_custom');
     const schema = 'tenant one';
     const client = await connect(db);
-    assert.deepEqual((await migrate(client, schema)).applied, [LATEST_NAME]);
-    assert.deepEqual(await versions(db, schema), [{ id: 1, name: LATEST_NAME }]);
+    assert.deepEqual((await migrate(client, schema)).applied, ALL_NAMES);
+    assert.deepEqual(await versions(db, schema), ALL_VERSIONS);
     assert.deepEqual((await migrate(client, schema)).applied, []);
     // long_task was not touched.
     const other = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'long_task'");
@@ -147,7 +161,7 @@ describe('migrate', () => {
     const schema = 'we$$ird $& "name"';
     const ident = '"we$$ird $& ""name"""';
     const client = await connect(db);
-    assert.deepEqual((await migrate(client, schema)).applied, [LATEST_NAME]);
+    assert.deepEqual((await migrate(client, schema)).applied, ALL_NAMES);
     const { rows: spaces } = await db.query<{ nspname: string }>("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'we%'");
     assert.deepEqual(spaces, [{ nspname: schema }]);
 

@@ -22,6 +22,10 @@ export function formatTask(task: Task): string {
     `pid:         ${task.pid ?? '-'}`,
     `node:        ${task.node_name ?? '-'}`,
   ];
+  if (task.next_start !== null || task.shed_cron !== null) {
+    lines.push(`schedule:    ${describeSchedule(task)}; next run ${when(task.next_start)}; ${task.shed_skip_count} slots skipped`);
+  }
+  if (task.shed_parent_id !== null) lines.push(`cloned from: ${task.shed_parent_id}`);
   if (task.error) lines.push(`error:       ${task.error.split('\n')[0]}`);
   if (task.output) lines.push('output (tail):', task.output.replace(/\n$/, ''));
   return lines.join('\n');
@@ -34,18 +38,53 @@ function escapeControls(text: string): string {
   return text.replace(/\p{Cc}/gu, (c) => CONTROL_ESCAPES[c] ?? `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }
 
-/** `pg-tasks ls`: one task a line. */
-export function formatTaskTable(tasks: Task[]): string {
-  const header = ['ID', 'STATE', 'GROUP', 'PRIO', 'WORKER', 'EXIT', 'COMMAND'];
-  const rows = tasks.map((t) => [
-    String(t.id),
-    t.state_id,
-    String(t.group_id),
-    String(t.priority),
-    t.worker_id === null ? '-' : String(t.worker_id),
-    t.exit_code !== null ? String(t.exit_code) : (t.exit_signal ?? '-'),
-    escapeControls(t.command.join(' ')).slice(0, 60),
-  ]);
+/** Columns padded to their widest cell; the last column is left as it is. */
+function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+/** `pg-tasks ls`: one task a line. */
+export function formatTaskTable(tasks: Task[]): string {
+  return table(
+    ['ID', 'STATE', 'GROUP', 'PRIO', 'WORKER', 'EXIT', 'COMMAND'],
+    tasks.map((t) => [
+      String(t.id),
+      t.state_id,
+      String(t.group_id),
+      String(t.priority),
+      t.worker_id === null ? '-' : String(t.worker_id),
+      t.exit_code !== null ? String(t.exit_code) : (t.exit_signal ?? '-'),
+      escapeControls(t.command.join(' ')).slice(0, 60),
+    ]),
+  );
+}
+
+const PERIOD_WORDS: Record<string, string> = { SEC: 's', MIN: 'm', HOU: 'h', DAY: 'd', WEE: 'w', MON: 'mo' };
+
+// "every 2h", "cron 0 9 * * 1-5 (Europe/Berlin)", "once"; ", cloned" when shed_clone.
+export function describeSchedule(task: Task): string {
+  const zone = task.shed_tz !== 'UTC' ? ` (${task.shed_tz})` : '';
+  let what: string;
+  if (task.shed_cron !== null) what = `cron ${task.shed_cron}${zone}`;
+  else if (task.shed_period_id !== null) what = `every ${task.shed_period_count ?? 1}${PERIOD_WORDS[task.shed_period_id] ?? task.shed_period_id}${zone}`;
+  else if (task.next_start !== null) what = 'once';
+  else return 'not scheduled';
+  return task.shed_clone ? `${what}, cloned` : what;
+}
+
+/** `pg-tasks ls --scheduled`: each schedule and its next run. */
+export function formatScheduleTable(tasks: Task[]): string {
+  return table(
+    ['ID', 'STATE', 'GROUP', 'SCHEDULE', 'NEXT RUN', 'SKIPPED', 'COMMAND'],
+    tasks.map((t) => [
+      String(t.id),
+      t.state_id,
+      String(t.group_id),
+      describeSchedule(t),
+      when(t.next_start),
+      String(t.shed_skip_count),
+      escapeControls(t.command.join(' ')).slice(0, 60),
+    ]),
+  );
 }

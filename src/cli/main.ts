@@ -8,6 +8,7 @@ import { registerMigrate } from './commands/migrate.js';
 import { registerNode } from './commands/node.js';
 import { registerStart } from './commands/start.js';
 import { registerTaskCommands } from './commands/tasks.js';
+import { registerSchedule } from './commands/schedule.js';
 
 const ENVIRONMENT_HELP = `
 Environment:
@@ -32,6 +33,7 @@ export function buildProgram(io: CliIo): Command {
   registerNode(program, ctx);
   registerMigrate(program, ctx);
   registerTaskCommands(program, ctx);
+  registerSchedule(program, ctx);
   for (const command of [program, ...program.commands]) {
     command.addHelpText('after', ENVIRONMENT_HELP);
     command.exitOverride();

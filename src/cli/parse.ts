@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { TASK_STATES, type TaskState } from '../client/types.js';
+import { TASK_STATES, type PeriodId, type TaskState } from '../client/types.js';
 
 export function parseInteger(value: string, what = 'value'): number {
   if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError(`${what} must be an integer, got "${value}"`);
@@ -49,4 +49,32 @@ export function parseJson(value: string): unknown {
   } catch (error) {
     throw new InvalidArgumentError(`not valid JSON: ${(error as Error).message}`);
   }
+}
+
+const PERIOD_UNITS: Record<string, PeriodId> = {
+  s: 'SEC', sec: 'SEC', second: 'SEC',
+  m: 'MIN', min: 'MIN', minute: 'MIN',
+  h: 'HOU', hour: 'HOU',
+  d: 'DAY', day: 'DAY',
+  w: 'WEE', week: 'WEE',
+  mo: 'MON', mon: 'MON', month: 'MON',
+};
+
+/** "--every 2h" → HOU × 2: 10s, 5m, 2h, 1d, 1w, 1mo (plural words too: 3 days). */
+export function parseEvery(value: string): { periodId: PeriodId; count: number } {
+  const match = /^(\d+)\s*([a-z]+?)s?$/i.exec(value.trim());
+  const periodId = match ? PERIOD_UNITS[match[2]!.toLowerCase()] : undefined;
+  const count = match ? Number(match[1]) : 0;
+  if (!periodId || !Number.isSafeInteger(count) || count < 1 || count > 2 ** 31 - 1) {
+    throw new InvalidArgumentError(`expected a period like 10s, 5m, 2h, 1d, 1w or 1mo, got "${value}"`);
+  }
+  return { periodId, count };
+}
+
+/** An ISO 8601 time ("2027-01-31T09:00:00Z", "2027-01-31 09:00+01:00") or "now". */
+export function parseTime(value: string): Date {
+  if (value.trim().toLowerCase() === 'now') return new Date();
+  const date = /^\d{4}-\d{2}-\d{2}/.test(value.trim()) ? new Date(value.trim().replace(' ', 'T')) : new Date(NaN);
+  if (Number.isNaN(date.getTime())) throw new InvalidArgumentError(`expected an ISO 8601 time like 2027-01-31T09:00:00Z, or "now", got "${value}"`);
+  return date;
 }

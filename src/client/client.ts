@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
 import { loadQueries, type Queries } from '../db/queries.js';
-import type { AddTaskInput, ListOptions, Task } from './types.js';
+import type { AddTaskInput, ListOptions, ScheduleInput, Task } from './types.js';
+import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
 
 export class TaskNotFoundError extends Error {
   constructor(id: number) {
@@ -79,6 +80,41 @@ export class TaskClient {
       options.groupId ?? null,
       options.limit ?? 50,
     ]);
+    return rows;
+  }
+
+  /**
+   * Schedules a task: every period (the seed's shed_period_*), on a cron expression, or once
+   * at a time. Invalid cron expressions and zones are refused here and by the database.
+   */
+  async schedule(id: number, input: ScheduleInput): Promise<Task> {
+    const tz = input.tz ?? 'UTC';
+    assertTimeZone(tz);
+    if (input.every && input.cron) throw new Error('a schedule is either --every or --cron, not both');
+    let at = input.at ?? null;
+    if (input.cron) at ??= nextCronSlot(input.cron, tz, new Date());
+    else if (!input.every && !at) throw new Error('a schedule needs --every, --cron or --at');
+    const { rows } = await this.pool.query<Task>(this.queries.setSchedule, [
+      id,
+      at ?? new Date(),
+      input.every?.periodId ?? null,
+      input.every?.count ?? null,
+      input.cron ?? null,
+      tz,
+      input.clone ?? false,
+    ]);
+    if (!rows[0]) throw new TaskNotFoundError(id);
+    return rows[0];
+  }
+
+  async unschedule(id: number): Promise<Task> {
+    const { rows } = await this.pool.query<Task>(this.queries.clearSchedule, [id]);
+    if (!rows[0]) throw new TaskNotFoundError(id);
+    return rows[0];
+  }
+
+  async listScheduled(options: { groupId?: number; limit?: number } = {}): Promise<Task[]> {
+    const { rows } = await this.pool.query<Task>(this.queries.listScheduled, [options.groupId ?? null, options.limit ?? 50]);
     return rows;
   }
 

@@ -29,6 +29,10 @@ export interface Task {
   shed_period_count: number | null;
   shed_clone: boolean;
   shed_parent_id: number | null;
+  shed_cron: string | null;
+  shed_tz: string;
+  shed_anchor: Date | null;
+  shed_skip_count: number;
   finished: Date | null;
   exit_code: number | null;
   exit_signal: string | null;
@@ -54,4 +58,18 @@ export interface ListOptions {
   state?: TaskState;
   groupId?: number;
   limit?: number;
+}
+
+export type PeriodId = 'SEC' | 'MIN' | 'HOU' | 'DAY' | 'WEE' | 'MON';
+
+/** A schedule: every period, or on a cron expression, or once (neither). */
+export interface ScheduleInput {
+  /** First slot (or the one-shot instant). Defaults to now for a period, to the first cron slot for cron. */
+  at?: Date;
+  every?: { periodId: PeriodId; count: number };
+  cron?: string;
+  /** IANA zone for DAY/WEE/MON periods and cron fields. Default UTC. */
+  tz?: string;
+  /** Queue a copy at each slot instead of re-queuing the task itself. */
+  clone?: boolean;
 }

@@ -11,6 +11,8 @@ const QUERY_NAMES = [
   'cancelTask', 'getTask', 'listTasks',
   'ensureWorker', 'lockWorker', 'recoverWorker', 'takeLease', 'renewLease', 'releaseLease',
   'readWorker',
+  'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
+  'setSchedule', 'clearSchedule', 'listScheduled',
 ] as const;
 
 export type QueryName = (typeof QUERY_NAMES)[number];

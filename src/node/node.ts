@@ -8,6 +8,7 @@ import { loadQueries, type Queries } from '../db/queries.js';
 import { Lease } from './lease.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
 import { ResultWriter, type TaskOutcome } from './result-writer.js';
+import { Scheduler } from './scheduler.js';
 import { TaskProcess, type ProcessResult, type TaskSpec } from './task-process.js';
 
 interface ClaimedRow {
@@ -47,6 +48,7 @@ export class TaskNode {
   private listener: Listener | null = null;
   private lease: Lease | null = null;
   private writer: ResultWriter | null = null;
+  private scheduler: Scheduler | null = null;
   private readonly running = new Map<number, { proc: TaskProcess; epoch: number }>();
   private readonly killReasons = new Map<number, KillReason>();
 
@@ -100,6 +102,7 @@ export class TaskNode {
       }
       this.writer = new ResultWriter(pool, this.queries, o.workerId, this.log);
       this.lease = new Lease(pool, this.queries, o, this.log);
+      this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log);
       const listener = new Listener(clientConfig({ connectionString: o.connectionString }), this.schema, this.log);
       listener.on('notification', (n: Notification) => this.onNotification(n));
       listener.on('connected', () => this.resync());
@@ -129,6 +132,7 @@ export class TaskNode {
           this.renewTimer = setInterval(() => void this.renew(), (o.leaseSeconds * 1000) / 2);
           this.applyStop(result.stop, true);
           this.resync();
+          if (!this.stopping) this.scheduler!.start();
           return;
         }
         this.state = 'standby';
@@ -187,6 +191,7 @@ export class TaskNode {
     if (this.state !== 'active' && this.state !== 'stopping') return;
     this.log.error({ reason }, 'lease lost: killing running tasks and standing by');
     this.clearLeaseTimers();
+    this.scheduler!.stop();
     this.lease!.drop();
     for (const id of this.running.keys()) {
       this.killTask(id, { state: 'CF', error: `Worker lost its lease: ${reason}` }, 0);
@@ -206,6 +211,7 @@ export class TaskNode {
   private onNotification(n: Notification): void {
     const o = this.options;
     if (n.e === 'queued' && n.g === o.groupId) this.hint();
+    else if (n.e === 'schedule' && n.g === o.groupId) this.scheduler?.rearm();
     else if (n.e === 'cancel' && n.w === o.workerId) void this.checkCancels();
     else if (n.e === 'worker' && n.w === o.workerId) {
       if (this.state === 'standby') this.wakeStandby?.();
@@ -219,6 +225,7 @@ export class TaskNode {
     this.hint();
     void this.checkCancels();
     void this.refreshWorker();
+    this.scheduler?.rearm();
   }
 
   private hint(): void {
@@ -373,6 +380,7 @@ export class TaskNode {
       return this.exited;
     }
     this.stopping = true;
+    this.scheduler?.stop();
     this.wakeStandby?.();
     const wasActive = this.state === 'active';
     this.state = 'stopping';
@@ -407,6 +415,7 @@ export class TaskNode {
   }
 
   private async close(): Promise<void> {
+    this.scheduler?.stop();
     this.writer?.close();
     this.clearLeaseTimers();
     if (this.retryClaimTimer) clearTimeout(this.retryClaimTimer);

@@ -1,6 +1,6 @@
 // add, queue, cancel, show, ls: thin over TaskClient.
 import { Option, type Command } from 'commander';
-import { formatTask, formatTaskTable } from '../format.js';
+import { formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
@@ -66,8 +66,15 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .addOption(new Option('--state <code>', 'only this state: DR AW AE AC CS CF CC').argParser(parseState))
     .option('--group <n>', 'only this group', (v) => parseInteger(v, '--group'))
     .option('--limit <n>', 'at most this many', (v) => parsePositive(v, '--limit'), 50)
+    .option('--scheduled', 'list the scheduled tasks with their schedule and next run')
     .option('--json', 'print the rows as JSON')
-    .action(async (opts: { state?: TaskState; group?: number; limit: number; json?: boolean }) => {
+    .action(async (opts: { state?: TaskState; group?: number; limit: number; scheduled?: boolean; json?: boolean }) => {
+      if (opts.scheduled) {
+        const tasks = await ctx.withClient((c) => c.listScheduled({ ...(opts.group !== undefined ? { groupId: opts.group } : {}), limit: opts.limit }));
+        if (opts.json) printJson(ctx.io, tasks);
+        else print(ctx.io, tasks.length === 0 ? 'no scheduled tasks' : formatScheduleTable(tasks));
+        return;
+      }
       const tasks = await ctx.withClient((c) =>
         c.list({ ...(opts.state ? { state: opts.state } : {}), ...(opts.group !== undefined ? { groupId: opts.group } : {}), limit: opts.limit }),
       );

@@ -1,0 +1,51 @@
+// schedule, unschedule: thin over TaskClient.schedule / unschedule.
+import type { Command } from 'commander';
+import { print, printJson } from '../io.js';
+import type { CliContext } from '../context.js';
+import { parseEvery, parseTaskId, parseTime } from '../parse.js';
+import { describeSchedule } from '../format.js';
+import type { PeriodId } from '../../client/types.js';
+
+export function registerSchedule(program: Command, ctx: CliContext): void {
+  program
+    .command('schedule')
+    .description('start a task every period, on a cron expression, or once at a time')
+    .argument('<id>', 'task id', parseTaskId)
+    .option('--every <period>', 'period: 10s, 5m, 2h, 1d, 1w, 1mo', parseEvery)
+    .option('--cron <expr>', 'cron expression: 5 fields, or 6 with seconds first')
+    .option('--tz <zone>', 'IANA time zone of cron fields and of day/week/month periods', 'UTC')
+    .option('--at <time>', 'first run (ISO 8601 or "now"); alone, a one-shot start at that time', parseTime)
+    .option('--clone', 'queue a copy at each slot (shed_clone) instead of re-queuing the task itself')
+    .option('--json', 'print the row as JSON')
+    .action(async (id: number, opts: { every?: { periodId: PeriodId; count: number }; cron?: string; tz: string; at?: Date; clone?: boolean; json?: boolean }) => {
+      const task = await ctx.withClient((c) =>
+        c.schedule(id, {
+          ...(opts.every ? { every: opts.every } : {}),
+          ...(opts.cron ? { cron: opts.cron } : {}),
+          ...(opts.at ? { at: opts.at } : {}),
+          tz: opts.tz,
+          clone: opts.clone ?? false,
+        }),
+      );
+      if (opts.json) {
+        printJson(ctx.io, task);
+        return;
+      }
+      print(ctx.io, `task ${task.id}: ${describeSchedule(task)}, next run ${task.next_start?.toISOString() ?? '-'}`);
+      if (!task.shed_clone && (opts.every || opts.cron) && task.state_id === 'DR') {
+        // The seed's rule: a repeating schedule re-queues the task only once it has ended (C*).
+        ctx.io.stderr.write(`note: task ${task.id} is a draft; its slots are skipped until it has run once (queue it now, or schedule with --clone)\n`);
+      }
+    });
+
+  program
+    .command('unschedule')
+    .description('remove the schedule of a task (the task itself is left as it is)')
+    .argument('<id>', 'task id', parseTaskId)
+    .option('--json', 'print the row as JSON')
+    .action(async (id: number, opts: { json?: boolean }) => {
+      const task = await ctx.withClient((c) => c.unschedule(id));
+      if (opts.json) printJson(ctx.io, task);
+      else print(ctx.io, `task ${task.id}: not scheduled`);
+    });
+}

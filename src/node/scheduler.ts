@@ -1,0 +1,194 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Queries } from '../db/queries.js';
+import { describeError } from '../db/errors.js';
+import { nextCronSlot, nextSlot, type PeriodId } from './schedule-math.js';
+
+interface DueRow {
+  id: number;
+  state_id: string;
+  next_start: Date | null;
+  shed_period_id: PeriodId | null;
+  shed_period_count: number | null;
+  shed_clone: boolean;
+  shed_cron: string | null;
+  shed_tz: string;
+  shed_anchor: Date | null;
+  now: Date;
+}
+
+export interface FireResult {
+  /** Schedules whose slot came (cloned + requeued + skipped). */
+  fired: number;
+  cloned: number;
+  requeued: number;
+  skipped: number;
+  /** Cron schedules whose first slot was computed. */
+  initialised: number;
+  /** Schedules switched off because their slots cannot be computed. */
+  disabled: number;
+  /** Rows handled; a full batch means more may be due. */
+  rows: number;
+}
+
+/**
+ * Fires the due schedules of a group, once per slot across every node of the group: the rows
+ * are locked (SKIP LOCKED) and advanced in one transaction. `now` null = the database's now().
+ *
+ * At a slot: shed_clone → a copy is queued; otherwise the task itself is re-queued if it has
+ * ended (C*), or — one-shot schedules only — if it is a draft; else the slot is skipped and
+ * counted. next_start then moves to the first slot after now: after downtime, one catch-up run.
+ */
+export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId: number, now: Date | null, log: Logger, limit = 500): Promise<FireResult> {
+  const result: FireResult = { fired: 0, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: 0 };
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(queries.markAdvancing);
+    const { rows } = await client.query<DueRow>(queries.dueSchedules, [groupId, now, limit]);
+    result.rows = rows.length;
+    const ids: number[] = [];
+    const nextStarts: Array<Date | null> = [];
+    const requeues: boolean[] = [];
+    const skips: boolean[] = [];
+    const disabled: Array<string | null> = [];
+    const clones: number[] = [];
+    for (const row of rows) {
+      let next: Date | null = null;
+      let requeue = false;
+      let skipped = false;
+      let disable: string | null = null;
+      try {
+        if (row.next_start === null) {
+          // A cron schedule written without a first slot: compute it, fire nothing yet.
+          next = nextCronSlot(row.shed_cron!, row.shed_tz, row.now);
+          result.initialised++;
+        } else {
+          const oneShot = row.shed_cron === null && row.shed_period_id === null;
+          next = nextSlot(
+            { anchor: row.shed_anchor, periodId: row.shed_period_id, periodCount: row.shed_period_count, cron: row.shed_cron, tz: row.shed_tz },
+            row.now,
+          );
+          result.fired++;
+          if (row.shed_clone) {
+            clones.push(row.id);
+            result.cloned++;
+          } else if (row.state_id.startsWith('C') || (oneShot && row.state_id === 'DR')) {
+            requeue = true;
+            result.requeued++;
+          } else {
+            skipped = true;
+            result.skipped++;
+            log.warn({ task: row.id, state: row.state_id, slot: row.next_start }, 'schedule slot skipped: the task has not ended');
+          }
+        }
+      } catch (error) {
+        disable = `schedule disabled: ${(error as Error).message}`;
+        next = null;
+        requeue = false;
+        result.disabled++;
+        log.error({ task: row.id, err: (error as Error).message }, 'schedule disabled');
+      }
+      ids.push(row.id);
+      nextStarts.push(next);
+      requeues.push(requeue);
+      skips.push(skipped);
+      disabled.push(disable);
+    }
+    if (clones.length > 0) await client.query(queries.cloneScheduled, [clones]);
+    if (ids.length > 0) await client.query(queries.advanceSchedules, [ids, nextStarts, requeues, skips, disabled]);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+// setTimeout's longest delay is 2^31 − 1 ms (24.8 days); a schedule further away is re-read then.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * One timer per node, armed to the earliest due schedule of its group and re-armed when a
+ * notification says schedules changed. A schedule a year away costs nothing until it is due.
+ */
+export class Scheduler {
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  private again = false;
+  private running = false;
+  private retryMs = 0;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queries: Queries,
+    private readonly groupId: number,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.rearm();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.arm(null);
+  }
+
+  /** Replaces the timer. A stopped scheduler arms none: a cycle still in flight when stop()
+   * was called must not leave a timer behind (it would hold the process open for up to the
+   * delay of the next schedule). */
+  private arm(ms: number | null): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = ms !== null && this.running ? setTimeout(() => this.rearm(), ms) : null;
+  }
+
+  /** Re-reads the earliest due schedule and arms the timer (or fires now). */
+  rearm(): void {
+    if (!this.running) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    void this.cycle().finally(() => {
+      this.busy = false;
+      if (this.again) {
+        this.again = false;
+        this.rearm();
+      }
+    });
+  }
+
+  private async cycle(): Promise<void> {
+    try {
+      for (;;) {
+        if (!this.running) return;
+        const { rows } = await this.pool.query<{ delay_ms: number | null; uninitialised: boolean }>(this.queries.nextScheduleDue, [this.groupId, null]);
+        const { delay_ms: delay, uninitialised } = rows[0]!;
+        if (!uninitialised && (delay === null || delay > 0)) {
+          // +1 ms: the timer must not wake a hair before the slot and find nothing due.
+          this.arm(delay === null ? null : Math.min(Math.ceil(delay) + 1, MAX_TIMER_MS));
+          this.retryMs = 0;
+          return;
+        }
+        const result = await fireDueSchedules(this.pool, this.queries, this.groupId, null, this.log);
+        if (result.fired + result.initialised + result.disabled > 0) this.log.info({ ...result }, 'schedules fired');
+        if (result.rows === 0) {
+          // Another node holds the due rows (SKIP LOCKED). Its commit notifies and re-arms us;
+          // the short timer only covers a lost notification.
+          this.arm(100);
+          return;
+        }
+      }
+    } catch (error) {
+      if (!this.running) return;
+      this.retryMs = Math.min(Math.max(this.retryMs * 2, 200), 5_000);
+      this.log.warn({ err: describeError(error), retryInMs: this.retryMs }, 'scheduler failed; retrying');
+      this.arm(this.retryMs);
+    }
+  }
+}

@@ -1,0 +1,76 @@
+-- Runtime queries of the scheduler. $now is null in production (the database's now()) and a
+-- fixed instant in tests.
+
+-- name: nextScheduleDue
+-- How long until the group's earliest schedule is due (negative: overdue), and whether a cron
+-- schedule still needs its first slot computed. Served by task_schedule_idx.
+-- $1 group, $2 now or null
+SELECT (extract(epoch FROM min(next_start) - coalesce($2::timestamptz, now())) * 1000)::float8 AS delay_ms,
+       coalesce(bool_or(next_start IS NULL), false) AS uninitialised
+  FROM {{schema}}.task
+ WHERE group_id = $1 AND (next_start IS NOT NULL OR shed_cron IS NOT NULL);
+
+-- name: dueSchedules
+-- The due schedules of a group, locked. SKIP LOCKED lets racing nodes split the work; a row
+-- another node just advanced no longer matches once its lock is released, because the
+-- condition is checked again on the newest version of the row. That is what makes each slot
+-- fire once across the cluster.
+-- $1 group, $2 now or null, $3 limit
+SELECT id, state_id, next_start, shed_period_id, shed_period_count, shed_clone, shed_cron, shed_tz,
+       shed_anchor, coalesce($2::timestamptz, now()) AS now
+  FROM {{schema}}.task
+ WHERE group_id = $1
+   AND (next_start IS NOT NULL OR shed_cron IS NOT NULL)
+   AND (next_start <= coalesce($2::timestamptz, now()) OR next_start IS NULL)
+ ORDER BY next_start NULLS FIRST, id
+ LIMIT $3
+   FOR UPDATE SKIP LOCKED;
+
+-- name: markAdvancing
+-- The scheduler's own writes keep a schedule's anchor (see task_schedule_rules).
+SELECT set_config('pg_tasks.advancing', 'on', true);
+
+-- name: cloneScheduled
+-- shed_clone: a copy of each scheduled task, queued, pointing back at it. The copy has no
+-- schedule of its own.
+-- $1 scheduled task ids
+INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id)
+SELECT params, 'AW', priority, group_id, command, cwd, id
+  FROM {{schema}}.task
+ WHERE id = ANY($1::bigint[]);
+
+-- name: advanceSchedules
+-- One statement per batch: move next_start, re-queue (the seed's statement: AW, any worker),
+-- count skipped slots, or switch off a schedule the node cannot compute.
+-- $1 ids, $2 next starts, $3 re-queue, $4 skipped, $5 disable with this error (or null)
+UPDATE {{schema}}.task t
+   SET next_start = r.next_start,
+       state_id = CASE WHEN r.requeue THEN 'AW' ELSE t.state_id END,
+       worker_id = CASE WHEN r.requeue THEN NULL ELSE t.worker_id END,
+       shed_skip_count = t.shed_skip_count + CASE WHEN r.skipped THEN 1 ELSE 0 END,
+       shed_cron = CASE WHEN r.disabled IS NULL THEN t.shed_cron ELSE NULL END,
+       error = coalesce(r.disabled, t.error)
+  FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $4::boolean[], $5::text[])
+       AS r(id, next_start, requeue, skipped, disabled)
+ WHERE t.id = r.id;
+
+-- name: setSchedule
+-- $1 id, $2 next_start, $3 period, $4 count, $5 cron, $6 tz, $7 clone
+UPDATE {{schema}}.task
+   SET next_start = $2, shed_period_id = $3, shed_period_count = $4, shed_cron = $5, shed_tz = $6, shed_clone = $7
+ WHERE id = $1
+RETURNING *;
+
+-- name: clearSchedule
+UPDATE {{schema}}.task
+   SET next_start = NULL, shed_period_id = NULL, shed_period_count = NULL, shed_cron = NULL, shed_clone = false
+ WHERE id = $1
+RETURNING *;
+
+-- name: listScheduled
+-- $1 group or null, $2 limit
+SELECT * FROM {{schema}}.task
+ WHERE (next_start IS NOT NULL OR shed_cron IS NOT NULL)
+   AND ($1::int IS NULL OR group_id = $1)
+ ORDER BY next_start NULLS FIRST, id
+ LIMIT $2;
