@@ -102,7 +102,7 @@ export class TaskNode {
       }
       this.writer = new ResultWriter(pool, this.queries, o.workerId, this.log);
       this.lease = new Lease(pool, this.queries, o, this.log);
-      this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log);
+      this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
       const listener = new Listener(clientConfig({ connectionString: o.connectionString }), this.schema, this.log);
       listener.on('notification', (n: Notification) => this.onNotification(n));
       listener.on('connected', () => this.resync());

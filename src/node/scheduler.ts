@@ -126,6 +126,8 @@ export class Scheduler {
     private readonly queries: Queries,
     private readonly groupId: number,
     private readonly log: Logger,
+    /** Told when a fire queued tasks, so this node claims without waiting for its own NOTIFY. */
+    private readonly onQueued: () => void = () => undefined,
   ) {}
 
   start(): void {
@@ -177,6 +179,7 @@ export class Scheduler {
         }
         const result = await fireDueSchedules(this.pool, this.queries, this.groupId, null, this.log);
         if (result.fired + result.initialised + result.disabled > 0) this.log.info({ ...result }, 'schedules fired');
+        if (result.cloned + result.requeued > 0) this.onQueued();
         if (result.rows === 0) {
           // Another node holds the due rows (SKIP LOCKED). Its commit notifies and re-arms us;
           // the short timer only covers a lost notification.

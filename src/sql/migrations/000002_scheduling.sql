@@ -129,6 +129,14 @@ BEGIN
         USING ERRCODE = 'check_violation';
     END IF;
   END IF;
+  -- A cron schedule whose expression or zone changed needs its next slot computed again (by a
+  -- node, which does so for a cron schedule without next_start), unless the same statement
+  -- sets next_start itself.
+  IF TG_OP = 'UPDATE' AND NEW.shed_cron IS NOT NULL
+     AND (NEW.shed_cron IS DISTINCT FROM OLD.shed_cron OR NEW.shed_tz IS DISTINCT FROM OLD.shed_tz)
+     AND NEW.next_start IS NOT DISTINCT FROM OLD.next_start THEN
+    NEW.next_start := NULL;
+  END IF;
   -- A schedule the user sets or changes starts a new anchor. The scheduler's own advances run
   -- with pg_tasks.advancing set for their transaction and keep it.
   IF coalesce(current_setting('pg_tasks.advancing', true), '') <> 'on' THEN
