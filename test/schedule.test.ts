@@ -271,6 +271,25 @@ describe('on a node', () => {
     await stopAllNodes();
   });
 
+  it('three nodes racing one cron schedule (every second, cloned) fire each slot once', async () => {
+    const group = 85;
+    const log = `${tempDir('race-cron')}/log`;
+    await Promise.all([86, 87, 88].map((workerId) => startNode(db, { workerId, groupId: group, maxTasks: 4, nodeName: `cron-${workerId}` })));
+    const template = await addTask(db, recorder(log), { group, state: 'DR' });
+    // No next_start: a node computes the first slot.
+    await db.query("UPDATE long_task.task SET shed_cron = '* * * * * *', shed_clone = true WHERE id = $1", [template]);
+    await until(async () => (await clonesOf(template)).length >= 5, 'five clones', 30_000);
+    await unschedule(template);
+    const clones = await clonesOf(template);
+    await waitEnded(db, clones.map((c) => c.id));
+    // Cron slots are whole seconds: counted from the epoch, each clone has a second of its own.
+    assertOnePerSlot(clones, 0, 1_000);
+    const runs = runsPerTask(log);
+    for (const c of clones) assert.equal(runs.get(c.id), 1, `clone ${c.id} ran ${runs.get(c.id) ?? 0} times`);
+    assert.equal(runs.size, clones.length, 'only clones ran');
+    await stopAllNodes();
+  });
+
   it('a one-shot next_start on a draft runs it once and clears next_start', async () => {
     const group = 90;
     const node = await startNode(db, { workerId: 90, groupId: group });
