@@ -449,14 +449,14 @@ describe('--help', () => {
   it('of the program lists every command and the environment', async () => {
     const out = await ok(['--help']);
     assert.match(out, /^Usage: pg-tasks /);
-    for (const command of ['start', 'node', 'migrate', 'add', 'queue', 'cancel', 'show', 'ls']) {
+    for (const command of ['start', 'node', 'migrate', 'add', 'queue', 'cancel', 'show', 'ls', 'schedule', 'unschedule', 'workers', 'stop']) {
       assert.match(out, new RegExp(`^  ${command} `, 'm'), `${command} missing from --help`);
     }
     assert.match(out, /^ {2}DATABASE_URL /m);
     assert.match(out, /^ {2}PGTASKS_SCHEMA /m);
   });
 
-  for (const command of ['start', 'node', 'migrate', 'add', 'queue', 'cancel', 'show', 'ls']) {
+  for (const command of ['start', 'node', 'migrate', 'add', 'queue', 'cancel', 'show', 'ls', 'schedule', 'unschedule', 'workers', 'stop']) {
     it(`of ${command} exits 0 and lists DATABASE_URL and PGTASKS_SCHEMA`, async () => {
       // An unreachable database proves help never connects (start would even start one).
       const out = await ok([command, '--help'], { DATABASE_URL: UNREACHABLE_URL });
@@ -500,5 +500,33 @@ describe('migrate', () => {
     assert.deepEqual((await okJson<Task[]>(['--schema', 'other', 'ls', '--json'])).map((t) => t.id), [id]);
     assert.deepEqual((await okJson<Task[]>(['ls', '--json'], { PGTASKS_SCHEMA: 'other' })).map((t) => t.id), [id]);
     assert.equal((await okJson<Task>(['--schema', 'other', 'show', '--json', String(id)])).state_id, 'AW');
+  });
+});
+
+describe('workers and stop', () => {
+  it('workers lists the node\'s worker as ok with its host and running count', async () => {
+    const table = parseTable(await ok(['workers']));
+    assert.deepEqual(table.header, ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'NODE']);
+    assert.equal(table.rows.find((r) => r[0] === '1')?.[2], 'ok');
+    const workers = await okJson<Array<{ id: number; group_id: number; status: string; host: string; active: boolean }>>(['workers', '--json']);
+    const mine = workers.find((w) => w.id === 1)!;
+    assert.equal(mine.group_id, NODE_GROUP);
+    assert.equal(mine.status, 'ok');
+    assert.equal(mine.active, true);
+    assert.ok(mine.host);
+  });
+
+  it('stop --pause / --resume write the stop code and the node obeys', async () => {
+    assert.equal(await ok(['stop', '1', '--pause']), 'worker 1: stop = 1 (pause)\n');
+    await until(() => node!.stopCode === 1, 'the node to read stop code 1');
+    assert.equal((await okJson<Array<{ id: number; status: string }>>(['workers', '--json'])).find((w) => w.id === 1)!.status, 'stopping');
+    assert.equal(await ok(['stop', '1', '--resume']), 'worker 1: stop = 0 (resume)\n');
+    await until(() => node!.stopCode === 0, 'the node to read stop code 0');
+  });
+
+  it('stop refuses an unknown worker and conflicting modes', async () => {
+    assert.equal(assertRuntimeError(await runCli(['stop', '999'])), 'worker 999 not found');
+    assertUsageError(await runCli(['stop', '1', '--drain', '--cancel']));
+    assertUsageError(await runCli(['stop', 'x']));
   });
 });

@@ -1,4 +1,4 @@
-import type { Task } from '../client/types.js';
+import type { Task, Worker } from '../client/types.js';
 
 function when(value: Date | null): string {
   return value ? value.toISOString() : '-';
@@ -85,6 +85,23 @@ export function formatScheduleTable(tasks: Task[]): string {
       when(t.next_start),
       String(t.shed_skip_count),
       escapeControls(t.command.join(' ')).slice(0, 60),
+    ]),
+  );
+}
+
+/** `pg-tasks workers`: one worker a line. */
+export function formatWorkerTable(workers: Worker[]): string {
+  return table(
+    ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'NODE'],
+    workers.map((w) => [
+      String(w.id),
+      String(w.group_id),
+      w.status,
+      String(w.stop),
+      `${w.task_count}/${w.max_task_count ?? '-'}`,
+      when(w.locked_until),
+      w.host ?? '-',
+      w.node_name ?? '-',
     ]),
   );
 }

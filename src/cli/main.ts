@@ -9,6 +9,7 @@ import { registerNode } from './commands/node.js';
 import { registerStart } from './commands/start.js';
 import { registerTaskCommands } from './commands/tasks.js';
 import { registerSchedule } from './commands/schedule.js';
+import { registerWorkers } from './commands/workers.js';
 
 const ENVIRONMENT_HELP = `
 Environment:
@@ -34,6 +35,7 @@ export function buildProgram(io: CliIo): Command {
   registerMigrate(program, ctx);
   registerTaskCommands(program, ctx);
   registerSchedule(program, ctx);
+  registerWorkers(program, ctx);
   for (const command of [program, ...program.commands]) {
     command.addHelpText('after', ENVIRONMENT_HELP);
     command.exitOverride();

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
 import { loadQueries, type Queries } from '../db/queries.js';
-import type { AddTaskInput, ListOptions, ScheduleInput, Task } from './types.js';
+import type { AddTaskInput, ListOptions, ScheduleInput, Task, Worker } from './types.js';
+import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
 
 export class TaskNotFoundError extends Error {
@@ -116,6 +117,18 @@ export class TaskClient {
   async listScheduled(options: { groupId?: number; limit?: number } = {}): Promise<Task[]> {
     const { rows } = await this.pool.query<Task>(this.queries.listScheduled, [options.groupId ?? null, options.limit ?? 50]);
     return rows;
+  }
+
+  async workers(): Promise<Worker[]> {
+    const { rows } = await this.pool.query<Worker>(this.queries.listWorkers, [NODE_DEFAULTS.recoveryDelaySeconds]);
+    return rows;
+  }
+
+  /** Writes a worker's stop code: 0 run, 1 pause, 2 drain and exit, 3 cancel and exit. */
+  async setWorkerStop(workerId: number, stop: 0 | 1 | 2 | 3): Promise<Worker> {
+    const { rows } = await this.pool.query<Worker>(this.queries.setWorkerStop, [workerId, stop]);
+    if (!rows[0]) throw new Error(`worker ${workerId} not found`);
+    return rows[0];
   }
 
   async close(): Promise<void> {

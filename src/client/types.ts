@@ -73,3 +73,21 @@ export interface ScheduleInput {
   /** Queue a copy at each slot instead of re-queuing the task itself. */
   clone?: boolean;
 }
+
+/** A row of the worker table, with its status as seen from the database. */
+export interface Worker {
+  id: number;
+  group_id: number;
+  node_name: string | null;
+  host: string | null;
+  pid: number | null;
+  task_count: number;
+  max_task_count: number | null;
+  stop: number;
+  active: boolean;
+  locked_until: Date | null;
+  lease_epoch: number;
+  lease_taken: Date | null;
+  /** ok; stopping (stop code set); late (lease lapsed, not yet recoverable); failed; stopped. */
+  status: 'ok' | 'stopping' | 'late' | 'failed' | 'stopped';
+}

@@ -55,3 +55,21 @@ UPDATE {{schema}}.worker
 
 -- name: readWorker
 SELECT * FROM {{schema}}.worker WHERE id = $1;
+
+-- name: listWorkers
+-- $1 recovery delay (seconds)
+SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, active, locked_until, lease_epoch, lease_taken,
+       CASE
+         WHEN NOT active THEN 'stopped'
+         WHEN locked_until + make_interval(secs => $1) <= now() THEN 'failed'
+         WHEN locked_until <= now() THEN 'late'
+         WHEN stop > 0 THEN 'stopping'
+         ELSE 'ok'
+       END AS status
+  FROM {{schema}}.worker
+ ORDER BY id;
+
+-- name: setWorkerStop
+-- $1 worker, $2 stop code
+UPDATE {{schema}}.worker SET stop = $2 WHERE id = $1
+RETURNING *;
