@@ -46,6 +46,7 @@ export class TaskClient {
       input.cwd ?? null,
       input.params === undefined ? null : JSON.stringify(input.params),
       input.workerId ?? null,
+      input.recoverPolicy ?? null,
     ]);
     return rows[0]!;
   }

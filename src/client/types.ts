@@ -33,6 +33,7 @@ export interface Task {
   shed_tz: string;
   shed_anchor: Date | null;
   shed_skip_count: number;
+  recover_policy: RecoverPolicy | null;
   finished: Date | null;
   exit_code: number | null;
   exit_signal: string | null;
@@ -52,7 +53,11 @@ export interface AddTaskInput {
   params?: unknown;
   /** Only this worker may run it. */
   workerId?: number | null;
+  /** If the worker running it fails: fail it, or queue it again. Default: the group's, else fail. */
+  recoverPolicy?: RecoverPolicy | null;
 }
+
+export type RecoverPolicy = 'fail' | 'requeue';
 
 export interface ListOptions {
   state?: TaskState;

@@ -8,6 +8,9 @@ export interface Notification {
   e: string;
   g?: number;
   w?: number | null;
+  /** ping: the lease term and sequence number of the renewal that sent it. */
+  k?: number;
+  n?: number;
 }
 
 /**
@@ -82,6 +85,11 @@ export class Listener extends EventEmitter {
         this.scheduleRetry();
       });
     }, delay);
+  }
+
+  /** Drops the connection and reconnects, e.g. when it stopped delivering notifications. */
+  reconnect(): void {
+    if (this.client) this.onLost(this.client, new Error('reconnect requested'));
   }
 
   get connected(): boolean {

@@ -18,12 +18,14 @@ export interface LeaseOptions {
 
 export type TakeResult =
   | { taken: true; epoch: number; stop: number; recovered: boolean }
-  | { taken: false; heldBy: string | null; lockedUntil: Date | null };
+  | { taken: false; heldBy: string | null; lockedUntil: Date | null; recoverableInMs: number | null };
 
 export interface RenewResult {
   stop: number;
   hasWaiting: boolean;
   hasCancels: boolean;
+  /** Other workers that are active with a lease lapsed past the recovery delay. */
+  failedWorkers: number[];
 }
 
 /**
@@ -66,14 +68,21 @@ export class Lease {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<{ held: boolean; failed: boolean; active: boolean; node_name: string | null; locked_until: Date | null }>(
+      const { rows } = await client.query<{
+        held: boolean;
+        failed: boolean;
+        active: boolean;
+        node_name: string | null;
+        locked_until: Date | null;
+        recoverable_in_ms: number | null;
+      }>(
         q.lockWorker,
         [o.workerId, o.recoveryDelaySeconds, now],
       );
       const row = rows[0]!;
       if (row.held || (row.active && !row.failed)) {
         await client.query('ROLLBACK');
-        return { taken: false, heldBy: row.node_name, lockedUntil: row.locked_until };
+        return { taken: false, heldBy: row.node_name, lockedUntil: row.locked_until, recoverableInMs: row.recoverable_in_ms };
       }
       // An active row with a lapsed lease is a failed worker: its tasks have no one
       // answering for them. The recovery policy runs once, in the take-over's transaction.
@@ -95,14 +104,17 @@ export class Lease {
     }
   }
 
-  /** Renews the held term; null when the lease was lost (another term began). */
-  async renew(taskCount: number): Promise<RenewResult | null> {
+  /**
+   * Renews the held term; null when the lease was lost (another term began). `ping` is sent
+   * on `channel` by the same statement (see renewLease).
+   */
+  async renew(taskCount: number, channel: string, ping: string): Promise<RenewResult | null> {
     if (this.epoch === null) return null;
     const o = this.options;
     const sentAt = performance.now();
-    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean }>(
+    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean; failed_workers: number[] }>(
       this.queries.renewLease,
-      [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId],
+      [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId, o.recoveryDelaySeconds, channel, ping],
     );
     const row = rows[0];
     if (!row) {
@@ -110,7 +122,7 @@ export class Lease {
       return null;
     }
     this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
-    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels };
+    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, failedWorkers: row.failed_workers };
   }
 
   async release(clearStop: boolean): Promise<void> {

@@ -9,6 +9,7 @@ import { Lease } from './lease.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
 import { ResultWriter, type TaskOutcome } from './result-writer.js';
 import { Scheduler } from './scheduler.js';
+import { recoverFailedWorker } from './recovery.js';
 import { TaskProcess, type ProcessResult, type TaskSpec } from './task-process.js';
 
 interface ClaimedRow {
@@ -67,6 +68,9 @@ export class TaskNode {
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
   private resolveExited!: () => void;
+  // LISTEN health: each renewal sends a ping through NOTIFY; the next renewal checks it came back.
+  private pingsSent = 0;
+  private pingsReceived = 0;
 
   constructor(readonly options: NodeOptions) {
     this.schema = resolveSchema(options.schema);
@@ -105,7 +109,10 @@ export class TaskNode {
       this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
       const listener = new Listener(clientConfig({ connectionString: o.connectionString }), this.schema, this.log);
       listener.on('notification', (n: Notification) => this.onNotification(n));
-      listener.on('connected', () => this.resync());
+      listener.on('connected', () => {
+        this.pingsReceived = this.pingsSent;
+        this.resync();
+      });
       this.listener = listener;
       await listener.start();
     } catch (error) {
@@ -140,7 +147,10 @@ export class TaskNode {
           this.log.info({ heldBy: result.heldBy, lockedUntil: result.lockedUntil }, 'worker is held by another node; standing by');
           announced = true;
         }
-        await this.sleepStandby((o.leaseSeconds * 1000) / 4);
+        // Try again when the holder's lease would become recoverable, or after half a lease
+        // (by then a live holder has renewed).
+        const wait = result.recoverableInMs === null ? (o.leaseSeconds * 1000) / 2 : result.recoverableInMs + 10;
+        await this.sleepStandby(Math.min(Math.max(wait, 50), (o.leaseSeconds * 1000) / 2));
       } catch (error) {
         this.log.warn({ err: describeError(error, this.schema) }, 'could not take the lease; retrying');
         await this.sleepStandby(backoff);
@@ -163,8 +173,13 @@ export class TaskNode {
   private async renew(): Promise<void> {
     const lease = this.lease!;
     if (lease.epoch === null) return;
+    if (this.listener?.connected && this.pingsSent > this.pingsReceived) {
+      this.log.warn('LISTEN delivered nothing since the last renewal, not even its ping: reconnecting the listener');
+      this.listener.reconnect();
+    }
     try {
-      const result = await lease.renew(this.running.size);
+      const ping = JSON.stringify({ e: 'ping', w: this.options.workerId, k: lease.epoch, n: ++this.pingsSent });
+      const result = await lease.renew(this.running.size, this.schema, ping);
       if (!result) {
         this.loseLease('another node took over this worker');
         return;
@@ -173,9 +188,18 @@ export class TaskNode {
       this.applyStop(result.stop);
       if (result.hasWaiting) this.hint();
       if (result.hasCancels) void this.checkCancels();
+      for (const id of result.failedWorkers) void this.recoverWorker(id);
     } catch (error) {
       // The fence timer decides when this becomes fatal.
       this.log.warn({ err: describeError(error), trustedForMs: Math.round(lease.remainingMs()) }, 'lease renewal failed');
+    }
+  }
+
+  private async recoverWorker(id: number): Promise<void> {
+    try {
+      await recoverFailedWorker(this.pool!, this.queries, id, this.options.recoveryDelaySeconds, this.log);
+    } catch (error) {
+      this.log.warn({ failedWorker: id, err: describeError(error) }, 'could not recover a failed worker');
     }
   }
 
@@ -211,6 +235,7 @@ export class TaskNode {
   private onNotification(n: Notification): void {
     const o = this.options;
     if (n.e === 'queued' && n.g === o.groupId) this.hint();
+    else if (n.e === 'ping' && n.w === o.workerId && n.k === this.lease?.epoch) this.pingsReceived = Math.max(this.pingsReceived, n.n ?? 0);
     else if (n.e === 'schedule' && n.g === o.groupId) this.scheduler?.rearm();
     else if (n.e === 'cancel' && n.w === o.workerId) void this.checkCancels();
     else if (n.e === 'worker' && n.w === o.workerId) {

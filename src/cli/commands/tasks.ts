@@ -4,7 +4,7 @@ import { formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
-import type { TaskState } from '../../client/types.js';
+import type { RecoverPolicy, TaskState } from '../../client/types.js';
 
 export function registerTaskCommands(program: Command, ctx: CliContext): void {
   program
@@ -18,10 +18,20 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .option('--draft', 'insert in DR (draft); queue it later with "pg-tasks queue ID"')
     .option('--cwd <dir>', "working directory, absolute or relative to the node's --root-dir")
     .option('--params <json>', 'JSON handed to the process in PG_TASKS_PARAMS', parseJson)
+    .addOption(new Option('--on-worker-failure <policy>', "if the worker running it fails: fail it, or requeue it (default: the group's policy, else fail)").choices(['fail', 'requeue']))
     .option('--json', 'print the whole row as JSON')
-    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; json?: boolean }) => {
+    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; json?: boolean }) => {
       const task = await ctx.withClient((c) =>
-        c.add({ command, groupId: opts.group, priority: opts.priority, draft: opts.draft ?? false, cwd: opts.cwd ?? null, params: opts.params, workerId: opts.worker ?? null }),
+        c.add({
+          command,
+          groupId: opts.group,
+          priority: opts.priority,
+          draft: opts.draft ?? false,
+          cwd: opts.cwd ?? null,
+          params: opts.params,
+          workerId: opts.worker ?? null,
+          recoverPolicy: opts.onWorkerFailure ?? null,
+        }),
       );
       if (opts.json) printJson(ctx.io, task);
       else print(ctx.io, String(task.id));

@@ -50,9 +50,9 @@ SELECT id FROM {{schema}}.task
  WHERE worker_id = $1 AND lease_epoch = $2 AND state_id = 'AC';
 
 -- name: insertTask
--- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker
-INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+-- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy
+INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING *;
 
 -- name: queueTask

@@ -10,6 +10,8 @@ ON CONFLICT (id) DO NOTHING;
 -- Read the row under a lock, so that two nodes deciding to take it over decide in turn.
 -- $1 worker, $2 recovery delay (seconds), $3 now or null
 SELECT id, active, stop, node_name, lease_epoch, locked_until,
+       -- milliseconds until a lapsed lease becomes recoverable: when a standby tries again
+       (extract(epoch FROM locked_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8 AS recoverable_in_ms,
        (active AND locked_until > coalesce($3::timestamptz, now())) AS held,
        (active AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS failed
   FROM {{schema}}.worker
@@ -33,9 +35,12 @@ RETURNING lease_epoch, stop;
 
 -- name: renewLease
 -- Renews only the term the node holds ($2). No row back = the lease is lost. The renewal
--- doubles as the node's safety resync at no extra statement: it also says whether work is
--- waiting for the node or cancellations are pending, in case a notification was missed.
--- $1 worker, $2 lease epoch, $3 lease (seconds), $4 running tasks, $5 now or null, $6 group
+-- doubles as the node's safety resync at no extra statement: it says whether work is waiting
+-- for the node, whether cancellations are pending (in case a notification was missed), and
+-- which other workers have failed (active, lease lapsed past the recovery delay). It also
+-- sends the node a ping on its own channel: if the ping does not come back, LISTEN is broken.
+-- $1 worker, $2 lease epoch, $3 lease (seconds), $4 running tasks, $5 now or null, $6 group,
+-- $7 recovery delay (seconds), $8 channel, $9 ping payload
 UPDATE {{schema}}.worker w
    SET locked_until = coalesce($5::timestamptz, now()) + make_interval(secs => $3),
        task_count = $4
@@ -44,7 +49,11 @@ RETURNING w.stop,
   EXISTS (SELECT 1 FROM {{schema}}.task t
            WHERE t.state_id = 'AW' AND t.group_id = $6 AND (t.worker_id IS NULL OR t.worker_id = $1)) AS has_waiting,
   EXISTS (SELECT 1 FROM {{schema}}.task t
-           WHERE t.state_id = 'AC' AND t.worker_id = $1 AND t.lease_epoch = $2) AS has_cancels;
+           WHERE t.state_id = 'AC' AND t.worker_id = $1 AND t.lease_epoch = $2) AS has_cancels,
+  ARRAY(SELECT f.id FROM {{schema}}.worker f
+         WHERE f.active AND f.id <> $1
+           AND f.locked_until + make_interval(secs => $7) <= coalesce($5::timestamptz, now())) AS failed_workers,
+  pg_notify($8, $9) IS NULL AS pinged;
 
 -- name: releaseLease
 -- $1 worker, $2 lease epoch, $3 clear the stop code (the node fulfilled a stop request)
@@ -73,3 +82,19 @@ SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, act
 -- $1 worker, $2 stop code
 UPDATE {{schema}}.worker SET stop = $2 WHERE id = $1
 RETURNING *;
+
+-- name: lockFailedWorker
+-- A failed worker, locked for its recovery; nothing if another node is recovering it (SKIP
+-- LOCKED) or has already (active is false by then, or a new lease was taken).
+-- $1 worker, $2 recovery delay (seconds), $3 now or null
+SELECT id, node_name, lease_epoch
+  FROM {{schema}}.worker
+ WHERE id = $1 AND active AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())
+   FOR UPDATE SKIP LOCKED;
+
+-- name: markRecovered
+-- After recover_worker_tasks: the worker is no longer active, and the new term (epoch + 1)
+-- fences off the node that held it, should it come back.
+UPDATE {{schema}}.worker
+   SET active = false, task_count = 0, lease_epoch = lease_epoch + 1
+ WHERE id = $1;
