@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { migrate } from '../src/db/migrate.js';
+import { isProcessGroupAlive } from '../src/node/process-group.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -113,7 +114,7 @@ describe('upgrades keep a user\'s policy', () => {
 });
 
 describe('standby', () => {
-  it('takes over a worker whose node was SIGKILLed, and recovers its tasks', async (t) => {
+  it('takes over a worker whose node was SIGKILLed, whose task processes died with it, and recovers its tasks', async (t) => {
     // The holder is a real node process, killed the hard way.
     const holder = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--worker-id', '70', '--group', '70', '--lease', '2s', '--no-migrate', '--log-level', 'warn'], {
       cwd: ROOT,
@@ -136,11 +137,7 @@ describe('standby', () => {
     assert.equal((await db.query<{ node_name: string }>('SELECT node_name FROM long_task.worker WHERE id = 70')).rows[0]!.node_name, 'standby');
     // Liveness, not speed: the bound is lease (2 s) + recovery delay (2 s) with room for a busy machine.
     assert.ok(tookMs < 15_000, `take-over took ${Math.round(tookMs)} ms`);
-    // The killed node's process outlives it (orphan clean-up is not built yet): end it here.
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+    // The task's process died with its node (the node's reaper saw the node go).
+    await until(() => !isProcessGroupAlive(pid), 'the killed node\'s task process to die with it', 10_000);
   });
 });

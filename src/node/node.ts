@@ -10,6 +10,7 @@ import type { NodeOptions, ShutdownMode } from './options.js';
 import { ResultWriter, type TaskOutcome } from './result-writer.js';
 import { Scheduler } from './scheduler.js';
 import { recoverFailedWorker } from './recovery.js';
+import { Reaper } from './reaper.js';
 import { TaskProcess, type ProcessResult, type TaskSpec } from './task-process.js';
 
 interface ClaimedRow {
@@ -50,6 +51,7 @@ export class TaskNode {
   private lease: Lease | null = null;
   private writer: ResultWriter | null = null;
   private scheduler: Scheduler | null = null;
+  private readonly reaper = new Reaper();
   private readonly running = new Map<number, { proc: TaskProcess; epoch: number }>();
   private readonly killReasons = new Map<number, KillReason>();
 
@@ -115,6 +117,7 @@ export class TaskNode {
       });
       this.listener = listener;
       await listener.start();
+      this.reaper.start();
     } catch (error) {
       await this.close();
       throw error;
@@ -328,12 +331,17 @@ export class TaskNode {
       return;
     }
     this.running.set(row.id, { proc, epoch });
-    if (proc.pid !== undefined) this.writer!.recordPid(epoch, row.id, proc.pid);
+    if (proc.pid !== undefined) {
+      this.reaper.track(proc.pid);
+      this.writer!.recordPid(epoch, row.id, proc.pid);
+    }
     this.log.debug({ task: row.id, pid: proc.pid }, 'task started');
     void proc.done.then((result) => this.onProcessEnd(row.id, epoch, result));
   }
 
   private onProcessEnd(id: number, epoch: number, result: ProcessResult): void {
+    const pid = this.running.get(id)?.proc.pid;
+    if (pid !== undefined) this.reaper.untrack(pid);
     this.running.delete(id);
     const reason = this.killReasons.get(id);
     this.killReasons.delete(id);
@@ -440,6 +448,7 @@ export class TaskNode {
   }
 
   private async close(): Promise<void> {
+    this.reaper.stop();
     this.scheduler?.stop();
     this.writer?.close();
     this.clearLeaseTimers();

@@ -1,0 +1,34 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The node's side of the reaper (reaper-process.js): a child process that kills the task
+ * process groups the node still runs when the node dies, whatever the cause.
+ */
+export class Reaper {
+  private child: ChildProcess | null = null;
+
+  start(): void {
+    const script = fileURLToPath(new URL('../../src/node/reaper-process.js', import.meta.url));
+    // Its own process group: a signal sent to the node's group (a Ctrl-C, kill -- -PGID)
+    // leaves it alive to do its job.
+    this.child = spawn(process.execPath, [script], { stdio: ['pipe', 'ignore', 'inherit'], detached: true });
+    this.child.stdin!.on('error', () => undefined);
+    this.child.unref();
+    (this.child.stdin as unknown as { unref?: () => void }).unref?.();
+  }
+
+  track(pgid: number): void {
+    this.child?.stdin?.write(`+${pgid}\n`);
+  }
+
+  untrack(pgid: number): void {
+    this.child?.stdin?.write(`-${pgid}\n`);
+  }
+
+  /** A clean stop: the node ended its tasks itself; the reaper exits with nothing to kill. */
+  stop(): void {
+    this.child?.stdin?.end();
+    this.child = null;
+  }
+}
