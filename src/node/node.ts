@@ -181,12 +181,15 @@ export class TaskNode {
       this.listener.reconnect();
     }
     try {
-      const ping = JSON.stringify({ e: 'ping', w: this.options.workerId, k: lease.epoch, n: ++this.pingsSent });
+      const seq = this.pingsSent + 1;
+      const ping = JSON.stringify({ e: 'ping', w: this.options.workerId, k: lease.epoch, n: seq });
       const result = await lease.renew(this.running.size, this.schema, ping);
       if (!result) {
         this.loseLease('another node took over this worker');
         return;
       }
+      // Counted once sent: a renewal that failed or matched no row sent no ping.
+      this.pingsSent = seq;
       this.armFence();
       this.applyStop(result.stop);
       if (result.hasWaiting) this.hint();
@@ -210,8 +213,12 @@ export class TaskNode {
   private armFence(): void {
     if (this.fenceTimer) clearTimeout(this.fenceTimer);
     this.fenceTimer = setTimeout(() => {
-      if (!this.lease!.held) this.loseLease('could not renew the lease in time');
-    }, Math.max(this.lease!.remainingMs(), 0));
+      this.fenceTimer = null;
+      // A timer may fire a little before performance.now() reaches its deadline (its start is
+      // the event loop's cached time): then arm it again, never let the check pass silently.
+      if (this.lease!.held) this.armFence();
+      else this.loseLease('could not renew the lease in time');
+    }, Math.max(Math.ceil(this.lease!.remainingMs()), 1));
   }
 
   private loseLease(reason: string): void {
