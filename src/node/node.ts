@@ -65,6 +65,7 @@ export class TaskNode {
 
   private renewTimer: NodeJS.Timeout | null = null;
   private fenceTimer: NodeJS.Timeout | null = null;
+  private renewRetryTimer: NodeJS.Timeout | null = null;
   private retryClaimTimer: NodeJS.Timeout | null = null;
   private wakeStandby: (() => void) | null = null;
   private idleWaiters: Array<() => void> = [];
@@ -196,8 +197,17 @@ export class TaskNode {
       if (result.hasCancels) void this.checkCancels();
       for (const id of result.failedWorkers) void this.recoverWorker(id);
     } catch (error) {
+      // Try again soon, not at the next half lease: that comes after the lease is distrusted,
+      // so one failed statement (a dropped connection) would otherwise cost every running task.
       // The fence timer decides when this becomes fatal.
-      this.log.warn({ err: describeError(error), trustedForMs: Math.round(lease.remainingMs()) }, 'lease renewal failed');
+      const retryMs = Math.min(1_000, Math.max(lease.remainingMs() / 3, 100));
+      this.log.warn({ err: describeError(error), trustedForMs: Math.round(lease.remainingMs()), retryInMs: Math.round(retryMs) }, 'lease renewal failed');
+      if (!this.renewRetryTimer && this.renewTimer) {
+        this.renewRetryTimer = setTimeout(() => {
+          this.renewRetryTimer = null;
+          void this.renew();
+        }, retryMs);
+      }
     }
   }
 
@@ -238,8 +248,10 @@ export class TaskNode {
   private clearLeaseTimers(): void {
     if (this.renewTimer) clearInterval(this.renewTimer);
     if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    if (this.renewRetryTimer) clearTimeout(this.renewRetryTimer);
     this.renewTimer = null;
     this.fenceTimer = null;
+    this.renewRetryTimer = null;
   }
 
   private onNotification(n: Notification): void {
@@ -300,9 +312,12 @@ export class TaskNode {
           if (free <= 0) break;
           const epoch = this.lease!.epoch!;
           const seen = this.hintSeq;
-          const { rows } = await this.pool!.query<ClaimedRow>(this.queries.claimTasks, [
-            o.groupId, o.workerId, free, epoch, o.nodeName,
-          ]);
+          // Named: each pooled connection parses and plans the claim once, not per claim.
+          const { rows } = await this.pool!.query<ClaimedRow>({
+            name: `claimTasks:${this.schema}`,
+            text: this.queries.claimTasks,
+            values: [o.groupId, o.workerId, free, epoch, o.nodeName],
+          });
           if (rows.length < free && this.hintSeq === seen) this.queueHint = false;
           rows.sort((a, b) => a.priority - b.priority || +a.last_state_change - +b.last_state_change || a.id - b.id);
           for (const row of rows) this.startTask(row, epoch);

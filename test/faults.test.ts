@@ -1,0 +1,389 @@
+// Faults: a busy cluster runs every task exactly once; a node cut off from the database fences
+// its processes before its lease ends; a frozen node (SIGSTOP) that wakes up after a take-over
+// writes nothing over its successor; every database connection killed at once changes nothing
+// the tasks can see. Real PostgreSQL, real node processes; bounds are liveness bounds only.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
+import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { until } from './helpers/wait.js';
+import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase('faults');
+});
+after(async () => {
+  await stopAllNodes();
+  for (const child of children) await killChild(child);
+  // Whatever task process a failed test left behind, by its process group.
+  for (const pid of taskPids) if (isProcessGroupAlive(pid)) killProcessGroup(pid, 'SIGKILL');
+  await db?.close();
+});
+
+const children = new Set<ChildProcess>();
+const taskPids = new Set<number>();
+
+/** A node as a child process (`pg-tasks node`), its output kept for the failure message. */
+function spawnNode(url: string, args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--no-migrate', '--log-level', 'warn', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let out = '';
+  const keep = (chunk: Buffer): void => {
+    out = (out + chunk.toString()).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  return { child, output: () => out };
+}
+
+/** SIGTERM (a SIGCONT first, in case it is stopped), then SIGKILL if it does not exit in 10 s. */
+async function killChild(child: ChildProcess): Promise<void> {
+  children.delete(child);
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  process.kill(child.pid, 'SIGCONT');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function worker(id: number): Promise<{ active: boolean; node_name: string | null; lease_epoch: number; locked_until: Date }> {
+  const { rows } = await db.query('SELECT active, node_name, lease_epoch::int AS lease_epoch, locked_until FROM long_task.worker WHERE id = $1', [id]);
+  return rows[0] as { active: boolean; node_name: string | null; lease_epoch: number; locked_until: Date };
+}
+
+async function addSleeper(group: number, extra: { worker?: number; policy?: string } = {}): Promise<number> {
+  const { rows } = await db.query<{ id: number }>(
+    "INSERT INTO long_task.task (command, group_id, state_id, worker_id, recover_policy) VALUES ('{sleep,300}', $1, 'AW', $2, $3) RETURNING id",
+    [group, extra.worker ?? null, extra.policy ?? null],
+  );
+  return Number(rows[0]!.id);
+}
+
+/** The pid a node recorded for a task; remembered for cleanup. */
+async function taskPid(id: number, what: string, timeoutMs = 20_000): Promise<number> {
+  const pid = Number(await until(async () => (await getTask(db, id)).pid, what, timeoutMs));
+  taskPids.add(pid);
+  return pid;
+}
+
+/** On failure, the child's log helps more than the assertion alone. */
+async function withOutput(t: TestContext, output: () => string, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (error) {
+    t.diagnostic(`child node output:\n${output()}`);
+    throw error;
+  }
+}
+
+/**
+ * A TCP proxy in front of the database. pause() cuts every connection through it and holds
+ * new ones unanswered (a network partition); resume() lets new connections through again
+ * (the held ones are dropped: their clients retry).
+ */
+class Proxy {
+  private readonly server: net.Server;
+  private readonly open = new Set<net.Socket>();
+  private held: net.Socket[] = [];
+  private paused = false;
+  port = 0;
+
+  constructor(private readonly host: string, private readonly targetPort: number) {
+    this.server = net.createServer((client) => {
+      client.on('error', () => undefined);
+      if (this.paused) {
+        this.held.push(client);
+        return;
+      }
+      const upstream = net.connect(this.targetPort, this.host);
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.pipe(upstream);
+      upstream.pipe(client);
+      for (const s of [client, upstream]) {
+        this.open.add(s);
+        s.on('close', () => this.open.delete(s));
+      }
+    });
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  pause(): void {
+    this.paused = true;
+    for (const s of this.open) s.destroy();
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const s of this.held) s.destroy();
+    this.held = [];
+  }
+
+  async close(): Promise<void> {
+    this.pause();
+    this.resume();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+describe('a cluster under load', () => {
+  it('runs every task exactly once across 4 nodes', async (t) => {
+    // The spec asks for 10 000 tasks; CI runs 2000 for time (PGTASKS_TEST_CLUSTER_TASKS=10000 for the full run).
+    const n = Number(process.env.PGTASKS_TEST_CLUSTER_TASKS ?? 2000);
+    const group = 10;
+    const log = `${tempDir('cluster')}/log`;
+    const nodes = await Promise.all(
+      [1, 2, 3, 4].map((i) => startNode(db, { workerId: 10 + i, groupId: group, maxTasks: 8, leaseSeconds: 4, nodeName: `cluster-${i}` })),
+    );
+    for (const node of nodes) assert.equal(node.state, 'active');
+    const started = performance.now();
+    const { rows } = await db.query<{ id: number }>(
+      `INSERT INTO long_task.task (command, group_id, state_id)
+       SELECT ARRAY['sh', '-c', 'echo $PG_TASKS_TASK_ID >> ${log}'], $1, 'AW' FROM generate_series(1, $2)
+       RETURNING id`,
+      [group, n],
+    );
+    const ids = rows.map((r) => Number(r.id));
+    await waitEnded(db, ids, 100_000);
+    const seconds = (performance.now() - started) / 1000;
+    t.diagnostic(`${n} tasks on 4 nodes × 8 slots in ${seconds.toFixed(1)} s: ${Math.round(n / seconds)} tasks/s`);
+
+    const { rows: states } = await db.query<{ state_id: string; n: number }>(
+      'SELECT state_id, count(*)::int AS n FROM long_task.task WHERE id = ANY($1) GROUP BY state_id',
+      [ids],
+    );
+    assert.deepEqual(states, [{ state_id: 'CS', n }]);
+    const { rows: perNode } = await db.query<{ worker_id: number; n: number }>(
+      'SELECT worker_id, count(*)::int AS n FROM long_task.task WHERE id = ANY($1) GROUP BY worker_id ORDER BY worker_id',
+      [ids],
+    );
+    t.diagnostic(`per worker: ${perNode.map((r) => `${r.worker_id}=${r.n}`).join(' ')}`);
+
+    const runs = new Map<number, number>();
+    for (const line of readFileSync(log, 'utf8').split('\n')) {
+      if (line) runs.set(Number(line), (runs.get(Number(line)) ?? 0) + 1);
+    }
+    const twice = [...runs].filter(([, c]) => c !== 1).map(([id]) => id);
+    assert.deepEqual(twice, [], 'tasks run more than once');
+    assert.deepEqual(ids.filter((id) => !runs.has(id)), [], 'tasks never run');
+    assert.equal(runs.size, n);
+    await stopAllNodes();
+  });
+});
+
+describe('a node cut off from the database', () => {
+  it('kills its processes before its lease ends; the task is recovered and runs once at a time; the node comes back', async (t) => {
+    const W = 20;
+    const G = 20;
+    const target = new URL(db.url);
+    const proxy = new Proxy(target.hostname, Number(target.port || 5432));
+    await proxy.listen();
+    const proxied = new URL(db.url);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(proxy.port);
+    // Recovers failed workers of any group; does not run group G's tasks.
+    await startNode(db, { workerId: 21, groupId: G + 1, leaseSeconds: 2, nodeName: 'recoverer' });
+    const { child, output } = spawnNode(withDatabase(proxied.toString(), db.name), ['--worker-id', String(W), '--group', String(G), '--lease', '4s', '--name', 'cut-node']);
+    try {
+      await withOutput(t, output, async () => {
+        await until(async () => (await worker(W))?.active, 'the child node to take its lease', 30_000);
+        const task = await addSleeper(G, { worker: W, policy: 'requeue' });
+        const pid1 = await taskPid(task, 'the child node to start the task');
+        const before = await worker(W);
+
+        proxy.pause();
+        const pausedAt = performance.now();
+        // A renewal in flight when the cut came may still have committed: read the lease after it.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const { locked_until: leaseEnd } = await worker(W);
+        await until(() => !isProcessGroupAlive(pid1), 'the cut-off node to kill its task', 20_000);
+        const { rows: [clock] } = await db.query<{ left_ms: number }>('SELECT (extract(epoch FROM $1::timestamptz - clock_timestamp()) * 1000)::float8 AS left_ms', [leaseEnd]);
+        t.diagnostic(`task killed ${Math.round(performance.now() - pausedAt)} ms after the cut, ${Math.round(clock!.left_ms)} ms before the lease ended (lease 4 s, margin 1 s)`);
+        assert.ok(clock!.left_ms > 0, `the task was killed ${-Math.round(clock!.left_ms)} ms after the lease ended`);
+
+        // The recoverer finds the worker failed (lease lapsed + 2 s) and re-queues the task.
+        await until(async () => (await getTask(db, task)).state_id === 'AW', 'the task to be recovered and re-queued', 30_000);
+        t.diagnostic(`re-queued ${Math.round(performance.now() - pausedAt)} ms after the cut`);
+        const recovered = await worker(W);
+        assert.equal(recovered.active, false);
+        assert.ok(recovered.lease_epoch > before.lease_epoch, 'the recovery starts a new term');
+        assert.equal((await getTask(db, task)).pid, null);
+
+        proxy.resume();
+        const resumedAt = performance.now();
+        // The node takes its worker again, and runs the re-queued task: its first process is dead.
+        await until(async () => {
+          const w = await worker(W);
+          return w.active && w.node_name === 'cut-node' && w.lease_epoch > recovered.lease_epoch;
+        }, 'the child node to take its lease again', 40_000);
+        t.diagnostic(`lease taken again ${Math.round(performance.now() - resumedAt)} ms after the database came back`);
+        let pid2 = 0;
+        await until(async () => {
+          assert.equal(isProcessGroupAlive(pid1), false, 'the first process came back to life?');
+          pid2 = Number((await getTask(db, task)).pid ?? 0);
+          return pid2;
+        }, 'the re-queued task to run again', 30_000);
+        taskPids.add(pid2);
+        assert.notEqual(pid2, pid1);
+        const rerun = await getTask(db, task);
+        assert.equal(rerun.state_id, 'AE');
+        assert.equal(Number(rerun.lease_epoch), (await worker(W)).lease_epoch);
+
+        const fresh = await addTask(db, ['true'], { group: G });
+        await waitEnded(db, [fresh]);
+        assert.equal((await getTask(db, fresh)).state_id, 'CS');
+        assert.equal((await getTask(db, fresh)).worker_id, W);
+
+        await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [task]);
+        await waitEnded(db, [task]);
+        assert.equal((await getTask(db, task)).state_id, 'CC');
+        await until(() => !isProcessGroupAlive(pid2), 'the cancelled task to die', 10_000);
+      });
+    } finally {
+      await killChild(child);
+      await stopAllNodes();
+      await proxy.close();
+    }
+  });
+});
+
+describe('a frozen node', () => {
+  it('woken after a take-over, writes nothing over its successor and its stale process dies', async (t) => {
+    const W = 30;
+    const G = 30;
+    const { child, output } = spawnNode(db.url, ['--worker-id', String(W), '--group', String(G), '--lease', '3s', '--name', 'A']);
+    try {
+      await withOutput(t, output, async () => {
+        await until(async () => (await worker(W))?.node_name === 'A', 'node A to take its lease', 30_000);
+        const b = await startNode(db, { workerId: W, groupId: G, leaseSeconds: 3, nodeName: 'B' });
+        assert.equal(b.state, 'standby');
+        const task = await addSleeper(G, { policy: 'requeue' });
+        const pid1 = await taskPid(task, 'node A to start the task');
+        assert.equal((await getTask(db, task)).node_name, 'A');
+
+        process.kill(child.pid!, 'SIGSTOP');
+        const stoppedAt = performance.now();
+        await until(() => b.state === 'active', 'B to take over', 30_000);
+        t.diagnostic(`B took over ${Math.round(performance.now() - stoppedAt)} ms after SIGSTOP (lease 3 s, recovery delay 2 s)`);
+        const pid2 = await until(async () => {
+          const row = await getTask(db, task);
+          return row.node_name === 'B' && row.pid ? Number(row.pid) : 0;
+        }, 'B to run the re-queued task', 30_000);
+        taskPids.add(pid2);
+        assert.notEqual(pid2, pid1);
+        const mine = await worker(W);
+        assert.equal(mine.node_name, 'B');
+        // Not a guarantee while A is frozen: A cannot kill what it started, so both run now.
+        t.diagnostic(`while A is frozen its process is ${isProcessGroupAlive(pid1) ? 'still alive (expected: nothing can fence a stopped node)' : 'dead'}`);
+
+        process.kill(child.pid!, 'SIGCONT');
+        const contAt = performance.now();
+        await until(() => !isProcessGroupAlive(pid1), 'A to kill its stale process', 10_000);
+        t.diagnostic(`A killed its stale process ${Math.round(performance.now() - contAt)} ms after SIGCONT`);
+        // A few of A's renewal periods: nothing of B's changes, and only B's process lives.
+        const watchUntil = performance.now() + 4_000;
+        while (performance.now() < watchUntil) {
+          const row = await getTask(db, task);
+          assert.equal(row.state_id, 'AE');
+          assert.equal(row.node_name, 'B');
+          assert.equal(Number(row.lease_epoch), mine.lease_epoch);
+          assert.equal(Number(row.pid), pid2);
+          const w = await worker(W);
+          assert.equal(w.node_name, 'B');
+          assert.equal(w.lease_epoch, mine.lease_epoch);
+          assert.equal(w.active, true);
+          assert.equal(isProcessGroupAlive(pid1), false);
+          assert.equal(isProcessGroupAlive(pid2), true);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        assert.equal(b.state, 'active');
+        assert.equal(child.exitCode, null, 'A stands by, it does not exit');
+
+        await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [task]);
+        await waitEnded(db, [task]);
+        assert.equal((await getTask(db, task)).state_id, 'CC');
+        await until(() => !isProcessGroupAlive(pid2), 'the cancelled task to die', 10_000);
+      });
+    } finally {
+      await killChild(child);
+      await stopAllNodes();
+    }
+  });
+});
+
+describe('every database connection killed', () => {
+  it('the node keeps running, listens again, and every task ends CS', async (t) => {
+    const W = 40;
+    const G = 40;
+    const node = await startNode(db, { workerId: W, groupId: G, maxTasks: 4, leaseSeconds: 4, nodeName: 'survivor' });
+    const epoch = (await worker(W)).lease_epoch;
+    let leftActive = false;
+    const watch = setInterval(() => {
+      if (node.state !== 'active') leftActive = true;
+    }, 10);
+    try {
+      const ids: number[] = [];
+      for (let i = 0; i < 30; i++) ids.push(await addTask(db, ['sleep', '0.2'], { group: G }));
+      await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE id = ANY($1) AND state_id = 'CS'", [ids])).rowCount! > 0, 'tasks to flow');
+      // First cut: while a renewal is in flight. A transaction holds the worker row, so the
+      // node's next renewal waits on it; every other backend is then terminated.
+      const holder = new pg.Client({ connectionString: db.url });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT 1 FROM long_task.worker WHERE id = $1 FOR UPDATE', [W]);
+        await until(async () => (await holder.query(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE%worker%'",
+        )).rowCount === 1, 'a renewal to wait on the worker row', 10_000);
+        await holder.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        await holder.query('ROLLBACK');
+      } finally {
+        await holder.end();
+      }
+      // Three more cuts, half a second apart, while tasks start and end: whatever statement is in
+      // flight (claim, pids, results, renewal) fails.
+      let killed = 0;
+      for (let cut = 0; cut < 3; cut++) {
+        const { rowCount } = await db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        killed += rowCount ?? 0;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      t.diagnostic(`terminated ${killed} backends in 3 cuts`);
+      // Inserted after the cuts: a new listener connection (or the renewal's resync) must see it.
+      const late = await addTask(db, ['true'], { group: G });
+      await waitEnded(db, [...ids, late], 60_000);
+      const { rows } = await db.query<{ state_id: string; error: string | null; n: number }>(
+        'SELECT state_id, error, count(*)::int AS n FROM long_task.task WHERE id = ANY($1) GROUP BY 1, 2',
+        [[...ids, late]],
+      );
+      assert.deepEqual(rows, [{ state_id: 'CS', error: null, n: ids.length + 1 }]);
+      assert.equal(node.state, 'active');
+      assert.equal(leftActive, false, 'the node lost its lease');
+      assert.equal((await worker(W)).lease_epoch, epoch, 'the same term throughout');
+    } finally {
+      clearInterval(watch);
+      await stopAllNodes();
+    }
+  });
+});
