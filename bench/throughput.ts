@@ -1,0 +1,61 @@
+// Throughput: N × /bin/true on one node at a concurrency, against the ceiling of a plain Node
+// spawner doing the same with no database, measured in the same run.
+//   npx tsx bench/throughput.ts [--quick] [--n 5000] [--concurrency 8,32]
+import { spawn } from 'node:child_process';
+import { setUpBench } from './lib.js';
+
+const quick = process.argv.includes('--quick');
+const arg = (name: string): string | undefined => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const n = Number(arg('--n') ?? (quick ? 200 : 5000));
+const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
+
+/** The ceiling: Node's child_process.spawn of /bin/true, `concurrency` at a time. */
+async function nodeSpawnCeiling(count: number, concurrency: number): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  const runOne = (): Promise<void> =>
+    new Promise((resolve) => {
+      const child = spawn('/bin/true', [], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.on('close', () => resolve());
+    });
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next++;
+        await runOne();
+      }
+    }),
+  );
+  return count / ((performance.now() - started) / 1000);
+}
+
+/** pg-tasks: the tasks are queued while the node is paused (stop 1), then timed from resume. */
+async function pgTasks(count: number, concurrency: number): Promise<number> {
+  const bench = await setUpBench(['--max-tasks', String(concurrency)]);
+  const s = `"${bench.schema}"`;
+  await bench.client.query(`UPDATE ${s}.worker SET stop = 1 WHERE id = 1`);
+  await bench.client.query(`INSERT INTO ${s}.task (state_id, command) SELECT 'AW', '{/bin/true}' FROM generate_series(1, $1)`, [count]);
+  const started = performance.now();
+  await bench.client.query(`UPDATE ${s}.worker SET stop = 0 WHERE id = 1`);
+  for (;;) {
+    const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id NOT LIKE 'C%'`);
+    if (rows[0]!.n === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const rate = count / ((performance.now() - started) / 1000);
+  const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id <> 'CS'`);
+  if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} tasks did not complete`);
+  await bench.close();
+  return rate;
+}
+
+for (const concurrency of levels) {
+  const ceiling = await nodeSpawnCeiling(n, concurrency);
+  const ours = await pgTasks(n, concurrency);
+  console.log(
+    `throughput, ${n} × /bin/true at ${concurrency}: pg-tasks ${ours.toFixed(0)}/s, Node spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(ours / ceiling).toFixed(2)}`,
+  );
+}
