@@ -94,6 +94,27 @@ describe('recovery of failed workers', () => {
   });
 });
 
+describe('lost claims', () => {
+  it('a task owned by the node\'s term with no process there (a claim reply lost on the wire) fails at the next renewal', async () => {
+    const node = await startNode(db, { workerId: 120, groupId: 120, leaseSeconds: 2 });
+    const { rows: w } = await db.query<{ lease_epoch: string }>('SELECT lease_epoch FROM long_task.worker WHERE id = 120');
+    const epoch = Number(w[0]!.lease_epoch);
+    // What a claim that committed without the node hearing of it leaves behind.
+    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (121, 'AW', '{true}') RETURNING id");
+    const lost = Number(rows[0]!.id);
+    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 120, lease_epoch = $2, started = now() - interval '1 hour' WHERE id = $1", [lost, epoch]);
+    // A task the node really runs is left alone.
+    const real = await addTask(db, ['sleep', '3'], { group: 120 });
+    await waitEnded(db, [lost]);
+    const t = await getTask(db, lost);
+    assert.equal(t.state_id, 'CF');
+    assert.match(String(t.error), /^Lost: /);
+    await waitEnded(db, [real]);
+    assert.equal((await getTask(db, real)).state_id, 'CS');
+    await node.shutdown();
+  });
+});
+
 describe('upgrades keep a user\'s policy', () => {
   it('migration 3 replaces the shipped default policy, and leaves a user\'s own alone', async () => {
     for (const custom of [false, true]) {

@@ -26,6 +26,8 @@ export interface RenewResult {
   hasCancels: boolean;
   /** Other workers that are active with a lease lapsed past the recovery delay. */
   failedWorkers: number[];
+  /** Tasks of this term that started more than half a lease ago. */
+  owned: number[];
 }
 
 /**
@@ -112,7 +114,7 @@ export class Lease {
     if (this.epoch === null) return null;
     const o = this.options;
     const sentAt = performance.now();
-    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean; failed_workers: number[] }>(
+    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean; failed_workers: number[]; owned: Array<number | string> }>(
       this.queries.renewLease,
       [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId, o.recoveryDelaySeconds, channel, ping],
     );
@@ -122,7 +124,8 @@ export class Lease {
       return null;
     }
     this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
-    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, failedWorkers: row.failed_workers };
+    // bigint[] arrives as strings: the int8 parser of db/connection.ts covers scalars only.
+    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, failedWorkers: row.failed_workers, owned: row.owned.map(Number) };
   }
 
   async release(clearStop: boolean): Promise<void> {

@@ -74,6 +74,9 @@ export class TaskNode {
   // LISTEN health: each renewal sends a ping through NOTIFY; the next renewal checks it came back.
   private pingsSent = 0;
   private pingsReceived = 0;
+  // Tasks that ended since the renewal before last: a renewal may have read them as still owned.
+  private endedRecently = new Set<number>();
+  private endedBefore = new Set<number>();
 
   constructor(readonly options: NodeOptions) {
     this.schema = resolveSchema(options.schema);
@@ -196,6 +199,7 @@ export class TaskNode {
       if (result.hasWaiting) this.hint();
       if (result.hasCancels) void this.checkCancels();
       for (const id of result.failedWorkers) void this.recoverWorker(id);
+      this.failLostClaims(result.owned, lease.epoch);
     } catch (error) {
       // Try again soon, not at the next half lease: that comes after the lease is distrusted,
       // so one failed statement (a dropped connection) would otherwise cost every running task.
@@ -208,6 +212,22 @@ export class TaskNode {
           void this.renew();
         }, retryMs);
       }
+    }
+  }
+
+  /**
+   * A task this term owns with no process here and no result on its way: its claim committed
+   * but the reply was lost (a dropped connection). Nothing answers for it, so it fails now
+   * rather than wait for the lease to end.
+   */
+  private failLostClaims(owned: number[], epoch: number): void {
+    for (const id of owned) {
+      if (this.running.has(id) || this.writer!.isPending(id) || this.endedRecently.has(id) || this.endedBefore.has(id)) continue;
+      this.log.error({ task: id }, 'task claimed under this lease has no process here: failing it');
+      this.writer!.finish(epoch, {
+        id, state: 'CF', exitCode: null, signal: null, output: '',
+        error: 'Lost: the node that claimed it has no process for it (the claim reply was lost)',
+      });
     }
   }
 
@@ -365,6 +385,7 @@ export class TaskNode {
     const pid = this.running.get(id)?.proc.pid;
     if (pid !== undefined) this.reaper.untrack(pid);
     this.running.delete(id);
+    this.endedRecently.add(id);
     const reason = this.killReasons.get(id);
     this.killReasons.delete(id);
     const outcome = toOutcome(id, result, reason);

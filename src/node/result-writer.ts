@@ -25,6 +25,7 @@ export class ResultWriter {
   private scheduled = false;
   private retryDelay = 0;
   private inFlight = 0;
+  private inFlightIds = new Set<number>();
   private closed = false;
 
   constructor(
@@ -39,6 +40,11 @@ export class ResultWriter {
   /** Outcomes not yet written, including a batch being written right now. */
   get pending(): number {
     return this.outcomes.length + this.inFlight;
+  }
+
+  /** True while an outcome for this task waits to be written (or is being written). */
+  isPending(taskId: number): boolean {
+    return this.outcomes.some((o) => o.outcome.id === taskId) || this.inFlightIds.has(taskId);
   }
 
   /** Stops retrying: the pool is about to end. What is still pending is reported by the caller. */
@@ -98,6 +104,7 @@ export class ResultWriter {
     this.pids = new Map();
     this.outcomes = [];
     this.inFlight = outcomes.length;
+    this.inFlightIds = new Set(outcomes.map((o) => o.outcome.id));
     try {
       if (pids.size > 0 && pidEpoch !== null) {
         await this.pool.query(this.queries.recordPids, [this.workerId, pidEpoch, [...pids.keys()], [...pids.values()]]);
@@ -131,12 +138,14 @@ export class ResultWriter {
       }
       this.retryDelay = 0;
       this.inFlight = 0;
+      this.inFlightIds.clear();
       if (written.length > 0) this.onWritten(written);
     } catch (error) {
       // Keep them and try again: the database may be restarting. Newer pids win.
       for (const [id, pid] of pids) if (!this.pids.has(id)) this.pids.set(id, pid);
       this.outcomes = [...outcomes, ...this.outcomes];
       this.inFlight = 0;
+      this.inFlightIds.clear();
       this.retryDelay = Math.min(Math.max(this.retryDelay * 2, 100), 5_000);
       this.log.warn({ err: (error as Error).message, retryInMs: this.retryDelay }, 'could not write task results; retrying');
       await new Promise((resolve) => setTimeout(resolve, this.retryDelay));

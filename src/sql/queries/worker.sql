@@ -53,6 +53,11 @@ RETURNING w.stop,
   ARRAY(SELECT f.id FROM {{schema}}.worker f
          WHERE f.active AND f.id <> $1
            AND f.locked_until + make_interval(secs => $7) <= coalesce($5::timestamptz, now())) AS failed_workers,
+  -- Tasks this term owns that have run for a while: the node checks it has a process for
+  -- each (a claim whose reply was lost on the wire would leave one without).
+  ARRAY(SELECT t.id FROM {{schema}}.task t
+         WHERE t.worker_id = $1 AND t.lease_epoch = $2 AND t.state_id IN ('AE', 'AC')
+           AND t.started <= coalesce($5::timestamptz, now()) - make_interval(secs => $3 / 2)) AS owned,
   pg_notify($8, $9) IS NULL AS pinged;
 
 -- name: releaseLease
