@@ -30,6 +30,10 @@ const header = [
   '',
   'Ratios compare figures measured in the same run; absolute numbers move with the load of this shared machine.',
   '',
+  'Goals: throughput at 32 ≥ 0.8 × the Node spawn ceiling and ≥ 1.6 × the original pg_tasks (456/s on this machine kind);',
+  'start latency p50 ≤ 1.5 ms, p99 ≤ 4 ms; cancel p50 ≤ 1 ms; idle node ≤ 6 statements a minute; 1 M backlog vs 1 k latency ≤ 1.5×.',
+  'Not measured yet: graphile-worker in the same run, cancel latency, idle statements, backlog scale, a 4-node cluster.',
+  '',
 ];
 const report = [...header, ...lines.map((l) => `- ${l}`)].join('\n');
 console.log(report);
