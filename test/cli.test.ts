@@ -2,12 +2,10 @@
 // real, migrated database. One in-process node serves NODE_GROUP only, so tasks added to any
 // other group stay where the test put them.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Task } from '../src/client/types.js';
 import type { TaskNode } from '../src/node/node.js';
+import { runCli as runCliOn, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { getTask, startNode, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
@@ -15,7 +13,6 @@ import { loadMigrations } from '../src/db/migrate.js';
 
 const LATEST = loadMigrations().length;
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The only group the node serves. */
 const NODE_GROUP = 5;
 /** Commander's second line after a usage error (showHelpAfterError). */
@@ -34,44 +31,9 @@ after(async () => {
   await db?.close();
 });
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI from the repository root against the test database (env entries override). */
+/** Runs the CLI against the test database (env entries override). */
 function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url };
-  // Keep the child independent of the caller's environment and of the test runner.
-  delete childEnv.PGTASKS_SCHEMA;
-  delete childEnv.NODE_TEST_CONTEXT;
-  for (const [key, value] of Object.entries(env)) {
-    if (value === undefined) delete childEnv[key];
-    else childEnv[key] = value;
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: ROOT,
-      env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    // A liveness bound only: a CLI call that hangs this long is broken, not slow.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (signal) reject(new Error(`pg-tasks ${args.join(' ')} was killed by ${signal}\nstdout: ${stdout}\nstderr: ${stderr}`));
-      else resolve({ code, stdout, stderr });
-    });
-  });
+  return runCliOn(db.url, args, env);
 }
 
 /** Runs the CLI and expects success with nothing on stderr. */

@@ -5,20 +5,17 @@
 // test's schedules. The calendar tests call fireDueSchedules with an injected now, on groups
 // no node serves.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { DateTime } from 'luxon';
 import type { Task } from '../src/client/types.js';
 import { loadQueries } from '../src/db/queries.js';
 import { fireDueSchedules, Scheduler } from '../src/node/scheduler.js';
+import { runCli as runCliOn, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const queries = loadQueries('long_task');
 /** SQL: a timestamptz column as whole microseconds since the epoch. */
 const EPOCH_US = (column: string): string => `(extract(epoch FROM ${column}) * 1000000)::int8`;
@@ -420,35 +417,9 @@ describe('fireDueSchedules with an injected now', () => {
   });
 });
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI as a user does (a child process) against the test database. */
 function runCli(args: string[]): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url };
-  delete env.PGTASKS_SCHEMA;
-  delete env.NODE_TEST_CONTEXT;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    // A liveness bound only.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (signal) reject(new Error(`pg-tasks ${args.join(' ')} was killed by ${signal}\nstderr: ${stderr}`));
-      else resolve({ code, stdout, stderr });
-    });
-  });
+  return runCliOn(db.url, args);
 }
 
 async function ok(args: string[]): Promise<string> {
