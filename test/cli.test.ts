@@ -468,7 +468,7 @@ describe('migrate', () => {
 describe('workers and stop', () => {
   it('workers lists the node\'s worker as ok with its host and running count', async () => {
     const table = parseTable(await ok(['workers']));
-    assert.deepEqual(table.header, ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'NODE']);
+    assert.deepEqual(table.header, ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'STANDBY', 'NODE']);
     assert.equal(table.rows.find((r) => r[0] === '1')?.[2], 'ok');
     const workers = await okJson<Array<{ id: number; group_id: number; status: string; host: string; active: boolean }>>(['workers', '--json']);
     const mine = workers.find((w) => w.id === 1)!;

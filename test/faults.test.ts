@@ -5,13 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { Proxy } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
 import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
 
@@ -91,66 +91,10 @@ async function withOutput(t: TestContext, output: () => string, body: () => Prom
   }
 }
 
-/**
- * A TCP proxy in front of the database. pause() cuts every connection through it and holds
- * new ones unanswered (a network partition); resume() lets new connections through again
- * (the held ones are dropped: their clients retry).
- */
-class Proxy {
-  private readonly server: net.Server;
-  private readonly open = new Set<net.Socket>();
-  private held: net.Socket[] = [];
-  private paused = false;
-  port = 0;
-
-  constructor(private readonly host: string, private readonly targetPort: number) {
-    this.server = net.createServer((client) => {
-      client.on('error', () => undefined);
-      if (this.paused) {
-        this.held.push(client);
-        return;
-      }
-      const upstream = net.connect(this.targetPort, this.host);
-      upstream.on('error', () => client.destroy());
-      client.on('error', () => upstream.destroy());
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-      client.pipe(upstream);
-      upstream.pipe(client);
-      for (const s of [client, upstream]) {
-        this.open.add(s);
-        s.on('close', () => this.open.delete(s));
-      }
-    });
-  }
-
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  pause(): void {
-    this.paused = true;
-    for (const s of this.open) s.destroy();
-  }
-
-  resume(): void {
-    this.paused = false;
-    for (const s of this.held) s.destroy();
-    this.held = [];
-  }
-
-  async close(): Promise<void> {
-    this.pause();
-    this.resume();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
 describe('a cluster under load', () => {
   it('runs every task exactly once across 4 nodes', async (t) => {
-    // The spec asks for 10 000 tasks; CI runs 2000 for time (PGTASKS_TEST_CLUSTER_TASKS=10000 for the full run).
-    const n = Number(process.env.PGTASKS_TEST_CLUSTER_TASKS ?? 2000);
+    // 10 000 tasks, as the spec asks (about 25 s here); PGTASKS_TEST_CLUSTER_TASKS=2000 for a quicker run.
+    const n = Number(process.env.PGTASKS_TEST_CLUSTER_TASKS ?? 10_000);
     const group = 10;
     const log = `${tempDir('cluster')}/log`;
     const nodes = await Promise.all(

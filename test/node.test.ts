@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
+import { TaskClient } from '../src/client/client.js';
 
 let db: TestDatabase;
 before(async () => {
@@ -168,6 +169,12 @@ describe('leases', () => {
     const second = await startNode(db, { workerId: 41, groupId: 41, nodeName: 'second', leaseSeconds: 2 });
     assert.equal(first.state, 'active');
     assert.equal(second.state, 'standby');
+    const client = new TaskClient({ connectionString: db.url });
+    const listed = (await client.workers()).find((w) => w.id === 41)!;
+    await client.close();
+    assert.equal(listed.status, 'ok');
+    assert.equal(listed.node_name, 'first');
+    assert.equal(listed.standby, 'second', 'pg-tasks workers shows the standby');
     await first.shutdown();
     await until(() => second.state === 'active', 'the standby to take over');
     assert.equal((await worker(41)).node_name, 'second');

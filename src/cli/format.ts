@@ -92,7 +92,7 @@ export function formatScheduleTable(tasks: Task[]): string {
 /** `pg-tasks workers`: one worker a line. */
 export function formatWorkerTable(workers: Worker[]): string {
   return table(
-    ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'NODE'],
+    ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'STANDBY', 'NODE'],
     workers.map((w) => [
       String(w.id),
       String(w.group_id),
@@ -101,6 +101,7 @@ export function formatWorkerTable(workers: Worker[]): string {
       `${w.task_count}/${w.max_task_count ?? '-'}`,
       when(w.locked_until),
       w.host ?? '-',
+      w.standby ?? '-',
       w.node_name ?? '-',
     ]),
   );

@@ -121,7 +121,7 @@ export class TaskClient {
   }
 
   async workers(): Promise<Worker[]> {
-    const { rows } = await this.pool.query<Worker>(this.queries.listWorkers, [NODE_DEFAULTS.recoveryDelaySeconds]);
+    const { rows } = await this.pool.query<Worker>(this.queries.listWorkers, [NODE_DEFAULTS.recoveryDelaySeconds, NODE_DEFAULTS.leaseSeconds]);
     return rows;
   }
 

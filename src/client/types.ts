@@ -93,6 +93,8 @@ export interface Worker {
   locked_until: Date | null;
   lease_epoch: number;
   lease_taken: Date | null;
-  /** ok; stopping (stop code set); late (lease lapsed, not yet recoverable); failed; stopped. */
-  status: 'ok' | 'stopping' | 'late' | 'failed' | 'stopped';
+  /** The node waiting to take this worker over, if one was seen within a lease. */
+  standby: string | null;
+  /** ok; stopping (stop code set); late (lease lapsed, not yet recoverable); failed; standby (no holder, a standby waiting); stopped. */
+  status: 'ok' | 'stopping' | 'late' | 'failed' | 'standby' | 'stopped';
 }

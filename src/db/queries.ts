@@ -10,7 +10,7 @@ const QUERY_NAMES = [
   'claimTasks', 'recordPids', 'finishTasks', 'cancelRequests', 'insertTask', 'queueTask',
   'cancelTask', 'getTask', 'listTasks',
   'ensureWorker', 'lockWorker', 'recoverWorker', 'takeLease', 'renewLease', 'releaseLease',
-  'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered',
+  'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered', 'markStandby',
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'clearSchedule', 'listScheduled',
 ] as const;

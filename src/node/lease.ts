@@ -84,6 +84,8 @@ export class Lease {
       const row = rows[0]!;
       if (row.held || (row.active && !row.failed)) {
         await client.query('ROLLBACK');
+        // Seen as this worker's standby (pg-tasks workers) until a lease after the last attempt.
+        await client.query(q.markStandby, [o.workerId, o.nodeName]);
         return { taken: false, heldBy: row.node_name, lockedUntil: row.locked_until, recoverableInMs: row.recoverable_in_ms };
       }
       // An active row with a lapsed lease is a failed worker: its tasks have no one

@@ -71,9 +71,11 @@ UPDATE {{schema}}.worker
 SELECT * FROM {{schema}}.worker WHERE id = $1;
 
 -- name: listWorkers
--- $1 recovery delay (seconds)
+-- $1 recovery delay (seconds), $2 lease (seconds): a standby seen within a lease is waiting
 SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, active, locked_until, lease_epoch, lease_taken,
+       CASE WHEN standby_seen > now() - make_interval(secs => $2) THEN standby_node END AS standby,
        CASE
+         WHEN NOT active AND standby_seen > now() - make_interval(secs => $2) THEN 'standby'
          WHEN NOT active THEN 'stopped'
          WHEN locked_until + make_interval(secs => $1) <= now() THEN 'failed'
          WHEN locked_until <= now() THEN 'late'
@@ -103,3 +105,7 @@ SELECT id, node_name, lease_epoch
 UPDATE {{schema}}.worker
    SET active = false, task_count = 0, lease_epoch = lease_epoch + 1
  WHERE id = $1;
+
+-- name: markStandby
+-- $1 worker, $2 node name
+UPDATE {{schema}}.worker SET standby_node = $2, standby_seen = now() WHERE id = $1;

@@ -1,12 +1,17 @@
--- Version 3: what happens to the tasks of a failed worker, chosen per task or per group
--- without writing SQL: 'fail' (the default: CF, 'Worker failed') or 'requeue' (CF, then AW
--- again, for any worker of the group).
+-- Version 3: failover. What happens to the tasks of a failed worker, chosen per task or per
+-- group without writing SQL: 'fail' (the default: CF, 'Worker failed') or 'requeue' (CF, then
+-- AW again, for any worker of the group). And standby nodes made visible.
 
 SET LOCAL search_path TO {{schema}}, pg_catalog;
 
 ALTER TABLE task
   ADD COLUMN recover_policy text
       CONSTRAINT task_recover_policy_valid CHECK (recover_policy IN ('fail', 'requeue'));
+
+-- A standby node stamps the worker it waits for at each attempt to take it over.
+ALTER TABLE worker
+  ADD COLUMN standby_node text,
+  ADD COLUMN standby_seen timestamptz;
 
 -- Settings of a group of nodes. A task's own recover_policy wins over its group's.
 CREATE TABLE task_group (
