@@ -109,7 +109,7 @@ describe('a cluster under load', () => {
       [group, n],
     );
     const ids = rows.map((r) => Number(r.id));
-    await waitEnded(db, ids, 100_000);
+    await waitEnded(db, ids, 300_000);
     const seconds = (performance.now() - started) / 1000;
     t.diagnostic(`${n} tasks on 4 nodes × 8 slots in ${seconds.toFixed(1)} s: ${Math.round(n / seconds)} tasks/s`);
 
