@@ -1,13 +1,14 @@
 // Failed workers: recovered once by whichever node gets there first, under the default or the
 // re-queue policy; a standby takes over a worker whose node was SIGKILLed.
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, waitEnded } from './helpers/node.js';
+import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { migrate } from '../src/db/migrate.js';
 import { isProcessGroupAlive } from '../src/node/process-group.js';
@@ -113,6 +114,48 @@ describe('lost claims', () => {
     await waitEnded(db, [real]);
     assert.equal((await getTask(db, real)).state_id, 'CS');
     await node.shutdown();
+  });
+});
+
+describe('a SIGKILLed node under the re-queue policy', () => {
+  it('its processes die with it, and each task runs to completion once at a time elsewhere', async () => {
+    const dir = tempDir('sigkill');
+    // flock -n fails while another live process of the same task holds the lock: a line in
+    // "doubles" means two live processes of one task.
+    const task = [
+      'sh', '-c',
+      'exec flock -n "$0/$PG_TASKS_TASK_ID.lock" sh -c "echo \\$PG_TASKS_TASK_ID >> $0/runs; sleep 2" || echo "$PG_TASKS_TASK_ID" >> $0/doubles',
+      dir,
+    ];
+    const victim = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--worker-id', '130', '--group', '130', '--max-tasks', '4', '--lease', '2s', '--no-migrate', '--log-level', 'warn'], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: db.url },
+      stdio: 'ignore',
+    });
+    await until(async () => (await db.query('SELECT 1 FROM long_task.worker WHERE id = 130 AND active')).rowCount === 1, 'the victim to take its lease');
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (group_id, state_id, command, recover_policy) SELECT 130, 'AW', $1, 'requeue' FROM generate_series(1, 4) RETURNING id",
+      [task],
+    );
+    const ids = rows.map((r) => Number(r.id));
+    const pids = await until(async () => {
+      const { rows: r } = await db.query<{ pid: number | null }>('SELECT pid FROM long_task.task WHERE id = ANY($1)', [ids]);
+      return r.every((x) => x.pid) ? r.map((x) => x.pid!) : null;
+    }, 'the victim to run all four');
+    victim.kill('SIGKILL');
+    await until(() => pids.every((pid) => !isProcessGroupAlive(pid)), 'the victim\'s task processes to die with it', 10_000);
+    // Another node of the group recovers the worker and runs the re-queued tasks.
+    await startNode(db, { workerId: 131, groupId: 130, leaseSeconds: 2 });
+    await waitEnded(db, ids, 60_000);
+    for (const id of ids) {
+      const t = await getTask(db, id);
+      assert.equal(t.state_id, 'CS', `task ${id}`);
+      assert.equal(t.worker_id, 131);
+    }
+    assert.equal(existsSync(`${dir}/doubles`), false, 'no task had two live processes');
+    const runs = readFileSync(`${dir}/runs`, 'utf8').trim().split('\n').map(Number);
+    for (const id of ids) assert.equal(runs.filter((r) => r === id).length, 2, `task ${id}: the killed run and the completed one`);
+    await stopAllNodes();
   });
 });
 
