@@ -12,6 +12,7 @@ import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from '.
 import { until } from './helpers/wait.js';
 import { migrate } from '../src/db/migrate.js';
 import { isProcessGroupAlive } from '../src/node/process-group.js';
+import type { Listener } from '../src/db/listener.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -156,6 +157,28 @@ describe('a SIGKILLed node under the re-queue policy', () => {
     const runs = readFileSync(`${dir}/runs`, 'utf8').trim().split('\n').map(Number);
     for (const id of ids) assert.equal(runs.filter((r) => r === id).length, 2, `task ${id}: the killed run and the completed one`);
     await stopAllNodes();
+  });
+});
+
+describe('LISTEN health', () => {
+  it('a listener that silently stops receiving is noticed by the renewal ping and reconnected', async () => {
+    const node = await startNode(db, { workerId: 140, groupId: 140, leaseSeconds: 2 });
+    const listener = (node as unknown as { listener: Listener })['listener'];
+    let reconnects = 0;
+    listener.on('connected', () => reconnects++);
+    // Behind the node's back: its LISTEN connection stays up but hears nothing any more.
+    const client = (listener as unknown as { client: pg.Client })['client'];
+    await client.query('UNLISTEN *');
+    await until(() => reconnects > 0, 'the node to notice and reconnect its listener', 15_000);
+    // The new connection hears notifications again.
+    let heard = false;
+    listener.on('notification', (n: { e: string; g?: number }) => {
+      if (n.e === 'queued' && n.g === 140) heard = true;
+    });
+    const id = await addTask(db, ['true'], { group: 140 });
+    await until(() => heard, 'the reconnected listener to hear the queued notification', 10_000);
+    await waitEnded(db, [id], 10_000);
+    await node.shutdown();
   });
 });
 

@@ -26,6 +26,11 @@ interface ClaimedRow {
 interface KillReason {
   state: 'CC' | 'CF';
   error: string;
+  /**
+   * Killed because the lease was lost: write nothing, and leave the row to the recovery of
+   * the worker, where the task's recover policy decides (a 'requeue' task runs again).
+   */
+  leaveToRecovery?: boolean;
 }
 
 export type NodeState = 'starting' | 'standby' | 'active' | 'stopping' | 'stopped';
@@ -258,7 +263,7 @@ export class TaskNode {
     this.scheduler!.stop();
     this.lease!.drop();
     for (const id of this.running.keys()) {
-      this.killTask(id, { state: 'CF', error: `Worker lost its lease: ${reason}` }, 0);
+      this.killTask(id, { state: 'CF', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true }, 0);
     }
     if (this.stopping) return;
     this.state = 'standby';
@@ -389,8 +394,14 @@ export class TaskNode {
     const reason = this.killReasons.get(id);
     this.killReasons.delete(id);
     const outcome = toOutcome(id, result, reason);
-    this.log.info({ task: id, state: outcome.state, exitCode: result.exitCode, signal: result.signal }, 'task ended');
-    this.writer!.finish(epoch, outcome);
+    if (reason?.leaveToRecovery) {
+      // Written now, while the term may still hold (the database back before the lease
+      // lapsed), it would bypass the recover policy: a 'requeue' task would end CF for good.
+      this.log.warn({ task: id, reason: reason.error }, 'task killed with the lease lost; left to the recovery of the worker');
+    } else {
+      this.log.info({ task: id, state: outcome.state, exitCode: result.exitCode, signal: result.signal }, 'task ended');
+      this.writer!.finish(epoch, outcome);
+    }
     if (this.running.size === 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
       if (this.stopCode === 2 && !this.stopping) void this.shutdown('drain', 'worker stop code 2', true);
