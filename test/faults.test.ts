@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
-import { Proxy } from './helpers/proxy.js';
+import { Proxy, proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
 import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
 
@@ -328,6 +328,41 @@ describe('every database connection killed', () => {
     } finally {
       clearInterval(watch);
       await stopAllNodes();
+    }
+  });
+});
+
+describe('a node cut off just past its fence', () => {
+  it('leaves the tasks it killed to recovery: a requeue task runs again, it does not end CF', async (t) => {
+    const W = 50;
+    const G = 50;
+    const { proxy, url } = await proxyFor(db.url);
+    try {
+      const node = await startNode({ ...db, url }, { workerId: W, groupId: G, leaseSeconds: 3, nodeName: 'fenced' });
+      const task = await addSleeper(G, { policy: 'requeue' });
+      const pid1 = await taskPid(task, 'the node to start the task');
+      const before = await worker(W);
+      proxy.pause();
+      await until(() => node.state !== 'active', 'the node to pass its fence', 10_000);
+      await until(() => !isProcessGroupAlive(pid1), 'the fenced node to kill its task', 10_000);
+      // Back before the lease is recoverable (2 s after it lapses): the term still holds, so a
+      // result written now would be accepted; the task must go through the recover policy instead.
+      proxy.resume();
+      const resumedAt = performance.now();
+      const pid2 = await until(async () => {
+        const row = await getTask(db, task);
+        assert.notEqual(row.state_id, 'CF', `the task ended CF: ${String(row.error)}`);
+        return row.state_id === 'AE' && row.pid && Number(row.pid) !== pid1 ? Number(row.pid) : 0;
+      }, 'the task to be re-queued and run again', 30_000);
+      taskPids.add(pid2);
+      t.diagnostic(`re-queued and running again ${Math.round(performance.now() - resumedAt)} ms after the database came back`);
+      assert.ok(Number((await getTask(db, task)).lease_epoch) > before.lease_epoch);
+      await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [task]);
+      await waitEnded(db, [task]);
+      assert.equal((await getTask(db, task)).state_id, 'CC');
+    } finally {
+      await stopAllNodes();
+      await proxy.close();
     }
   });
 });

@@ -125,7 +125,9 @@ describe('a SIGKILLed node under the re-queue policy', () => {
     // "doubles" means two live processes of one task.
     const task = [
       'sh', '-c',
-      'exec flock -n "$0/$PG_TASKS_TASK_ID.lock" sh -c "echo \\$PG_TASKS_TASK_ID >> $0/runs; sleep 2" || echo "$PG_TASKS_TASK_ID" >> $0/doubles',
+      // No exec before flock: the shell must live on to record the refusal (exit 75).
+      'flock -n -E 75 "$0/$PG_TASKS_TASK_ID.lock" sh -c "echo \\$PG_TASKS_TASK_ID >> $0/runs; sleep 2"; rc=$?; ' +
+        '[ $rc -ne 75 ] || echo "$PG_TASKS_TASK_ID" >> $0/doubles; exit $rc',
       dir,
     ];
     const victim = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--worker-id', '130', '--group', '130', '--max-tasks', '4', '--lease', '2s', '--no-migrate', '--log-level', 'warn'], {
