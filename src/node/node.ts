@@ -92,10 +92,6 @@ export class TaskNode {
     });
   }
 
-  get runningCount(): number {
-    return this.running.size;
-  }
-
   /** Connects, migrates, listens, then holds the lease (waiting as a standby if needed). */
   async start(): Promise<void> {
     const o = this.options;

@@ -33,8 +33,6 @@ export class ResultWriter {
     private readonly queries: Queries,
     private readonly workerId: number,
     private readonly log: Logger,
-    /** Told after each batch of outcomes is written: slots and counters may change. */
-    private readonly onWritten: (ids: number[]) => void = () => undefined,
   ) {}
 
   /** Outcomes not yet written, including a batch being written right now. */
@@ -115,7 +113,6 @@ export class ResultWriter {
         list.push(outcome);
         byEpoch.set(epoch, list);
       }
-      const written: number[] = [];
       for (const [epoch, list] of byEpoch) {
         const { rows } = await this.pool.query<{ id: number }>(this.queries.finishTasks, [
           this.workerId,
@@ -134,12 +131,10 @@ export class ResultWriter {
             'results not written: the tasks are no longer owned by this lease term',
           );
         }
-        written.push(...list.map((o) => o.id));
       }
       this.retryDelay = 0;
       this.inFlight = 0;
       this.inFlightIds.clear();
-      if (written.length > 0) this.onWritten(written);
     } catch (error) {
       // Keep them and try again: the database may be restarting. Newer pids win.
       for (const [id, pid] of pids) if (!this.pids.has(id)) this.pids.set(id, pid);
