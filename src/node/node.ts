@@ -11,6 +11,7 @@ import { ResultWriter, type TaskOutcome } from './result-writer.js';
 import { Scheduler } from './scheduler.js';
 import { recoverFailedWorker } from './recovery.js';
 import { Reaper } from './reaper.js';
+import { Spawner } from './spawner.js';
 import { TaskProcess, type ProcessResult, type TaskSpec } from './task-process.js';
 
 interface ClaimedRow {
@@ -57,6 +58,7 @@ export class TaskNode {
   private writer: ResultWriter | null = null;
   private scheduler: Scheduler | null = null;
   private readonly reaper = new Reaper();
+  private spawner: Spawner | null = null;
   private readonly running = new Map<number, { proc: TaskProcess; epoch: number }>();
   private readonly killReasons = new Map<number, KillReason>();
 
@@ -92,6 +94,11 @@ export class TaskNode {
     });
   }
 
+  /** The pid of the spawn helper, when tasks start through one (for diagnostics and tests). */
+  get spawnerPid(): number | undefined {
+    return this.spawner?.pid;
+  }
+
   /** Connects, migrates, listens, then holds the lease (waiting as a standby if needed). */
   async start(): Promise<void> {
     const o = this.options;
@@ -123,6 +130,7 @@ export class TaskNode {
       this.listener = listener;
       await listener.start();
       this.reaper.start();
+      this.spawner = await Spawner.create(o.spawner, this.log);
     } catch (error) {
       await this.close();
       throw error;
@@ -363,7 +371,7 @@ export class TaskNode {
     const spec: TaskSpec = { id: row.id, command: row.command, cwd: row.cwd, params: row.params };
     let proc: TaskProcess;
     try {
-      proc = new TaskProcess(spec, { rootDir: o.rootDir, outputLimit: o.outputLimit });
+      proc = new TaskProcess(spec, { rootDir: o.rootDir, outputLimit: o.outputLimit }, this.spawner);
     } catch (error) {
       // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
       this.writer!.finish(epoch, {
@@ -374,11 +382,12 @@ export class TaskNode {
       return;
     }
     this.running.set(row.id, { proc, epoch });
-    if (proc.pid !== undefined) {
-      this.reaper.track(proc.pid);
-      this.writer!.recordPid(epoch, row.id, proc.pid);
-    }
-    this.log.debug({ task: row.id, pid: proc.pid }, 'task started');
+    void proc.started.then((pid) => {
+      if (pid === undefined) return;
+      this.reaper.track(pid);
+      this.writer!.recordPid(epoch, row.id, pid);
+      this.log.debug({ task: row.id, pid }, 'task started');
+    });
     void proc.done.then((result) => this.onProcessEnd(row.id, epoch, result));
   }
 
@@ -499,6 +508,7 @@ export class TaskNode {
 
   private async close(): Promise<void> {
     this.reaper.stop();
+    this.spawner?.stop();
     this.scheduler?.stop();
     this.writer?.close();
     this.clearLeaseTimers();
@@ -513,6 +523,7 @@ export class TaskNode {
 function toOutcome(id: number, result: ProcessResult, reason: KillReason | undefined): TaskOutcome {
   const base = { id, exitCode: result.exitCode, signal: result.signal, output: result.output };
   if (result.spawnError !== null) return { ...base, state: 'CF', error: result.spawnError };
+  if (result.lost !== undefined) return { ...base, state: 'CF', error: `Lost: ${result.lost}` };
   if (reason) return { ...base, state: reason.state, error: reason.error };
   if (result.exitCode === 0) return { ...base, state: 'CS', error: null };
   const what = result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`;

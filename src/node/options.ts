@@ -1,5 +1,6 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
+import type { SpawnerMode } from './spawner.js';
 
 export type ShutdownMode = 'cancel' | 'drain';
 
@@ -31,6 +32,8 @@ export interface NodeOptions {
   outputLimit: number;
   /** On SIGTERM/SIGINT: cancel the running tasks, or wait for them. */
   shutdown: ShutdownMode;
+  /** What starts task processes: the spawn helper, child_process, or the helper when it builds. */
+  spawner: SpawnerMode;
   /** Apply migrations at start (default true). */
   migrate: boolean;
   logger: Logger;
@@ -45,6 +48,7 @@ export const NODE_DEFAULTS = {
   killGraceMs: 5_000,
   outputLimit: 64 * 1024,
   shutdown: 'cancel' as ShutdownMode,
+  spawner: 'auto' as SpawnerMode,
   migrate: true,
 };
 

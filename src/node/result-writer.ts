@@ -58,7 +58,8 @@ export class ResultWriter {
   }
 
   finish(epoch: number, outcome: TaskOutcome): void {
-    this.pids.delete(outcome.id);
+    // A pid still pending is kept: it is written first, in the same flush, and a task that
+    // ended within a turn of starting still shows the pid it ran as.
     this.outcomes.push({ epoch, outcome });
     this.schedule();
   }

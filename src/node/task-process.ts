@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { OutputTail } from './output-tail.js';
 import { killProcessGroup, waitProcessGroupGone } from './process-group.js';
+import type { Spawner } from './spawner.js';
 
 export interface TaskSpec {
   id: number;
@@ -16,8 +18,6 @@ export interface ProcessOptions {
   rootDir: string;
   /** Bytes of output kept (stdout and stderr interleaved). */
   outputLimit: number;
-  /** Extra environment for every task. */
-  env?: NodeJS.ProcessEnv;
 }
 
 export interface ProcessResult {
@@ -28,6 +28,8 @@ export interface ProcessResult {
   output: string;
   /** The node ended it (cancel, stop code, shutdown, fencing). */
   killed: boolean;
+  /** Set when the process's end could not be observed (the spawn helper died). */
+  lost?: string;
 }
 
 /** The argv of a task: every element that is exactly %TASK becomes the task id. */
@@ -40,76 +42,133 @@ export function taskCwd(task: TaskSpec, rootDir: string): string {
 }
 
 /**
- * One task's OS process. It runs in its own process group (detached = setsid), so that
- * ending the task ends everything it started, and a Ctrl-C at the node's terminal does not
- * reach it.
+ * One task's OS process. It runs in its own process group (setsid), so that ending the task
+ * ends everything it started, and a Ctrl-C at the node's terminal does not reach it. It is
+ * started by the spawn helper when the node has one, else by child_process.spawn.
  */
 export class TaskProcess {
-  readonly pid: number | undefined;
+  /** Known once started: synchronously with child_process, a moment later with the helper. */
+  pid: number | undefined;
+  /** The pid (= process group id), or undefined when the process could not be started. */
+  readonly started: Promise<number | undefined>;
   readonly done: Promise<ProcessResult>;
   private killed = false;
   private exited = false;
-  private readonly child: ChildProcess;
+  private readonly tail: OutputTail;
 
   constructor(
     readonly task: TaskSpec,
     private readonly options: ProcessOptions,
+    spawner?: Spawner | null,
   ) {
     const argv = taskArgv(task);
     const cwd = taskCwd(task, options.rootDir);
-    const tail = new OutputTail(options.outputLimit);
-    this.child = spawn(argv[0]!, argv.slice(1), {
-      cwd,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        ...options.env,
-        PG_TASKS_TASK_ID: String(task.id),
-        PG_TASKS_PARAMS: task.params === null || task.params === undefined ? '' : JSON.stringify(task.params),
-      },
-    });
-    this.pid = this.child.pid;
-    const onData = (chunk: Buffer): void => tail.push(chunk);
-    this.child.stdout?.on('data', onData);
-    this.child.stderr?.on('data', onData);
+    this.tail = new OutputTail(options.outputLimit);
+    const taskEnv: Record<string, string> = {
+      PG_TASKS_TASK_ID: String(task.id),
+      PG_TASKS_PARAMS: task.params === null || task.params === undefined ? '' : JSON.stringify(task.params),
+    };
+    let resolveStarted!: (pid: number | undefined) => void;
+    this.started = new Promise((resolve) => (resolveStarted = resolve));
+    let resolveDone!: (result: ProcessResult) => void;
+    this.done = new Promise((resolve) => (resolveDone = resolve));
+    const spawnFailed = (error: NodeJS.ErrnoException): void => {
+      resolveStarted(undefined);
+      void describeSpawnError(error, argv[0]!, cwd).then((spawnError) =>
+        resolveDone({ exitCode: null, signal: null, spawnError, output: '', killed: false }),
+      );
+    };
+    // A task is its process group: whatever the leader left running dies with it, and the
+    // task is reported only once nothing of it is alive and its output is read.
+    const leaderExited = (exitCode: number | null, signal: NodeJS.Signals | null, outputClosed: Promise<void>, lost?: string): void => {
+      this.exited = true;
+      const pgid = this.pid!;
+      killProcessGroup(pgid, 'SIGKILL');
+      void Promise.all([waitProcessGroupGone(pgid, 5_000), outputClosed]).then(() =>
+        resolveDone({ exitCode, signal, spawnError: null, output: this.tail.toString(), killed: this.killed, ...(lost ? { lost } : {}) }),
+      );
+    };
 
-    this.done = new Promise<ProcessResult>((resolve) => {
-      this.child.once('error', (error: NodeJS.ErrnoException) => {
-        if (this.pid !== undefined) return; // an error after a successful spawn (e.g. kill) is not a spawn failure
-        void describeSpawnError(error, argv[0]!, cwd).then((spawnError) =>
-          resolve({ exitCode: null, signal: null, spawnError, output: '', killed: false }),
-        );
+    if (spawner && !spawner.dead) {
+      let closed!: () => void;
+      const outputClosed = new Promise<void>((resolve) => (closed = resolve));
+      spawner.spawn(argv, cwd, taskEnv, {
+        started: (pid) => {
+          this.pid = pid;
+          resolveStarted(pid);
+        },
+        failed: (errno) => spawnFailed(errnoException(errno, argv[0]!)),
+        output: (chunk) => this.tail.push(chunk),
+        exited: (status) => {
+          if (status === -1 && this.pid === undefined) {
+            resolveStarted(undefined);
+            resolveDone({ exitCode: null, signal: null, spawnError: 'the spawn helper died before it reported the start', output: '', killed: false });
+            return;
+          }
+          if (status === -1) {
+            leaderExited(null, null, outputClosed, 'the spawn helper died: the exit status is unknown');
+            return;
+          }
+          const { exitCode, signal } = decodeWaitStatus(status);
+          // The helper gives up on the pipe only at EOF; a descendant that escaped the group
+          // (its own setsid) may hold it open, so stop waiting after a second, as below.
+          leaderExited(exitCode, signal, Promise.race([outputClosed, delay(1_000)]));
+        },
+        closed: () => closed(),
       });
-      this.child.once('exit', (exitCode, signal) => {
-        this.exited = true;
-        if (this.pid === undefined) return;
-        // A task is its process group: whatever the leader left running dies with it, and the
-        // task is reported only once nothing of it is alive.
-        const pgid = this.pid;
-        killProcessGroup(pgid, 'SIGKILL');
-        void Promise.all([waitProcessGroupGone(pgid, 5_000), streamsClosed(this.child, 1_000)]).then(() =>
-          resolve({ exitCode, signal, spawnError: null, output: tail.toString(), killed: this.killed }),
-        );
-      });
+      return;
+    }
+
+    const env = { ...process.env, ...taskEnv };
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+    this.pid = child.pid;
+    const onData = (chunk: Buffer): void => this.tail.push(chunk);
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      if (this.pid !== undefined) return; // an error after a successful spawn (e.g. kill) is not a spawn failure
+      spawnFailed(error);
+    });
+    if (this.pid !== undefined) resolveStarted(this.pid);
+    child.once('exit', (exitCode, signal) => {
+      if (this.pid === undefined) return;
+      leaderExited(exitCode, signal, streamsClosed(child, 1_000));
     });
   }
 
   /** Ends the whole process group: SIGTERM, then SIGKILL after the grace period. */
   async terminate(graceMs: number): Promise<ProcessResult> {
-    if (this.pid === undefined) return this.done;
     this.killed = true;
+    const pid = await this.started;
+    if (pid === undefined) return this.done;
     if (!this.exited) {
-      killProcessGroup(this.pid, graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
+      killProcessGroup(pid, graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
       if (graceMs > 0) {
         const timer = setTimeout(() => {
-          if (!this.exited) killProcessGroup(this.pid!, 'SIGKILL');
+          if (!this.exited) killProcessGroup(pid, 'SIGKILL');
         }, graceMs);
         void this.done.finally(() => clearTimeout(timer));
       }
     }
     return this.done;
   }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** A raw wait(2) status as Node reports it: an exit code, or the name of the killing signal. */
+function decodeWaitStatus(status: number): { exitCode: number | null; signal: NodeJS.Signals | null } {
+  const termsig = status & 0x7f;
+  if (termsig === 0) return { exitCode: (status >> 8) & 0xff, signal: null };
+  const name = Object.entries(os.constants.signals).find(([, n]) => n === termsig)?.[0];
+  return { exitCode: null, signal: (name ?? `SIG${termsig}`) as NodeJS.Signals };
+}
+
+function errnoException(errno: number, program: string): NodeJS.ErrnoException {
+  const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `E${errno}`;
+  return Object.assign(new Error(`spawn ${program} ${code}`), { code, errno });
 }
 
 async function streamsClosed(child: ChildProcess, timeoutMs: number): Promise<void> {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { TaskNode } from '../../src/node/node.js';
 import { NODE_DEFAULTS, type NodeOptions } from '../../src/node/options.js';
+import type { SpawnerMode } from '../../src/node/spawner.js';
 import type { TestDatabase } from './db.js';
 import { until } from './wait.js';
 
@@ -33,6 +34,8 @@ export async function startNode(db: TestDatabase, overrides: Partial<NodeOptions
     killGraceMs: 2_000,
     logger: testLogger,
     migrate: false,
+    // CI runs the suite once with the spawn helper (auto) and once with child_process (node).
+    spawner: (process.env.PGTASKS_SPAWNER as SpawnerMode | undefined) ?? 'auto',
     ...overrides,
   });
   started.add(node);

@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { TaskNode } from '../../node/node.js';
 import { NODE_DEFAULTS, defaultNodeName, type NodeOptions, type ShutdownMode } from '../../node/options.js';
+import type { SpawnerMode } from '../../node/spawner.js';
 import type { CliContext } from '../context.js';
 import { parseDuration, parseInteger, parseNonNegative, parsePositive } from '../parse.js';
 
@@ -16,6 +17,7 @@ export interface NodeCliOptions {
   killGrace: number;
   outputLimit: number;
   shutdown: ShutdownMode;
+  spawner: SpawnerMode;
   migrate: boolean;
   logLevel: string;
 }
@@ -45,6 +47,12 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number } 
         .choices(['cancel', 'drain'])
         .default(NODE_DEFAULTS.shutdown),
     )
+    .addOption(
+      new Option('--spawner <how>', 'what starts task processes: helper (a small C program, compiled on first use), node (child_process.spawn), auto (helper when a C compiler is there)')
+        .choices(['auto', 'helper', 'node'])
+        .env('PGTASKS_SPAWNER')
+        .default(NODE_DEFAULTS.spawner),
+    )
     .option('--no-migrate', 'do not apply migrations at start')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info');
 }
@@ -66,6 +74,7 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     killGraceMs: opts.killGrace,
     outputLimit: opts.outputLimit,
     shutdown: opts.shutdown,
+    spawner: opts.spawner,
     migrate: opts.migrate,
     logger,
   };

@@ -1,0 +1,208 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+
+/**
+ * The node's side of the spawn helper (spawner.c): a small C process that starts the task
+ * processes with posix_spawn. Node's own spawn() forks the whole node, which costs 1-2 ms of
+ * page-table copying per task, most of it blocking the event loop; see docs/node.md.
+ *
+ * 'auto' compiles the helper on first use (cached by the hash of its source) and falls back
+ * to child_process.spawn where there is no C compiler; 'node' always uses child_process.
+ */
+export type SpawnerMode = 'auto' | 'helper' | 'node';
+
+export interface HelperCallbacks {
+  started(pid: number): void;
+  failed(errno: number): void;
+  output(chunk: Buffer): void;
+  exited(status: number): void;
+  closed(): void;
+}
+
+const SOURCE = fileURLToPath(new URL('../../src/node/spawner.c', import.meta.url));
+
+export class Spawner {
+  private child: ChildProcess | null = null;
+  private readonly tasks = new Map<number, { callbacks: HelperCallbacks; exited: boolean; closed: boolean }>();
+  private nextKey = 1;
+  private readonly envAtStart: Record<string, string> = {};
+  private readonly baseEnvKeys = new Set<string>();
+  private readonly baseEnv: Buffer;
+  private readonly baseEnvCount: number;
+  private pending = Buffer.alloc(0);
+  /** Set when the helper died under the node: the callers fall back to child_process. */
+  dead = false;
+
+  private constructor(
+    private readonly binary: string,
+    private readonly log: Logger,
+  ) {
+    for (const [k, v] of Object.entries(process.env)) {
+      if (v === undefined || k.includes('\0') || v.includes('\0')) continue;
+      this.envAtStart[k] = v;
+      this.baseEnvKeys.add(k);
+    }
+    const entries = Object.entries(this.envAtStart);
+    this.baseEnv = Buffer.from(entries.map(([k, v]) => `${k}=${v}\0`).join(''), 'utf8');
+    this.baseEnvCount = entries.length;
+  }
+
+  /** The helper, or null where it cannot be built ('auto') or is not wanted ('node'). */
+  static async create(mode: SpawnerMode, log: Logger): Promise<Spawner | null> {
+    if (mode === 'node') return null;
+    try {
+      const spawner = new Spawner(await buildHelper(), log);
+      spawner.start();
+      return spawner;
+    } catch (error) {
+      if (mode === 'helper') throw new Error(`the spawn helper could not be built: ${(error as Error).message}`);
+      log.info({ reason: (error as Error).message }, 'no spawn helper (no C compiler?): tasks start with child_process.spawn');
+      return null;
+    }
+  }
+
+  private start(): void {
+    // Its own process group, like the reaper: a Ctrl-C at the node's terminal must not take
+    // it away before the node has ended its tasks.
+    const child = spawn(this.binary, [], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+    this.child = child;
+    child.stdin.on('error', () => undefined);
+    child.stdout.on('data', (chunk: Buffer) => this.onData(chunk));
+    // 'close', not 'exit': the frames still in the pipe are read first.
+    child.on('close', (code: number | null, signal: NodeJS.Signals | null) => this.onExit(code, signal));
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    (child.stdout as unknown as { unref?: () => void }).unref?.();
+  }
+
+  /**
+   * Asks the helper to start argv in cwd with the node's environment (as it was when the
+   * helper started: copying process.env costs more than the rest of a start) plus taskEnv.
+   * Throws, like spawn(), for what cannot be passed to the kernel (a NUL byte).
+   */
+  spawn(argv: string[], cwd: string, taskEnv: Record<string, string>, callbacks: HelperCallbacks): void {
+    const own = Object.keys(taskEnv);
+    let base = this.baseEnv;
+    let envc = this.baseEnvCount;
+    if (own.some((k) => this.baseEnvKeys.has(k))) {
+      const entries = Object.entries(this.envAtStart).filter(([k]) => !own.includes(k));
+      base = Buffer.from(entries.map(([k, v]) => `${k}=${v}\0`).join(''), 'utf8');
+      envc = entries.length;
+    }
+    const strings = [cwd, ...argv, ...own.map((k) => `${k}=${taskEnv[k]}`)];
+    for (const s of strings) {
+      if (s.includes('\0')) throw new TypeError('an argument, the cwd or an environment variable contains a NUL byte');
+    }
+    const body = Buffer.from(strings.join('\0') + '\0', 'utf8');
+    const key = this.nextKey++;
+    const head = Buffer.alloc(17);
+    head.writeUInt32LE(13 + body.length + base.length, 0);
+    head.write('S', 4, 'latin1');
+    head.writeUInt32LE(key, 5);
+    head.writeUInt32LE(argv.length, 9);
+    head.writeUInt32LE(envc + own.length, 13);
+    this.tasks.set(key, { callbacks, exited: false, closed: false });
+    this.child!.stdin!.write(Buffer.concat([head, body, base]));
+  }
+
+  private onData(chunk: Buffer): void {
+    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    let off = 0;
+    while (buf.length - off >= 4) {
+      const len = buf.readUInt32LE(off);
+      if (buf.length - off - 4 < len) break;
+      this.onFrame(buf.subarray(off + 4, off + 4 + len));
+      off += 4 + len;
+    }
+    buf = buf.subarray(off);
+    // Copied: an output frame may be kept by the tail, and the pending rest must not pin
+    // (or be overwritten in) the stream's chunk.
+    this.pending = buf.length > 0 ? Buffer.from(buf) : Buffer.alloc(0);
+  }
+
+  private onFrame(frame: Buffer): void {
+    const type = String.fromCharCode(frame[0]!);
+    const key = frame.readUInt32LE(1);
+    const entry = this.tasks.get(key);
+    if (!entry) return;
+    const task = entry.callbacks;
+    switch (type) {
+      case 'P':
+        task.started(frame.readInt32LE(5));
+        break;
+      case 'E':
+        this.tasks.delete(key);
+        task.failed(frame.readInt32LE(5));
+        break;
+      case 'O':
+        task.output(Buffer.from(frame.subarray(5)));
+        break;
+      // The exit and the end of the output come in either order; the second one ends it.
+      case 'X':
+        entry.exited = true;
+        if (entry.closed) this.tasks.delete(key);
+        task.exited(frame.readInt32LE(5));
+        break;
+      case 'C':
+        entry.closed = true;
+        if (entry.exited) this.tasks.delete(key);
+        task.closed();
+        break;
+    }
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    this.child = null;
+    if (this.stopped) return;
+    this.dead = true;
+    this.log.error({ code, signal, tasks: this.tasks.size }, 'the spawn helper died: new tasks start with child_process.spawn');
+    // Their exits can no longer be observed; the tasks end as "status unknown" once their
+    // process groups are gone (TaskProcess waits for that).
+    for (const [key, entry] of this.tasks) {
+      this.tasks.delete(key);
+      if (!entry.exited) entry.callbacks.exited(-1);
+      if (!entry.closed) entry.callbacks.closed();
+    }
+  }
+
+  private stopped = false;
+
+  /** After the node's tasks have ended: the helper exits when its stdin closes. */
+  stop(): void {
+    this.stopped = true;
+    this.child?.stdin?.end();
+  }
+
+  /** For tests: the helper's pid. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+}
+
+/** Compiles spawner.c once per source version into the user's cache; returns the binary. */
+async function buildHelper(): Promise<string> {
+  if (process.platform !== 'linux') throw new Error('the spawn helper is built for Linux only');
+  const source = readFileSync(SOURCE);
+  const hash = createHash('sha256').update(source).update(process.arch).digest('hex').slice(0, 16);
+  const dir = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'pg-tasks');
+  const binary = path.join(dir, `spawner-${hash}`);
+  if (existsSync(binary)) return binary;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Built under a unique name and renamed: nodes starting together never run a half-written file.
+  const tmp = `${binary}.${process.pid}.tmp`;
+  try {
+    await promisify(execFile)(process.env.CC || 'cc', ['-O2', '-o', tmp, SOURCE], { timeout: 60_000 });
+    renameSync(tmp, binary);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    const e = error as NodeJS.ErrnoException & { stderr?: string };
+    throw new Error(e.code === 'ENOENT' ? `no C compiler (${process.env.CC || 'cc'})` : (e.stderr?.trim().split('\n')[0] ?? e.message));
+  }
+  return binary;
+}
