@@ -66,11 +66,12 @@ describe('recovery of failed workers', () => {
   });
 
   it('the re-queue policy, per task or per group, queues the tasks again and they run to completion', async () => {
-    // Restore the shipped default policy (the previous test replaced it): undo migration 3, redo it.
+    // Restore the shipped default policy (the previous test replaced it): undo migration 3, redo
+    // it (and the migrations after it, which may run again).
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     await client.query('DROP FUNCTION long_task.recover_worker_tasks(int)');
-    await client.query('DELETE FROM long_task.migrations WHERE id = 3');
+    await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
     await client.query('DROP TABLE long_task.task_group');
     await client.query('ALTER TABLE long_task.task DROP COLUMN recover_policy');
     await client.query('ALTER TABLE long_task.worker DROP COLUMN standby_node, DROP COLUMN standby_seen');

@@ -4,19 +4,34 @@
 -- name: claimTasks
 -- The node's only claim: as many waiting tasks of its group as it has free slots, smallest
 -- priority first, then oldest; rows another node is claiming are skipped, not waited on.
+-- Tasks any worker may run and tasks pinned to this worker are read from their own indexes
+-- (each its head, in order) and merged: tasks pinned to other workers are never read. Up to
+-- $3 rows of the branch that loses the merge stay locked until this statement commits.
 -- The EXISTS makes the claim conditional on the lease term the node holds ($4).
 -- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name
-WITH picked AS (
-  SELECT id
+WITH term AS (
+  SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
+                  WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
+), any_worker AS (
+  SELECT id, priority, last_state_change
     FROM {{schema}}.task
-   WHERE state_id = 'AW'
-     AND group_id = $1
-     AND (worker_id IS NULL OR worker_id = $2)
-     AND EXISTS (SELECT 1 FROM {{schema}}.worker w
-                  WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now())
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL
+     AND (SELECT held FROM term)
    ORDER BY priority, last_state_change, id
    LIMIT $3
    FOR UPDATE SKIP LOCKED
+), pinned AS (
+  SELECT id, priority, last_state_change
+    FROM {{schema}}.task
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2
+     AND (SELECT held FROM term)
+   ORDER BY priority, last_state_change, id
+   LIMIT $3
+   FOR UPDATE SKIP LOCKED
+), picked AS (
+  SELECT id FROM (SELECT * FROM any_worker UNION ALL SELECT * FROM pinned) c
+   ORDER BY priority, last_state_change, id
+   LIMIT $3
 )
 UPDATE {{schema}}.task t
    SET state_id = 'AE', worker_id = $2, lease_epoch = $4, node_name = $5, started = now(),

@@ -46,8 +46,11 @@ UPDATE {{schema}}.worker w
        task_count = $4
  WHERE w.id = $1 AND w.lease_epoch = $2 AND w.active
 RETURNING w.stop,
-  EXISTS (SELECT 1 FROM {{schema}}.task t
-           WHERE t.state_id = 'AW' AND t.group_id = $6 AND (t.worker_id IS NULL OR t.worker_id = $1)) AS has_waiting,
+  -- Two EXISTS, one per waiting-task index: tasks pinned to other workers are not read.
+  (EXISTS (SELECT 1 FROM {{schema}}.task t
+            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL)
+   OR EXISTS (SELECT 1 FROM {{schema}}.task t
+               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1)) AS has_waiting,
   EXISTS (SELECT 1 FROM {{schema}}.task t
            WHERE t.state_id = 'AC' AND t.worker_id = $1 AND t.lease_epoch = $2) AS has_cancels,
   ARRAY(SELECT f.id FROM {{schema}}.worker f
