@@ -5,21 +5,30 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startEmbedded, type EmbeddedServer } from '../src/embedded/index.js';
+import { createNodeRole } from './statements.js';
 
-export interface Bench {
+/** A database (DATABASE_URL, else an embedded PostgreSQL), a scratch directory and the stamp programs. */
+export interface BenchDatabase {
   dir: string;
   url: string;
-  schema: string;
   client: pg.Client;
   /** argv of a program that writes its start time (ns since the epoch) to the file given after it. */
   stamp: string[];
   /** argv of a program that waits for SIGTERM and writes the time it arrived to the file given after it. */
   stampTerm: string[];
-  node: ChildProcess;
+  /** Ends the client, stops the embedded server (if any) and removes the scratch directory. */
   close(): Promise<void>;
 }
 
-export async function setUpBench(nodeArgs: string[] = []): Promise<Bench> {
+export interface Bench extends BenchDatabase {
+  schema: string;
+  node: ChildProcess;
+  /** The login role the node connects as (setUpBench's statements option), else null. */
+  nodeRole: string | null;
+}
+
+/** preload: libraries the embedded server loads at start (ignored with DATABASE_URL). */
+export async function setUpDatabase(options: { preload?: string[] } = {}): Promise<BenchDatabase> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgt-bench-'));
   let stamp: string[];
   let stampTerm: string[];
@@ -34,15 +43,41 @@ export async function setUpBench(nodeArgs: string[] = []): Promise<Bench> {
     stampTerm = ['sh', '-c', 'trap \'date +%s%N > "$0"; exit 0\' TERM; while :; do sleep 1 & wait $!; done'];
   }
   let embedded: EmbeddedServer | null = null;
-  if (!process.env.DATABASE_URL) embedded = await startEmbedded({ dataDir: mkdtempSync(path.join(os.tmpdir(), 'pgt-bench-pg-')), fast: true });
+  // Removed again by close(): a backlog benchmark leaves hundreds of MB in it.
+  const pgDataDir = process.env.DATABASE_URL ? null : mkdtempSync(path.join(os.tmpdir(), 'pgt-bench-pg-'));
+  if (pgDataDir) embedded = await startEmbedded({ dataDir: pgDataDir, fast: true, preload: options.preload ?? [] });
   const url = process.env.DATABASE_URL ?? embedded!.url;
-  const schema = `bench_${process.pid}`;
-  const node = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--schema', schema, 'node', '--worker-id', '1', '--log-level', 'warn', ...nodeArgs], {
-    env: { ...process.env, DATABASE_URL: url },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
   const client = new pg.Client({ connectionString: url });
   await client.connect();
+  return {
+    dir,
+    url,
+    client,
+    stamp,
+    stampTerm,
+    async close() {
+      await client.end();
+      await embedded?.stop();
+      if (pgDataDir) rmSync(pgDataDir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * statements: count the node's statements with pg_stat_statements (see bench/statements.ts):
+ * the embedded server preloads it, and the node connects as a role of its own. With
+ * DATABASE_URL, check statementsUnavailable() first.
+ */
+export async function setUpBench(nodeArgs: string[] = [], options: { statements?: boolean } = {}): Promise<Bench> {
+  const db = await setUpDatabase(options.statements ? { preload: ['pg_stat_statements'] } : {});
+  const { url, client } = db;
+  const schema = `bench_${process.pid}`;
+  const role = options.statements ? await createNodeRole(client, url) : null;
+  const node = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--schema', schema, 'node', '--worker-id', '1', '--log-level', 'warn', ...nodeArgs], {
+    env: { ...process.env, DATABASE_URL: role?.url ?? url },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   for (let i = 0; ; i++) {
     const r = await client
       .query<{ active: boolean }>(`SELECT active FROM "${schema}".worker WHERE id = 1`)
@@ -52,22 +87,38 @@ export async function setUpBench(nodeArgs: string[] = []): Promise<Bench> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return {
-    dir,
-    url,
+    ...db,
     schema,
-    client,
-    stamp,
-    stampTerm,
     node,
+    nodeRole: role?.name ?? null,
     async close() {
       node.kill('SIGTERM');
       await new Promise((resolve) => node.once('exit', resolve));
       await client.query(`DROP SCHEMA "${schema}" CASCADE`);
-      await client.end();
-      await embedded?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await role?.drop();
+      await db.close();
     },
   };
+}
+
+/** The ceiling: Node's child_process.spawn of /bin/true, `concurrency` at a time, with no database; ends/s. */
+export async function nodeSpawnCeiling(count: number, concurrency: number): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  const runOne = (): Promise<void> =>
+    new Promise((resolve) => {
+      const child = spawn('/bin/true', [], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.on('close', () => resolve());
+    });
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next++;
+        await runOne();
+      }
+    }),
+  );
+  return count / ((performance.now() - started) / 1000);
 }
 
 /** Waits for a stamp file and returns its time in ms since the epoch. */

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 const quick = process.argv.includes('--quick');
-const parts = ['throughput', 'start-latency', 'cancel-latency', 'schedule-latency'];
+const parts = ['throughput', 'start-latency', 'graphile', 'cancel-latency', 'schedule-latency', 'cluster', 'idle-cost', 'backlog'];
 const lines: string[] = [];
 for (const part of parts) {
   const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, `${part}.ts`), ...(quick ? ['--quick'] : [])], {
@@ -32,7 +32,6 @@ const header = [
   '',
   'Goals: throughput at 32 ≥ 0.8 × the Node spawn ceiling and ≥ 1.6 × the original pg_tasks (456/s on this machine kind);',
   'start latency p50 ≤ 1.5 ms, p99 ≤ 4 ms; cancel p50 ≤ 1 ms; idle node ≤ 6 statements a minute; 1 M backlog vs 1 k latency ≤ 1.5×.',
-  'Not measured yet: graphile-worker in the same run, idle statements, backlog scale, a 4-node cluster.',
   '',
 ];
 const report = [...header, ...lines.map((l) => `- ${l}`)].join('\n');

@@ -1,8 +1,7 @@
 // Throughput: N × /bin/true on one node at a concurrency, against the ceiling of a plain Node
 // spawner doing the same with no database, measured in the same run.
 //   npx tsx bench/throughput.ts [--quick] [--n 5000] [--concurrency 8,32]
-import { spawn } from 'node:child_process';
-import { setUpBench } from './lib.js';
+import { nodeSpawnCeiling, setUpBench } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const arg = (name: string): string | undefined => {
@@ -11,26 +10,6 @@ const arg = (name: string): string | undefined => {
 };
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
 const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
-
-/** The ceiling: Node's child_process.spawn of /bin/true, `concurrency` at a time. */
-async function nodeSpawnCeiling(count: number, concurrency: number): Promise<number> {
-  const started = performance.now();
-  let next = 0;
-  const runOne = (): Promise<void> =>
-    new Promise((resolve) => {
-      const child = spawn('/bin/true', [], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-      child.on('close', () => resolve());
-    });
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next++;
-        await runOne();
-      }
-    }),
-  );
-  return count / ((performance.now() - started) / 1000);
-}
 
 /** pg-tasks: the tasks are queued while the node is paused (stop 1), then timed from resume. */
 async function pgTasks(count: number, concurrency: number): Promise<number> {

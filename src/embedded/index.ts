@@ -10,6 +10,8 @@ export interface EmbeddedOptions {
   port?: number;
   /** Trade durability for speed (tests, benchmarks). */
   fast?: boolean;
+  /** Libraries to load at server start (shared_preload_libraries), e.g. ['pg_stat_statements']. */
+  preload?: string[];
 }
 
 export interface EmbeddedServer {
@@ -45,7 +47,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     env: {
       ...process.env,
-      PGTASKS_EMBEDDED_CONFIG: JSON.stringify({ dataDir, port, user: USER, password: PASSWORD, fast: options.fast ?? false }),
+      PGTASKS_EMBEDDED_CONFIG: JSON.stringify({ dataDir, port, user: USER, password: PASSWORD, fast: options.fast ?? false, preload: options.preload ?? [] }),
     },
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -11,6 +11,7 @@ interface ServerConfig {
   user: string;
   password: string;
   fast: boolean;
+  preload?: string[];
 }
 
 const config = JSON.parse(process.env.PGTASKS_EMBEDDED_CONFIG ?? '{}') as ServerConfig;
@@ -29,6 +30,7 @@ const pg = new EmbeddedPostgres({
     '-c', 'listen_addresses=127.0.0.1',
     '-c', `unix_socket_directories=${config.dataDir}`,
     ...(config.fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
+    ...(config.preload?.length ? ['-c', `shared_preload_libraries=${config.preload.join(',')}`] : []),
   ],
   onLog: (message) => {
     log.push(String(message));

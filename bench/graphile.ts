@@ -1,0 +1,122 @@
+// graphile-worker, the peer pg-tasks is compared against, measured the same way on the same
+// PostgreSQL: throughput of N × /bin/true against the Node spawn ceiling, and start latency on an
+// idle worker. graphile-worker runs as a separate process (bench/graphile-worker-process.ts) with
+// its defaults: LISTEN/NOTIFY, pollInterval 2000 ms.
+//   npx tsx bench/graphile.ts [--quick] [--n 5000] [--concurrency 8,32] [--latency-n 300]
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { nodeSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase } from './lib.js';
+
+const quick = process.argv.includes('--quick');
+const arg = (name: string): string | undefined => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const n = Number(arg('--n') ?? (quick ? 200 : 5000));
+const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
+const latencyN = Number(arg('--latency-n') ?? (quick ? 20 : 300));
+
+const db = await setUpDatabase();
+const schema = `graphile_bench_${process.pid}`;
+const s = `"${schema}"`;
+
+interface WorkerProcess {
+  child: ChildProcess;
+  /** Resolves on the next IPC message equal to `message`. */
+  next(message: string): Promise<void>;
+}
+
+/** Starts the graphile-worker process; resolves once it has created its schema. */
+async function startWorker(bench: BenchDatabase, concurrency: number, waitForGo: boolean): Promise<WorkerProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(import.meta.dirname, 'graphile-worker-process.ts'), '--schema', schema, '--concurrency', String(concurrency), ...(waitForGo ? ['--wait-for-go'] : [])],
+    // Its stdout goes to our stderr: our stdout carries only the result lines.
+    { env: { ...process.env, DATABASE_URL: bench.url }, stdio: ['ignore', 2, 'inherit', 'ipc'] },
+  );
+  const next = (message: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const onMessage = (m: unknown): void => {
+        if (m !== message) return;
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        resolve();
+      };
+      const onExit = (code: number | null, signal: string | null): void =>
+        reject(new Error(`the graphile-worker process ended (${code ?? signal}) before '${message}'`));
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  await next('migrated');
+  return { child, next };
+}
+
+/** SIGTERM to the worker's pid, wait for its exit, drop its schema. */
+async function stopWorker(worker: WorkerProcess): Promise<void> {
+  if (worker.child.exitCode === null && worker.child.signalCode === null) {
+    const exited = new Promise((resolve) => worker.child.once('exit', resolve));
+    worker.child.kill('SIGTERM');
+    await exited;
+  }
+  await db.client.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+}
+
+/** The jobs are queued while the worker is not running, then timed from its start to the last job done. */
+async function graphileThroughput(count: number, concurrency: number): Promise<number> {
+  const worker = await startWorker(db, concurrency, true);
+  try {
+    await db.client.query(
+      `SELECT ${s}.add_jobs(array_agg(json_populate_record(NULL::${s}.job_spec, json_build_object('identifier', 'run', 'payload', $2::json))))
+         FROM generate_series(1, $1)`,
+      [count, JSON.stringify({ command: ['/bin/true'] })],
+    );
+    const started = performance.now();
+    worker.child.send('go');
+    for (;;) {
+      // Done jobs are deleted; a failed one stays (to be retried later) with its error.
+      const { rows } = await db.client.query<{ left: number; failed: number }>(
+        `SELECT count(*)::int AS left, count(last_error)::int AS failed FROM ${s}._private_jobs`,
+      );
+      if (rows[0]!.failed > 0) throw new Error(`${rows[0]!.failed} graphile-worker jobs failed`);
+      if (rows[0]!.left === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return count / ((performance.now() - started) / 1000);
+  } finally {
+    await stopWorker(worker);
+  }
+}
+
+/** From the commit of add_job (client clock) to the child's own start stamp, on an idle worker. */
+async function graphileStartLatency(count: number): Promise<number[]> {
+  const worker = await startWorker(db, 8, false);
+  try {
+    await worker.next('listening');
+    await new Promise((resolve) => setTimeout(resolve, 200)); // its first look for jobs found none
+    const latencies: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const file = path.join(db.dir, `g${i}`);
+      await db.client.query(`SELECT ${s}.add_job('run', $1::json)`, [JSON.stringify({ command: [...db.stamp, file] })]);
+      const committed = nowMs();
+      latencies.push((await readStamp(file)) - committed);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // idle between jobs
+    }
+    return latencies;
+  } finally {
+    await stopWorker(worker);
+  }
+}
+
+try {
+  for (const concurrency of levels) {
+    const ceiling = await nodeSpawnCeiling(n, concurrency);
+    const theirs = await graphileThroughput(n, concurrency);
+    console.log(
+      `throughput, ${n} × /bin/true at ${concurrency}: graphile-worker ${theirs.toFixed(0)}/s, Node spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(theirs / ceiling).toFixed(2)}`,
+    );
+  }
+  const p = percentiles(await graphileStartLatency(latencyN));
+  console.log(`start latency, ${latencyN} sequential jobs on an idle graphile-worker: p50 ${p.p50} ms, p95 ${p.p95} ms, p99 ${p.p99} ms`);
+} finally {
+  await db.close();
+}

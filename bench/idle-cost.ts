@@ -1,0 +1,38 @@
+// Idle cost: the statements an idle node sends to PostgreSQL, counted by pg_stat_statements
+// over a window that starts once the node holds its lease and has settled (start-up is not
+// idle cost). The node connects as a role of its own, so the benchmark's queries don't count.
+//   npx tsx bench/idle-cost.ts [--quick] [--window 60]
+// Uses DATABASE_URL (its server must preload pg_stat_statements, else this part is skipped),
+// or an embedded PostgreSQL that preloads it.
+import { setUpBench } from './lib.js';
+import { readStatements, resetStatements, sleep, statementsUnavailable } from './statements.js';
+
+const quick = process.argv.includes('--quick');
+const windowArg = process.argv.indexOf('--window');
+// The node renews its lease every lease/2 = 10 s (default 20 s lease): a quick window of 8 s
+// sees 0 or 1 renewal, so only a full run gives a rate.
+const windowS = windowArg > 0 ? Number(process.argv[windowArg + 1]) : quick ? 8 : 60;
+const ORIGINAL = 'the original: ~42/min (measured on this machine kind)';
+
+const unavailable = await statementsUnavailable();
+if (unavailable) {
+  console.log(`idle cost: skipped, ${unavailable}; ${ORIGINAL}`);
+  process.exit(0);
+}
+
+const bench = await setUpBench([], { statements: true });
+const role = bench.nodeRole!;
+// setUpBench returned once the node holds its lease; its start-up reads (resync, scheduler) follow at once.
+await sleep(3_000);
+await resetStatements(bench.client, role);
+await sleep(windowS * 1000);
+const stats = await readStatements(bench.client, role, bench.schema);
+await bench.close();
+
+const total = stats.reduce((sum, s) => sum + s.calls, 0);
+const perMinute = (total * 60) / windowS;
+const list = stats.length > 0 ? stats.map((s) => `${s.calls} × ${s.name}`).join(', ') : 'none';
+console.log(
+  `idle cost, node idle for ${windowS} s: ${Number.isInteger(perMinute) ? perMinute : perMinute.toFixed(1)} statements a minute ` +
+    `(${total} in the window: ${list}); ${ORIGINAL}`,
+);
