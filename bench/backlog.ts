@@ -21,7 +21,7 @@
 // itself would run it shows the other case, a backlog the claimer owns.
 import path from 'node:path';
 import { loadQueries } from '../src/db/queries.js';
-import { nowMs, percentiles, readStamp, setUpBench } from './lib.js';
+import { nowMs, percentiles, readStamp, setUpBench, metric } from './lib.js';
 import { assertNodeProcess, readStatements, resetStatements, rssMb, sleep, statementsUnavailable } from './statements.js';
 
 const quick = process.argv.includes('--quick');
@@ -185,6 +185,7 @@ if (showPlans) console.error(`claim as worker 2, whose ${fmt(big)} waiting tasks
 
 const pl = percentiles(low.latencies);
 const ph = percentiles(high.latencies);
+metric('backlog.ratio', Number(ph.p50) / Number(pl.p50));
 console.log(
   `backlog, start latency on an idle node (${n} sequential tasks) with ${fmt(small)} waiting: p50 ${pl.p50} ms, p95 ${pl.p95} ms, p99 ${pl.p99} ms; ` +
     `with ${fmt(big)} waiting: p50 ${ph.p50} ms, p95 ${ph.p95} ms, p99 ${ph.p99} ms; p50 ratio ${(Number(ph.p50) / Number(pl.p50)).toFixed(2)} ` +

@@ -3,7 +3,7 @@
 //   npx tsx bench/cancel-latency.ts [--quick] [--n 100]
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { nowMs, percentiles, readStamp, setUpBench } from './lib.js';
+import { nowMs, percentiles, readStamp, setUpBench, metric } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const nArg = process.argv.indexOf('--n');
@@ -29,5 +29,6 @@ for (let i = 0; i < n; i++) {
   if (!existsSync(file)) throw new Error('no stamp');
 }
 const p = percentiles(latencies);
+metric('cancel.p50', Number(p.p50));
 console.log(`cancel latency, ${n} running tasks (commit of AC → SIGTERM received): p50 ${p.p50} ms, p95 ${p.p95} ms, p99 ${p.p99} ms`);
 await bench.close();

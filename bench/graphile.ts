@@ -5,7 +5,7 @@
 //   npx tsx bench/graphile.ts [--quick] [--n 5000] [--concurrency 8,32] [--latency-n 300]
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { nodeSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase } from './lib.js';
+import { nodeSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const arg = (name: string): string | undefined => {
@@ -111,11 +111,15 @@ try {
   for (const concurrency of levels) {
     const ceiling = await nodeSpawnCeiling(n, concurrency);
     const theirs = await graphileThroughput(n, concurrency);
+    metric(`graphile.throughput.${concurrency}.rate`, theirs);
+    metric(`graphile.throughput.${concurrency}.ceiling`, ceiling);
     console.log(
       `throughput, ${n} × /bin/true at ${concurrency}: graphile-worker ${theirs.toFixed(0)}/s, Node spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(theirs / ceiling).toFixed(2)}`,
     );
   }
   const p = percentiles(await graphileStartLatency(latencyN));
+  metric('graphile.start.p50', Number(p.p50));
+  metric('graphile.start.p99', Number(p.p99));
   console.log(`start latency, ${latencyN} sequential jobs on an idle graphile-worker: p50 ${p.p50} ms, p95 ${p.p95} ms, p99 ${p.p99} ms`);
 } finally {
   await db.close();

@@ -4,7 +4,7 @@
 //   npx tsx bench/idle-cost.ts [--quick] [--window 60]
 // Uses DATABASE_URL (its server must preload pg_stat_statements, else this part is skipped),
 // or an embedded PostgreSQL that preloads it.
-import { setUpBench } from './lib.js';
+import { setUpBench, metric } from './lib.js';
 import { readStatements, resetStatements, sleep, statementsUnavailable } from './statements.js';
 
 const quick = process.argv.includes('--quick');
@@ -32,6 +32,7 @@ await bench.close();
 const total = stats.reduce((sum, s) => sum + s.calls, 0);
 const perMinute = (total * 60) / windowS;
 const list = stats.length > 0 ? stats.map((s) => `${s.calls} × ${s.name}`).join(', ') : 'none';
+metric('idle.perMinute', perMinute);
 console.log(
   `idle cost, node idle for ${windowS} s: ${Number.isInteger(perMinute) ? perMinute : perMinute.toFixed(1)} statements a minute ` +
     `(${total} in the window: ${list}); ${ORIGINAL}`,

@@ -128,6 +128,14 @@ export async function readStamp(file: string): Promise<number> {
   return Number(BigInt(readFileSync(file, 'utf8').trim())) / 1e6;
 }
 
+/**
+ * A figure for the goals table of bench/run.ts, on a line of its own that run.ts takes out of
+ * the report. Names: throughput.<concurrency>.rate, start.p50, …
+ */
+export function metric(name: string, value: number): void {
+  console.log(`metric ${JSON.stringify({ name, value })}`);
+}
+
 /** Wall clock with sub-millisecond precision, comparable with the child's CLOCK_REALTIME. */
 export function nowMs(): number {
   return performance.timeOrigin + performance.now();
