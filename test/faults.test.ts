@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
+import { TEST_APPLICATION_NAME, createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { Proxy, proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
@@ -30,6 +30,13 @@ after(async () => {
 });
 
 const children = new Set<ChildProcess>();
+
+/**
+ * Every backend of the test database but the test's own: its pooled connections are spared, or
+ * its next query could pick one that is being terminated and fail the test, not the node.
+ */
+const TERMINATE_NODE_BACKENDS = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+  WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> '${TEST_APPLICATION_NAME}'`;
 const taskPids = new Set<number>();
 
 /** A node as a child process (`pg-tasks node`), its output kept for the failure message. */
@@ -300,7 +307,7 @@ describe('every database connection killed', () => {
         await until(async () => (await holder.query(
           "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE%worker%'",
         )).rowCount === 1, 'a renewal to wait on the worker row', 10_000);
-        await holder.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        await holder.query(TERMINATE_NODE_BACKENDS);
         await holder.query('ROLLBACK');
       } finally {
         await holder.end();
@@ -309,7 +316,7 @@ describe('every database connection killed', () => {
       // flight (claim, pids, results, renewal) fails.
       let killed = 0;
       for (let cut = 0; cut < 3; cut++) {
-        const { rowCount } = await db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        const { rowCount } = await db.query(TERMINATE_NODE_BACKENDS);
         killed += rowCount ?? 0;
         await new Promise((resolve) => setTimeout(resolve, 500));
       }

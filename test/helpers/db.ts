@@ -10,6 +10,8 @@ import { startEmbedded, type EmbeddedServer } from '../../src/embedded/index.js'
 
 let embedded: EmbeddedServer | null = null;
 
+export const TEST_APPLICATION_NAME = 'pg-tasks-test';
+
 async function serverUrl(): Promise<string> {
   if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
   if (!embedded) {
@@ -47,7 +49,8 @@ export async function createTestDatabase(label: string, options: { migrate?: boo
   await client.query(`CREATE DATABASE ${name} TEMPLATE template0`);
   await client.end();
   const url = withDatabase(admin, name);
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  // Named, so that tests which terminate "every connection" can spare the test's own.
+  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: TEST_APPLICATION_NAME });
   pool.on('error', () => undefined);
   if (options.migrate ?? true) {
     const c = await pool.connect();
