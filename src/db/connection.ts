@@ -44,3 +44,25 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
+
+/**
+ * pool.connect() for a transaction, safe against the connection dying between two statements.
+ * The pool listens for errors only on idle clients: a checked-out client whose server
+ * connection is terminated while no query runs emits 'error' with no listener, which crashes
+ * the process. Here the error is kept (the next statement fails anyway) and the client is
+ * released as broken, so the pool discards it.
+ */
+export async function checkoutClient(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (error: Error): void => {
+    lost = error;
+  };
+  client.on('error', onError);
+  const release = client.release.bind(client);
+  client.release = (err?: Error | boolean): void => {
+    client.off('error', onError);
+    release(err ?? lost);
+  };
+  return client;
+}

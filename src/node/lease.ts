@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { checkoutClient } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
 
 export interface LeaseOptions {
@@ -67,7 +68,7 @@ export class Lease {
     const q = this.queries;
     const sentAt = performance.now();
     await this.pool.query(q.ensureWorker, [o.workerId, o.groupId]);
-    const client = await this.pool.connect();
+    const client = await checkoutClient(this.pool);
     try {
       await client.query('BEGIN');
       const { rows } = await client.query<{

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { clientConfig, poolConfig, resolveSchema } from '../db/connection.js';
+import { checkoutClient, clientConfig, poolConfig, resolveSchema } from '../db/connection.js';
 import { describeError } from '../db/errors.js';
 import { Listener, type Notification } from '../db/listener.js';
 import { checkSchemaVersion, migrate } from '../db/migrate.js';
@@ -107,7 +107,7 @@ export class TaskNode {
     pool.on('error', (error) => this.log.warn({ err: error.message }, 'idle database connection lost'));
     this.pool = pool;
     try {
-      const client = await pool.connect();
+      const client = await checkoutClient(pool);
       try {
         if (o.migrate) {
           const result = await migrate(client, this.schema);

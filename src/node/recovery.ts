@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { checkoutClient } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
 
 /**
@@ -10,7 +11,7 @@ import type { Queries } from '../db/queries.js';
  * Returns true if this call did the recovery.
  */
 export async function recoverFailedWorker(pool: pg.Pool, queries: Queries, workerId: number, recoveryDelaySeconds: number, log: Logger, now: Date | null = null): Promise<boolean> {
-  const client = await pool.connect();
+  const client = await checkoutClient(pool);
   try {
     await client.query('BEGIN');
     const { rows } = await client.query<{ node_name: string | null; lease_epoch: number }>(queries.lockFailedWorker, [workerId, recoveryDelaySeconds, now]);

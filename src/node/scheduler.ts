@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { checkoutClient } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
 import { describeError } from '../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from './schedule-math.js';
@@ -41,7 +42,7 @@ export interface FireResult {
  */
 export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId: number, now: Date | null, log: Logger, limit = 500): Promise<FireResult> {
   const result: FireResult = { fired: 0, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: 0 };
-  const client = await pool.connect();
+  const client = await checkoutClient(pool);
   try {
     await client.query('BEGIN');
     await client.query(queries.markAdvancing);
