@@ -287,7 +287,9 @@ describe('every database connection killed', () => {
   it('the node keeps running, listens again, and every task ends CS', async (t) => {
     const W = 40;
     const G = 40;
-    const node = await startNode(db, { workerId: W, groupId: G, maxTasks: 4, leaseSeconds: 4, nodeName: 'survivor' });
+    // Lease 8 s: the first cut must land between a renewal blocking on the row and the fence,
+    // a window of lease/2 − margin = 2 s; at 4 s it was 1 s, too tight on a loaded machine.
+    const node = await startNode(db, { workerId: W, groupId: G, maxTasks: 4, leaseSeconds: 8, nodeName: 'survivor' });
     const epoch = (await worker(W)).lease_epoch;
     let leftActive = false;
     const watch = setInterval(() => {
@@ -304,9 +306,16 @@ describe('every database connection killed', () => {
       try {
         await holder.query('BEGIN');
         await holder.query('SELECT 1 FROM long_task.worker WHERE id = $1 FOR UPDATE', [W]);
-        await until(async () => (await holder.query(
-          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE%worker%'",
-        )).rowCount === 1, 'a renewal to wait on the worker row', 10_000);
+        await until(async () => {
+          // Inside a transaction pg_stat_activity is a snapshot taken at its first read: without
+          // clearing it, a renewal that starts waiting after the first poll is never seen.
+          await holder.query('SELECT pg_stat_clear_snapshot()');
+          // The renewal by its text (the lease take-over waits on the row too).
+          const { rowCount } = await holder.query(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%SET locked_until%'",
+          );
+          return rowCount === 1;
+        }, 'a renewal to wait on the worker row', 10_000);
         await holder.query(TERMINATE_NODE_BACKENDS);
         await holder.query('ROLLBACK');
       } finally {
