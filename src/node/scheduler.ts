@@ -44,8 +44,8 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
   const result: FireResult = { fired: 0, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: 0 };
   const client = await checkoutClient(pool);
   try {
-    await client.query('BEGIN');
-    await client.query(queries.markAdvancing);
+    // One round trip for both: no parameters, so the simple protocol may carry two statements.
+    await client.query(`BEGIN; ${queries.markAdvancing}`);
     const { rows } = await client.query<DueRow>(queries.dueSchedules, [groupId, now, limit]);
     result.rows = rows.length;
     const ids: number[] = [];
@@ -146,18 +146,22 @@ export class Scheduler {
    * delay of the next schedule). */
   private arm(ms: number | null): void {
     if (this.timer) clearTimeout(this.timer);
-    this.timer = ms !== null && this.running ? setTimeout(() => this.rearm(), ms) : null;
+    this.timer = ms !== null && this.running ? setTimeout(() => this.rearm(true), ms) : null;
   }
 
-  /** Re-reads the earliest due schedule and arms the timer (or fires now). */
-  rearm(): void {
+  /**
+   * Re-reads the earliest due schedule and arms the timer (or fires now). From the timer
+   * (`due`), it fires first: the timer was armed for a slot, and reading again first would
+   * only delay it by a round trip.
+   */
+  rearm(due = false): void {
     if (!this.running) return;
     if (this.busy) {
       this.again = true;
       return;
     }
     this.busy = true;
-    void this.cycle().finally(() => {
+    void this.cycle(due).finally(() => {
       this.busy = false;
       if (this.again) {
         this.again = false;
@@ -166,10 +170,24 @@ export class Scheduler {
     });
   }
 
-  private async cycle(): Promise<void> {
+  private async fire(): Promise<FireResult> {
+    const result = await fireDueSchedules(this.pool, this.queries, this.groupId, null, this.log);
+    if (result.fired + result.initialised + result.disabled > 0) this.log.info({ ...result }, 'schedules fired');
+    if (result.cloned + result.requeued > 0) this.onQueued();
+    return result;
+  }
+
+  private async cycle(due: boolean): Promise<void> {
+    let fireFirst = due;
     try {
       for (;;) {
         if (!this.running) return;
+        if (fireFirst) {
+          fireFirst = false;
+          const result = await this.fire();
+          // Nothing was due after all (the schedule moved, or another node holds it): read.
+          if (result.rows === 0) continue;
+        }
         const { rows } = await this.pool.query<{ delay_ms: number | null; uninitialised: boolean }>(this.queries.nextScheduleDue, [this.groupId, null]);
         const { delay_ms: delay, uninitialised } = rows[0]!;
         if (!uninitialised && (delay === null || delay > 0)) {
@@ -178,9 +196,7 @@ export class Scheduler {
           this.retryMs = 0;
           return;
         }
-        const result = await fireDueSchedules(this.pool, this.queries, this.groupId, null, this.log);
-        if (result.fired + result.initialised + result.disabled > 0) this.log.info({ ...result }, 'schedules fired');
-        if (result.cloned + result.requeued > 0) this.onQueued();
+        const result = await this.fire();
         if (result.rows === 0) {
           // Another node holds the due rows (SKIP LOCKED). Its commit notifies and re-arms us;
           // the short timer only covers a lost notification.
