@@ -22,14 +22,10 @@
 // worker kept the lease term it had before the resume, which each task carries (lease_epoch).
 import { spawn, type ChildProcess } from 'node:child_process';
 import type pg from 'pg';
-import { setUpDatabase } from './lib.js';
+import { setUpDatabase, arg } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const verbose = process.argv.includes('--verbose');
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
 const n = Number(arg('--n') ?? (quick ? 500 : 10_000));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

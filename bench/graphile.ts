@@ -5,13 +5,9 @@
 //   npx tsx bench/graphile.ts [--quick] [--n 5000] [--concurrency 8,32] [--latency-n 300]
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { nodeSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric } from './lib.js';
+import { nodeSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric, arg } from './lib.js';
 
 const quick = process.argv.includes('--quick');
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
 const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
 const latencyN = Number(arg('--latency-n') ?? (quick ? 20 : 300));

@@ -128,6 +128,12 @@ export async function readStamp(file: string): Promise<number> {
   return Number(BigInt(readFileSync(file, 'utf8').trim())) / 1e6;
 }
 
+/** The value after a command-line option of a bench part (`--n 300`), if given. */
+export function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
 /**
  * A figure for the goals table of bench/run.ts, on a line of its own that run.ts takes out of
  * the report. Names: throughput.<concurrency>.rate, start.p50, …

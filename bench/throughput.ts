@@ -1,13 +1,9 @@
 // Throughput: N × /bin/true on one node at a concurrency, against the ceiling of a plain Node
 // spawner doing the same with no database, measured in the same run.
 //   npx tsx bench/throughput.ts [--quick] [--n 5000] [--concurrency 8,32]
-import { nodeSpawnCeiling, setUpBench, metric } from './lib.js';
+import { nodeSpawnCeiling, setUpBench, metric, arg } from './lib.js';
 
 const quick = process.argv.includes('--quick');
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
 const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
 
