@@ -12,16 +12,8 @@ import { Scheduler } from './scheduler.js';
 import { recoverFailedWorker } from './recovery.js';
 import { Reaper } from './reaper.js';
 import { Spawner } from './spawner.js';
+import { Claimer, type ClaimedRow } from './claimer.js';
 import { TaskProcess, type ProcessResult, type TaskSpec } from './task-process.js';
-
-interface ClaimedRow {
-  id: number;
-  command: string[];
-  cwd: string | null;
-  params: unknown;
-  priority: number;
-  last_state_change: Date;
-}
 
 /** Why the node itself ended a task, and what the task becomes. */
 interface KillReason {
@@ -62,18 +54,11 @@ export class TaskNode {
   private readonly running = new Map<number, { proc: TaskProcess; epoch: number }>();
   private readonly killReasons = new Map<number, KillReason>();
 
-  // A hint that waiting work may exist. Every hint bumps hintSeq, so a claim that comes back
-  // short clears the hint only if no new hint arrived while it ran.
-  private queueHint = true;
-  private hintSeq = 0;
-  private claiming = false;
-  private claimAgain = false;
-  private claimScheduled = false;
+  private claimer: Claimer | null = null;
 
   private renewTimer: NodeJS.Timeout | null = null;
   private fenceTimer: NodeJS.Timeout | null = null;
   private renewRetryTimer: NodeJS.Timeout | null = null;
-  private retryClaimTimer: NodeJS.Timeout | null = null;
   private wakeStandby: (() => void) | null = null;
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
@@ -121,6 +106,12 @@ export class TaskNode {
       this.writer = new ResultWriter(pool, this.queries, o.workerId, this.log);
       this.lease = new Lease(pool, this.queries, o, this.log);
       this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
+      this.claimer = new Claimer(pool, this.queries, this.schema, o, this.log, {
+        canClaim: () => this.canClaim(),
+        freeSlots: () => o.maxTasks - this.running.size,
+        epoch: () => this.lease!.epoch!,
+        start: (row, epoch) => this.startTask(row, epoch),
+      });
       const listener = new Listener(clientConfig({ connectionString: o.connectionString }), this.schema, this.log);
       listener.on('notification', (n: Notification) => this.onNotification(n));
       listener.on('connected', () => {
@@ -305,65 +296,15 @@ export class TaskNode {
   }
 
   private hint(): void {
-    this.queueHint = true;
-    this.hintSeq++;
-    this.requestClaim();
+    this.claimer?.hint();
   }
 
   private canClaim(): boolean {
     return this.state === 'active' && !this.stopping && this.stopCode === 0 && this.lease!.held;
   }
 
-  /** Claims run one at a time; requests arriving meanwhile fold into one more round. */
   private requestClaim(): void {
-    if (this.claiming) {
-      this.claimAgain = true;
-      return;
-    }
-    if (this.claimScheduled) return;
-    // Deferred one turn so that a burst of exits frees all its slots before one claim.
-    this.claimScheduled = true;
-    setImmediate(() => {
-      this.claimScheduled = false;
-      void this.claimLoop();
-    });
-  }
-
-  private async claimLoop(): Promise<void> {
-    if (this.claiming) return;
-    this.claiming = true;
-    const o = this.options;
-    try {
-      do {
-        this.claimAgain = false;
-        while (this.queueHint && this.canClaim()) {
-          const free = o.maxTasks - this.running.size;
-          if (free <= 0) break;
-          const epoch = this.lease!.epoch!;
-          const seen = this.hintSeq;
-          // Named: each pooled connection parses and plans the claim once, not per claim.
-          const { rows } = await this.pool!.query<ClaimedRow>({
-            name: `claimTasks:${this.schema}`,
-            text: this.queries.claimTasks,
-            values: [o.groupId, o.workerId, free, epoch, o.nodeName],
-          });
-          if (rows.length < free && this.hintSeq === seen) this.queueHint = false;
-          rows.sort((a, b) => a.priority - b.priority || +a.last_state_change - +b.last_state_change || a.id - b.id);
-          for (const row of rows) this.startTask(row, epoch);
-          if (rows.length === 0) break;
-        }
-      } while (this.claimAgain);
-    } catch (error) {
-      this.log.warn({ err: describeError(error, this.schema) }, 'claim failed; retrying');
-      if (!this.retryClaimTimer) {
-        this.retryClaimTimer = setTimeout(() => {
-          this.retryClaimTimer = null;
-          this.requestClaim();
-        }, 1_000);
-      }
-    } finally {
-      this.claiming = false;
-    }
+    this.claimer?.request();
   }
 
   private startTask(row: ClaimedRow, epoch: number): void {
@@ -512,7 +453,7 @@ export class TaskNode {
     this.scheduler?.stop();
     this.writer?.close();
     this.clearLeaseTimers();
-    if (this.retryClaimTimer) clearTimeout(this.retryClaimTimer);
+    this.claimer?.stop();
     await this.listener?.stop();
     await this.pool?.end().catch(() => undefined);
     this.state = 'stopped';

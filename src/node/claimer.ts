@@ -1,0 +1,111 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { describeError } from '../db/errors.js';
+import type { Queries } from '../db/queries.js';
+
+export interface ClaimedRow {
+  id: number;
+  command: string[];
+  cwd: string | null;
+  params: unknown;
+  priority: number;
+  last_state_change: Date;
+}
+
+/** What the claim needs from its node. */
+export interface ClaimHost {
+  /** Active, not stopping, stop code 0, lease trusted. */
+  canClaim(): boolean;
+  freeSlots(): number;
+  /** The lease term the claim is made under (the claim succeeds only while it is current). */
+  epoch(): number;
+  start(row: ClaimedRow, epoch: number): void;
+}
+
+/**
+ * The node's claim loop: one statement (claimTasks) at a time, for as many tasks as there are
+ * free slots, run while a hint says work may wait. A claim that comes back short clears the
+ * hint, so a node with an empty queue issues no statement when its tasks end.
+ */
+export class Claimer {
+  // Every hint bumps hintSeq, so a claim that comes back short clears the hint only if no new
+  // hint arrived while it ran.
+  private queueHint = true;
+  private hintSeq = 0;
+  private claiming = false;
+  private again = false;
+  private scheduled = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queries: Queries,
+    private readonly schema: string,
+    private readonly target: { groupId: number; workerId: number; nodeName: string },
+    private readonly log: Logger,
+    private readonly host: ClaimHost,
+  ) {}
+
+  /** Work may be waiting (a notification, a renewal, a resync): claim. */
+  hint(): void {
+    this.queueHint = true;
+    this.hintSeq++;
+    this.request();
+  }
+
+  /** A slot freed or the node's state changed: claim if the hint still stands. */
+  request(): void {
+    if (this.claiming) {
+      this.again = true;
+      return;
+    }
+    if (this.scheduled) return;
+    // Deferred one turn so that a burst of exits frees all its slots before one claim.
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.loop();
+    });
+  }
+
+  stop(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  /** Claims run one at a time; requests arriving meanwhile fold into one more round. */
+  private async loop(): Promise<void> {
+    if (this.claiming) return;
+    this.claiming = true;
+    const t = this.target;
+    try {
+      do {
+        this.again = false;
+        while (this.queueHint && this.host.canClaim()) {
+          const free = this.host.freeSlots();
+          if (free <= 0) break;
+          const epoch = this.host.epoch();
+          const seen = this.hintSeq;
+          // Named: each pooled connection parses and plans the claim once, not per claim.
+          const { rows } = await this.pool.query<ClaimedRow>({
+            name: `claimTasks:${this.schema}`,
+            text: this.queries.claimTasks,
+            values: [t.groupId, t.workerId, free, epoch, t.nodeName],
+          });
+          if (rows.length < free && this.hintSeq === seen) this.queueHint = false;
+          rows.sort((a, b) => a.priority - b.priority || +a.last_state_change - +b.last_state_change || a.id - b.id);
+          for (const row of rows) this.host.start(row, epoch);
+          if (rows.length === 0) break;
+        }
+      } while (this.again);
+    } catch (error) {
+      this.log.warn({ err: describeError(error, this.schema) }, 'claim failed; retrying');
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = null;
+        this.request();
+      }, 1_000);
+    } finally {
+      this.claiming = false;
+    }
+  }
+}
