@@ -66,3 +66,23 @@ export async function checkoutClient(pool: pg.Pool): Promise<pg.PoolClient> {
   };
   return client;
 }
+
+/**
+ * Runs fn in one transaction on a client of the pool (checkoutClient): COMMIT when it
+ * returns, ROLLBACK when it throws. `begin` may carry a first parameterless statement along
+ * with BEGIN, in the same round trip.
+ */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  const client = await checkoutClient(pool);
+  try {
+    await client.query(begin);
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { checkoutClient } from '../db/connection.js';
+import { withTransaction } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
 
 export interface LeaseOptions {
@@ -68,9 +68,7 @@ export class Lease {
     const q = this.queries;
     const sentAt = performance.now();
     await this.pool.query(q.ensureWorker, [o.workerId, o.groupId]);
-    const client = await checkoutClient(this.pool);
-    try {
-      await client.query('BEGIN');
+    const result = await withTransaction(this.pool, async (client): Promise<TakeResult & { previousNode?: string | null }> => {
       const { rows } = await client.query<{
         held: boolean;
         failed: boolean;
@@ -84,7 +82,6 @@ export class Lease {
       );
       const row = rows[0]!;
       if (row.held || (row.active && !row.failed)) {
-        await client.query('ROLLBACK');
         // Seen as this worker's standby (pg-tasks workers) until a lease after the last attempt.
         await client.query(q.markStandby, [o.workerId, o.nodeName]);
         return { taken: false, heldBy: row.node_name, lockedUntil: row.locked_until, recoverableInMs: row.recoverable_in_ms };
@@ -95,18 +92,16 @@ export class Lease {
       const taken = await client.query<{ lease_epoch: number; stop: number }>(q.takeLease, [
         o.workerId, o.leaseSeconds, now, o.nodeName, os.hostname(), process.pid, o.groupId, o.maxTasks,
       ]);
-      await client.query('COMMIT');
       const { lease_epoch: epoch, stop } = taken.rows[0]!;
-      this.epoch = epoch;
-      this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
-      if (row.failed) this.log.warn({ worker: o.workerId, previousNode: row.node_name }, 'recovered failed worker');
-      return { taken: true, epoch, stop, recovered: row.failed };
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+      return { taken: true, epoch, stop, recovered: row.failed, previousNode: row.node_name };
+    });
+    if (!result.taken) return result;
+    // Trusted only once committed: a take-over whose COMMIT failed holds nothing.
+    const { previousNode, ...taken } = result;
+    this.epoch = taken.epoch;
+    this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
+    if (taken.recovered) this.log.warn({ worker: o.workerId, previousNode }, 'recovered failed worker');
+    return taken;
   }
 
   /**

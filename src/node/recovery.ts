@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { checkoutClient } from '../db/connection.js';
+import { withTransaction } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
 
 /**
@@ -11,23 +11,13 @@ import type { Queries } from '../db/queries.js';
  * Returns true if this call did the recovery.
  */
 export async function recoverFailedWorker(pool: pg.Pool, queries: Queries, workerId: number, recoveryDelaySeconds: number, log: Logger, now: Date | null = null): Promise<boolean> {
-  const client = await checkoutClient(pool);
-  try {
-    await client.query('BEGIN');
+  const failed = await withTransaction(pool, async (client) => {
     const { rows } = await client.query<{ node_name: string | null; lease_epoch: number }>(queries.lockFailedWorker, [workerId, recoveryDelaySeconds, now]);
-    if (!rows[0]) {
-      await client.query('ROLLBACK');
-      return false;
-    }
+    if (!rows[0]) return null; // not failed (any more), or another node is recovering it
     await client.query(queries.recoverWorker, [workerId]);
     await client.query(queries.markRecovered, [workerId]);
-    await client.query('COMMIT');
-    log.warn({ failedWorker: workerId, failedNode: rows[0].node_name, epoch: rows[0].lease_epoch }, 'recovered a failed worker');
-    return true;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+    return rows[0];
+  });
+  if (failed) log.warn({ failedWorker: workerId, failedNode: failed.node_name, epoch: failed.lease_epoch }, 'recovered a failed worker');
+  return failed !== null;
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { checkoutClient } from '../db/connection.js';
+import { withTransaction } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
 import { describeError } from '../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from './schedule-math.js';
@@ -42,10 +42,8 @@ export interface FireResult {
  */
 export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId: number, now: Date | null, log: Logger, limit = 500): Promise<FireResult> {
   const result: FireResult = { fired: 0, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: 0 };
-  const client = await checkoutClient(pool);
-  try {
-    // One round trip for both: no parameters, so the simple protocol may carry two statements.
-    await client.query(`BEGIN; ${queries.markAdvancing}`);
+  // BEGIN and markAdvancing in one round trip: no parameters, so the simple protocol carries both.
+  return withTransaction(pool, async (client) => {
     const { rows } = await client.query<DueRow>(queries.dueSchedules, [groupId, now, limit]);
     result.rows = rows.length;
     const ids: number[] = [];
@@ -98,14 +96,8 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
     }
     if (clones.length > 0) await client.query(queries.cloneScheduled, [clones]);
     if (ids.length > 0) await client.query(queries.advanceSchedules, [ids, nextStarts, requeues, skips, disabled]);
-    await client.query('COMMIT');
     return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  }, `BEGIN; ${queries.markAdvancing}`);
 }
 
 // setTimeout's longest delay is 2^31 − 1 ms (24.8 days); a schedule further away is re-read then.
