@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,12 +32,13 @@ export class Spawner {
   private readonly tasks = new Map<number, { callbacks: HelperCallbacks; exited: boolean; closed: boolean }>();
   private nextKey = 1;
   private readonly envAtStart: Record<string, string> = {};
-  private readonly baseEnvKeys = new Set<string>();
   private readonly baseEnv: Buffer;
   private readonly baseEnvCount: number;
   private pending = Buffer.alloc(0);
   /** Set when the helper died under the node: the callers fall back to child_process. */
   dead = false;
+  /** Set by stop(): the helper's exit is then expected. */
+  private stopped = false;
 
   private constructor(
     private readonly binary: string,
@@ -46,7 +47,6 @@ export class Spawner {
     for (const [k, v] of Object.entries(process.env)) {
       if (v === undefined || k.includes('\0') || v.includes('\0')) continue;
       this.envAtStart[k] = v;
-      this.baseEnvKeys.add(k);
     }
     const entries = Object.entries(this.envAtStart);
     this.baseEnv = Buffer.from(entries.map(([k, v]) => `${k}=${v}\0`).join(''), 'utf8');
@@ -90,7 +90,7 @@ export class Spawner {
     const own = Object.keys(taskEnv);
     let base = this.baseEnv;
     let envc = this.baseEnvCount;
-    if (own.some((k) => this.baseEnvKeys.has(k))) {
+    if (own.some((k) => Object.hasOwn(this.envAtStart, k))) {
       const entries = Object.entries(this.envAtStart).filter(([k]) => !own.includes(k));
       base = Buffer.from(entries.map(([k, v]) => `${k}=${v}\0`).join(''), 'utf8');
       envc = entries.length;
@@ -171,15 +171,13 @@ export class Spawner {
     }
   }
 
-  private stopped = false;
-
   /** After the node's tasks have ended: the helper exits when its stdin closes. */
   stop(): void {
     this.stopped = true;
     this.child?.stdin?.end();
   }
 
-  /** For tests: the helper's pid. */
+  /** The helper's pid (TaskNode.spawnerPid). */
   get pid(): number | undefined {
     return this.child?.pid;
   }
@@ -195,7 +193,7 @@ async function buildHelper(): Promise<string> {
   if (existsSync(binary)) return binary;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // Built under a unique name and renamed: nodes starting together never run a half-written file.
-  const tmp = `${binary}.${process.pid}.tmp`;
+  const tmp = `${binary}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     await promisify(execFile)(process.env.CC || 'cc', ['-O2', '-o', tmp, SOURCE], { timeout: 60_000 });
     renameSync(tmp, binary);
