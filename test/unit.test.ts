@@ -1,11 +1,13 @@
 // Pure logic, no database.
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { parseNamedQueries, loadQueries } from '../src/db/queries.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { OutputTail } from '../src/node/output-tail.js';
 import { taskArgv, taskCwd } from '../src/node/task-process.js';
 import { parseDuration, parseTaskId, parseState } from '../src/cli/parse.js';
+import { makeLogger } from '../src/cli/logger.js';
 
 describe('OutputTail', () => {
   it('keeps only the last bytes and says how many were dropped', () => {
@@ -75,4 +77,40 @@ describe('CLI argument parsing', () => {
     assert.equal(parseState('cf'), 'CF');
     assert.throws(() => parseState('XX'), /unknown state/);
   });
+});
+
+describe('makeLogger', () => {
+  function capture(isTTY: boolean): { stream: PassThrough & { isTTY: boolean }; text: () => string } {
+    const stream = Object.assign(new PassThrough(), { isTTY });
+    let text = '';
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    return { stream, text: () => text };
+  }
+
+  it('pretty: one line with time, level, message and the fields as key=value; an error as its message', () => {
+    const out = capture(false);
+    const log = makeLogger({ logLevel: 'info', logFormat: 'pretty' }, out.stream).child({ worker: 1 });
+    log.info({ task: 12, state: 'CS', exitCode: 0, signal: null }, 'task ended');
+    log.warn({ err: new Error('connection "lost"') }, 'claim failed; retrying');
+    const lines = out.text().trimEnd().split('\n');
+    assert.equal(lines.length, 2, out.text());
+    assert.match(lines[0]!, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: task ended {2}worker=1 task=12 state=CS exitCode=0$/);
+    assert.match(lines[1]!, /^\[[\d:.]+\] WARN: claim failed; retrying {2}worker=1 err="connection \\"lost\\""$/);
+  });
+
+  it('auto: JSON lines when the output is not a terminal, readable lines when it is; json forces JSON', () => {
+    const pipe = capture(false);
+    makeLogger({ logLevel: 'info', logFormat: 'auto' }, pipe.stream).info({ task: 1 }, 'hello');
+    assert.deepEqual(pick(JSON.parse(pipe.text()) as Record<string, unknown>), { msg: 'hello', task: 1 });
+    const terminal = capture(true);
+    makeLogger({ logLevel: 'info', logFormat: 'auto' }, terminal.stream).info({ task: 1 }, 'hello');
+    assert.match(terminal.text(), /INFO.*hello.*task=.*1/);
+    const forced = capture(true);
+    makeLogger({ logLevel: 'info', logFormat: 'json' }, forced.stream).info({ task: 1 }, 'hello');
+    assert.deepEqual(pick(JSON.parse(forced.text()) as Record<string, unknown>), { msg: 'hello', task: 1 });
+  });
+
+  function pick(line: Record<string, unknown>): Record<string, unknown> {
+    return { msg: line.msg, task: line.task };
+  }
 });

@@ -17,7 +17,11 @@ Environment:
   PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE
                       the standard PostgreSQL connection variables, used without DATABASE_URL
   PGTASKS_SCHEMA      schema of the pg-tasks tables (default long_task; --schema overrides it)
-  PGTASKS_LOG_LEVEL   node log level (default info)`;
+  PGTASKS_LOG_LEVEL   node log level (default info)
+  PGTASKS_LOG_FORMAT  node log lines: pretty, json, or auto (pretty on a terminal; default)
+  PGTASKS_SPAWNER     what starts task processes: auto, helper or node
+  PGTASKS_HOME        start, as root: where the embedded PostgreSQL's binaries and relocated
+                      data go when its "postgres" user can't enter the clone (/var/lib/pg-tasks)`;
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('pg-tasks')

