@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Task } from '../src/client/types.js';
 import type { TaskNode } from '../src/node/node.js';
+import { isProcessAlive } from '../src/node/process-group.js';
 import { runCli as runCliOn, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { getTask, startNode, waitEnded } from './helpers/node.js';
@@ -104,14 +105,6 @@ async function stateOf(id: number): Promise<string> {
   return (await getTask(db, id)).state_id as string;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Splits a `pg-tasks ls` table into its rows (columns are separated by two spaces or more). */
 function parseTable(text: string): { header: string[]; rows: string[][] } {
@@ -224,7 +217,7 @@ describe('queue and cancel', () => {
       return row.state_id === 'AE' && row.pid !== null ? row : null;
     }, `task ${id} to be running`);
     const pid = running.pid as number;
-    assert.ok(isAlive(pid));
+    assert.ok(isProcessAlive(pid));
 
     const refused = await runCli(['queue', String(id)]);
     assert.equal(assertRuntimeError(refused), `task ${id} is AE: only a draft (DR) or ended (C*) task can be queued`);
@@ -235,7 +228,7 @@ describe('queue and cancel', () => {
     const row = await getTask(db, id);
     assert.equal(row.state_id, 'CC');
     assert.ok(row.finished instanceof Date);
-    await until(() => !isAlive(pid), `process ${pid} to be gone`);
+    await until(() => !isProcessAlive(pid), `process ${pid} to be gone`);
   });
 });
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { EmbeddedError, startEmbedded, type EmbeddedServer } from '../src/embedded/index.js';
+import { isProcessAlive, isProcessGroupAlive } from '../src/node/process-group.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/node.js';
 import { until } from './helpers/wait.js';
@@ -189,19 +190,11 @@ describe('pg-tasks start', () => {
       const postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
       process.kill(-child.pid!, 'SIGINT');
       assert.equal(await exited, 0, out);
-      await until(() => !alive(postmaster), 'PostgreSQL to stop');
-      assert.equal(alive(-child.pid!), false, 'nothing left in its process group');
+      await until(() => !isProcessAlive(postmaster), 'PostgreSQL to stop');
+      assert.equal(isProcessGroupAlive(child.pid!), false, 'nothing left in its process group');
     } finally {
       if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
     }
   });
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
-import { isProcessGroupAlive } from '../src/node/process-group.js';
+import { isProcessAlive, isProcessGroupAlive } from '../src/node/process-group.js';
 import type { TaskNode } from '../src/node/node.js';
 
 let db: TestDatabase;
@@ -24,16 +24,6 @@ after(async () => {
   await db?.close();
 });
 
-/** True while the pid is a running (non-zombie) process. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
 
 describe('outcomes', () => {
   it('exit 0 → CS with exit code 0 and the output', async () => {
@@ -160,14 +150,14 @@ describe('cancellation', () => {
       }
     }, 'the task to start its descendants');
     const leader = Number((await until(async () => (await getTask(db, id)).pid, 'the pid to be recorded')));
-    assert.ok(pids.every(alive), 'descendants run before the cancel');
+    assert.ok(pids.every(isProcessAlive), 'descendants run before the cancel');
     await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1 AND state_id LIKE 'A%'", [id]);
     await waitEnded(db, [id]);
     const t = await getTask(db, id);
     assert.equal(t.state_id, 'CC');
     assert.equal(t.error, 'Cancelled');
     // Ended means dead: by the time the row says CC, nothing of the task is running.
-    for (const pid of [leader, ...pids]) assert.equal(alive(pid), false, `pid ${pid} survived`);
+    for (const pid of [leader, ...pids]) assert.equal(isProcessAlive(pid), false, `pid ${pid} survived`);
     assert.equal(isProcessGroupAlive(leader), false);
   });
 
@@ -180,7 +170,7 @@ describe('cancellation', () => {
     const t = await getTask(db, id);
     assert.equal(t.state_id, 'CC');
     assert.equal(t.exit_signal, 'SIGKILL');
-    assert.equal(alive(Number(t.pid)), false);
+    assert.equal(isProcessAlive(Number(t.pid)), false);
   });
 
   it('cancelling a waiting task ends it at once, without a process', async () => {

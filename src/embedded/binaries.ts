@@ -87,7 +87,11 @@ export function placeBinaries(binaries: Binaries, account: ServerAccount | null)
   }
   const placed = { ...binaries, dir: target, ...paths(target) };
   const still = cannotRun(placed, account);
-  if (still) throw new EmbeddedError(`the PostgreSQL binaries copied to ${target} do not run as user "${account.name}" (${still.message}): remove that directory and start again`);
+  if (still) {
+    // A copy of broken binaries: gone, so that the next start copies the repaired ones.
+    rmSync(target, { recursive: true, force: true });
+    throw new EmbeddedError(`the embedded PostgreSQL binaries from ${binaries.dir} do not run as user "${account.name}" (${still.message}): reinstall them (rm -rf node_modules && npm ci), or set DATABASE_URL`);
+  }
   return placed;
 }
 

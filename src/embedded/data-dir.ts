@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { isProcessAlive } from '../node/process-group.js';
 import type { ServerAccount } from './account.js';
 import { stateHome, type Binaries } from './binaries.js';
 import { EmbeddedError, describeServerOutput, describeSystemError } from './errors.js';
@@ -69,11 +70,7 @@ export function runningServer(dataDir: string): RunningServer | null {
   }
   const pid = Number(lines[0]);
   if (!Number.isInteger(pid) || pid <= 0) return null;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return null;
-  }
+  if (!isProcessAlive(pid)) return null;
   if (process.platform === 'linux' && pid !== process.pid) {
     let command = '';
     try {
@@ -145,17 +142,8 @@ function removeLeftovers(parent: string, base: string): void {
   const pattern = new RegExp(`^\\.?${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(initdb|password)-(\\d+)$`);
   for (const name of readdirSync(parent)) {
     const pid = Number(pattern.exec(name)?.[2]);
-    if (!pid || isAlive(pid)) continue;
+    if (!pid || isProcessAlive(pid)) continue;
     rmSync(path.join(parent, name), { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

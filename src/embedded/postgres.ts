@@ -21,6 +21,7 @@ const STOP_GRACE_MS = 30_000;
 export class PostgresProcess {
   private readonly lines: string[] = [];
   private readonly child: ChildProcess;
+  private readyListener: (() => void) | null = null;
   /** Resolves when the server process has ended, with what it last printed. */
   readonly exited: Promise<string>;
 
@@ -57,8 +58,6 @@ export class PostgresProcess {
     });
   }
 
-  private readyListener: (() => void) | null = null;
-
   private onLine(line: string): void {
     this.lines.push(line);
     if (this.lines.length > KEPT_LINES) this.lines.shift();
@@ -69,13 +68,16 @@ export class PostgresProcess {
     return this.lines.join('\n');
   }
 
-  /** Starts the server; resolves once it accepts connections. */
-  static async start(settings: ServerSettings): Promise<PostgresProcess> {
-    const server = new PostgresProcess(settings);
-    const ready = new Promise<boolean>((resolve) => (server.readyListener = () => resolve(true)));
-    const ended = await Promise.race([ready, server.exited.then(() => false)]);
-    if (!ended) throw new EmbeddedError(`the embedded PostgreSQL did not start: ${describeServerOutput(server.output(), settings)}`);
-    return server;
+  /** Starts the server process; see ready(). */
+  static spawn(settings: ServerSettings): PostgresProcess {
+    return new PostgresProcess(settings);
+  }
+
+  /** Resolves once the server accepts connections; throws if it ends first. */
+  async ready(): Promise<void> {
+    const ready = new Promise<boolean>((resolve) => (this.readyListener = () => resolve(true)));
+    const started = await Promise.race([ready, this.exited.then(() => false)]);
+    if (!started) throw new EmbeddedError(`the embedded PostgreSQL did not start: ${describeServerOutput(this.output(), this.settings)}`);
   }
 
   /** A fast shutdown (SIGINT: sessions end, a checkpoint is written); SIGQUIT if it hangs. */

@@ -49,7 +49,9 @@ async function start(): Promise<void> {
   }
   const port = await choosePort(notes);
   const password = await initialise(dataDir, binaries, account, { fast: config.fast });
-  server = await PostgresProcess.start({ postgres: binaries.postgres, dataDir, port, account, fast: config.fast, preload: config.preload });
+  // Kept before it is ready: a stop meanwhile (the parent gone) must still end it.
+  server = PostgresProcess.spawn({ postgres: binaries.postgres, dataDir, port, account, fast: config.fast, preload: config.preload });
+  await server.ready();
   send({ kind: 'ready', dataDir, port, user: SUPERUSER, password, notes });
   const output = await server.exited;
   if (!stopping) {

@@ -34,6 +34,26 @@ export function isProcessGroupAlive(pgid: number): boolean {
   return false;
 }
 
+/**
+ * True while the process exists and is not a zombie (on Linux; elsewhere, while it exists).
+ * A process of another user counts as alive (kill says EPERM, not ESRCH).
+ */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (process.platform !== 'linux') return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false; // exited while we looked
+  }
+}
+
 /** Waits (polling the kernel, not the database) until the group has no live process. */
 export async function waitProcessGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
