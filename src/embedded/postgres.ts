@@ -22,7 +22,7 @@ export class PostgresProcess {
   private readonly lines: string[] = [];
   private readonly child: ChildProcess;
   private readyListener: (() => void) | null = null;
-  /** Resolves when the server process has ended, with what it last printed. */
+  /** Resolves when the server process has ended, with why, as far as it can be told. */
   readonly exited: Promise<string>;
 
   private constructor(private readonly settings: ServerSettings) {
@@ -54,7 +54,8 @@ export class PostgresProcess {
         this.onLine(describeSystemError(error, `could not run ${s.postgres}`, 'reinstall with npm ci'));
         resolve(this.output());
       });
-      this.child.on('close', () => resolve(this.output()));
+      // A server killed outright prints nothing; its backends' last words are not the cause.
+      this.child.on('close', (code, signal) => resolve(signal ? `killed by ${signal}` : `exit code ${code}: ${describeServerOutput(this.output(), s)}`));
     });
   }
 

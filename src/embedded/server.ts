@@ -53,9 +53,9 @@ async function start(): Promise<void> {
   server = PostgresProcess.spawn({ postgres: binaries.postgres, dataDir, port, account, fast: config.fast, preload: config.preload });
   await server.ready();
   send({ kind: 'ready', dataDir, port, user: SUPERUSER, password, notes });
-  const output = await server.exited;
+  const why = await server.exited;
   if (!stopping) {
-    send({ kind: 'died', error: `the embedded PostgreSQL stopped unexpectedly: ${output.split('\n').filter(Boolean).at(-1) ?? 'no output'}` });
+    send({ kind: 'died', error: `the embedded PostgreSQL stopped unexpectedly (${why})` });
     process.exit(1);
   }
 }
