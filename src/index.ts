@@ -1,5 +1,5 @@
 export { TaskClient, TaskNotFoundError, StateChangeRefusedError } from './client/client.js';
-export type { Task, TaskState, AddTaskInput, ListOptions } from './client/types.js';
+export type { Task, TaskRun, TaskState, EndReason, AddTaskInput, ListOptions } from './client/types.js';
 export { TASK_STATES } from './client/types.js';
 export { TaskNode } from './node/node.js';
 export type { NodeOptions, ShutdownMode } from './node/options.js';

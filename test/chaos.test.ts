@@ -281,7 +281,21 @@ describe('seeded chaos', () => {
       for (const node of nodes) assert.ok(node.child && node.child.exitCode === null && node.child.signalCode === null, `node ${node.index} runs`);
 
       const drainStart = performance.now();
-      await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE group_id = $1 AND state_id IN ('AW', 'AE', 'AC')", [G])).rowCount === 0, 'every task to end', 90_000);
+      try {
+        await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE group_id = $1 AND state_id IN ('AW', 'AE', 'AC')", [G])).rowCount === 0, 'every task to end', 90_000);
+      } catch (error) {
+        // What is stuck, and the runs and workers that should answer for it.
+        const stuck = await db.query(
+          `SELECT t.id, t.state_id, t.worker_id, t.attempt, t.lease_epoch,
+                  (SELECT json_agg(r ORDER BY r.attempt) FROM long_task.task_run r WHERE r.task_id = t.id) AS runs
+             FROM long_task.task t WHERE t.group_id = $1 AND t.state_id IN ('AW', 'AE', 'AC') ORDER BY t.id LIMIT 10`,
+          [G],
+        );
+        const workers = await db.query('SELECT id, active, lease_epoch, locked_until, now() AS now, stop, task_count FROM long_task.worker ORDER BY id');
+        t.diagnostic(`stuck: ${JSON.stringify(stuck.rows)}`);
+        t.diagnostic(`workers: ${JSON.stringify(workers.rows)}`);
+        throw error;
+      }
       t.diagnostic(`queue drained ${Math.round((performance.now() - drainStart) / 1000)} s after the chaos ended`);
 
       const anomalies = existsSync(`${dir}/anomalies`) ? readFileSync(`${dir}/anomalies`, 'utf8').trim() : '';

@@ -254,7 +254,8 @@ describe('show', () => {
     const id = await addId(['--group', String(NODE_GROUP), '--', 'sh', '-c', 'echo hello; echo world; exit 3']);
     await waitEnded(db, [id]);
     const out = lines(await ok(['show', String(id)]));
-    assert.ok(out.includes('state:       CF'), out.join('\n'));
+    assert.ok(out.includes('state:       CF (exit_code)'), out.join('\n'));
+    assert.ok(out.includes('attempt:     1'), out.join('\n'));
     assert.ok(out.includes('exit:        3'), out.join('\n'));
     assert.ok(out.includes('node:        test-node'), out.join('\n'));
     assert.ok(out.includes('worker:      1'), out.join('\n'));

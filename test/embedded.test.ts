@@ -186,7 +186,7 @@ describe('pg-tasks start', () => {
       const url = await until(() => /Connect: +psql "([^"]+)"/.exec(out)?.[1], 'the printed psql line', 60_000);
       const [row] = await query(url, "INSERT INTO long_task.task (group_id, state_id, priority, command) VALUES (0, 'AW', 0, '{echo,hello}') RETURNING id");
       await until(async () => (await query(url, `SELECT state_id FROM long_task.task WHERE id = ${Number(row!.id)}`))[0]?.state_id === 'CS', 'the task to complete');
-      await until(() => /INFO: task ended {2}.*task=\d+ state=CS exitCode=0/.test(out), 'a readable "task ended" line');
+      await until(() => /INFO: task ended {2}.*task=\d+ attempt=1 state=CS endReason=completed exitCode=0/.test(out), 'a readable "task ended" line');
       const postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
       process.kill(-child.pid!, 'SIGINT');
       assert.equal(await exited, 0, out);

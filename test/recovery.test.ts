@@ -72,6 +72,8 @@ describe('recovery of failed workers', () => {
     await client.connect();
     await client.query('DROP FUNCTION long_task.recover_worker_tasks(int)');
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
+    await client.query('DROP TABLE long_task.task_run');
+    await client.query('ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason');
     await client.query('DROP TABLE long_task.task_group');
     await client.query('ALTER TABLE long_task.task DROP COLUMN recover_policy');
     await client.query('ALTER TABLE long_task.worker DROP COLUMN standby_node, DROP COLUMN standby_seen');
@@ -106,16 +108,38 @@ describe('lost claims', () => {
     // What a claim that committed without the node hearing of it leaves behind.
     const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (121, 'AW', '{true}') RETURNING id");
     const lost = Number(rows[0]!.id);
-    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 120, lease_epoch = $2, started = now() - interval '1 hour' WHERE id = $1", [lost, epoch]);
+    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 120, lease_epoch = $2, attempt = 1, started = now() - interval '1 hour' WHERE id = $1", [lost, epoch]);
+    await db.query("INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch, started) VALUES ($1, 1, 120, $2, now() - interval '1 hour')", [lost, epoch]);
     // A task the node really runs is left alone.
     const real = await addTask(db, ['sleep', '3'], { group: 120 });
     await waitEnded(db, [lost]);
     const t = await getTask(db, lost);
     assert.equal(t.state_id, 'CF');
+    assert.equal(t.end_reason, 'lost');
     assert.match(String(t.error), /^Lost: /);
+    const { rows: run } = await db.query('SELECT end_reason, finished FROM long_task.task_run WHERE task_id = $1', [lost]);
+    assert.equal(run[0]!.end_reason, 'lost');
+    assert.ok(run[0]!.finished, 'the lost run is over: the task may run again');
     await waitEnded(db, [real]);
     assert.equal((await getTask(db, real)).state_id, 'CS');
     await node.shutdown();
+  });
+
+  it('a lost claim of a term that ends cleanly ends CF lost with it, rather than stay AE with nothing answering for it', async () => {
+    const node = await startNode(db, { workerId: 122, groupId: 122 });
+    const { rows: w } = await db.query<{ lease_epoch: string }>('SELECT lease_epoch FROM long_task.worker WHERE id = 122');
+    const epoch = Number(w[0]!.lease_epoch);
+    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (123, 'AW', '{true}') RETURNING id");
+    const lost = Number(rows[0]!.id);
+    // Claimed a moment ago: too recent for the renewal's check, which waits half a lease.
+    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 122, lease_epoch = $2, attempt = 1, started = now() WHERE id = $1", [lost, epoch]);
+    await db.query('INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch) VALUES ($1, 1, 122, $2)', [lost, epoch]);
+    await node.shutdown();
+    const t = await getTask(db, lost);
+    assert.equal(t.state_id, 'CF');
+    assert.equal(t.end_reason, 'lost');
+    const { rows: worker } = await db.query('SELECT active FROM long_task.worker WHERE id = 122');
+    assert.equal(worker[0]!.active, false, 'released');
   });
 });
 

@@ -1,4 +1,4 @@
-import type { Task, Worker } from '../client/types.js';
+import type { Task, TaskRun, Worker } from '../client/types.js';
 
 function when(value: Date | null): string {
   return value ? value.toISOString() : '-';
@@ -8,7 +8,8 @@ function when(value: Date | null): string {
 export function formatTask(task: Task): string {
   const lines = [
     `id:          ${task.id}`,
-    `state:       ${task.state_id}`,
+    `state:       ${task.state_id}${task.end_reason ? ` (${task.end_reason})` : ''}`,
+    `attempt:     ${task.attempt}`,
     `command:     ${JSON.stringify(task.command)}`,
     `group:       ${task.group_id}`,
     `priority:    ${task.priority}`,
@@ -42,6 +43,23 @@ function escapeControls(text: string): string {
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+/** `pg-tasks runs`: one run a line, oldest first. */
+export function formatRunTable(runs: TaskRun[]): string {
+  return table(
+    ['ATTEMPT', 'STARTED', 'FINISHED', 'END', 'EXIT', 'PID', 'NODE', 'ERROR'],
+    runs.map((r) => [
+      String(r.attempt),
+      when(r.started),
+      r.finished ? when(r.finished) : 'running',
+      r.end_reason ?? '-',
+      r.exit_code !== null ? String(r.exit_code) : (r.exit_signal ?? '-'),
+      r.pid === null ? '-' : String(r.pid),
+      r.node_name ?? '-',
+      escapeControls((r.error ?? '').split('\n')[0]!).slice(0, 60),
+    ]),
+  );
 }
 
 /** `pg-tasks ls`: one task a line. */

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
 import { loadQueries, type Queries } from '../db/queries.js';
-import type { AddTaskInput, ListOptions, ScheduleInput, Task, Worker } from './types.js';
+import type { AddTaskInput, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
 import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
 
@@ -62,7 +62,10 @@ export class TaskClient {
     );
   }
 
-  /** Cancels a waiting task (it becomes CC at once) or an executing one (its process is killed). */
+  /**
+   * Cancels a waiting task (it becomes CC at once) or an executing one (its process is killed),
+   * or one whose row says it ended while a process of it still runs (that process is killed).
+   */
   async cancel(id: number): Promise<Task> {
     const { rows } = await this.pool.query<Task>(this.queries.cancelTask, [id]);
     if (rows[0]) return rows[0];
@@ -74,6 +77,13 @@ export class TaskClient {
     const { rows } = await this.pool.query<Task>(this.queries.getTask, [id]);
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];
+  }
+
+  /** The task's runs, oldest first: one row per execution, kept after the task is queued again. */
+  async runs(id: number): Promise<TaskRun[]> {
+    const { rows } = await this.pool.query<TaskRun>(this.queries.taskRuns, [id]);
+    if (rows.length === 0) await this.get(id); // a task that never ran, or none at all
+    return rows;
   }
 
   async list(options: ListOptions = {}): Promise<Task[]> {

@@ -41,6 +41,32 @@ export interface Task {
   node_name: string | null;
   output: string | null;
   lease_epoch: number | null;
+  /** The number of the current or last run; 0 before the first. */
+  attempt: number;
+  /** Why the latest run ended (set by whoever ended it); null while none has ended. */
+  end_reason: EndReason | null;
+}
+
+export type EndReason =
+  | 'completed' | 'exit_code' | 'signal' | 'spawn_error' | 'cancelled' | 'timeout'
+  | 'worker_failed' | 'lost' | 'node_stopped' | 'dependency' | 'refused' | 'oom';
+
+/** A row of task_run: one execution of a task. */
+export interface TaskRun {
+  task_id: number;
+  attempt: number;
+  worker_id: number;
+  lease_epoch: number;
+  node_name: string | null;
+  pid: number | null;
+  started: Date;
+  /** null while the run is live: its process may still be running. */
+  finished: Date | null;
+  exit_code: number | null;
+  exit_signal: string | null;
+  end_reason: EndReason | null;
+  error: string | null;
+  output: string | null;
 }
 
 export interface AddTaskInput {

@@ -7,9 +7,9 @@ import { quoteIdent } from './connection.js';
 export const SQL_DIR = fileURLToPath(new URL('../../src/sql/', import.meta.url));
 
 const QUERY_NAMES = [
-  'claimTasks', 'recordPids', 'finishTasks', 'cancelRequests', 'insertTask', 'queueTask',
+  'claimTasks', 'recordPids', 'finishRuns', 'cancelRequests', 'taskRuns', 'insertTask', 'queueTask',
   'cancelTask', 'getTask', 'listTasks',
-  'ensureWorker', 'lockWorker', 'recoverWorker', 'takeLease', 'renewLease', 'releaseLease',
+  'ensureWorker', 'lockWorker', 'recoverWorker', 'endWorkerRuns', 'takeLease', 'renewLease', 'failOrphanRuns', 'releaseLease',
   'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered', 'markStandby',
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'clearSchedule', 'listScheduled',

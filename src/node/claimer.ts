@@ -5,6 +5,8 @@ import type { Queries } from '../db/queries.js';
 
 export interface ClaimedRow {
   id: number;
+  /** The run this claim started. */
+  attempt: number;
   command: string[];
   cwd: string | null;
   params: unknown;

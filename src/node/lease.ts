@@ -27,8 +27,8 @@ export interface RenewResult {
   hasCancels: boolean;
   /** Other workers that are active with a lease lapsed past the recovery delay. */
   failedWorkers: number[];
-  /** Tasks of this term that started more than half a lease ago. */
-  owned: number[];
+  /** Live runs of this term that started more than half a lease ago. */
+  owned: Array<{ id: number; attempt: number }>;
 }
 
 /**
@@ -76,6 +76,7 @@ export class Lease {
         node_name: string | null;
         locked_until: Date | null;
         recoverable_in_ms: number | null;
+        lease_epoch: number;
       }>(
         q.lockWorker,
         [o.workerId, o.recoveryDelaySeconds, now],
@@ -88,7 +89,12 @@ export class Lease {
       }
       // An active row with a lapsed lease is a failed worker: its tasks have no one
       // answering for them. The recovery policy runs once, in the take-over's transaction.
-      if (row.failed) await client.query(q.recoverWorker, [o.workerId]);
+      if (row.failed) {
+        await client.query(q.recoverWorker, [o.workerId]);
+        await client.query(q.endWorkerRuns, [o.workerId]);
+      } else {
+        await client.query(q.failOrphanRuns, [o.workerId, row.lease_epoch]);
+      }
       const taken = await client.query<{ lease_epoch: number; stop: number }>(q.takeLease, [
         o.workerId, o.leaseSeconds, now, o.nodeName, os.hostname(), process.pid, o.groupId, o.maxTasks,
       ]);
@@ -112,7 +118,7 @@ export class Lease {
     if (this.epoch === null) return null;
     const o = this.options;
     const sentAt = performance.now();
-    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean; failed_workers: number[]; owned: Array<number | string> }>(
+    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean; failed_workers: number[]; owned: Array<{ id: number | string; attempt: number }> }>(
       this.queries.renewLease,
       [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId, o.recoveryDelaySeconds, channel, ping],
     );
@@ -122,13 +128,18 @@ export class Lease {
       return null;
     }
     this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
-    // bigint[] arrives as strings: the int8 parser of db/connection.ts covers scalars only.
-    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, failedWorkers: row.failed_workers, owned: row.owned.map(Number) };
+    // bigints in json arrive as numbers or strings: the int8 parser covers columns only.
+    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, failedWorkers: row.failed_workers, owned: row.owned.map((r) => ({ id: Number(r.id), attempt: r.attempt })) };
   }
 
+  /** Ends the term cleanly; call only when none of its processes lives and every result is written. */
   async release(clearStop: boolean): Promise<void> {
     if (this.epoch === null) return;
-    await this.pool.query(this.queries.releaseLease, [this.options.workerId, this.epoch, clearStop]);
+    const epoch = this.epoch;
+    await withTransaction(this.pool, async (client) => {
+      await client.query(this.queries.failOrphanRuns, [this.options.workerId, epoch]);
+      await client.query(this.queries.releaseLease, [this.options.workerId, epoch, clearStop]);
+    });
     this.epoch = null;
   }
 

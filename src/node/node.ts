@@ -7,7 +7,8 @@ import { checkSchemaVersion, migrate } from '../db/migrate.js';
 import { loadQueries, type Queries } from '../db/queries.js';
 import { Lease } from './lease.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
-import { ResultWriter, type TaskOutcome } from './result-writer.js';
+import { ResultWriter } from './result-writer.js';
+import { Run, type KillReason } from './run.js';
 import { Scheduler } from './scheduler.js';
 import { recoverFailedWorker } from './recovery.js';
 import { Reaper } from './reaper.js';
@@ -15,20 +16,7 @@ import { Spawner } from './spawner.js';
 import { Claimer, type ClaimedRow } from './claimer.js';
 import { TaskProcess, type ProcessResult, type TaskSpec } from './task-process.js';
 
-/** Why the node itself ended a task, and what the task becomes. */
-interface KillReason {
-  state: 'CC' | 'CF';
-  error: string;
-  /**
-   * Killed because the lease was lost: write nothing, and leave the row to the recovery of
-   * the worker, where the task's recover policy decides (a 'requeue' task runs again).
-   */
-  leaveToRecovery?: boolean;
-}
-
 export type NodeState = 'starting' | 'standby' | 'active' | 'stopping' | 'stopped';
-
-const ERROR_TAIL = 2_000;
 
 /**
  * A pg-tasks node: serves one worker id of one group. The parts are wired here:
@@ -51,8 +39,11 @@ export class TaskNode {
   private scheduler: Scheduler | null = null;
   private readonly reaper = new Reaper();
   private spawner: Spawner | null = null;
-  private readonly running = new Map<number, { proc: TaskProcess; epoch: number }>();
-  private readonly killReasons = new Map<number, KillReason>();
+  /**
+   * The runs whose processes live here, by task id: a task has at most one live run (the
+   * claim waits for it), whatever its row says meanwhile.
+   */
+  private readonly running = new Map<number, Run>();
 
   private claimer: Claimer | null = null;
 
@@ -66,9 +57,10 @@ export class TaskNode {
   // LISTEN health: each renewal sends a ping through NOTIFY; the next renewal checks it came back.
   private pingsSent = 0;
   private pingsReceived = 0;
-  // Tasks that ended since the renewal before last: a renewal may have read them as still owned.
-  private endedRecently = new Set<number>();
-  private endedBefore = new Set<number>();
+  // Runs ("id:attempt") that ended since the renewal before last: a renewal may have read
+  // them as still live. Rotated at each renewal, so they hold only what ended lately.
+  private endedRecently = new Set<string>();
+  private endedBefore = new Set<string>();
 
   constructor(readonly options: NodeOptions) {
     this.schema = resolveSchema(options.schema);
@@ -103,7 +95,7 @@ export class TaskNode {
       } finally {
         client.release();
       }
-      this.writer = new ResultWriter(pool, this.queries, o.workerId, this.log);
+      this.writer = new ResultWriter(pool, this.queries, o.workerId, this.schema, this.log);
       this.lease = new Lease(pool, this.queries, o, this.log);
       this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
       this.claimer = new Claimer(pool, this.queries, this.schema, o, this.log, {
@@ -200,6 +192,8 @@ export class TaskNode {
       if (result.hasCancels) void this.checkCancels();
       for (const id of result.failedWorkers) void this.recoverWorker(id);
       this.failLostClaims(result.owned, lease.epoch);
+      this.endedBefore = this.endedRecently;
+      this.endedRecently = new Set();
     } catch (error) {
       // Try again soon, not at the next half lease: that comes after the lease is distrusted,
       // so one failed statement (a dropped connection) would otherwise cost every running task.
@@ -220,12 +214,13 @@ export class TaskNode {
    * but the reply was lost (a dropped connection). Nothing answers for it, so it fails now
    * rather than wait for the lease to end.
    */
-  private failLostClaims(owned: number[], epoch: number): void {
-    for (const id of owned) {
-      if (this.running.has(id) || this.writer!.isPending(id) || this.endedRecently.has(id) || this.endedBefore.has(id)) continue;
-      this.log.error({ task: id }, 'task claimed under this lease has no process here: failing it');
+  private failLostClaims(owned: Array<{ id: number; attempt: number }>, epoch: number): void {
+    for (const { id, attempt } of owned) {
+      const key = `${id}:${attempt}`;
+      if (this.running.get(id)?.attempt === attempt || this.writer!.isPending(id, attempt) || this.endedRecently.has(key) || this.endedBefore.has(key)) continue;
+      this.log.error({ task: id, attempt }, 'run claimed under this lease has no process here: failing it');
       this.writer!.finish(epoch, {
-        id, state: 'CF', exitCode: null, signal: null, output: '',
+        id, attempt, state: 'CF', endReason: 'lost', exitCode: null, signal: null, output: '',
         error: 'Lost: the node that claimed it has no process for it (the claim reply was lost)',
       });
     }
@@ -257,8 +252,8 @@ export class TaskNode {
     this.clearLeaseTimers();
     this.scheduler!.stop();
     this.lease!.drop();
-    for (const id of this.running.keys()) {
-      this.killTask(id, { state: 'CF', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true }, 0);
+    for (const run of this.running.values()) {
+      run.kill({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true }, 0);
     }
     if (this.stopping) return;
     this.state = 'standby';
@@ -316,37 +311,36 @@ export class TaskNode {
     } catch (error) {
       // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
       this.writer!.finish(epoch, {
-        id: row.id, state: 'CF', exitCode: null, signal: null, output: '',
+        id: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', exitCode: null, signal: null, output: '',
         error: `could not start the process: ${(error as Error).message}`,
       });
       this.requestClaim();
       return;
     }
-    this.running.set(row.id, { proc, epoch });
+    const run = new Run(row.id, row.attempt, epoch, proc);
+    this.running.set(row.id, run);
     void proc.started.then((pid) => {
       if (pid === undefined) return;
       this.reaper.track(pid);
-      this.writer!.recordPid(epoch, row.id, pid);
-      this.log.debug({ task: row.id, pid }, 'task started');
+      this.writer!.recordPid(epoch, row.id, row.attempt, pid);
+      this.log.debug({ task: row.id, attempt: row.attempt, pid }, 'task started');
     });
-    void proc.done.then((result) => this.onProcessEnd(row.id, epoch, result));
+    void proc.done.then((result) => this.onProcessEnd(run, result));
   }
 
-  private onProcessEnd(id: number, epoch: number, result: ProcessResult): void {
-    const pid = this.running.get(id)?.proc.pid;
-    if (pid !== undefined) this.reaper.untrack(pid);
-    this.running.delete(id);
-    this.endedRecently.add(id);
-    const reason = this.killReasons.get(id);
-    this.killReasons.delete(id);
-    const outcome = toOutcome(id, result, reason);
+  private onProcessEnd(run: Run, result: ProcessResult): void {
+    if (run.proc.pid !== undefined) this.reaper.untrack(run.proc.pid);
+    this.running.delete(run.taskId);
+    this.endedRecently.add(run.key);
+    const outcome = run.outcome(result);
+    const reason = run.reason;
     if (reason?.leaveToRecovery) {
       // Written now, while the term may still hold (the database back before the lease
       // lapsed), it would bypass the recover policy: a 'requeue' task would end CF for good.
-      this.log.warn({ task: id, reason: reason.error }, 'task killed with the lease lost; left to the recovery of the worker');
+      this.log.warn({ task: run.taskId, attempt: run.attempt, reason: reason.error }, 'task killed with the lease lost; left to the recovery of the worker');
     } else {
-      this.log.info({ task: id, state: outcome.state, exitCode: result.exitCode, signal: result.signal }, 'task ended');
-      this.writer!.finish(epoch, outcome);
+      this.log.info({ task: run.taskId, attempt: run.attempt, state: outcome.state, endReason: outcome.endReason, exitCode: result.exitCode, signal: result.signal }, 'task ended');
+      this.writer!.finish(run.epoch, outcome);
     }
     if (this.running.size === 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
@@ -355,19 +349,19 @@ export class TaskNode {
     this.requestClaim();
   }
 
-  private killTask(id: number, reason: KillReason, graceMs = this.options.killGraceMs): void {
-    const entry = this.running.get(id);
-    if (!entry || this.killReasons.has(id)) return;
-    this.killReasons.set(id, reason);
-    void entry.proc.terminate(graceMs);
+  private killRuns(reason: KillReason): void {
+    for (const run of this.running.values()) run.kill(reason, this.options.killGraceMs);
   }
 
   private async checkCancels(): Promise<void> {
     const epoch = this.lease?.epoch;
     if (epoch === null || epoch === undefined || this.running.size === 0) return;
     try {
-      const { rows } = await this.pool!.query<{ id: number }>(this.queries.cancelRequests, [this.options.workerId, epoch]);
-      for (const { id } of rows) this.killTask(id, { state: 'CC', error: 'Cancelled' });
+      const { rows } = await this.pool!.query<{ id: number; attempt: number }>(this.queries.cancelRequests, [this.options.workerId, epoch]);
+      for (const { id, attempt } of rows) {
+        const run = this.running.get(id);
+        if (run?.attempt === attempt) run.kill({ state: 'CC', endReason: 'cancelled', error: 'Cancelled' }, this.options.killGraceMs);
+      }
     } catch (error) {
       this.log.warn({ err: describeError(error) }, 'could not read cancellations');
     }
@@ -407,9 +401,9 @@ export class TaskNode {
    * escalates to cancel. Resolves when the node has stopped.
    */
   async shutdown(mode: ShutdownMode = this.options.shutdown, reason = 'shutdown requested', clearStop = false): Promise<void> {
-    const cancelReason: KillReason = { state: 'CC', error: `Cancelled: ${reason}` };
+    const cancelReason: KillReason = { state: 'CC', endReason: 'node_stopped', error: `Cancelled: ${reason}` };
     if (this.stopping) {
-      if (mode === 'cancel') for (const id of this.running.keys()) this.killTask(id, cancelReason);
+      if (mode === 'cancel') this.killRuns(cancelReason);
       return this.exited;
     }
     this.stopping = true;
@@ -418,7 +412,7 @@ export class TaskNode {
     const wasActive = this.state === 'active';
     this.state = 'stopping';
     this.log.info({ mode, reason, running: this.running.size }, 'node stopping');
-    if (mode === 'cancel') for (const id of this.running.keys()) this.killTask(id, cancelReason);
+    if (mode === 'cancel') this.killRuns(cancelReason);
     if (this.running.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.flushResults();
     this.clearLeaseTimers();
@@ -459,15 +453,4 @@ export class TaskNode {
     this.state = 'stopped';
     this.resolveExited();
   }
-}
-
-function toOutcome(id: number, result: ProcessResult, reason: KillReason | undefined): TaskOutcome {
-  const base = { id, exitCode: result.exitCode, signal: result.signal, output: result.output };
-  if (result.spawnError !== null) return { ...base, state: 'CF', error: result.spawnError };
-  if (result.lost !== undefined) return { ...base, state: 'CF', error: `Lost: ${result.lost}` };
-  if (reason) return { ...base, state: reason.state, error: reason.error };
-  if (result.exitCode === 0) return { ...base, state: 'CS', error: null };
-  const what = result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`;
-  const tail = result.output.slice(-ERROR_TAIL);
-  return { ...base, state: 'CF', error: tail ? `${what}\n${tail}` : what };
 }

@@ -15,6 +15,7 @@ export async function recoverFailedWorker(pool: pg.Pool, queries: Queries, worke
     const { rows } = await client.query<{ node_name: string | null; lease_epoch: number }>(queries.lockFailedWorker, [workerId, recoveryDelaySeconds, now]);
     if (!rows[0]) return null; // not failed (any more), or another node is recovering it
     await client.query(queries.recoverWorker, [workerId]);
+    await client.query(queries.endWorkerRuns, [workerId]);
     await client.query(queries.markRecovered, [workerId]);
     return rows[0];
   });

@@ -1,10 +1,16 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { EndReason } from '../client/types.js';
 import type { Queries } from '../db/queries.js';
 
+export type { EndReason };
+
+/** How one run ended: what the node writes to its task_run row (and the task row). */
 export interface TaskOutcome {
   id: number;
+  attempt: number;
   state: 'CS' | 'CF' | 'CC';
+  endReason: EndReason;
   exitCode: number | null;
   signal: string | null;
   error: string | null;
@@ -12,26 +18,29 @@ export interface TaskOutcome {
 }
 
 /**
- * Writes what the node learns about its tasks (pids, then outcomes) in batches: everything
+ * Writes what the node learns about its runs (pids, then outcomes) in batches: everything
  * that arrives in one turn of the event loop goes out in one statement per kind, so a burst
- * of 500 exits costs two statements, not 500. Every write names the lease term it was made
- * under; rows the node no longer owns are left alone.
+ * of 500 exits costs two statements, not 500. Every write names its run (task id, attempt)
+ * and the lease term it was made under; runs the node no longer owns are left alone.
  */
 export class ResultWriter {
-  private pids = new Map<number, number>();
+  /** Pids by run: `${task id}:${attempt}`. */
+  private pids = new Map<string, { id: number; attempt: number; pid: number }>();
   private outcomes: Array<{ epoch: number; outcome: TaskOutcome }> = [];
   private pidEpoch: number | null = null;
   private flushing: Promise<void> | null = null;
   private scheduled = false;
   private retryDelay = 0;
   private inFlight = 0;
-  private inFlightIds = new Set<number>();
+  private inFlightRuns = new Set<string>();
   private closed = false;
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly queries: Queries,
     private readonly workerId: number,
+    /** The notification channel (the schema name): a finish may wake the group. */
+    private readonly channel: string,
     private readonly log: Logger,
   ) {}
 
@@ -40,9 +49,9 @@ export class ResultWriter {
     return this.outcomes.length + this.inFlight;
   }
 
-  /** True while an outcome for this task waits to be written (or is being written). */
-  isPending(taskId: number): boolean {
-    return this.outcomes.some((o) => o.outcome.id === taskId) || this.inFlightIds.has(taskId);
+  /** True while an outcome for this run waits to be written (or is being written). */
+  isPending(taskId: number, attempt: number): boolean {
+    return this.outcomes.some((o) => o.outcome.id === taskId && o.outcome.attempt === attempt) || this.inFlightRuns.has(`${taskId}:${attempt}`);
   }
 
   /** Stops retrying: the pool is about to end. What is still pending is reported by the caller. */
@@ -50,10 +59,10 @@ export class ResultWriter {
     this.closed = true;
   }
 
-  recordPid(epoch: number, taskId: number, pid: number): void {
+  recordPid(epoch: number, taskId: number, attempt: number, pid: number): void {
     if (this.pidEpoch !== epoch) this.pids.clear();
     this.pidEpoch = epoch;
-    this.pids.set(taskId, pid);
+    this.pids.set(`${taskId}:${attempt}`, { id: taskId, attempt, pid });
     this.schedule();
   }
 
@@ -103,10 +112,11 @@ export class ResultWriter {
     this.pids = new Map();
     this.outcomes = [];
     this.inFlight = outcomes.length;
-    this.inFlightIds = new Set(outcomes.map((o) => o.outcome.id));
+    this.inFlightRuns = new Set(outcomes.map((o) => `${o.outcome.id}:${o.outcome.attempt}`));
     try {
       if (pids.size > 0 && pidEpoch !== null) {
-        await this.pool.query(this.queries.recordPids, [this.workerId, pidEpoch, [...pids.keys()], [...pids.values()]]);
+        const runs = [...pids.values()];
+        await this.pool.query(this.queries.recordPids, [this.workerId, pidEpoch, runs.map((r) => r.id), runs.map((r) => r.attempt), runs.map((r) => r.pid)]);
       }
       const byEpoch = new Map<number, TaskOutcome[]>();
       for (const { epoch, outcome } of outcomes) {
@@ -115,33 +125,38 @@ export class ResultWriter {
         byEpoch.set(epoch, list);
       }
       for (const [epoch, list] of byEpoch) {
-        const { rows } = await this.pool.query<{ id: number }>(this.queries.finishTasks, [
+        const { rows } = await this.pool.query<{ id: number; attempt: number }>(this.queries.finishRuns, [
           this.workerId,
           epoch,
+          this.channel,
           list.map((o) => o.id),
+          list.map((o) => o.attempt),
           list.map((o) => o.state),
+          list.map((o) => o.endReason),
           list.map((o) => o.exitCode),
           list.map((o) => o.signal),
           list.map((o) => o.error),
           list.map((o) => o.output),
         ]);
         if (rows.length < list.length) {
-          const ok = new Set(rows.map((r) => r.id));
+          // Only a run that is no longer this term's: recovered by another node after this
+          // one lost its lease, or deleted. What users write to the task row never causes it.
+          const ok = new Set(rows.map((r) => `${r.id}:${r.attempt}`));
           this.log.warn(
-            { tasks: list.filter((o) => !ok.has(o.id)).map((o) => o.id), epoch },
-            'results not written: the tasks are no longer owned by this lease term',
+            { runs: list.filter((o) => !ok.has(`${o.id}:${o.attempt}`)).map((o) => `${o.id}:${o.attempt}`), epoch },
+            'results not written: these runs are no longer owned by this lease term (recovered elsewhere, or deleted)',
           );
         }
       }
       this.retryDelay = 0;
       this.inFlight = 0;
-      this.inFlightIds.clear();
+      this.inFlightRuns.clear();
     } catch (error) {
       // Keep them and try again: the database may be restarting. Newer pids win.
-      for (const [id, pid] of pids) if (!this.pids.has(id)) this.pids.set(id, pid);
+      for (const [key, run] of pids) if (!this.pids.has(key)) this.pids.set(key, run);
       this.outcomes = [...outcomes, ...this.outcomes];
       this.inFlight = 0;
-      this.inFlightIds.clear();
+      this.inFlightRuns.clear();
       this.retryDelay = Math.min(Math.max(this.retryDelay * 2, 100), 5_000);
       this.log.warn({ err: (error as Error).message, retryInMs: this.retryDelay }, 'could not write task results; retrying');
       await new Promise((resolve) => setTimeout(resolve, this.retryDelay));

@@ -1,6 +1,6 @@
-// add, queue, cancel, show, ls: thin over TaskClient.
+// add, queue, cancel, runs, show, ls: thin over TaskClient.
 import { Option, type Command } from 'commander';
-import { formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
+import { formatRunTable, formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
@@ -57,6 +57,17 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
       const task = await ctx.withClient((c) => c.cancel(id));
       if (opts.json) printJson(ctx.io, task);
       else print(ctx.io, `task ${task.id} is ${task.state_id}`);
+    });
+
+  program
+    .command('runs')
+    .description("list a task's runs: one per execution, with how each ended")
+    .argument('<id>', 'task id', parseTaskId)
+    .option('--json', 'print the rows as JSON')
+    .action(async (id: number, opts: { json?: boolean }) => {
+      const runs = await ctx.withClient((c) => c.runs(id));
+      if (opts.json) printJson(ctx.io, runs);
+      else print(ctx.io, runs.length === 0 ? `task ${id} has not run yet` : formatRunTable(runs));
     });
 
   program

@@ -7,24 +7,28 @@
 -- Tasks any worker may run and tasks pinned to this worker are read from their own indexes
 -- (each its head, in order) and merged: tasks pinned to other workers are never read. Up to
 -- $3 rows of the branch that loses the merge stay locked until this statement commits.
--- The EXISTS makes the claim conditional on the lease term the node holds ($4).
+-- The EXISTS makes the claim conditional on the lease term the node holds ($4). A task with
+-- a live run (re-queued while its process still runs, on any node) waits for it to end.
+-- Each claimed task starts its next run: attempt + 1, and a task_run row.
 -- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name
 WITH term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
 ), any_worker AS (
   SELECT id, priority, last_state_change
-    FROM {{schema}}.task
+    FROM {{schema}}.task t
    WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL
      AND (SELECT held FROM term)
+     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
    LIMIT $3
    FOR UPDATE SKIP LOCKED
 ), pinned AS (
   SELECT id, priority, last_state_change
-    FROM {{schema}}.task
+    FROM {{schema}}.task t
    WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2
      AND (SELECT held FROM term)
+     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
    LIMIT $3
    FOR UPDATE SKIP LOCKED
@@ -32,37 +36,80 @@ WITH term AS (
   SELECT id FROM (SELECT * FROM any_worker UNION ALL SELECT * FROM pinned) c
    ORDER BY priority, last_state_change, id
    LIMIT $3
+), claimed AS (
+  UPDATE {{schema}}.task t
+     SET state_id = 'AE', worker_id = $2, lease_epoch = $4, node_name = $5, started = now(),
+         attempt = t.attempt + 1, end_reason = NULL,
+         finished = NULL, exit_code = NULL, exit_signal = NULL, pid = NULL, output = NULL
+    FROM picked
+   WHERE t.id = picked.id
+  RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change
+), runs AS (
+  INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, started)
+  SELECT id, attempt, $2, $4, $5, now() FROM claimed
 )
-UPDATE {{schema}}.task t
-   SET state_id = 'AE', worker_id = $2, lease_epoch = $4, node_name = $5, started = now(),
-       finished = NULL, exit_code = NULL, exit_signal = NULL, pid = NULL, output = NULL
-  FROM picked
- WHERE t.id = picked.id
-RETURNING t.id, t.command, t.cwd, t.params, t.priority, t.last_state_change;
+SELECT * FROM claimed;
 
 -- name: recordPids
--- $1 worker, $2 lease epoch, $3 task ids, $4 pids
+-- $1 worker, $2 lease epoch, $3 task ids, $4 attempts, $5 pids
+WITH r AS (
+  SELECT * FROM unnest($3::bigint[], $4::int[], $5::int[]) AS r(id, attempt, pid)
+), run AS (
+  UPDATE {{schema}}.task_run tr
+     SET pid = r.pid
+    FROM r
+   WHERE tr.task_id = r.id AND tr.attempt = r.attempt AND tr.worker_id = $1 AND tr.lease_epoch = $2
+  RETURNING tr.task_id, tr.attempt, tr.pid
+)
 UPDATE {{schema}}.task t
-   SET pid = r.pid
-  FROM unnest($3::bigint[], $4::int[]) AS r(id, pid)
- WHERE t.id = r.id AND t.worker_id = $1 AND t.lease_epoch = $2 AND t.state_id IN ('AE', 'AC');
+   SET pid = run.pid
+  FROM run
+ WHERE t.id = run.task_id AND t.attempt = run.attempt AND t.state_id IN ('AE', 'AC');
 
--- name: finishTasks
--- Writes the results of ended processes, one statement per batch. Conditional on the
--- ownership still holding: a node that lost its lease changes nothing.
--- $1 worker, $2 lease epoch, then one array per column
-UPDATE {{schema}}.task t
-   SET state_id = r.state_id, exit_code = r.exit_code, exit_signal = r.exit_signal,
-       error = r.error, output = r.output, finished = now()
-  FROM unnest($3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[])
-       AS r(id, state_id, exit_code, exit_signal, error, output)
- WHERE t.id = r.id AND t.worker_id = $1 AND t.lease_epoch = $2 AND t.state_id IN ('AE', 'AC')
-RETURNING t.id;
+-- name: finishRuns
+-- Writes the ends of runs, one statement per batch, each conditional on its run (task id,
+-- attempt, and the lease term that claimed it): a node that lost its lease changes nothing.
+-- The task row takes the run's figures; its state and error only if it still shows the run
+-- as active (AE/AC): a row that someone set to C* or queued again meanwhile keeps that. A
+-- task queued again while this run's process still lived can now start: its group is woken.
+-- $1 worker, $2 lease epoch, $3 notification channel, then one array per column
+WITH r AS (
+  SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[])
+         AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output)
+), run AS (
+  UPDATE {{schema}}.task_run tr
+     SET finished = now(), exit_code = r.exit_code, exit_signal = r.exit_signal,
+         end_reason = r.end_reason, error = r.error, output = r.output
+    FROM r
+   WHERE tr.task_id = r.id AND tr.attempt = r.attempt AND tr.worker_id = $1 AND tr.lease_epoch = $2
+     AND tr.finished IS NULL
+  RETURNING tr.task_id, tr.attempt
+), updated AS (
+  UPDATE {{schema}}.task t
+     SET state_id   = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.state_id ELSE t.state_id END,
+         end_reason = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.end_reason ELSE t.end_reason END,
+         error      = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.error ELSE t.error END,
+         exit_code = r.exit_code, exit_signal = r.exit_signal, output = r.output, finished = now()
+    FROM r JOIN run ON run.task_id = r.id AND run.attempt = r.attempt
+   WHERE t.id = r.id AND t.attempt = r.attempt AND t.state_id NOT IN ('AW', 'DR')
+), woken AS (
+  SELECT pg_notify($3, json_build_object('e', 'queued', 'g', g.group_id)::text)
+    FROM (SELECT DISTINCT t.group_id FROM {{schema}}.task t JOIN run ON t.id = run.task_id
+           WHERE t.state_id = 'AW') g
+)
+SELECT run.task_id AS id, run.attempt, (SELECT count(*) FROM woken) AS woken FROM run;
 
 -- name: cancelRequests
+-- The live runs of this term whose task asks to be cancelled.
 -- $1 worker, $2 lease epoch
-SELECT id FROM {{schema}}.task
- WHERE worker_id = $1 AND lease_epoch = $2 AND state_id = 'AC';
+SELECT r.task_id AS id, r.attempt
+  FROM {{schema}}.task_run r
+  JOIN {{schema}}.task t ON t.id = r.task_id
+ WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL AND t.state_id = 'AC';
+
+-- name: taskRuns
+-- $1 task id
+SELECT * FROM {{schema}}.task_run WHERE task_id = $1 ORDER BY attempt;
 
 -- name: insertTask
 -- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy
@@ -77,8 +124,11 @@ UPDATE {{schema}}.task SET state_id = 'AW', worker_id = NULL
 RETURNING *;
 
 -- name: cancelTask
-UPDATE {{schema}}.task SET state_id = 'AC'
- WHERE id = $1 AND state_id LIKE 'A%'
+-- An active task, or one whose row was ended by hand while a process of it still runs.
+UPDATE {{schema}}.task t SET state_id = 'AC'
+ WHERE t.id = $1
+   AND (t.state_id LIKE 'A%'
+        OR EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL))
 RETURNING *;
 
 -- name: getTask

@@ -21,6 +21,15 @@ SELECT id, active, stop, node_name, lease_epoch, locked_until,
 -- name: recoverWorker
 SELECT {{schema}}.recover_worker_tasks($1);
 
+-- name: endWorkerRuns
+-- With the recovery of a failed worker, whatever the policy: its live runs are over (its
+-- node fenced itself and killed their processes before its lease could lapse), so their
+-- tasks may run again.
+-- $1 worker
+UPDATE {{schema}}.task_run
+   SET finished = now(), end_reason = 'worker_failed', error = 'Worker failed'
+ WHERE worker_id = $1 AND finished IS NULL;
+
 -- name: takeLease
 -- $1 worker, $2 lease (seconds), $3 now or null, $4 node name, $5 host, $6 pid, $7 group,
 -- $8 max tasks
@@ -51,17 +60,37 @@ RETURNING w.stop,
             WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL)
    OR EXISTS (SELECT 1 FROM {{schema}}.task t
                WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1)) AS has_waiting,
-  EXISTS (SELECT 1 FROM {{schema}}.task t
-           WHERE t.state_id = 'AC' AND t.worker_id = $1 AND t.lease_epoch = $2) AS has_cancels,
+  EXISTS (SELECT 1 FROM {{schema}}.task_run r JOIN {{schema}}.task t ON t.id = r.task_id
+           WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL AND t.state_id = 'AC') AS has_cancels,
   ARRAY(SELECT f.id FROM {{schema}}.worker f
          WHERE f.active AND f.id <> $1
            AND f.locked_until + make_interval(secs => $7) <= coalesce($5::timestamptz, now())) AS failed_workers,
-  -- Tasks this term owns that have run for a while: the node checks it has a process for
+  -- Live runs of this term that started a while ago: the node checks it has a process for
   -- each (a claim whose reply was lost on the wire would leave one without).
-  ARRAY(SELECT t.id FROM {{schema}}.task t
-         WHERE t.worker_id = $1 AND t.lease_epoch = $2 AND t.state_id IN ('AE', 'AC')
-           AND t.started <= coalesce($5::timestamptz, now()) - make_interval(secs => $3 / 2)) AS owned,
+  (SELECT coalesce(json_agg(json_build_object('id', r.task_id, 'attempt', r.attempt)), '[]')
+     FROM {{schema}}.task_run r
+    WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL
+      AND r.started <= coalesce($5::timestamptz, now()) - make_interval(secs => $3 / 2)) AS owned,
   pg_notify($8, $9) IS NULL AS pinged;
+
+-- name: failOrphanRuns
+-- Live runs of this worker's terms up to $2 that no node answers for: a claim that committed
+-- while its reply was lost (a cut connection), and the node holding the term ended cleanly
+-- without ever hearing of it. Called when a term ends cleanly (every process of it is gone
+-- by then) and when a term begins without a recovery. They end CF, 'lost', so they can run
+-- again by the user's or a retry's hand.
+-- $1 worker, $2 lease epoch
+WITH run AS (
+  UPDATE {{schema}}.task_run
+     SET finished = now(), end_reason = 'lost',
+         error = 'Lost: the node that claimed it never ran it (the claim reply was lost)'
+   WHERE worker_id = $1 AND lease_epoch <= $2 AND finished IS NULL
+  RETURNING task_id, attempt, error
+)
+UPDATE {{schema}}.task t
+   SET state_id = 'CF', end_reason = 'lost', error = run.error, finished = now()
+  FROM run
+ WHERE t.id = run.task_id AND t.attempt = run.attempt AND t.state_id IN ('AE', 'AC');
 
 -- name: releaseLease
 -- $1 worker, $2 lease epoch, $3 clear the stop code (the node fulfilled a stop request)

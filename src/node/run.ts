@@ -1,0 +1,62 @@
+import type { EndReason, TaskOutcome } from './result-writer.js';
+import type { ProcessResult, TaskProcess } from './task-process.js';
+
+/** Why the node itself ended a run, and what its task becomes. */
+export interface KillReason {
+  state: 'CC' | 'CF';
+  endReason: EndReason;
+  error: string;
+  /**
+   * Killed because the lease was lost: write nothing, and leave the row to the recovery of
+   * the worker, where the task's recover policy decides (a 'requeue' task runs again).
+   */
+  leaveToRecovery?: boolean;
+}
+
+/** Characters of output quoted in the error of a failed run. */
+const ERROR_TAIL = 2_000;
+
+/**
+ * One run: one execution of a task, claimed under one lease term. It owns its process and
+ * the reason the node ended it, if it did; what the node writes about it names the run
+ * (task id, attempt, epoch), never the task alone. The node holds a Run while its process
+ * lives, whatever users write to the task row meanwhile, and forgets it when it ends.
+ */
+export class Run {
+  private killReason: KillReason | null = null;
+
+  constructor(
+    readonly taskId: number,
+    readonly attempt: number,
+    readonly epoch: number,
+    readonly proc: TaskProcess,
+  ) {}
+
+  /** For logs and sets of runs: "12:3" is attempt 3 of task 12. */
+  get key(): string {
+    return `${this.taskId}:${this.attempt}`;
+  }
+
+  get reason(): KillReason | null {
+    return this.killReason;
+  }
+
+  /** Ends the process group (SIGTERM, SIGKILL after graceMs); the first reason given stands. */
+  kill(reason: KillReason, graceMs: number): void {
+    if (this.killReason) return;
+    this.killReason = reason;
+    void this.proc.terminate(graceMs);
+  }
+
+  outcome(result: ProcessResult): TaskOutcome {
+    const base = { id: this.taskId, attempt: this.attempt, exitCode: result.exitCode, signal: result.signal, output: result.output };
+    if (result.spawnError !== null) return { ...base, state: 'CF', endReason: 'spawn_error', error: result.spawnError };
+    if (result.lost !== undefined) return { ...base, state: 'CF', endReason: 'lost', error: `Lost: ${result.lost}` };
+    const reason = this.killReason;
+    if (reason) return { ...base, state: reason.state, endReason: reason.endReason, error: reason.error };
+    if (result.exitCode === 0) return { ...base, state: 'CS', endReason: 'completed', error: null };
+    const what = result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`;
+    const tail = result.output.slice(-ERROR_TAIL);
+    return { ...base, state: 'CF', endReason: result.signal !== null ? 'signal' : 'exit_code', error: tail ? `${what}\n${tail}` : what };
+  }
+}

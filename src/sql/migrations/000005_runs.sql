@@ -1,0 +1,137 @@
+-- Version 5: runs. A run is one execution of a task: claimed under a lease term, started as a
+-- process group, ended with an outcome. task.attempt numbers them (0 before the first); every
+-- claim starts the next one and writes its row in task_run, and everything a node writes
+-- about a run names it (task id, attempt, lease epoch), never the task id alone. A run is live
+-- until its process is known to be gone (finished is set): a task is never claimed while a
+-- run of it is live, whatever users wrote to its row meanwhile, so a task never has two live
+-- processes. The task row keeps the latest run's figures, so the seed's columns still answer.
+
+SET LOCAL search_path TO {{schema}}, pg_catalog;
+
+ALTER TABLE task
+  ADD COLUMN attempt int NOT NULL DEFAULT 0,
+  -- Why the latest run ended, as data for policies; error stays text for people.
+  ADD COLUMN end_reason text
+      CONSTRAINT task_end_reason_valid CHECK (end_reason IN (
+        'completed', 'exit_code', 'signal', 'spawn_error', 'cancelled', 'timeout',
+        'worker_failed', 'lost', 'node_stopped', 'dependency', 'refused', 'oom'));
+
+CREATE TABLE task_run (
+  task_id     bigint      NOT NULL REFERENCES task (id) ON DELETE CASCADE,
+  attempt     int         NOT NULL,
+  worker_id   int         NOT NULL,
+  lease_epoch bigint      NOT NULL,
+  node_name   text,
+  pid         int,
+  started     timestamptz NOT NULL DEFAULT now(),
+  -- null while the run is live: its process may still be running
+  finished    timestamptz,
+  exit_code   int,
+  exit_signal text,
+  end_reason  text
+              CONSTRAINT task_run_end_reason_valid CHECK (end_reason IN (
+                'completed', 'exit_code', 'signal', 'spawn_error', 'cancelled', 'timeout',
+                'worker_failed', 'lost', 'node_stopped', 'dependency', 'refused', 'oom')),
+  error       text,
+  output      text,
+  PRIMARY KEY (task_id, attempt)
+);
+
+-- Live runs are few (what runs now): the claim asks "does this task have one?" and a node
+-- asks "which are mine?"; both read these small indexes, never the history.
+CREATE INDEX task_run_live_task_idx ON task_run (task_id) WHERE finished IS NULL;
+CREATE INDEX task_run_live_worker_idx ON task_run (worker_id, lease_epoch) WHERE finished IS NULL;
+
+-- History for what ran before this version: the last run of each task that ran, live if it
+-- is running now (the node that runs it finishes it by its identity: attempt 1).
+UPDATE task SET attempt = 1 WHERE started IS NOT NULL;
+INSERT INTO task_run (task_id, attempt, worker_id, lease_epoch, node_name, pid, started, finished, exit_code, exit_signal, error, output)
+SELECT id, 1, worker_id, coalesce(lease_epoch, 0), node_name, pid, started,
+       CASE WHEN state_id IN ('AE', 'AC') THEN NULL ELSE coalesce(finished, last_state_change) END,
+       exit_code, exit_signal, error, output
+  FROM task
+ WHERE started IS NOT NULL AND worker_id IS NOT NULL;
+
+-- The lifecycle rules of version 1, with live runs: a task whose process still runs (its row
+-- set to C* or re-queued meanwhile) is cancelled by killing that process, not at once.
+CREATE OR REPLACE FUNCTION task_before_update() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = {{schema}}, pg_catalog
+AS $$
+DECLARE
+  live boolean := false;
+BEGIN
+  IF OLD.state_id IN ('AE', 'AC') AND NEW.worker_id IS DISTINCT FROM OLD.worker_id THEN
+    RAISE EXCEPTION 'can''t change the worker_id of task % while it is % (cancel it first)',
+      OLD.id, OLD.state_id USING ERRCODE = 'check_violation';
+  END IF;
+
+  IF NEW.state_id IS DISTINCT FROM OLD.state_id THEN
+    IF NEW.state_id = 'AC' AND OLD.state_id NOT IN ('AE', 'AC') THEN
+      live := EXISTS (SELECT 1 FROM task_run r WHERE r.task_id = OLD.id AND r.finished IS NULL);
+    END IF;
+    -- A waiting task with no process: cancelling it ends it at once.
+    IF NEW.state_id = 'AC' AND OLD.state_id = 'AW' AND NOT live THEN
+      NEW.state_id := 'CC';
+      NEW.end_reason := 'cancelled';
+      NEW.finished := now();
+    END IF;
+
+    IF NEW.state_id = 'AC' AND OLD.state_id NOT IN ('AW', 'AE') AND NOT live THEN
+      RAISE EXCEPTION 'can''t cancel an inactive task (task % is %)', OLD.id, OLD.state_id
+        USING ERRCODE = 'check_violation';
+    ELSIF NEW.state_id IN ('DR', 'AW') AND OLD.state_id IN ('AE', 'AC') THEN
+      -- A running process answers for the task; queuing it again would run it twice.
+      RAISE EXCEPTION 'can''t set task % to % while it is % (cancel it first)',
+        OLD.id, NEW.state_id, OLD.state_id USING ERRCODE = 'check_violation';
+    ELSIF NEW.state_id = 'AE' AND OLD.state_id <> 'AW' THEN
+      RAISE EXCEPTION 'task % can only start executing from AW, not %', OLD.id, OLD.state_id
+        USING ERRCODE = 'check_violation';
+    ELSIF NEW.state_id IN ('CS', 'CF') AND OLD.state_id NOT IN ('AE', 'AC') THEN
+      RAISE EXCEPTION 'task % can only complete or fail from AE or AC, not %', OLD.id, OLD.state_id
+        USING ERRCODE = 'check_violation';
+    ELSIF NEW.state_id = 'CC' AND OLD.state_id NOT IN ('AW', 'AE', 'AC') THEN
+      -- From AE too: a node that ends its own tasks (shutdown in cancel mode, stop code 3)
+      -- writes CC for tasks nobody asked to cancel.
+      RAISE EXCEPTION 'task % can only become cancelled while it is active (AW, AE or AC), not %',
+        OLD.id, OLD.state_id USING ERRCODE = 'check_violation';
+    END IF;
+
+    IF NEW.state_id = 'AW' THEN
+      -- A fresh run: forget what the last one reported (task_run keeps it).
+      NEW.error := NULL;
+      NEW.exit_code := NULL;
+      NEW.exit_signal := NULL;
+      NEW.finished := NULL;
+      NEW.pid := NULL;
+      NEW.output := NULL;
+      NEW.lease_epoch := NULL;
+      NEW.end_reason := NULL;
+    END IF;
+    NEW.last_state_change := now();
+  END IF;
+  RETURN NEW;
+END;
+$$;
+
+-- Version 1's notifications, with the cancel of a task whose row names no worker (re-queued
+-- while its process still ran) sent to the worker whose run is live.
+CREATE OR REPLACE FUNCTION task_notify() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = {{schema}}, pg_catalog
+AS $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT DISTINCT group_id FROM new_rows WHERE state_id = 'AW' LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'queued', 'g', r.group_id)::text);
+  END LOOP;
+  FOR r IN SELECT DISTINCT coalesce(n.worker_id, live.worker_id) AS worker_id
+             FROM new_rows n
+             LEFT JOIN task_run live ON live.task_id = n.id AND live.finished IS NULL AND n.worker_id IS NULL
+            WHERE n.state_id = 'AC' LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'cancel', 'w', r.worker_id)::text);
+  END LOOP;
+  RETURN NULL;
+END;
+$$;

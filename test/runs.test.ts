@@ -1,0 +1,150 @@
+// Runs: each execution of a task is a run with its own identity and history, and a task never
+// has two live processes, whatever users write to its row while its process runs. Built on
+// the seed's own example (looped_task_pairs.py): a task's process sets its own row to CS by
+// SQL and keeps running for a moment, and its partner re-queues it meanwhile.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { runCli } from './helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { until } from './helpers/wait.js';
+
+let db: TestDatabase;
+const warnings: string[] = [];
+// The node's warnings, to check that none blames the lease for what a user wrote.
+const logger = pino(
+  { level: 'warn' },
+  new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      warnings.push(chunk.toString());
+      callback();
+    },
+  }),
+);
+
+before(async () => {
+  db = await createTestDatabase('runs');
+  await startNode(db, { workerId: 1, maxTasks: 4, logger });
+});
+
+after(async () => {
+  await stopAllNodes();
+  await db.close();
+});
+
+/**
+ * A task that marks its own row CS, then runs on for a while. Each process takes a lock
+ * directory for its whole life: a second live process of the same task finds it taken and
+ * records an overlap.
+ */
+function selfCompleting(dir: string, seconds: number): string[] {
+  const script = `
+    mkdir "$2/lock" 2>/dev/null || echo "overlap $$" >> "$2/anomalies"
+    echo "$$" >> "$2/runs"
+    psql "$0" -qAtc "UPDATE long_task.task SET state_id = 'CS' WHERE id = $1" >/dev/null
+    sleep ${seconds}
+    rmdir "$2/lock"`;
+  return ['sh', '-c', script, db.url, '%TASK', dir];
+}
+
+async function runsOf(id: number): Promise<Array<Record<string, unknown>>> {
+  return (await db.query('SELECT * FROM long_task.task_run WHERE task_id = $1 ORDER BY attempt', [id])).rows;
+}
+
+const isLive = (dir: string): boolean => existsSync(`${dir}/lock`);
+
+describe('one live process per task, whatever users write', () => {
+  it('a task that completes itself and is re-queued while its process lives waits for that process, then runs again', async () => {
+    const dir = tempDir('runs-self');
+    const id = await addTask(db, selfCompleting(dir, 1.5));
+    await until(async () => (await getTask(db, id)).state_id === 'CS' && isLive(dir), 'the task to mark itself CS while it runs');
+    // The seed's re-queue, while run 1's process still runs.
+    await db.query("UPDATE long_task.task SET state_id = 'AW', worker_id = NULL WHERE id = $1 AND state_id LIKE 'C%'", [id]);
+    const meanwhile = await getTask(db, id);
+    assert.equal(meanwhile.state_id, 'AW');
+    assert.equal(meanwhile.attempt, 1, 'no second run while the first process lives');
+    assert.equal((await runsOf(id)).filter((r) => r.finished === null).length, 1);
+
+    await until(async () => (await getTask(db, id)).attempt === 2, 'run 2 to start once run 1 is gone', 30_000);
+    await until(async () => (await runsOf(id)).every((r) => r.finished !== null) && (await runsOf(id)).length === 2, 'both runs to end', 30_000);
+
+    assert.equal(existsSync(`${dir}/anomalies`) ? readFileSync(`${dir}/anomalies`, 'utf8') : '', '', 'two live processes of one task');
+    const runs = await runsOf(id);
+    assert.deepEqual(runs.map((r) => [r.attempt, r.end_reason, r.exit_code]), [[1, 'completed', 0], [2, 'completed', 0]]);
+    const pids = readFileSync(`${dir}/runs`, 'utf8').trim().split('\n').map(Number);
+    assert.deepEqual(runs.map((r) => r.pid), pids, 'each run records its own process');
+    assert.ok((runs[1]!.started as Date) >= (runs[0]!.finished as Date), 'run 2 started after run 1 ended');
+    const task = await getTask(db, id);
+    assert.equal(task.state_id, 'CS');
+    assert.equal(task.exit_code, 0, "the task row keeps the latest run's figures");
+    assert.equal(task.pid, pids[1]);
+    assert.deepEqual(warnings.filter((w) => /not written/.test(w)), [], 'no warning blames the lease');
+  });
+
+  it('cancel kills the process of a task re-queued while it runs; the task ends CC and no new run starts', async () => {
+    const dir = tempDir('runs-cancel');
+    const id = await addTask(db, selfCompleting(dir, 60));
+    await until(async () => (await getTask(db, id)).state_id === 'CS' && isLive(dir), 'the task to mark itself CS while it runs');
+    await db.query("UPDATE long_task.task SET state_id = 'AW', worker_id = NULL WHERE id = $1", [id]);
+    // The seed's cancel: a waiting task whose process still runs is cancelled by killing it.
+    await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1 AND state_id LIKE 'A%'", [id]);
+    assert.equal((await getTask(db, id)).state_id, 'AC');
+    await waitEnded(db, [id]);
+    const task = await getTask(db, id);
+    assert.equal(task.state_id, 'CC');
+    assert.equal(task.end_reason, 'cancelled');
+    assert.equal(task.attempt, 1);
+    const runs = await runsOf(id);
+    assert.equal(runs.length, 1);
+    assert.equal(runs[0]!.end_reason, 'cancelled');
+    assert.equal(runs[0]!.exit_signal, 'SIGTERM');
+    assert.equal(isLive(dir), true, 'killed: it never reached its own cleanup');
+  });
+
+  it('a task set to CS by hand while it runs keeps its process tracked; pg-tasks cancel still kills it', async () => {
+    const id = await addTask(db, ['sleep', '60']);
+    await until(async () => (await getTask(db, id)).pid !== null, 'the task to start');
+    await db.query("UPDATE long_task.task SET state_id = 'CS' WHERE id = $1", [id]);
+    const result = await runCli(db.url, ['cancel', String(id)]);
+    assert.equal(result.code, 0, result.stderr);
+    await until(async () => (await runsOf(id))[0]?.finished !== null, 'the run to end');
+    const [run] = await runsOf(id);
+    assert.equal(run!.end_reason, 'cancelled');
+    assert.equal((await getTask(db, id)).state_id, 'CC');
+  });
+});
+
+describe('run history', () => {
+  it('keeps every run with its end reason; pg-tasks runs lists them and show gives the attempt', async () => {
+    const dir = tempDir('runs-history');
+    const id = await addTask(db, ['sh', '-c', 'test -f "$0/ok" || { touch "$0/ok"; echo failing; exit 3; }', dir]);
+    await waitEnded(db, [id]);
+    assert.equal((await getTask(db, id)).end_reason, 'exit_code');
+    await db.query("UPDATE long_task.task SET state_id = 'AW', worker_id = NULL WHERE id = $1", [id]);
+    await until(async () => (await getTask(db, id)).state_id === 'CS', 'the second run to complete');
+    const task = await getTask(db, id);
+    assert.equal(task.attempt, 2);
+    assert.equal(task.end_reason, 'completed');
+    const runs = await runsOf(id);
+    assert.deepEqual(runs.map((r) => [r.attempt, r.end_reason, r.exit_code, r.worker_id]), [[1, 'exit_code', 3, 1], [2, 'completed', 0, 1]]);
+    assert.match(String(runs[0]!.error), /^exit code 3\nfailing/);
+
+    const listed = await runCli(db.url, ['runs', String(id)]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const lines = listed.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^ATTEMPT\s+STARTED\s+FINISHED\s+END\s+EXIT/);
+    assert.match(lines[1]!, /^1\s+\S+\s+\S+\s+exit_code\s+3\s/);
+    assert.match(lines[2]!, /^2\s+\S+\s+\S+\s+completed\s+0\s/);
+    const shown = await runCli(db.url, ['show', String(id)]);
+    assert.match(shown.stdout, /^state: +CS \(completed\)$/m);
+    assert.match(shown.stdout, /^attempt: +2$/m);
+    const never = await runCli(db.url, ['runs', String(await addTask(db, ['true'], { state: 'DR' }))]);
+    assert.match(never.stdout, /has not run yet/);
+    const missing = await runCli(db.url, ['runs', '999999']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^pg-tasks: task 999999 not found/);
+  });
+});
