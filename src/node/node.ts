@@ -220,7 +220,7 @@ export class TaskNode {
       if (this.running.get(id)?.attempt === attempt || this.writer!.isPending(id, attempt) || this.endedRecently.has(key) || this.endedBefore.has(key)) continue;
       this.log.error({ task: id, attempt }, 'run claimed under this lease has no process here: failing it');
       this.writer!.finish(epoch, {
-        id, attempt, state: 'CF', endReason: 'lost', exitCode: null, signal: null, output: '',
+        id, attempt, state: 'CF', endReason: 'lost', pid: null, exitCode: null, signal: null, output: '',
         error: 'Lost: the node that claimed it has no process for it (the claim reply was lost)',
       });
     }
@@ -311,7 +311,7 @@ export class TaskNode {
     } catch (error) {
       // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
       this.writer!.finish(epoch, {
-        id: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', exitCode: null, signal: null, output: '',
+        id: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', pid: null, exitCode: null, signal: null, output: '',
         error: `could not start the process: ${(error as Error).message}`,
       });
       this.requestClaim();

@@ -11,6 +11,8 @@ export interface TaskOutcome {
   attempt: number;
   state: 'CS' | 'CF' | 'CC';
   endReason: EndReason;
+  /** null when no process started. */
+  pid: number | null;
   exitCode: number | null;
   signal: string | null;
   error: string | null;
@@ -137,6 +139,7 @@ export class ResultWriter {
           list.map((o) => o.signal),
           list.map((o) => o.error),
           list.map((o) => o.output),
+          list.map((o) => o.pid),
         ]);
         if (rows.length < list.length) {
           // Only a run that is no longer this term's: recovered by another node after this

@@ -37,10 +37,10 @@ CREATE TABLE task_run (
   PRIMARY KEY (task_id, attempt)
 );
 
--- Live runs are few (what runs now): the claim asks "does this task have one?" and a node
--- asks "which are mine?"; both read these small indexes, never the history.
-CREATE INDEX task_run_live_task_idx ON task_run (task_id) WHERE finished IS NULL;
-CREATE INDEX task_run_live_worker_idx ON task_run (worker_id, lease_epoch) WHERE finished IS NULL;
+-- Live runs are few (what runs now): a node asks "which are mine?" (cancellations, lost
+-- claims, recovery) of this small index, never of the history. The claim's "does this task
+-- have a live run?" reads the task's own few runs through the primary key.
+CREATE INDEX task_run_live_idx ON task_run (worker_id, lease_epoch) WHERE finished IS NULL;
 
 -- History for what ran before this version: the last run of each task that ran, live if it
 -- is running now (the node that runs it finishes it by its identity: attempt 1).

@@ -51,20 +51,14 @@ WITH term AS (
 SELECT * FROM claimed;
 
 -- name: recordPids
+-- The pid of each run that started, on its task row while the row still shows that run (the
+-- run's own row takes it with the run's end: one write less per run).
 -- $1 worker, $2 lease epoch, $3 task ids, $4 attempts, $5 pids
-WITH r AS (
-  SELECT * FROM unnest($3::bigint[], $4::int[], $5::int[]) AS r(id, attempt, pid)
-), run AS (
-  UPDATE {{schema}}.task_run tr
-     SET pid = r.pid
-    FROM r
-   WHERE tr.task_id = r.id AND tr.attempt = r.attempt AND tr.worker_id = $1 AND tr.lease_epoch = $2
-  RETURNING tr.task_id, tr.attempt, tr.pid
-)
 UPDATE {{schema}}.task t
-   SET pid = run.pid
-  FROM run
- WHERE t.id = run.task_id AND t.attempt = run.attempt AND t.state_id IN ('AE', 'AC');
+   SET pid = r.pid
+  FROM unnest($3::bigint[], $4::int[], $5::int[]) AS r(id, attempt, pid)
+ WHERE t.id = r.id AND t.attempt = r.attempt AND t.worker_id = $1 AND t.lease_epoch = $2
+   AND t.state_id IN ('AE', 'AC');
 
 -- name: finishRuns
 -- Writes the ends of runs, one statement per batch, each conditional on its run (task id,
@@ -74,12 +68,12 @@ UPDATE {{schema}}.task t
 -- task queued again while this run's process still lived can now start: its group is woken.
 -- $1 worker, $2 lease epoch, $3 notification channel, then one array per column
 WITH r AS (
-  SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[])
-         AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output)
+  SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[])
+         AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output, pid)
 ), run AS (
   UPDATE {{schema}}.task_run tr
      SET finished = now(), exit_code = r.exit_code, exit_signal = r.exit_signal,
-         end_reason = r.end_reason, error = r.error, output = r.output
+         end_reason = r.end_reason, error = r.error, output = r.output, pid = r.pid
     FROM r
    WHERE tr.task_id = r.id AND tr.attempt = r.attempt AND tr.worker_id = $1 AND tr.lease_epoch = $2
      AND tr.finished IS NULL
