@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
+import { isProcessAlive } from '../src/node/process-group.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
@@ -146,5 +147,55 @@ describe('run history', () => {
     const missing = await runCli(db.url, ['runs', '999999']);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^pg-tasks: task 999999 not found/);
+  });
+});
+
+describe('timeouts', () => {
+  it('a run past its timeout is killed, whole tree, even what ignores SIGTERM, and ends CF timeout', async () => {
+    const dir = tempDir('runs-timeout');
+    // The shell and its children ignore SIGTERM (an ignored signal is inherited): only the
+    // SIGKILL after the grace period (2 s in these tests) ends them.
+    const script = 'trap "" TERM; sleep 300 & echo $! >> "$0/pids"; sleep 300 & echo $! >> "$0/pids"; echo $$ >> "$0/pids"; wait';
+    const result = await runCli(db.url, ['add', '--timeout', '1s', '--', 'sh', '-c', script, dir]);
+    assert.equal(result.code, 0, result.stderr);
+    const id = Number(result.stdout.trim());
+    const started = performance.now();
+    await waitEnded(db, [id], 60_000);
+    const elapsed = performance.now() - started;
+    const task = await getTask(db, id);
+    assert.equal(task.state_id, 'CF');
+    assert.equal(task.end_reason, 'timeout');
+    assert.match(String(task.error), /^timed out after 1s/);
+    assert.equal(task.exit_signal, 'SIGKILL', 'it ignored SIGTERM: the grace period ran out');
+    const [run] = await runsOf(id);
+    assert.equal(run!.end_reason, 'timeout');
+    assert.ok(run!.deadline, 'the deadline is in the run row');
+    assert.equal(((run!.deadline as Date).getTime() - (run!.started as Date).getTime()), 1_000);
+    const pids = readFileSync(`${dir}/pids`, 'utf8').trim().split('\n').map(Number);
+    assert.equal(pids.length, 3);
+    assert.deepEqual(pids.filter((pid) => isProcessAlive(pid)), [], 'the whole tree is dead when the run ends');
+    assert.ok(elapsed >= 1_000, `ended after ${Math.round(elapsed)} ms, before its timeout`);
+  });
+
+  it("a group's timeout applies to its tasks without one of their own; a task's own wins; a run within its timeout completes", async () => {
+    await db.query("INSERT INTO long_task.task_group (id, timeout) VALUES (7, '1 second')");
+    const node = await startNode(db, { workerId: 7, groupId: 7, maxTasks: 4, logger });
+    try {
+      const capped = await addTask(db, ['sleep', '300'], { group: 7 });
+      const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command, timeout) VALUES (7, 'AW', '{sleep,2}', '1 minute') RETURNING id");
+      const own = Number(rows[0]!.id);
+      await waitEnded(db, [capped, own], 60_000);
+      assert.equal((await getTask(db, capped)).end_reason, 'timeout');
+      assert.equal((await getTask(db, own)).end_reason, 'completed');
+    } finally {
+      await node.shutdown();
+    }
+  });
+
+  it('refuses a timeout that is not a positive duration, at the CLI and in SQL', async () => {
+    const zero = await runCli(db.url, ['add', '--timeout', '0s', '--', 'true']);
+    assert.equal(zero.code, 1);
+    assert.match(zero.stderr, /expected a duration above 0/);
+    await assert.rejects(db.query("INSERT INTO long_task.task (state_id, command, timeout) VALUES ('DR', '{true}', '-1 second')"), /task_timeout_positive/);
   });
 });

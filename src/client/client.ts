@@ -47,6 +47,7 @@ export class TaskClient {
       input.params === undefined ? null : JSON.stringify(input.params),
       input.workerId ?? null,
       input.recoverPolicy ?? null,
+      input.timeoutMs ?? null,
     ]);
     return rows[0]!;
   }

@@ -43,6 +43,8 @@ export interface Task {
   lease_epoch: number | null;
   /** The number of the current or last run; 0 before the first. */
   attempt: number;
+  /** A run that lasts longer is killed (CF, 'timeout'); null = the group's, else none. */
+  timeout: unknown;
   /** Why the latest run ended (set by whoever ended it); null while none has ended. */
   end_reason: EndReason | null;
 }
@@ -60,6 +62,8 @@ export interface TaskRun {
   node_name: string | null;
   pid: number | null;
   started: Date;
+  /** started + the timeout in force when it was claimed; null = none. */
+  deadline: Date | null;
   /** null while the run is live: its process may still be running. */
   finished: Date | null;
   exit_code: number | null;
@@ -81,6 +85,8 @@ export interface AddTaskInput {
   workerId?: number | null;
   /** If the worker running it fails: fail it, or queue it again. Default: the group's, else fail. */
   recoverPolicy?: RecoverPolicy | null;
+  /** Milliseconds a run may last before its process group is killed (CF, 'timeout'). Default: the group's, else none. */
+  timeoutMs?: number | null;
 }
 
 export type RecoverPolicy = 'fail' | 'requeue';

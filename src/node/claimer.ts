@@ -12,6 +12,8 @@ export interface ClaimedRow {
   params: unknown;
   priority: number;
   last_state_change: Date;
+  /** The timeout in force for this run (the task's, else its group's); null = none. */
+  timeout_ms: number | null;
 }
 
 /** What the claim needs from its node. */

@@ -319,6 +319,7 @@ export class TaskNode {
     }
     const run = new Run(row.id, row.attempt, epoch, proc);
     this.running.set(row.id, run);
+    if (row.timeout_ms !== null) run.armTimeout(row.timeout_ms, o.killGraceMs);
     void proc.started.then((pid) => {
       if (pid === undefined) return;
       this.reaper.track(pid);
@@ -329,6 +330,7 @@ export class TaskNode {
   }
 
   private onProcessEnd(run: Run, result: ProcessResult): void {
+    run.ended();
     if (run.proc.pid !== undefined) this.reaper.untrack(run.proc.pid);
     this.running.delete(run.taskId);
     this.endedRecently.add(run.key);

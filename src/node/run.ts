@@ -24,6 +24,7 @@ const ERROR_TAIL = 2_000;
  */
 export class Run {
   private killReason: KillReason | null = null;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly taskId: number,
@@ -41,6 +42,24 @@ export class Run {
     return this.killReason;
   }
 
+  /**
+   * Kills the run when it exceeds its timeout, counted from the claim (the deadline in its
+   * task_run row is the same in database time). It ends CF 'timeout' once its whole process
+   * group is gone: SIGTERM, SIGKILL after the grace period.
+   */
+  armTimeout(timeoutMs: number, graceMs: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.kill({ state: 'CF', endReason: 'timeout', error: `timed out after ${formatMs(timeoutMs)}` }, graceMs);
+    }, Math.max(0, timeoutMs));
+  }
+
+  /** The process is gone: nothing of the run may fire any more. */
+  ended(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
   /** Ends the process group (SIGTERM, SIGKILL after graceMs); the first reason given stands. */
   kill(reason: KillReason, graceMs: number): void {
     if (this.killReason) return;
@@ -53,10 +72,16 @@ export class Run {
     if (result.spawnError !== null) return { ...base, state: 'CF', endReason: 'spawn_error', error: result.spawnError };
     if (result.lost !== undefined) return { ...base, state: 'CF', endReason: 'lost', error: `Lost: ${result.lost}` };
     const reason = this.killReason;
+    const tail = result.output.slice(-ERROR_TAIL);
+    if (reason?.endReason === 'timeout') return { ...base, state: reason.state, endReason: reason.endReason, error: tail ? `${reason.error}\n${tail}` : reason.error };
     if (reason) return { ...base, state: reason.state, endReason: reason.endReason, error: reason.error };
     if (result.exitCode === 0) return { ...base, state: 'CS', endReason: 'completed', error: null };
     const what = result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`;
-    const tail = result.output.slice(-ERROR_TAIL);
     return { ...base, state: 'CF', endReason: result.signal !== null ? 'signal' : 'exit_code', error: tail ? `${what}\n${tail}` : what };
   }
+}
+
+/** 1500 → "1.5s", 90000 → "90s", 250 → "250ms". */
+function formatMs(ms: number): string {
+  return ms < 1_000 ? `${Math.round(ms)}ms` : `${+(ms / 1_000).toFixed(3)}s`;
 }

@@ -1,10 +1,16 @@
 // add, queue, cancel, runs, show, ls: thin over TaskClient.
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { formatRunTable, formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
-import { parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
+import { parseDuration, parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
 import type { RecoverPolicy, TaskState } from '../../client/types.js';
+
+function parsePositiveDuration(value: string): number {
+  const ms = parseDuration(value);
+  if (ms <= 0) throw new InvalidArgumentError(`expected a duration above 0, got "${value}"`);
+  return ms;
+}
 
 export function registerTaskCommands(program: Command, ctx: CliContext): void {
   program
@@ -18,9 +24,10 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .option('--draft', 'insert in DR (draft); queue it later with "pg-tasks queue ID"')
     .option('--cwd <dir>', "working directory, absolute or relative to the node's --root-dir")
     .option('--params <json>', 'JSON handed to the process in PG_TASKS_PARAMS', parseJson)
+    .option('--timeout <duration>', "kill a run that lasts longer (its whole process group) and fail it with end_reason 'timeout' (default: the group's, else none)", parsePositiveDuration)
     .addOption(new Option('--on-worker-failure <policy>', "if the worker running it fails: fail it, or requeue it (default: the group's policy, else fail)").choices(['fail', 'requeue']))
     .option('--json', 'print the whole row as JSON')
-    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; json?: boolean }) => {
+    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; timeout?: number; json?: boolean }) => {
       const task = await ctx.withClient((c) =>
         c.add({
           command,
@@ -31,6 +38,7 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
           params: opts.params,
           workerId: opts.worker ?? null,
           recoverPolicy: opts.onWorkerFailure ?? null,
+          timeoutMs: opts.timeout ?? null,
         }),
       );
       if (opts.json) printJson(ctx.io, task);

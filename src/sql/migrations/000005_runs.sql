@@ -16,6 +16,13 @@ ALTER TABLE task
         'completed', 'exit_code', 'signal', 'spawn_error', 'cancelled', 'timeout',
         'worker_failed', 'lost', 'node_stopped', 'dependency', 'refused', 'oom'));
 
+-- Timeouts: a run that exceeds its task's timeout (else its group's) is killed, whole process
+-- group, and ends CF 'timeout'. null = no limit.
+ALTER TABLE task
+  ADD COLUMN timeout interval CONSTRAINT task_timeout_positive CHECK (timeout > interval '0');
+ALTER TABLE task_group
+  ADD COLUMN timeout interval CONSTRAINT task_group_timeout_positive CHECK (timeout > interval '0');
+
 CREATE TABLE task_run (
   task_id     bigint      NOT NULL REFERENCES task (id) ON DELETE CASCADE,
   attempt     int         NOT NULL,
@@ -24,6 +31,8 @@ CREATE TABLE task_run (
   node_name   text,
   pid         int,
   started     timestamptz NOT NULL DEFAULT now(),
+  -- started + the timeout in force at the claim; null = none
+  deadline    timestamptz,
   -- null while the run is live: its process may still be running
   finished    timestamptz,
   exit_code   int,

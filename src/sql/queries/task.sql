@@ -43,12 +43,15 @@ WITH term AS (
          finished = NULL, exit_code = NULL, exit_signal = NULL, pid = NULL, output = NULL
     FROM picked
    WHERE t.id = picked.id
-  RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change
+  RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change,
+            coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id)) AS timeout
 ), runs AS (
-  INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, started)
-  SELECT id, attempt, $2, $4, $5, now() FROM claimed
+  INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, started, deadline)
+  SELECT id, attempt, $2, $4, $5, now(), now() + timeout FROM claimed
 )
-SELECT * FROM claimed;
+SELECT id, attempt, command, cwd, params, priority, last_state_change,
+       (extract(epoch FROM timeout) * 1000)::float8 AS timeout_ms
+  FROM claimed;
 
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
@@ -106,9 +109,10 @@ SELECT r.task_id AS id, r.attempt
 SELECT * FROM {{schema}}.task_run WHERE task_id = $1 ORDER BY attempt;
 
 -- name: insertTask
--- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy
-INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+-- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy,
+-- $9 timeout (ms) or null
+INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy, timeout)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, make_interval(secs => $9::float8 / 1000))
 RETURNING *;
 
 -- name: queueTask
