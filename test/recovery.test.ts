@@ -73,7 +73,8 @@ describe('recovery of failed workers', () => {
     await client.query('DROP FUNCTION long_task.recover_worker_tasks(int)');
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
     await client.query('DROP TABLE long_task.task_run');
-    await client.query('ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason');
+    await client.query(`ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason, DROP COLUMN timeout,
+      DROP COLUMN max_attempts, DROP COLUMN backoff_base, DROP COLUMN backoff_cap, DROP COLUMN retry_on, DROP COLUMN run_after`);
     await client.query('DROP TABLE long_task.task_group');
     await client.query('ALTER TABLE long_task.task DROP COLUMN recover_policy');
     await client.query('ALTER TABLE long_task.worker DROP COLUMN standby_node, DROP COLUMN standby_seen');

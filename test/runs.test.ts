@@ -199,3 +199,101 @@ describe('timeouts', () => {
     await assert.rejects(db.query("INSERT INTO long_task.task (state_id, command, timeout) VALUES ('DR', '{true}', '-1 second')"), /task_timeout_positive/);
   });
 });
+
+describe('retries', () => {
+  /** Fails until its attempt number (PG_TASKS_ATTEMPT is not given: counted in a file) reaches `okAt`. */
+  function failUntil(dir: string, okAt: number): string[] {
+    return ['sh', '-c', `echo "$$" >> "$0/starts"; n=$(wc -l < "$0/starts"); [ "$n" -ge ${okAt} ] || { echo "attempt $n fails"; exit 7; }`, dir];
+  }
+
+  it('a task failing twice then succeeding ends CS at attempt 3, with 3 runs and growing gaps between them', async () => {
+    const dir = tempDir('retry-ok');
+    const result = await runCli(db.url, ['add', '--max-attempts', '5', '--backoff', '300ms..10s', '--', ...failUntil(dir, 3)]);
+    assert.equal(result.code, 0, result.stderr);
+    const id = Number(result.stdout.trim());
+    await until(async () => (await getTask(db, id)).state_id === 'CS', 'the third attempt to succeed', 60_000);
+    const task = await getTask(db, id);
+    assert.equal(task.attempt, 3);
+    assert.equal(task.end_reason, 'completed');
+    const runs = await runsOf(id);
+    assert.deepEqual(runs.map((r) => [r.attempt, r.end_reason, r.exit_code]), [[1, 'exit_code', 7], [2, 'exit_code', 7], [3, 'completed', 0]]);
+    const gap = (a: Record<string, unknown>, b: Record<string, unknown>): number => (b.started as Date).getTime() - (a.finished as Date).getTime();
+    const [first, second] = [gap(runs[0]!, runs[1]!), gap(runs[1]!, runs[2]!)];
+    // 300 ms × 2^(attempt − 1) × (0.75 … 1.25): 225-375 ms, then 450-750 ms (plus the claim).
+    assert.ok(first >= 225, `first gap ${first} ms`);
+    assert.ok(second >= 450 && second > first, `gaps ${first} ms, then ${second} ms`);
+    assert.equal(readFileSync(`${dir}/starts`, 'utf8').trim().split('\n').length, 3, 'one process per attempt');
+  });
+
+  it('attempts exhausted: the task ends CF as before; a cancelled run never retries', async () => {
+    const dir = tempDir('retry-exhausted');
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (state_id, command, max_attempts, backoff_base) VALUES ('AW', $1, 2, '100 ms') RETURNING id",
+      [failUntil(dir, 99)],
+    );
+    const id = Number(rows[0]!.id);
+    await until(async () => (await getTask(db, id)).state_id === 'CF', 'the second attempt to fail for good', 60_000);
+    assert.equal((await getTask(db, id)).attempt, 2);
+    assert.equal((await runsOf(id)).length, 2);
+
+    const { rows: c } = await db.query<{ id: string }>("INSERT INTO long_task.task (state_id, command, max_attempts) VALUES ('AW', '{sleep,60}', 5) RETURNING id");
+    const cancelled = Number(c[0]!.id);
+    await until(async () => (await getTask(db, cancelled)).pid !== null, 'the task to start');
+    await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [cancelled]);
+    await waitEnded(db, [cancelled]);
+    assert.equal((await getTask(db, cancelled)).state_id, 'CC');
+    assert.equal((await runsOf(cancelled)).length, 1);
+  });
+
+  it('a retry runs once however many nodes race for it, and waits out its backoff across a node restart', async () => {
+    const G = 9;
+    const dir = tempDir('retry-race');
+    const nodes = await Promise.all([91, 92, 93].map((w) => startNode(db, { workerId: w, groupId: G, maxTasks: 2, logger })));
+    try {
+      const { rows } = await db.query<{ id: string }>(
+        "INSERT INTO long_task.task (group_id, state_id, command, max_attempts, backoff_base) VALUES ($1, 'AW', $2, 4, '200 ms') RETURNING id",
+        [G, failUntil(dir, 4)],
+      );
+      const id = Number(rows[0]!.id);
+      await until(async () => (await getTask(db, id)).state_id === 'CS', 'the fourth attempt to succeed', 60_000);
+      assert.deepEqual((await runsOf(id)).map((r) => r.attempt), [1, 2, 3, 4]);
+      assert.equal(readFileSync(`${dir}/starts`, 'utf8').trim().split('\n').length, 4, 'each attempt ran exactly once');
+    } finally {
+      await Promise.all(nodes.map((n) => n.shutdown()));
+    }
+
+    // A retry due while no node of its group runs: the next node to start runs it.
+    const later = tempDir('retry-restart');
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (group_id, state_id, command, max_attempts, backoff_base) VALUES ($1, 'AW', $2, 2, '1 second') RETURNING id",
+      [G, failUntil(later, 2)],
+    );
+    const id = Number(rows[0]!.id);
+    const node = await startNode(db, { workerId: 94, groupId: G, logger });
+    await until(async () => (await getTask(db, id)).run_after !== null, 'the first attempt to fail and schedule its retry');
+    await node.shutdown();
+    assert.equal((await getTask(db, id)).state_id, 'AW');
+    const again = await startNode(db, { workerId: 94, groupId: G, logger });
+    try {
+      await until(async () => (await getTask(db, id)).state_id === 'CS', 'the retry to run on the restarted node', 30_000);
+      assert.equal((await getTask(db, id)).attempt, 2);
+    } finally {
+      await again.shutdown();
+    }
+  });
+
+  it('refuses bad retry settings at the CLI, and in SQL', async () => {
+    for (const [args, message] of [
+      [['--max-attempts', '0'], /--max-attempts/],
+      [['--backoff', '10s..1s'], /below its base/],
+      [['--backoff', 'soon'], /expected a duration/],
+      [['--retry-on', 'cancelled'], /unknown end reason "cancelled"/],
+    ] as Array<[string[], RegExp]>) {
+      const result = await runCli(db.url, ['add', ...args, '--', 'true']);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.match(result.stderr, message);
+      assert.equal(result.stderr.trim().split('\n').length <= 2, true, result.stderr);
+    }
+    await assert.rejects(db.query("INSERT INTO long_task.task (state_id, command, retry_on) VALUES ('DR', '{true}', '{cancelled}')"), /task_retry_on_valid/);
+  });
+});

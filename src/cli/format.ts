@@ -9,7 +9,7 @@ export function formatTask(task: Task): string {
   const lines = [
     `id:          ${task.id}`,
     `state:       ${task.state_id}${task.end_reason ? ` (${task.end_reason})` : ''}`,
-    `attempt:     ${task.attempt}`,
+    `attempt:     ${task.attempt}${task.max_attempts !== null && task.max_attempts > 1 ? ` of ${task.max_attempts}` : ''}${task.state_id === 'AW' && task.run_after ? `; next run not before ${when(task.run_after)}` : ''}`,
     `command:     ${JSON.stringify(task.command)}`,
     `group:       ${task.group_id}`,
     `priority:    ${task.priority}`,

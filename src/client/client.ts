@@ -48,6 +48,10 @@ export class TaskClient {
       input.workerId ?? null,
       input.recoverPolicy ?? null,
       input.timeoutMs ?? null,
+      input.maxAttempts ?? null,
+      input.backoffBaseMs ?? null,
+      input.backoffCapMs ?? null,
+      input.retryOn ?? null,
     ]);
     return rows[0]!;
   }

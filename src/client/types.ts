@@ -45,6 +45,13 @@ export interface Task {
   attempt: number;
   /** A run that lasts longer is killed (CF, 'timeout'); null = the group's, else none. */
   timeout: unknown;
+  /** Runs at most; null = the group's, else 1 (no retry). */
+  max_attempts: number | null;
+  backoff_base: unknown;
+  backoff_cap: unknown;
+  retry_on: EndReason[] | null;
+  /** A waiting task is not claimed before this: a retry's backoff, or a delayed start. */
+  run_after: Date | null;
   /** Why the latest run ended (set by whoever ended it); null while none has ended. */
   end_reason: EndReason | null;
 }
@@ -87,6 +94,13 @@ export interface AddTaskInput {
   recoverPolicy?: RecoverPolicy | null;
   /** Milliseconds a run may last before its process group is killed (CF, 'timeout'). Default: the group's, else none. */
   timeoutMs?: number | null;
+  /** Runs at most (1 = no retry). Default: the group's, else 1. */
+  maxAttempts?: number | null;
+  /** Retry backoff: base × 2^(attempt − 1), at most cap, ±25 % jitter. Default: the group's, else 1 s and 10 min. */
+  backoffBaseMs?: number | null;
+  backoffCapMs?: number | null;
+  /** End reasons that retry. Default: the group's, else exit_code, signal, timeout, worker_failed, lost. */
+  retryOn?: EndReason[] | null;
 }
 
 export type RecoverPolicy = 'fail' | 'requeue';

@@ -10,6 +10,7 @@ import type { NodeOptions, ShutdownMode } from './options.js';
 import { ResultWriter } from './result-writer.js';
 import { Run, type KillReason } from './run.js';
 import { Scheduler } from './scheduler.js';
+import { DelayedTasks } from './delayed.js';
 import { recoverFailedWorker } from './recovery.js';
 import { Reaper } from './reaper.js';
 import { Spawner } from './spawner.js';
@@ -37,6 +38,7 @@ export class TaskNode {
   private lease: Lease | null = null;
   private writer: ResultWriter | null = null;
   private scheduler: Scheduler | null = null;
+  private delayed: DelayedTasks | null = null;
   private readonly reaper = new Reaper();
   private spawner: Spawner | null = null;
   /**
@@ -98,6 +100,7 @@ export class TaskNode {
       this.writer = new ResultWriter(pool, this.queries, o.workerId, this.schema, this.log);
       this.lease = new Lease(pool, this.queries, o, this.log);
       this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
+      this.delayed = new DelayedTasks(pool, this.queries, o.groupId, this.log);
       this.claimer = new Claimer(pool, this.queries, this.schema, o, this.log, {
         canClaim: () => this.canClaim(),
         freeSlots: () => o.maxTasks - this.running.size,
@@ -138,7 +141,10 @@ export class TaskNode {
           this.renewTimer = setInterval(() => void this.renew(), (o.leaseSeconds * 1000) / 2);
           this.applyStop(result.stop, true);
           this.resync();
-          if (!this.stopping) this.scheduler!.start();
+          if (!this.stopping) {
+            this.scheduler!.start();
+            this.delayed!.start();
+          }
           return;
         }
         this.state = 'standby';
@@ -251,6 +257,7 @@ export class TaskNode {
     this.log.error({ reason }, 'lease lost: killing running tasks and standing by');
     this.clearLeaseTimers();
     this.scheduler!.stop();
+    this.delayed!.stop();
     this.lease!.drop();
     for (const run of this.running.values()) {
       run.kill({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true }, 0);
@@ -274,6 +281,7 @@ export class TaskNode {
     if (n.e === 'queued' && n.g === o.groupId) this.hint();
     else if (n.e === 'ping' && n.w === o.workerId && n.k === this.lease?.epoch) this.pingsReceived = Math.max(this.pingsReceived, n.n ?? 0);
     else if (n.e === 'schedule' && n.g === o.groupId) this.scheduler?.rearm();
+    else if (n.e === 'delayed' && n.g === o.groupId) this.delayed?.rearm();
     else if (n.e === 'cancel' && n.w === o.workerId) void this.checkCancels();
     else if (n.e === 'worker' && n.w === o.workerId) {
       if (this.state === 'standby') this.wakeStandby?.();
@@ -288,6 +296,7 @@ export class TaskNode {
     void this.checkCancels();
     void this.refreshWorker();
     this.scheduler?.rearm();
+    this.delayed?.rearm();
   }
 
   private hint(): void {
@@ -410,6 +419,7 @@ export class TaskNode {
     }
     this.stopping = true;
     this.scheduler?.stop();
+    this.delayed?.stop();
     this.wakeStandby?.();
     const wasActive = this.state === 'active';
     this.state = 'stopping';
@@ -447,6 +457,7 @@ export class TaskNode {
     this.reaper.stop();
     this.spawner?.stop();
     this.scheduler?.stop();
+    this.delayed?.stop();
     this.writer?.close();
     this.clearLeaseTimers();
     this.claimer?.stop();

@@ -23,6 +23,36 @@ ALTER TABLE task
 ALTER TABLE task_group
   ADD COLUMN timeout interval CONSTRAINT task_group_timeout_positive CHECK (timeout > interval '0');
 
+-- Retries: a run that ends with an end reason in retry_on, before max_attempts runs, queues
+-- its task again (AW) with run_after = its end + a backoff; the claim skips it until then.
+-- Each column null = the group's, else the default: 1 attempt (no retry), retry on
+-- exit_code, signal, timeout, worker_failed and lost, backoff 1 s doubling up to 10 min.
+ALTER TABLE task
+  ADD COLUMN max_attempts int CONSTRAINT task_max_attempts_positive CHECK (max_attempts >= 1),
+  ADD COLUMN backoff_base interval CONSTRAINT task_backoff_base_positive CHECK (backoff_base > interval '0'),
+  ADD COLUMN backoff_cap interval CONSTRAINT task_backoff_cap_positive CHECK (backoff_cap > interval '0'),
+  ADD COLUMN retry_on text[] CONSTRAINT task_retry_on_valid CHECK (retry_on <@ ARRAY[
+    'exit_code', 'signal', 'spawn_error', 'timeout', 'worker_failed', 'lost', 'oom']::text[]),
+  -- A waiting task is not claimed before this (a retry's backoff, or a delayed start).
+  ADD COLUMN run_after timestamptz;
+ALTER TABLE task_group
+  ADD COLUMN max_attempts int CONSTRAINT task_group_max_attempts_positive CHECK (max_attempts >= 1),
+  ADD COLUMN backoff_base interval CONSTRAINT task_group_backoff_base_positive CHECK (backoff_base > interval '0'),
+  ADD COLUMN backoff_cap interval CONSTRAINT task_group_backoff_cap_positive CHECK (backoff_cap > interval '0'),
+  ADD COLUMN retry_on text[] CONSTRAINT task_group_retry_on_valid CHECK (retry_on <@ ARRAY[
+    'exit_code', 'signal', 'spawn_error', 'timeout', 'worker_failed', 'lost', 'oom']::text[]);
+
+-- The claim's indexes hold only what may run now: a task waiting for its run_after enters
+-- them when a node's retry timer clears run_after (task_delayed_idx finds those due).
+DROP INDEX IF EXISTS task_waiting_any_idx;
+DROP INDEX IF EXISTS task_waiting_pinned_idx;
+CREATE INDEX task_waiting_any_idx ON task (group_id, priority, last_state_change, id)
+  WHERE state_id = 'AW' AND worker_id IS NULL AND run_after IS NULL;
+CREATE INDEX task_waiting_pinned_idx ON task (worker_id, group_id, priority, last_state_change, id)
+  WHERE state_id = 'AW' AND worker_id IS NOT NULL AND run_after IS NULL;
+CREATE INDEX task_delayed_idx ON task (group_id, run_after)
+  WHERE state_id = 'AW' AND run_after IS NOT NULL;
+
 CREATE TABLE task_run (
   task_id     bigint      NOT NULL REFERENCES task (id) ON DELETE CASCADE,
   attempt     int         NOT NULL,
@@ -89,8 +119,11 @@ BEGIN
     IF NEW.state_id = 'AC' AND OLD.state_id NOT IN ('AW', 'AE') AND NOT live THEN
       RAISE EXCEPTION 'can''t cancel an inactive task (task % is %)', OLD.id, OLD.state_id
         USING ERRCODE = 'check_violation';
-    ELSIF NEW.state_id IN ('DR', 'AW') AND OLD.state_id IN ('AE', 'AC') THEN
-      -- A running process answers for the task; queuing it again would run it twice.
+    ELSIF NEW.state_id IN ('DR', 'AW') AND OLD.state_id IN ('AE', 'AC')
+          AND NOT (NEW.state_id = 'AW' AND NEW.run_after IS NOT NULL) THEN
+      -- A running process answers for the task; queue it again once it has ended (or cancel
+      -- it first). A node's retry, written with the run's end, goes straight to AW with a
+      -- run_after; the claim waits for the run's process to be gone anyway.
       RAISE EXCEPTION 'can''t set task % to % while it is % (cancel it first)',
         OLD.id, NEW.state_id, OLD.state_id USING ERRCODE = 'check_violation';
     ELSIF NEW.state_id = 'AE' AND OLD.state_id <> 'AW' THEN
@@ -117,6 +150,9 @@ BEGIN
       NEW.lease_epoch := NULL;
       NEW.end_reason := NULL;
     END IF;
+    IF NEW.state_id <> 'AW' THEN
+      NEW.run_after := NULL;
+    END IF;
     NEW.last_state_change := now();
   END IF;
   RETURN NEW;
@@ -124,7 +160,8 @@ END;
 $$;
 
 -- Version 1's notifications, with the cancel of a task whose row names no worker (re-queued
--- while its process still ran) sent to the worker whose run is live.
+-- while its process still ran) sent to the worker whose run is live, and tasks that wait for
+-- a time announced as 'delayed', not 'queued'.
 CREATE OR REPLACE FUNCTION task_notify() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = {{schema}}, pg_catalog
@@ -132,8 +169,12 @@ AS $$
 DECLARE
   r record;
 BEGIN
-  FOR r IN SELECT DISTINCT group_id FROM new_rows WHERE state_id = 'AW' LOOP
+  FOR r IN SELECT DISTINCT group_id FROM new_rows WHERE state_id = 'AW' AND run_after IS NULL LOOP
     PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'queued', 'g', r.group_id)::text);
+  END LOOP;
+  -- Waiting for a time (a retry's backoff): the group's nodes re-arm their retry timers.
+  FOR r IN SELECT DISTINCT group_id FROM new_rows WHERE state_id = 'AW' AND run_after IS NOT NULL LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'delayed', 'g', r.group_id)::text);
   END LOOP;
   FOR r IN SELECT DISTINCT coalesce(n.worker_id, live.worker_id) AS worker_id
              FROM new_rows n

@@ -17,7 +17,7 @@ WITH term AS (
 ), any_worker AS (
   SELECT id, priority, last_state_change
     FROM {{schema}}.task t
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL
      AND (SELECT held FROM term)
      AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
@@ -26,7 +26,7 @@ WITH term AS (
 ), pinned AS (
   SELECT id, priority, last_state_change
     FROM {{schema}}.task t
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL
      AND (SELECT held FROM term)
      AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
@@ -69,6 +69,12 @@ UPDATE {{schema}}.task t
 -- The task row takes the run's figures; its state and error only if it still shows the run
 -- as active (AE/AC): a row that someone set to C* or queued again meanwhile keeps that. A
 -- task queued again while this run's process still lived can now start: its group is woken.
+--
+-- A run of an executing task (not one being cancelled) that ended with an end reason in its
+-- retry_on, before max_attempts runs, queues the task again with run_after = now + backoff:
+-- base × 2^(attempt − 1), at most cap, times a jitter of 0.75 to 1.25 so that tasks failing
+-- together do not retry together. With the defaults (1 s, 10 min) the delays after attempts
+-- 1, 2, 3 … are about 1 s, 2 s, 4 s, 8 s, 16 s, 32 s, 64 s, 128 s, 256 s, 512 s, then 600 s.
 -- $1 worker, $2 lease epoch, $3 notification channel, then one array per column
 WITH r AS (
   SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[])
@@ -81,18 +87,33 @@ WITH r AS (
    WHERE tr.task_id = r.id AND tr.attempt = r.attempt AND tr.worker_id = $1 AND tr.lease_epoch = $2
      AND tr.finished IS NULL
   RETURNING tr.task_id, tr.attempt
+), policy AS (
+  SELECT t.id,
+         t.state_id = 'AE'
+           AND t.attempt < coalesce(t.max_attempts, g.max_attempts, 1)
+           AND r.end_reason = ANY (coalesce(t.retry_on, g.retry_on,
+                 ARRAY['exit_code', 'signal', 'timeout', 'worker_failed', 'lost'])) AS retry,
+         least(coalesce(t.backoff_cap, g.backoff_cap, interval '10 minutes'),
+               coalesce(t.backoff_base, g.backoff_base, interval '1 second') * power(2, least(t.attempt - 1, 40)))
+           * (0.75 + random() / 2) AS delay
+    FROM r
+    JOIN run ON run.task_id = r.id AND run.attempt = r.attempt
+    JOIN {{schema}}.task t ON t.id = r.id AND t.attempt = r.attempt
+    LEFT JOIN {{schema}}.task_group g ON g.id = t.group_id
 ), updated AS (
   UPDATE {{schema}}.task t
-     SET state_id   = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.state_id ELSE t.state_id END,
+     SET state_id   = CASE WHEN t.state_id NOT IN ('AE', 'AC') THEN t.state_id
+                           WHEN p.retry THEN 'AW' ELSE r.state_id END,
+         run_after  = CASE WHEN p.retry THEN now() + p.delay ELSE t.run_after END,
          end_reason = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.end_reason ELSE t.end_reason END,
          error      = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.error ELSE t.error END,
          exit_code = r.exit_code, exit_signal = r.exit_signal, output = r.output, finished = now()
-    FROM r JOIN run ON run.task_id = r.id AND run.attempt = r.attempt
+    FROM r JOIN policy p ON p.id = r.id
    WHERE t.id = r.id AND t.attempt = r.attempt AND t.state_id NOT IN ('AW', 'DR')
 ), woken AS (
   SELECT pg_notify($3, json_build_object('e', 'queued', 'g', g.group_id)::text)
     FROM (SELECT DISTINCT t.group_id FROM {{schema}}.task t JOIN run ON t.id = run.task_id
-           WHERE t.state_id = 'AW') g
+           WHERE t.state_id = 'AW' AND t.run_after IS NULL) g
 )
 SELECT run.task_id AS id, run.attempt, (SELECT count(*) FROM woken) AS woken FROM run;
 
@@ -104,15 +125,33 @@ SELECT r.task_id AS id, r.attempt
   JOIN {{schema}}.task t ON t.id = r.task_id
  WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL AND t.state_id = 'AC';
 
+-- name: nextDelayedDue
+-- How long until the group's earliest waiting task with a run_after is due (negative: it is);
+-- null when there is none. Served by task_delayed_idx.
+-- $1 group
+SELECT (extract(epoch FROM min(run_after) - now()) * 1000)::float8 AS delay_ms
+  FROM {{schema}}.task
+ WHERE group_id = $1 AND state_id = 'AW' AND run_after IS NOT NULL;
+
+-- name: releaseDelayed
+-- Due waiting tasks become claimable: run_after cleared puts them in the claim's indexes, and
+-- the update notifies the group ('queued'). Racing nodes release each row once.
+-- $1 group
+UPDATE {{schema}}.task
+   SET run_after = NULL
+ WHERE group_id = $1 AND state_id = 'AW' AND run_after IS NOT NULL AND run_after <= now();
+
 -- name: taskRuns
 -- $1 task id
 SELECT * FROM {{schema}}.task_run WHERE task_id = $1 ORDER BY attempt;
 
 -- name: insertTask
 -- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy,
--- $9 timeout (ms) or null
-INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy, timeout)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, make_interval(secs => $9::float8 / 1000))
+-- $9 timeout (ms), $10 max attempts, $11 backoff base (ms), $12 backoff cap (ms), $13 retry on
+INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy,
+                             timeout, max_attempts, backoff_base, backoff_cap, retry_on)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, make_interval(secs => $9::float8 / 1000), $10,
+        make_interval(secs => $11::float8 / 1000), make_interval(secs => $12::float8 / 1000), $13)
 RETURNING *;
 
 -- name: queueTask

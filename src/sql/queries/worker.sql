@@ -57,9 +57,9 @@ UPDATE {{schema}}.worker w
 RETURNING w.stop,
   -- Two EXISTS, one per waiting-task index: tasks pinned to other workers are not read.
   (EXISTS (SELECT 1 FROM {{schema}}.task t
-            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL)
+            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL AND t.run_after IS NULL)
    OR EXISTS (SELECT 1 FROM {{schema}}.task t
-               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1)) AS has_waiting,
+               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1 AND t.run_after IS NULL)) AS has_waiting,
   EXISTS (SELECT 1 FROM {{schema}}.task_run r JOIN {{schema}}.task t ON t.id = r.task_id
            WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL AND t.state_id = 'AC') AS has_cancels,
   ARRAY(SELECT f.id FROM {{schema}}.worker f
