@@ -175,7 +175,7 @@ const bulkLine =
   `; sequential scans of the task table meanwhile: ${scansAfter.seq - scansBefore.seq} (index scans ${scansAfter.idx - scansBefore.idx})`;
 
 // 1. Backlog scale, on an emptied table (the bulk run's rows gone).
-await client.query(`TRUNCATE ${s}.task`);
+await client.query(`TRUNCATE ${s}.task_run, ${s}.task`);
 await addBacklog(small);
 const low = await phase(small);
 await addBacklog(big - small);
