@@ -147,6 +147,8 @@ describe('run history', () => {
     const missing = await runCli(db.url, ['runs', '999999']);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^pg-tasks: task 999999 not found/);
+    await db.query('DELETE FROM long_task.task WHERE id = $1', [id]);
+    assert.deepEqual(await runsOf(id), [], "a deleted task's runs go with it");
   });
 });
 

@@ -16,19 +16,19 @@ WITH term AS (
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
 ), any_worker AS (
   SELECT id, priority, last_state_change
-    FROM {{schema}}.task t
+    FROM {{schema}}.task w
    WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL
      AND (SELECT held FROM term)
-     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL)
+     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = w.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
    LIMIT $3
    FOR UPDATE SKIP LOCKED
 ), pinned AS (
   SELECT id, priority, last_state_change
-    FROM {{schema}}.task t
+    FROM {{schema}}.task w
    WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL
      AND (SELECT held FROM term)
-     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL)
+     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = w.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
    LIMIT $3
    FOR UPDATE SKIP LOCKED
