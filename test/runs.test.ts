@@ -152,6 +152,23 @@ describe('run history', () => {
   });
 });
 
+describe('resource use', () => {
+  it("records a run's CPU time and peak memory where the spawn helper starts it (null with child_process)", async () => {
+    const id = await addTask(db, ['sh', '-c', 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done']);
+    await waitEnded(db, [id], 60_000);
+    const [run] = await runsOf(id);
+    const shown = await runCli(db.url, ['show', String(id)]);
+    if (process.env.PGTASKS_SPAWNER === 'node') {
+      assert.equal(run!.cpu_user_ms, null);
+      assert.doesNotMatch(shown.stdout, /^used:/m);
+      return;
+    }
+    assert.ok(Number(run!.cpu_user_ms) + Number(run!.cpu_system_ms) > 0, `cpu ${Number(run!.cpu_user_ms)} + ${Number(run!.cpu_system_ms)} ms`);
+    assert.ok(Number(run!.max_rss_kb) > 0, `peak ${Number(run!.max_rss_kb)} kB`);
+    assert.match(shown.stdout, /^used: +cpu \d+\.\d\ds user \+ \d+\.\d\ds system, peak \d+\.\d MB$/m);
+  });
+});
+
 describe('timeouts', () => {
   it('a run past its timeout is killed, whole tree, even what ignores SIGTERM, and ends CF timeout', async () => {
     const dir = tempDir('runs-timeout');

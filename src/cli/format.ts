@@ -5,7 +5,7 @@ function when(value: Date | null): string {
 }
 
 /** `pg-tasks show`: every field a person looks for, then the output tail. */
-export function formatTask(task: Task): string {
+export function formatTask(task: Task, lastRun?: TaskRun): string {
   const lines = [
     `id:          ${task.id}`,
     `state:       ${task.state_id}${task.end_reason ? ` (${task.end_reason})` : ''}`,
@@ -21,6 +21,7 @@ export function formatTask(task: Task): string {
     `finished:    ${when(task.finished)}`,
     `exit:        ${task.exit_code ?? (task.exit_signal ? task.exit_signal : '-')}`,
     `pid:         ${task.pid ?? '-'}`,
+    ...(lastRun?.cpu_user_ms != null ? [`used:        ${formatUsage(lastRun)}`] : []),
     `node:        ${task.node_name ?? '-'}`,
   ];
   if (task.next_start !== null || task.shed_cron !== null) {
@@ -45,10 +46,16 @@ function table(header: string[], rows: string[][]): string {
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
+/** "cpu 1.20s user + 0.05s system, peak 12.3 MB" */
+function formatUsage(run: TaskRun): string {
+  const seconds = (ms: number | null): string => `${((ms ?? 0) / 1000).toFixed(2)}s`;
+  return `cpu ${seconds(run.cpu_user_ms)} user + ${seconds(run.cpu_system_ms)} system, peak ${((run.max_rss_kb ?? 0) / 1024).toFixed(1)} MB`;
+}
+
 /** `pg-tasks runs`: one run a line, oldest first. */
 export function formatRunTable(runs: TaskRun[]): string {
   return table(
-    ['ATTEMPT', 'STARTED', 'FINISHED', 'END', 'EXIT', 'PID', 'NODE', 'ERROR'],
+    ['ATTEMPT', 'STARTED', 'FINISHED', 'END', 'EXIT', 'PID', 'NODE', 'CPU', 'PEAK', 'ERROR'],
     runs.map((r) => [
       String(r.attempt),
       when(r.started),
@@ -57,6 +64,8 @@ export function formatRunTable(runs: TaskRun[]): string {
       r.exit_code !== null ? String(r.exit_code) : (r.exit_signal ?? '-'),
       r.pid === null ? '-' : String(r.pid),
       r.node_name ?? '-',
+      r.cpu_user_ms === null ? '-' : `${((Number(r.cpu_user_ms) + Number(r.cpu_system_ms ?? 0)) / 1000).toFixed(2)}s`,
+      r.max_rss_kb === null ? '-' : `${(Number(r.max_rss_kb) / 1024).toFixed(1)}MB`,
       escapeControls((r.error ?? '').split('\n')[0]!).slice(0, 60),
     ]),
   );

@@ -78,6 +78,10 @@ export interface TaskRun {
   end_reason: EndReason | null;
   error: string | null;
   output: string | null;
+  /** CPU time and peak memory of the process; null where they cannot be told (child_process). */
+  cpu_user_ms: number | null;
+  cpu_system_ms: number | null;
+  max_rss_kb: number | null;
 }
 
 export interface AddTaskInput {

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { EndReason } from '../client/types.js';
 import type { Queries } from '../db/queries.js';
+import type { ResourceUsage } from './spawner.js';
 
 export type { EndReason };
 
@@ -13,6 +14,8 @@ export interface TaskOutcome {
   endReason: EndReason;
   /** null when no process started. */
   pid: number | null;
+  /** What the process used, where it can be told (see ResourceUsage). */
+  usage?: ResourceUsage | undefined;
   exitCode: number | null;
   signal: string | null;
   error: string | null;
@@ -140,6 +143,9 @@ export class ResultWriter {
           list.map((o) => o.error),
           list.map((o) => o.output),
           list.map((o) => o.pid),
+          list.map((o) => o.usage?.userMs ?? null),
+          list.map((o) => o.usage?.systemMs ?? null),
+          list.map((o) => o.usage?.maxRssKb ?? null),
         ]);
         if (rows.length < list.length) {
           // Only a run that is no longer this term's: recovered by another node after this

@@ -68,7 +68,7 @@ export class Run {
   }
 
   outcome(result: ProcessResult): TaskOutcome {
-    const base = { id: this.taskId, attempt: this.attempt, pid: this.proc.pid ?? null, exitCode: result.exitCode, signal: result.signal, output: result.output };
+    const base = { id: this.taskId, attempt: this.attempt, pid: this.proc.pid ?? null, exitCode: result.exitCode, signal: result.signal, output: result.output, usage: result.usage };
     if (result.spawnError !== null) return { ...base, state: 'CF', endReason: 'spawn_error', error: result.spawnError };
     if (result.lost !== undefined) return { ...base, state: 'CF', endReason: 'lost', error: `Lost: ${result.lost}` };
     const reason = this.killReason;

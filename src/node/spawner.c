@@ -11,7 +11,9 @@
  * helper -> node  'P' key pid:i32        started (pid = process group id: setsid)
  *                 'E' key errno:i32      could not start
  *                 'O' key bytes...       output (stdout and stderr share one pipe)
- *                 'X' key status:i32     the leader exited (raw wait status)
+ *                 'X' key status:i32 user_ms:u32 system_ms:u32 maxrss_kb:u32
+ *                                        the leader exited (raw wait status), and what it used
+ *                                        (wait4's rusage: itself and the children it waited for)
  *                 'C' key                its output pipe closed
  * The helper exits when its stdin closes (the node is gone); the node's reaper, not this
  * helper, kills what the node left running.
@@ -25,6 +27,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,12 +165,18 @@ static void drop_finished(void) {
 static void reap(void) {
   for (;;) {
     int status;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
+    struct rusage ru;
+    pid_t pid = wait4(-1, &status, WNOHANG, &ru);
     if (pid <= 0) return;
     for (size_t i = 0; i < ntasks; i++) {
       if (tasks[i].pid == pid) {
         tasks[i].pid = 0;
-        reply_int('X', tasks[i].key, status);
+        char v[16];
+        put_u32(v, (uint32_t)status);
+        put_u32(v + 4, (uint32_t)(ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000));
+        put_u32(v + 8, (uint32_t)(ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000));
+        put_u32(v + 12, (uint32_t)ru.ru_maxrss); /* kilobytes on Linux */
+        reply('X', tasks[i].key, v, sizeof v);
         break;
       }
     }

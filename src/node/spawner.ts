@@ -21,11 +21,19 @@ export interface HelperCallbacks {
   started(pid: number): void;
   failed(errno: number): void;
   output(chunk: Buffer): void;
-  exited(status: number): void;
+  /** status -1: unknown (the helper died). usage: what the leader used, from wait4. */
+  exited(status: number, usage?: ResourceUsage): void;
   closed(): void;
 }
 
 const SOURCE = fileURLToPath(new URL('../../src/node/spawner.c', import.meta.url));
+
+/** CPU time and peak memory of a task's leader process (and the children it waited for). */
+export interface ResourceUsage {
+  userMs: number;
+  systemMs: number;
+  maxRssKb: number;
+}
 
 export class Spawner {
   private child: ChildProcess | null = null;
@@ -147,7 +155,7 @@ export class Spawner {
       case 'X':
         entry.exited = true;
         if (entry.closed) this.tasks.delete(key);
-        task.exited(frame.readInt32LE(5));
+        task.exited(frame.readInt32LE(5), { userMs: frame.readUInt32LE(9), systemMs: frame.readUInt32LE(13), maxRssKb: frame.readUInt32LE(17) });
         break;
       case 'C':
         entry.closed = true;

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { OutputTail } from './output-tail.js';
 import { killProcessGroup, waitProcessGroupGone } from './process-group.js';
-import type { Spawner } from './spawner.js';
+import type { ResourceUsage, Spawner } from './spawner.js';
 
 export interface TaskSpec {
   id: number;
@@ -30,6 +30,8 @@ export interface ProcessResult {
   killed: boolean;
   /** Set when the process's end could not be observed (the spawn helper died). */
   lost?: string;
+  /** What the leader used, where it can be told (the spawn helper's wait4; not child_process). */
+  usage?: ResourceUsage;
 }
 
 /** The argv of a task: every element that is exactly %TASK becomes the task id. */
@@ -80,12 +82,12 @@ export class TaskProcess {
     };
     // A task is its process group: whatever the leader left running dies with it, and the
     // task is reported only once nothing of it is alive and its output is read.
-    const leaderExited = (exitCode: number | null, signal: NodeJS.Signals | null, outputClosed: Promise<void>, lost?: string): void => {
+    const leaderExited = (exitCode: number | null, signal: NodeJS.Signals | null, outputClosed: Promise<void>, lost?: string, usage?: ResourceUsage): void => {
       this.exited = true;
       const pgid = this.pid!;
       killProcessGroup(pgid, 'SIGKILL');
       void Promise.all([waitProcessGroupGone(pgid, 5_000), outputClosed]).then(() =>
-        resolveDone({ exitCode, signal, spawnError: null, output: this.tail.toString(), killed: this.killed, ...(lost ? { lost } : {}) }),
+        resolveDone({ exitCode, signal, spawnError: null, output: this.tail.toString(), killed: this.killed, ...(lost ? { lost } : {}), ...(usage ? { usage } : {}) }),
       );
     };
 
@@ -99,7 +101,7 @@ export class TaskProcess {
         },
         failed: (errno) => spawnFailed(errnoException(errno, argv[0]!)),
         output: (chunk) => this.tail.push(chunk),
-        exited: (status) => {
+        exited: (status, usage) => {
           if (status === -1 && this.pid === undefined) {
             resolveStarted(undefined);
             resolveDone({ exitCode: null, signal: null, spawnError: 'the spawn helper died before it reported the start', output: '', killed: false });
@@ -112,7 +114,7 @@ export class TaskProcess {
           const { exitCode, signal } = decodeWaitStatus(status);
           // The helper gives up on the pipe only at EOF; a descendant that escaped the group
           // (its own setsid) may hold it open, so stop waiting after a second, as below.
-          leaderExited(exitCode, signal, Promise.race([outputClosed, delay(1_000)]));
+          leaderExited(exitCode, signal, Promise.race([outputClosed, delay(1_000)]), undefined, usage);
         },
         closed: () => closed(),
       });

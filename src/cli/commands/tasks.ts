@@ -111,9 +111,9 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .argument('<id>', 'task id', parseTaskId)
     .option('--json', 'print the row as JSON')
     .action(async (id: number, opts: { json?: boolean }) => {
-      const task = await ctx.withClient((c) => c.get(id));
+      const [task, runs] = await ctx.withClient(async (c) => [await c.get(id), await c.runs(id)] as const);
       if (opts.json) printJson(ctx.io, task);
-      else print(ctx.io, formatTask(task));
+      else print(ctx.io, formatTask(task, runs.find((r) => r.attempt === task.attempt)));
     });
 
   program

@@ -76,6 +76,11 @@ CREATE TABLE task_run (
                 'worker_failed', 'lost', 'node_stopped', 'dependency', 'refused', 'oom')),
   error       text,
   output      text,
+  -- What the process used (the spawn helper's wait4: the leader and the children it waited
+  -- for); null where it cannot be told (tasks started with child_process.spawn)
+  cpu_user_ms   bigint,
+  cpu_system_ms bigint,
+  max_rss_kb    bigint,
   PRIMARY KEY (task_id, attempt)
 );
 

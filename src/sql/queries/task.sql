@@ -77,12 +77,14 @@ UPDATE {{schema}}.task t
 -- 1, 2, 3 … are about 1 s, 2 s, 4 s, 8 s, 16 s, 32 s, 64 s, 128 s, 256 s, 512 s, then 600 s.
 -- $1 worker, $2 lease epoch, $3 notification channel, then one array per column
 WITH r AS (
-  SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[])
-         AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output, pid)
+  SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[],
+                       $13::bigint[], $14::bigint[], $15::bigint[])
+         AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output, pid, cpu_user_ms, cpu_system_ms, max_rss_kb)
 ), run AS (
   UPDATE {{schema}}.task_run tr
      SET finished = now(), exit_code = r.exit_code, exit_signal = r.exit_signal,
-         end_reason = r.end_reason, error = r.error, output = r.output, pid = r.pid
+         end_reason = r.end_reason, error = r.error, output = r.output, pid = r.pid,
+         cpu_user_ms = r.cpu_user_ms, cpu_system_ms = r.cpu_system_ms, max_rss_kb = r.max_rss_kb
     FROM r
    WHERE tr.task_id = r.id AND tr.attempt = r.attempt AND tr.worker_id = $1 AND tr.lease_epoch = $2
      AND tr.finished IS NULL
