@@ -316,3 +316,32 @@ describe('retries', () => {
     await assert.rejects(db.query("INSERT INTO long_task.task (state_id, command, retry_on) VALUES ('DR', '{true}', '{cancelled}')"), /task_retry_on_valid/);
   });
 });
+
+describe('recovery on end reasons', () => {
+  it("a failed worker's executing task retries on worker_failed when it has attempts left; one being cancelled ends CC", async () => {
+    await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (200, 20, true, now() - interval '1 hour', 3)");
+    const insert = async (extra: string): Promise<number> => {
+      const { rows } = await db.query<{ id: string }>(`INSERT INTO long_task.task (group_id, state_id, command ${extra ? `, ${extra.split('=')[0]}` : ''}) VALUES (20, 'AW', '{true}' ${extra ? `, ${extra.split('=')[1]}` : ''}) RETURNING id`);
+      const id = Number(rows[0]!.id);
+      // What a claim by worker 200, then its death, leaves behind.
+      await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 200, lease_epoch = 3, attempt = 1 WHERE id = $1", [id]);
+      await db.query('INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch) VALUES ($1, 1, 200, 3)', [id]);
+      return id;
+    };
+    const retrying = await insert('max_attempts=3');
+    const once = await insert('');
+    const cancelling = await insert('max_attempts=3');
+    await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [cancelling]);
+    const node = await startNode(db, { workerId: 200, groupId: 20, logger });
+    try {
+      await waitEnded(db, [once, cancelling]);
+      assert.deepEqual([(await getTask(db, once)).state_id, (await getTask(db, once)).end_reason], ['CF', 'worker_failed']);
+      assert.deepEqual([(await getTask(db, cancelling)).state_id, (await getTask(db, cancelling)).end_reason], ['CC', 'cancelled']);
+      await until(async () => (await getTask(db, retrying)).state_id === 'CS', 'the retry after the worker failure to run', 30_000);
+      const runs = await runsOf(retrying);
+      assert.deepEqual(runs.map((r) => [r.attempt, r.end_reason]), [[1, 'worker_failed'], [2, 'completed']]);
+    } finally {
+      await node.shutdown();
+    }
+  });
+});

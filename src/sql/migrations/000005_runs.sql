@@ -42,6 +42,30 @@ ALTER TABLE task_group
   ADD COLUMN retry_on text[] CONSTRAINT task_group_retry_on_valid CHECK (retry_on <@ ARRAY[
     'exit_code', 'signal', 'spawn_error', 'timeout', 'worker_failed', 'lost', 'oom']::text[]);
 
+-- The one retry rule, for the node's record of a run's end and the recovery of a failed
+-- worker alike: the delay before task t runs again after a run that ended with p_end_reason,
+-- or null when it does not retry (no attempt left, or a reason not in retry_on). The delay is
+-- backoff_base × 2^(attempt − 1), at most backoff_cap, times a jitter of 0.75 to 1.25, so
+-- that tasks failing together do not retry together. With the defaults (1 s, 10 min) the
+-- delays after attempts 1, 2, 3 … are about 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 s, then
+-- 600 s each.
+CREATE OR REPLACE FUNCTION retry_delay(t task, p_end_reason text) RETURNS interval
+LANGUAGE sql
+SET search_path = {{schema}}, pg_catalog
+AS $$
+  -- greatest(attempt, 1): a task set to AE by hand, never claimed, has had its one run.
+  SELECT CASE
+           WHEN greatest(t.attempt, 1) < coalesce(t.max_attempts, g.max_attempts, 1)
+            AND p_end_reason = ANY (coalesce(t.retry_on, g.retry_on,
+                  ARRAY['exit_code', 'signal', 'timeout', 'worker_failed', 'lost']))
+           THEN least(coalesce(t.backoff_cap, g.backoff_cap, interval '10 minutes'),
+                      coalesce(t.backoff_base, g.backoff_base, interval '1 second') * power(2, least(greatest(t.attempt, 1) - 1, 40)))
+                * (0.75 + random() / 2)
+         END
+    FROM (SELECT 1) AS one
+    LEFT JOIN task_group g ON g.id = t.group_id
+$$;
+
 -- The claim's indexes hold only what may run now: a task waiting for its run_after enters
 -- them when a node's retry timer clears run_after (task_delayed_idx finds those due).
 DROP INDEX IF EXISTS task_waiting_any_idx;
@@ -209,3 +233,61 @@ BEGIN
   RETURN NULL;
 END;
 $$;
+
+-- The shipped recovery policy, now on end reasons rather than error text, and with retries:
+-- every task the failed worker was running ended with it (the process is gone). One being
+-- cancelled ends CC; an executing one ends CF with end_reason 'worker_failed', and is queued
+-- again if its recover_policy (its own, else its group's) is 'requeue', or if it retries on
+-- worker_failed with attempts left (after its backoff). Only the shipped policy of version 3
+-- is replaced: a recover_worker_tasks a user wrote is left as it is.
+DO $migration$
+DECLARE
+  current_body text := (SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure('recover_worker_tasks(int)'));
+  version3_body text := $v3$
+        -- Every task the failed worker was running failed with it; the process is gone.
+        -- Those whose policy is 'requeue' (their own, else their group's) are queued again.
+        UPDATE task t
+           SET state_id = 'CF', finished = now(),
+               error = CASE WHEN t.state_id = 'AE'
+                             AND coalesce(t.recover_policy,
+                                          (SELECT g.recover_policy FROM task_group g WHERE g.id = t.group_id),
+                                          'fail') = 'requeue'
+                            THEN 'Worker failed; re-queued' ELSE 'Worker failed' END
+         WHERE t.worker_id = p_worker_id AND t.state_id IN ('AE', 'AC');
+        UPDATE task
+           SET state_id = 'AW', worker_id = NULL
+         WHERE worker_id = p_worker_id AND state_id = 'CF' AND error = 'Worker failed; re-queued'
+           AND finished = now();
+      $v3$;
+BEGIN
+  IF current_body IS NULL
+     OR btrim(regexp_replace(current_body, '\s+', ' ', 'g')) = btrim(regexp_replace(version3_body, '\s+', ' ', 'g')) THEN
+    EXECUTE format($function$
+      CREATE OR REPLACE FUNCTION %I.recover_worker_tasks(p_worker_id int) RETURNS void
+      LANGUAGE sql
+      SET search_path = %I, pg_catalog
+      AS $body$
+        UPDATE task
+           SET state_id = 'CC', finished = now(), end_reason = 'cancelled', error = 'Cancelled (its worker failed)'
+         WHERE worker_id = p_worker_id AND state_id = 'AC';
+        UPDATE task
+           SET state_id = 'CF', finished = now(), end_reason = 'worker_failed', error = 'Worker failed'
+         WHERE worker_id = p_worker_id AND state_id = 'AE';
+        -- Queued again: by the recover policy at once, else as a retry after its backoff.
+        UPDATE task t
+           SET state_id = 'AW', worker_id = NULL,
+               run_after = CASE WHEN coalesce(t.recover_policy,
+                                              (SELECT g.recover_policy FROM task_group g WHERE g.id = t.group_id),
+                                              'fail') = 'requeue'
+                                THEN NULL ELSE now() + retry_delay(t, 'worker_failed') END
+         WHERE t.worker_id = p_worker_id AND t.state_id = 'CF' AND t.end_reason = 'worker_failed'
+           AND t.finished = now()
+           AND (coalesce(t.recover_policy,
+                         (SELECT g.recover_policy FROM task_group g WHERE g.id = t.group_id),
+                         'fail') = 'requeue'
+                OR retry_delay(t, 'worker_failed') IS NOT NULL);
+      $body$
+    $function$, current_schema(), current_schema());
+  END IF;
+END;
+$migration$;

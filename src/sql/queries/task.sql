@@ -71,10 +71,8 @@ UPDATE {{schema}}.task t
 -- task queued again while this run's process still lived can now start: its group is woken.
 --
 -- A run of an executing task (not one being cancelled) that ended with an end reason in its
--- retry_on, before max_attempts runs, queues the task again with run_after = now + backoff:
--- base × 2^(attempt − 1), at most cap, times a jitter of 0.75 to 1.25 so that tasks failing
--- together do not retry together. With the defaults (1 s, 10 min) the delays after attempts
--- 1, 2, 3 … are about 1 s, 2 s, 4 s, 8 s, 16 s, 32 s, 64 s, 128 s, 256 s, 512 s, then 600 s.
+-- retry_on, before max_attempts runs, queues the task again with run_after = now + its
+-- backoff (retry_delay, in migration 5, says whether and when).
 -- $1 worker, $2 lease epoch, $3 notification channel, then one array per column
 WITH r AS (
   SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[],
@@ -90,23 +88,15 @@ WITH r AS (
      AND tr.finished IS NULL
   RETURNING tr.task_id, tr.attempt
 ), policy AS (
-  SELECT t.id,
-         t.state_id = 'AE'
-           AND t.attempt < coalesce(t.max_attempts, g.max_attempts, 1)
-           AND r.end_reason = ANY (coalesce(t.retry_on, g.retry_on,
-                 ARRAY['exit_code', 'signal', 'timeout', 'worker_failed', 'lost'])) AS retry,
-         least(coalesce(t.backoff_cap, g.backoff_cap, interval '10 minutes'),
-               coalesce(t.backoff_base, g.backoff_base, interval '1 second') * power(2, least(t.attempt - 1, 40)))
-           * (0.75 + random() / 2) AS delay
+  SELECT t.id, CASE WHEN t.state_id = 'AE' THEN {{schema}}.retry_delay(t, r.end_reason) END AS delay
     FROM r
     JOIN run ON run.task_id = r.id AND run.attempt = r.attempt
     JOIN {{schema}}.task t ON t.id = r.id AND t.attempt = r.attempt
-    LEFT JOIN {{schema}}.task_group g ON g.id = t.group_id
 ), updated AS (
   UPDATE {{schema}}.task t
      SET state_id   = CASE WHEN t.state_id NOT IN ('AE', 'AC') THEN t.state_id
-                           WHEN p.retry THEN 'AW' ELSE r.state_id END,
-         run_after  = CASE WHEN p.retry THEN now() + p.delay ELSE t.run_after END,
+                           WHEN p.delay IS NOT NULL THEN 'AW' ELSE r.state_id END,
+         run_after  = CASE WHEN p.delay IS NOT NULL THEN now() + p.delay ELSE t.run_after END,
          end_reason = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.end_reason ELSE t.end_reason END,
          error      = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.error ELSE t.error END,
          exit_code = r.exit_code, exit_signal = r.exit_signal, output = r.output, finished = now()
