@@ -320,7 +320,8 @@ describe('Scheduler', () => {
     // A slot an hour away: the cycle's read ends by arming a timer for it.
     await db.query("UPDATE long_task.task SET next_start = now() + interval '1 hour', shed_period_id = 'HOU' WHERE id = $1", [id]);
     const scheduler = new Scheduler(db.pool, queries, group, testLogger);
-    const inside = scheduler as unknown as { timer: NodeJS.Timeout | null; busy: boolean };
+    // Its loop (src/node/timed-loop.ts) holds the timer and the cycle in flight.
+    const inside = (scheduler as unknown as { loop: { timer: NodeJS.Timeout | null; busy: boolean } }).loop;
     scheduler.start();
     assert.equal(inside.busy, true, 'the cycle is in flight');
     scheduler.stop();

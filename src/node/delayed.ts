@@ -2,9 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../db/errors.js';
 import type { Queries } from '../db/queries.js';
-
-// setTimeout's longest delay is 2^31 − 1 ms (24.8 days); a run_after further away is re-read then.
-const MAX_TIMER_MS = 2 ** 31 - 1;
+import { TimedLoop } from './timed-loop.js';
 
 /**
  * Waiting tasks with a run_after (a retry's backoff, a delayed start) are kept out of the
@@ -14,10 +12,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * and after every (re)connect. No polling: an idle group with nothing delayed has no timer.
  */
 export class DelayedTasks {
-  private timer: NodeJS.Timeout | null = null;
-  private running = false;
-  private busy = false;
-  private again = false;
+  private readonly loop = new TimedLoop(() => this.cycle());
   private retryMs = 0;
 
   constructor(
@@ -28,56 +23,34 @@ export class DelayedTasks {
   ) {}
 
   start(): void {
-    this.running = true;
-    this.rearm();
+    this.loop.start();
   }
 
   stop(): void {
-    this.running = false;
-    this.arm(null);
+    this.loop.stop();
   }
 
-  /** Reads the earliest run_after again (and releases what is due); folds overlapping calls. */
+  /** Reads the earliest run_after again (and releases what is due). */
   rearm(): void {
-    if (!this.running) return;
-    if (this.busy) {
-      this.again = true;
-      return;
-    }
-    this.busy = true;
-    void this.cycle().finally(() => {
-      this.busy = false;
-      if (this.again) {
-        this.again = false;
-        this.rearm();
-      }
-    });
+    this.loop.request();
   }
 
-  private arm(ms: number | null): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = ms !== null && this.running ? setTimeout(() => this.rearm(), ms) : null;
-  }
-
-  private async cycle(): Promise<void> {
+  /** Releases what is due; returns how long until the next run_after (null: none). */
+  private async cycle(): Promise<number | null> {
     try {
       for (;;) {
-        if (!this.running) return;
+        if (!this.loop.active) return null;
         const { rows } = await this.pool.query<{ delay_ms: number | null }>(this.queries.nextDelayedDue, [this.groupId]);
         const delay = rows[0]?.delay_ms ?? null;
-        if (delay === null || delay > 0) {
-          // +1 ms: a timer must not wake a hair before run_after and find nothing due.
-          this.arm(delay === null ? null : Math.min(Math.ceil(delay) + 1, MAX_TIMER_MS));
-          this.retryMs = 0;
-          return;
-        }
+        this.retryMs = 0;
+        // +1 ms: a timer must not wake a hair before run_after and find nothing due.
+        if (delay === null || delay > 0) return delay === null ? null : Math.ceil(delay) + 1;
         await this.pool.query(this.queries.releaseDelayed, [this.groupId]);
       }
     } catch (error) {
-      if (!this.running) return;
       this.retryMs = Math.min(Math.max(this.retryMs * 2, 200), 5_000);
-      this.log.warn({ err: describeError(error), retryInMs: this.retryMs }, 'could not release delayed tasks; retrying');
-      this.arm(this.retryMs);
+      if (this.loop.active) this.log.warn({ err: describeError(error), retryInMs: this.retryMs }, 'could not release delayed tasks; retrying');
+      return this.retryMs;
     }
   }
 }

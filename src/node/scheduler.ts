@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../db/connection.js';
+import { TimedLoop } from './timed-loop.js';
 import type { Queries } from '../db/queries.js';
 import { describeError } from '../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from './schedule-math.js';
@@ -100,18 +101,12 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
   }, `BEGIN; ${queries.markAdvancing}`);
 }
 
-// setTimeout's longest delay is 2^31 − 1 ms (24.8 days); a schedule further away is re-read then.
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * One timer per node, armed to the earliest due schedule of its group and re-armed when a
  * notification says schedules changed. A schedule a year away costs nothing until it is due.
  */
 export class Scheduler {
-  private timer: NodeJS.Timeout | null = null;
-  private busy = false;
-  private again = false;
-  private running = false;
+  private readonly loop = new TimedLoop((due) => this.cycle(due));
   private retryMs = 0;
 
   constructor(
@@ -124,42 +119,16 @@ export class Scheduler {
   ) {}
 
   start(): void {
-    this.running = true;
-    this.rearm();
+    this.loop.start();
   }
 
   stop(): void {
-    this.running = false;
-    this.arm(null);
+    this.loop.stop();
   }
 
-  /** Replaces the timer. A stopped scheduler arms none: a cycle still in flight when stop()
-   * was called must not leave a timer behind (it would hold the process open for up to the
-   * delay of the next schedule). */
-  private arm(ms: number | null): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = ms !== null && this.running ? setTimeout(() => this.rearm(true), ms) : null;
-  }
-
-  /**
-   * Re-reads the earliest due schedule and arms the timer (or fires now). From the timer
-   * (`due`), it fires first: the timer was armed for a slot, and reading again first would
-   * only delay it by a round trip.
-   */
-  rearm(due = false): void {
-    if (!this.running) return;
-    if (this.busy) {
-      this.again = true;
-      return;
-    }
-    this.busy = true;
-    void this.cycle(due).finally(() => {
-      this.busy = false;
-      if (this.again) {
-        this.again = false;
-        this.rearm();
-      }
-    });
+  /** Re-reads the earliest due schedule and arms the timer (or fires now). */
+  rearm(): void {
+    this.loop.request();
   }
 
   private async fire(): Promise<FireResult> {
@@ -169,11 +138,16 @@ export class Scheduler {
     return result;
   }
 
-  private async cycle(due: boolean): Promise<void> {
+  /**
+   * Fires what is due and returns the delay to the next slot. From the timer (`due`), it
+   * fires first: the timer was armed for a slot, and reading again first would only delay it
+   * by a round trip.
+   */
+  private async cycle(due: boolean): Promise<number | null> {
     let fireFirst = due;
     try {
       for (;;) {
-        if (!this.running) return;
+        if (!this.loop.active) return null;
         if (fireFirst) {
           fireFirst = false;
           const result = await this.fire();
@@ -183,24 +157,19 @@ export class Scheduler {
         const { rows } = await this.pool.query<{ delay_ms: number | null; uninitialised: boolean }>(this.queries.nextScheduleDue, [this.groupId, null]);
         const { delay_ms: delay, uninitialised } = rows[0]!;
         if (!uninitialised && (delay === null || delay > 0)) {
-          // +1 ms: the timer must not wake a hair before the slot and find nothing due.
-          this.arm(delay === null ? null : Math.min(Math.ceil(delay) + 1, MAX_TIMER_MS));
           this.retryMs = 0;
-          return;
+          // +1 ms: the timer must not wake a hair before the slot and find nothing due.
+          return delay === null ? null : Math.ceil(delay) + 1;
         }
         const result = await this.fire();
-        if (result.rows === 0) {
-          // Another node holds the due rows (SKIP LOCKED). Its commit notifies and re-arms us;
-          // the short timer only covers a lost notification.
-          this.arm(100);
-          return;
-        }
+        // Another node holds the due rows (SKIP LOCKED). Its commit notifies and re-arms us;
+        // the short timer only covers a lost notification.
+        if (result.rows === 0) return 100;
       }
     } catch (error) {
-      if (!this.running) return;
       this.retryMs = Math.min(Math.max(this.retryMs * 2, 200), 5_000);
-      this.log.warn({ err: describeError(error), retryInMs: this.retryMs }, 'scheduler failed; retrying');
-      this.arm(this.retryMs);
+      if (this.loop.active) this.log.warn({ err: describeError(error), retryInMs: this.retryMs }, 'scheduler failed; retrying');
+      return this.retryMs;
     }
   }
 }
