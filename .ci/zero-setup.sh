@@ -29,8 +29,11 @@ try_start() {
   done
   if [ -z "$url" ]; then cat "$log"; echo "zero-setup: npm start did not come up" >&2; return 1; fi
   # The README's first task, exactly as the start printed it.
+  # -q: no "INSERT 0 1" after the id. No "| head" here: under pipefail, psql writing into a
+  # pipe that head already closed dies of SIGPIPE (exit 141).
   local id
-  id="$(eval "$(grep -m1 '^  psql ' "$log") -At" | head -1)"
+  id="$(eval "$(grep -m1 '^  psql ' "$log") -qAt")"
+  id="${id%%$'\n'*}"
   local state=""
   for i in $(seq 1 120); do
     state="$(psql "$url" -Atc "SELECT state_id FROM long_task.task WHERE id = $id")"

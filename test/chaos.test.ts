@@ -162,7 +162,7 @@ const TASK_SCRIPT =
   '[ $rc -ne 75 ] || echo "DOUBLE $PG_TASKS_TASK_ID" >> $0/anomalies; exit $rc';
 
 describe('seeded chaos', () => {
-  it('never runs one task twice at once, and every task ends CS (or CF for a lost claim)', async (t) => {
+  it('never runs one task twice at once, and every task ends CS (or CF for a lost claim or its timeout), with retries and timeouts in the mix', async (t) => {
     const seed = Number(process.env.PGTASKS_CHAOS_SEED ?? 1337);
     t.diagnostic(`seed ${seed} (PGTASKS_CHAOS_SEED=${seed} repeats this run's choices)`);
     const rand = mulberry32(seed);
@@ -172,7 +172,7 @@ describe('seeded chaos', () => {
     const db = await createTestDatabase('chaos');
     const nodes: ChaosNode[] = [];
     const actions: Array<Promise<void>> = [];
-    const figures = { tasks: 0, kills: 0, terms: 0, cuts: 0, longCuts: 0, skipped: 0 };
+    const figures = { tasks: 0, slow: 0, kills: 0, terms: 0, cuts: 0, longCuts: 0, skipped: 0 };
     let inserting = true;
     let inserter: Promise<void> = Promise.resolve();
 
@@ -220,14 +220,25 @@ describe('seeded chaos', () => {
       nodes.forEach(start);
       await until(async () => (await running()) === 3, 'the 3 nodes to take their leases', 60_000);
 
+      // Retries and timeouts in the mix: every task may run 3 times (a lost claim retries), and
+      // every fifth batch brings a task that outlives its timeout on each of its 2 attempts.
       inserter = (async () => {
-        while (inserting) {
+        for (let batch = 0; inserting; batch++) {
           const { rowCount } = await db.query(
-            `INSERT INTO long_task.task (command, group_id, state_id, recover_policy)
-             SELECT ARRAY['sh', '-c', $2::text, $3::text], $1, 'AW', 'requeue' FROM generate_series(1, 5)`,
+            `INSERT INTO long_task.task (command, group_id, state_id, recover_policy, max_attempts, backoff_base)
+             SELECT ARRAY['sh', '-c', $2::text, $3::text], $1, 'AW', 'requeue', 3, '200 ms' FROM generate_series(1, 5)`,
             [G, TASK_SCRIPT, dir],
           );
           figures.tasks += rowCount ?? 0;
+          if (batch % 5 === 0) {
+            await db.query(
+              `INSERT INTO long_task.task (command, group_id, state_id, recover_policy, max_attempts, backoff_base, timeout)
+               VALUES ('{sleep,30}', $1, 'AW', 'requeue', 2, '200 ms', '500 ms')`,
+              [G],
+            );
+            figures.tasks++;
+            figures.slow++;
+          }
           await sleep(300);
         }
       })();
@@ -306,7 +317,7 @@ describe('seeded chaos', () => {
       const { rows: cs } = await db.query<{ id: number }>("SELECT id FROM long_task.task WHERE group_id = $1 AND state_id = 'CS'", [G]);
       const reran = [...runs.values()].filter((n) => n > 1).length;
       t.diagnostic(
-        `tasks ${figures.tasks}, kills ${figures.kills}, terms ${figures.terms}, cuts ${figures.cuts} (${figures.longCuts} past the fence), skipped ${figures.skipped}; ` +
+        `tasks ${figures.tasks} (${figures.slow} slow), kills ${figures.kills}, terms ${figures.terms}, cuts ${figures.cuts} (${figures.longCuts} past the fence), skipped ${figures.skipped}; ` +
           `CS ${count('CS')}, CF ${count('CF')} (Lost: ${count('CF', 'Lost:')}), tasks run more than once (not at once) ${reran}, anomalies ${anomalies ? anomalies.split('\n').length : 0}`,
       );
       t.diagnostic(`end states: ${states.map((r) => `${r.state_id}${r.error ? ` (${r.error.split('\n')[0]})` : ''}=${r.n}`).join('; ')}`);
@@ -314,10 +325,18 @@ describe('seeded chaos', () => {
       assert.equal(anomalies, '', 'two live processes of one task');
       assert.equal(states.reduce((s, r) => s + r.n, 0), figures.tasks);
       assert.deepEqual(
-        states.filter((r) => !(r.state_id === 'CS' && r.error === null) && !(r.state_id === 'CF' && (r.error ?? '').startsWith('Lost:'))),
+        states.filter(
+          (r) => !(r.state_id === 'CS' && r.error === null) && !(r.state_id === 'CF' && /^(Lost:|timed out after 500ms)/.test(r.error ?? '')),
+        ),
         [],
-        'every task ends CS, or CF for a lost claim',
+        'every task ends CS, or CF for a lost claim or its timeout',
       );
+      const { rows: slow } = await db.query<{ state_id: string; end_reason: string; n: number }>(
+        "SELECT state_id, end_reason, count(*)::int AS n FROM long_task.task WHERE group_id = $1 AND timeout IS NOT NULL GROUP BY 1, 2",
+        [G],
+      );
+      assert.equal(slow.reduce((n, r) => n + r.n, 0), figures.slow);
+      assert.deepEqual(slow.filter((r) => r.state_id !== 'CF' || !['timeout', 'lost'].includes(r.end_reason)), [], 'the slow tasks end by their timeout');
       assert.deepEqual(cs.map((r) => Number(r.id)).filter((id) => !runs.has(id)), [], 'CS tasks that never ran');
     } catch (error) {
       for (const node of nodes) t.diagnostic(`node ${node.index} output:\n${node.output}`);
