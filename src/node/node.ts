@@ -5,7 +5,8 @@ import { describeError } from '../db/errors.js';
 import { Listener, type Notification } from '../db/listener.js';
 import { checkSchemaVersion, migrate } from '../db/migrate.js';
 import { loadQueries, type Queries } from '../db/queries.js';
-import { Lease } from './lease.js';
+import { Lease, type RenewResult } from './lease.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
 import { ResultWriter } from './result-writer.js';
 import { Run, type KillReason } from './run.js';
@@ -35,7 +36,7 @@ export class TaskNode {
   private readonly queries: Queries;
   private pool: pg.Pool | null = null;
   private listener: Listener | null = null;
-  private lease: Lease | null = null;
+  private lease: LeaseKeeper | null = null;
   private writer: ResultWriter | null = null;
   private scheduler: Scheduler | null = null;
   private delayed: DelayedTasks | null = null;
@@ -49,15 +50,12 @@ export class TaskNode {
 
   private claimer: Claimer | null = null;
 
-  private renewTimer: NodeJS.Timeout | null = null;
-  private fenceTimer: NodeJS.Timeout | null = null;
-  private renewRetryTimer: NodeJS.Timeout | null = null;
-  private wakeStandby: (() => void) | null = null;
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
   private resolveExited!: () => void;
   // LISTEN health: each renewal sends a ping through NOTIFY; the next renewal checks it came back.
   private pingsSent = 0;
+  private pingSending = 0;
   private pingsReceived = 0;
   // Runs ("id:attempt") that ended since the renewal before last: a renewal may have read
   // them as still live. Rotated at each renewal, so they hold only what ended lately.
@@ -98,7 +96,16 @@ export class TaskNode {
         client.release();
       }
       this.writer = new ResultWriter(pool, this.queries, o.workerId, this.schema, this.log);
-      this.lease = new Lease(pool, this.queries, o, this.log);
+      this.lease = new LeaseKeeper(new Lease(pool, this.queries, o, this.log), o.leaseSeconds, this.schema, this.log, {
+        gained: (epoch, stop) => this.onLeaseGained(epoch, stop),
+        standingBy: (heldBy, lockedUntil) => {
+          this.state = 'standby';
+          this.log.info({ heldBy, lockedUntil }, 'worker is held by another node; standing by');
+        },
+        renewing: (epoch) => this.renewal(epoch),
+        renewed: (result, epoch) => this.onRenewed(result, epoch),
+        lost: (reason) => this.onLeaseLost(reason),
+      });
       this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
       this.delayed = new DelayedTasks(pool, this.queries, o.groupId, this.log);
       this.claimer = new Claimer(pool, this.queries, this.schema, o, this.log, {
@@ -121,98 +128,54 @@ export class TaskNode {
       await this.close();
       throw error;
     }
-    void this.acquire();
+    this.lease.start();
   }
 
-  /** Takes the lease, retrying as a standby while another node holds it. */
-  private async acquire(): Promise<void> {
+  private onLeaseGained(epoch: number, stop: number): void {
     const o = this.options;
-    let announced = false;
-    let backoff = 100;
-    while (!this.stopping) {
-      try {
-        const result = await this.lease!.take();
-        backoff = 100;
-        if (result.taken) {
-          this.writer!.dropStale(result.epoch);
-          this.state = 'active';
-          this.log.info({ epoch: result.epoch, maxTasks: o.maxTasks, node: o.nodeName }, 'lease taken; node active');
-          this.armFence();
-          this.renewTimer = setInterval(() => void this.renew(), (o.leaseSeconds * 1000) / 2);
-          this.applyStop(result.stop, true);
-          this.resync();
-          if (!this.stopping) {
-            this.scheduler!.start();
-            this.delayed!.start();
-          }
-          return;
-        }
-        this.state = 'standby';
-        if (!announced) {
-          this.log.info({ heldBy: result.heldBy, lockedUntil: result.lockedUntil }, 'worker is held by another node; standing by');
-          announced = true;
-        }
-        // Try again when the holder's lease would become recoverable, or after half a lease
-        // (by then a live holder has renewed).
-        const wait = result.recoverableInMs === null ? (o.leaseSeconds * 1000) / 2 : result.recoverableInMs + 10;
-        await this.sleepStandby(Math.min(Math.max(wait, 50), (o.leaseSeconds * 1000) / 2));
-      } catch (error) {
-        this.log.warn({ err: describeError(error, this.schema) }, 'could not take the lease; retrying');
-        await this.sleepStandby(backoff);
-        backoff = Math.min(backoff * 2, 5_000);
-      }
+    this.writer!.dropStale(epoch);
+    if (this.stopping) return;
+    this.state = 'active';
+    this.log.info({ epoch, maxTasks: o.maxTasks, node: o.nodeName }, 'lease taken; node active');
+    this.applyStop(stop, true);
+    this.resync();
+    if (!this.stopping) {
+      this.scheduler!.start();
+      this.delayed!.start();
     }
   }
 
-  private sleepStandby(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeStandby = done;
-    });
-  }
-
-  private async renew(): Promise<void> {
-    const lease = this.lease!;
-    if (lease.epoch === null) return;
+  /** What a renewal carries: the running count, and a ping that checks LISTEN end to end. */
+  private renewal(epoch: number): { taskCount: number; ping: string } {
     if (this.listener?.connected && this.pingsSent > this.pingsReceived) {
       this.log.warn('LISTEN delivered nothing since the last renewal, not even its ping: reconnecting the listener');
       this.listener.reconnect();
     }
-    try {
-      const seq = this.pingsSent + 1;
-      const ping = JSON.stringify({ e: 'ping', w: this.options.workerId, k: lease.epoch, n: seq });
-      const result = await lease.renew(this.running.size, this.schema, ping);
-      if (!result) {
-        this.loseLease('another node took over this worker');
-        return;
-      }
-      // Counted once sent: a renewal that failed or matched no row sent no ping.
-      this.pingsSent = seq;
-      this.armFence();
-      this.applyStop(result.stop);
-      if (result.hasWaiting) this.hint();
-      if (result.hasCancels) void this.checkCancels();
-      for (const id of result.failedWorkers) void this.recoverWorker(id);
-      this.failLostClaims(result.owned, lease.epoch);
-      this.endedBefore = this.endedRecently;
-      this.endedRecently = new Set();
-    } catch (error) {
-      // Try again soon, not at the next half lease: that comes after the lease is distrusted,
-      // so one failed statement (a dropped connection) would otherwise cost every running task.
-      // The fence timer decides when this becomes fatal.
-      const retryMs = Math.min(1_000, Math.max(lease.remainingMs() / 3, 100));
-      this.log.warn({ err: describeError(error), trustedForMs: Math.round(lease.remainingMs()), retryInMs: Math.round(retryMs) }, 'lease renewal failed');
-      if (!this.renewRetryTimer && this.renewTimer) {
-        this.renewRetryTimer = setTimeout(() => {
-          this.renewRetryTimer = null;
-          void this.renew();
-        }, retryMs);
-      }
+    this.pingSending = this.pingsSent + 1;
+    return { taskCount: this.running.size, ping: JSON.stringify({ e: 'ping', w: this.options.workerId, k: epoch, n: this.pingSending }) };
+  }
+
+  /** The renewal doubles as the node's safety resync (see renewLease). */
+  private onRenewed(result: RenewResult, epoch: number): void {
+    // Counted once sent: a renewal that failed or matched no row sent no ping.
+    this.pingsSent = this.pingSending;
+    this.applyStop(result.stop);
+    if (result.hasWaiting) this.hint();
+    if (result.hasCancels) void this.checkCancels();
+    for (const id of result.failedWorkers) void this.recoverWorker(id);
+    this.failLostClaims(result.owned, epoch);
+    this.endedBefore = this.endedRecently;
+    this.endedRecently = new Set();
+  }
+
+  private onLeaseLost(reason: string): void {
+    this.log.error({ reason }, 'lease lost: killing running tasks and standing by');
+    this.scheduler!.stop();
+    this.delayed!.stop();
+    for (const run of this.running.values()) {
+      run.kill({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true }, 0);
     }
+    if (!this.stopping) this.state = 'standby';
   }
 
   /**
@@ -240,42 +203,6 @@ export class TaskNode {
     }
   }
 
-  /** Fencing: when the lease can no longer be trusted, nothing of this term may run on. */
-  private armFence(): void {
-    if (this.fenceTimer) clearTimeout(this.fenceTimer);
-    this.fenceTimer = setTimeout(() => {
-      this.fenceTimer = null;
-      // A timer may fire a little before performance.now() reaches its deadline (its start is
-      // the event loop's cached time): then arm it again, never let the check pass silently.
-      if (this.lease!.held) this.armFence();
-      else this.loseLease('could not renew the lease in time');
-    }, Math.max(Math.ceil(this.lease!.remainingMs()), 1));
-  }
-
-  private loseLease(reason: string): void {
-    if (this.state !== 'active' && this.state !== 'stopping') return;
-    this.log.error({ reason }, 'lease lost: killing running tasks and standing by');
-    this.clearLeaseTimers();
-    this.scheduler!.stop();
-    this.delayed!.stop();
-    this.lease!.drop();
-    for (const run of this.running.values()) {
-      run.kill({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true }, 0);
-    }
-    if (this.stopping) return;
-    this.state = 'standby';
-    void this.acquire();
-  }
-
-  private clearLeaseTimers(): void {
-    if (this.renewTimer) clearInterval(this.renewTimer);
-    if (this.fenceTimer) clearTimeout(this.fenceTimer);
-    if (this.renewRetryTimer) clearTimeout(this.renewRetryTimer);
-    this.renewTimer = null;
-    this.fenceTimer = null;
-    this.renewRetryTimer = null;
-  }
-
   private onNotification(n: Notification): void {
     const o = this.options;
     if (n.e === 'queued' && n.g === o.groupId) this.hint();
@@ -284,7 +211,7 @@ export class TaskNode {
     else if (n.e === 'delayed' && n.g === o.groupId) this.delayed?.rearm();
     else if (n.e === 'cancel' && n.w === o.workerId) void this.checkCancels();
     else if (n.e === 'worker' && n.w === o.workerId) {
-      if (this.state === 'standby') this.wakeStandby?.();
+      if (this.state === 'standby') this.lease?.wake();
       else void this.refreshWorker();
     }
   }
@@ -420,14 +347,14 @@ export class TaskNode {
     this.stopping = true;
     this.scheduler?.stop();
     this.delayed?.stop();
-    this.wakeStandby?.();
+    this.lease?.stop();
     const wasActive = this.state === 'active';
     this.state = 'stopping';
     this.log.info({ mode, reason, running: this.running.size }, 'node stopping');
     if (mode === 'cancel') this.killRuns(cancelReason);
     if (this.running.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.flushResults();
-    this.clearLeaseTimers();
+    this.lease?.close();
     if (wasActive && this.lease?.epoch !== null) {
       // Released only when every result is written: otherwise the row stays active, and
       // whoever takes it over recovers those tasks.
@@ -459,7 +386,7 @@ export class TaskNode {
     this.scheduler?.stop();
     this.delayed?.stop();
     this.writer?.close();
-    this.clearLeaseTimers();
+    this.lease?.close();
     this.claimer?.stop();
     await this.listener?.stop();
     await this.pool?.end().catch(() => undefined);

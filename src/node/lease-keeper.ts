@@ -1,0 +1,183 @@
+import type { Logger } from 'pino';
+import { describeError } from '../db/errors.js';
+import type { Lease, RenewResult } from './lease.js';
+
+/** What the keeper tells its node. */
+export interface LeaseEvents {
+  /** A term began: the node may run this worker's tasks. */
+  gained(epoch: number, stop: number): void;
+  /** Another live node holds the worker: this one waits as its hot standby (told once per wait). */
+  standingBy(heldBy: string | null, lockedUntil: Date | null): void;
+  /** A renewal is about to be sent: the running count and the LISTEN ping it carries. */
+  renewing(epoch: number): { taskCount: number; ping: string };
+  renewed(result: RenewResult, epoch: number): void;
+  /** The term is over (renewal refused, or not renewed in time): nothing of it may run on. */
+  lost(reason: string): void;
+}
+
+/**
+ * The whole life of the worker's lease, in one part (the model: River's
+ * internal/leadership): take it, or wait as a standby; renew it every half lease; trust it only
+ * until the last renewal + lease − margin (Lease.held), and step down at that fence. It
+ * announces each transition; the node reacts to them and never runs the lease loop itself.
+ */
+export class LeaseKeeper {
+  private renewTimer: NodeJS.Timeout | null = null;
+  private fenceTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private wakeStandby: (() => void) | null = null;
+  /** A term is held and its timers run. */
+  private holding = false;
+  /** No new term will be taken (the node is stopping). */
+  private stopped = false;
+
+  constructor(
+    private readonly lease: Lease,
+    private readonly leaseSeconds: number,
+    private readonly schema: string,
+    private readonly log: Logger,
+    private readonly events: LeaseEvents,
+  ) {}
+
+  get epoch(): number | null {
+    return this.lease.epoch;
+  }
+
+  /** True while the term may be trusted (see Lease.held). */
+  get held(): boolean {
+    return this.lease.held;
+  }
+
+  /** Milliseconds left before the term must be considered lost. */
+  remainingMs(): number {
+    return this.lease.remainingMs();
+  }
+
+  /** Takes the lease, waiting as a standby while another node holds it. */
+  start(): void {
+    void this.acquire();
+  }
+
+  /** A notification says the worker row changed: a standby looks again at once. */
+  wake(): void {
+    this.wakeStandby?.();
+  }
+
+  /** Takes no new term; the one held (if any) is still renewed until close(). */
+  stop(): void {
+    this.stopped = true;
+    this.wakeStandby?.();
+  }
+
+  /** Stops renewing: the node has ended what ran under the term (or is gone). */
+  close(): void {
+    this.stop();
+    this.holding = false;
+    this.clearTimers();
+  }
+
+  /** Ends the term cleanly; see Lease.release. */
+  release(clearStop: boolean): Promise<void> {
+    return this.lease.release(clearStop);
+  }
+
+  private async acquire(): Promise<void> {
+    let announced = false;
+    let backoff = 100;
+    const halfLease = (this.leaseSeconds * 1000) / 2;
+    while (!this.stopped) {
+      try {
+        const result = await this.lease.take();
+        backoff = 100;
+        if (result.taken) {
+          this.holding = true;
+          this.armFence();
+          this.renewTimer = setInterval(() => void this.renew(), halfLease);
+          this.events.gained(result.epoch, result.stop);
+          return;
+        }
+        if (!announced) {
+          this.events.standingBy(result.heldBy, result.lockedUntil);
+          announced = true;
+        }
+        // Try again when the holder's lease would become recoverable, or after half a lease
+        // (by then a live holder has renewed).
+        const wait = result.recoverableInMs === null ? halfLease : result.recoverableInMs + 10;
+        await this.sleep(Math.min(Math.max(wait, 50), halfLease));
+      } catch (error) {
+        this.log.warn({ err: describeError(error, this.schema) }, 'could not take the lease; retrying');
+        await this.sleep(backoff);
+        backoff = Math.min(backoff * 2, 5_000);
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeStandby = done;
+    });
+  }
+
+  private async renew(): Promise<void> {
+    const epoch = this.lease.epoch;
+    if (epoch === null || !this.holding) return;
+    try {
+      const { taskCount, ping } = this.events.renewing(epoch);
+      const result = await this.lease.renew(taskCount, this.schema, ping);
+      if (!this.holding) return;
+      if (!result) {
+        this.lose('another node took over this worker');
+        return;
+      }
+      this.armFence();
+      this.events.renewed(result, epoch);
+    } catch (error) {
+      // Try again soon, not at the next half lease: that comes after the lease is distrusted,
+      // so one failed statement (a dropped connection) would otherwise cost every running task.
+      // The fence timer decides when this becomes fatal.
+      const retryMs = Math.min(1_000, Math.max(this.lease.remainingMs() / 3, 100));
+      this.log.warn({ err: describeError(error), trustedForMs: Math.round(this.lease.remainingMs()), retryInMs: Math.round(retryMs) }, 'lease renewal failed');
+      if (!this.retryTimer && this.holding) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          void this.renew();
+        }, retryMs);
+      }
+    }
+  }
+
+  /** Fencing: when the lease can no longer be trusted, nothing of this term may run on. */
+  private armFence(): void {
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    this.fenceTimer = setTimeout(() => {
+      this.fenceTimer = null;
+      // A timer may fire a little before performance.now() reaches its deadline (its start is
+      // the event loop's cached time): then arm it again, never let the check pass silently.
+      if (this.lease.held) this.armFence();
+      else this.lose('could not renew the lease in time');
+    }, Math.max(Math.ceil(this.lease.remainingMs()), 1));
+  }
+
+  private lose(reason: string): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.clearTimers();
+    this.lease.drop();
+    this.events.lost(reason);
+    if (!this.stopped) void this.acquire();
+  }
+
+  private clearTimers(): void {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.renewTimer = null;
+    this.fenceTimer = null;
+    this.retryTimer = null;
+  }
+}
