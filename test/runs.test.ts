@@ -314,6 +314,8 @@ describe('retries', () => {
       assert.equal(result.stderr.trim().split('\n').length <= 2, true, result.stderr);
     }
     await assert.rejects(db.query("INSERT INTO long_task.task (state_id, command, retry_on) VALUES ('DR', '{true}', '{cancelled}')"), /task_retry_on_valid/);
+    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (state_id, command) VALUES ('DR', '{true}') RETURNING id");
+    await assert.rejects(db.query('UPDATE long_task.task SET attempt = 5 WHERE id = $1', [rows[0]!.id]), /the attempt of task \d+ is kept by pg-tasks/);
   });
 });
 

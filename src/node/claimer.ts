@@ -40,6 +40,7 @@ export class Claimer {
   private again = false;
   private scheduled = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -77,10 +78,21 @@ export class Claimer {
     this.retryTimer = null;
   }
 
+  /**
+   * Resolves when no claim is in flight. A stopping node waits for it before it counts its
+   * runs: a claim that commits meanwhile starts its tasks, and they must be ended (or waited
+   * for) like the others, not found later with nothing answering for them.
+   */
+  settled(): Promise<void> {
+    return this.inFlight ?? Promise.resolve();
+  }
+
   /** Claims run one at a time; requests arriving meanwhile fold into one more round. */
   private async loop(): Promise<void> {
     if (this.claiming) return;
     this.claiming = true;
+    let settle!: () => void;
+    this.inFlight = new Promise((resolve) => (settle = resolve));
     const t = this.target;
     try {
       do {
@@ -110,6 +122,8 @@ export class Claimer {
       }, 1_000);
     } finally {
       this.claiming = false;
+      this.inFlight = null;
+      settle();
     }
   }
 }

@@ -352,6 +352,9 @@ export class TaskNode {
     this.state = 'stopping';
     this.log.info({ mode, reason, running: this.running.size }, 'node stopping');
     if (mode === 'cancel') this.killRuns(cancelReason);
+    // No claim starts from now on (canClaim is false); one in flight still starts its tasks.
+    await this.claimer?.settled();
+    if (mode === 'cancel') this.killRuns(cancelReason);
     if (this.running.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.flushResults();
     this.lease?.close();

@@ -152,6 +152,14 @@ BEGIN
       OLD.id, OLD.state_id USING ERRCODE = 'check_violation';
   END IF;
 
+  -- attempt counts the runs: only a claim moves it, by one, as it starts the next run. The
+  -- node's writes about a run are matched on it.
+  IF NEW.attempt IS DISTINCT FROM OLD.attempt
+     AND NOT (NEW.attempt = OLD.attempt + 1 AND OLD.state_id = 'AW' AND NEW.state_id = 'AE') THEN
+    RAISE EXCEPTION 'the attempt of task % is kept by pg-tasks: it counts the runs (see task_run)', OLD.id
+      USING ERRCODE = 'check_violation';
+  END IF;
+
   IF NEW.state_id IS DISTINCT FROM OLD.state_id THEN
     IF NEW.state_id = 'AC' AND OLD.state_id NOT IN ('AE', 'AC') THEN
       EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.task_run r WHERE r.task_id = $1 AND r.finished IS NULL)', TG_TABLE_SCHEMA)
