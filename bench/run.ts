@@ -13,9 +13,13 @@ for (const part of parts) {
   const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, `${part}.ts`), ...(quick ? ['--quick'] : [])], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
+    // A liveness bound, not a measure: a part that hangs (a crash that left a child holding it)
+    // must fail the run, not stall it. A full part takes minutes; an hour means it is stuck.
+    timeout: (quick ? 10 : 60) * 60_000,
+    killSignal: 'SIGKILL',
   });
   if (result.status !== 0) {
-    console.error(`bench ${part} failed (exit ${result.status ?? result.signal})`);
+    console.error(`bench ${part} failed (${result.error ? String(result.error.message) : `exit ${result.status ?? result.signal}`})`);
     process.exit(1);
   }
   for (const line of result.stdout.trim().split('\n')) {

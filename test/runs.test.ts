@@ -301,6 +301,19 @@ describe('retries', () => {
     }
   });
 
+  it('schedule sets the run settings too, and --clone passes them to each copy', async () => {
+    const parent = await addTask(db, ['sleep', '30'], { state: 'DR' });
+    const result = await runCli(db.url, ['schedule', String(parent), '--every', '1h', '--clone', '--timeout', '300ms', '--max-attempts', '2', '--backoff', '100ms..1s']);
+    assert.equal(result.code, 0, result.stderr);
+    // Every hour from now: the first slot is now, so one copy is queued at once.
+    const clone = Number(await until(async () => (await db.query<{ id: string }>('SELECT id FROM long_task.task WHERE shed_parent_id = $1', [parent])).rows[0]?.id, 'the first copy'));
+    await runCli(db.url, ['unschedule', String(parent)]);
+    await until(async () => (await getTask(db, clone)).state_id === 'CF', 'the copy to time out on both its attempts', 30_000);
+    const task = await getTask(db, clone);
+    assert.deepEqual([task.end_reason, task.attempt, task.max_attempts], ['timeout', 2, 2]);
+    assert.deepEqual((await runsOf(clone)).map((r) => r.end_reason), ['timeout', 'timeout']);
+  });
+
   it('refuses bad retry settings at the CLI, and in SQL', async () => {
     for (const [args, message] of [
       [['--max-attempts', '0'], /--max-attempts/],

@@ -119,6 +119,11 @@ export class TaskClient {
       input.cron ?? null,
       tz,
       input.clone ?? false,
+      input.runs?.timeoutMs ?? null,
+      input.runs?.maxAttempts ?? null,
+      input.runs?.backoffBaseMs ?? null,
+      input.runs?.backoffCapMs ?? null,
+      input.runs?.retryOn ?? null,
     ]);
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];

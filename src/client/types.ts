@@ -84,7 +84,7 @@ export interface TaskRun {
   max_rss_kb: number | null;
 }
 
-export interface AddTaskInput {
+export interface AddTaskInput extends RunSettings {
   command: string[];
   groupId?: number;
   priority?: number;
@@ -96,14 +96,18 @@ export interface AddTaskInput {
   workerId?: number | null;
   /** If the worker running it fails: fail it, or queue it again. Default: the group's, else fail. */
   recoverPolicy?: RecoverPolicy | null;
-  /** Milliseconds a run may last before its process group is killed (CF, 'timeout'). Default: the group's, else none. */
+}
+
+/** How a task's runs are bounded and retried; each null = the group's setting, else the default. */
+export interface RunSettings {
+  /** Milliseconds a run may last before its process group is killed (CF, 'timeout'). Default: none. */
   timeoutMs?: number | null;
-  /** Runs at most (1 = no retry). Default: the group's, else 1. */
+  /** Runs at most (1 = no retry). Default: 1. */
   maxAttempts?: number | null;
-  /** Retry backoff: base × 2^(attempt − 1), at most cap, ±25 % jitter. Default: the group's, else 1 s and 10 min. */
+  /** Retry backoff: base × 2^(attempt − 1), at most cap, ±25 % jitter. Default: 1 s and 10 min. */
   backoffBaseMs?: number | null;
   backoffCapMs?: number | null;
-  /** End reasons that retry. Default: the group's, else exit_code, signal, timeout, worker_failed, lost. */
+  /** End reasons that retry. Default: exit_code, signal, timeout, worker_failed, lost. */
   retryOn?: EndReason[] | null;
 }
 
@@ -127,6 +131,8 @@ export interface ScheduleInput {
   tz?: string;
   /** Queue a copy at each slot instead of re-queuing the task itself. */
   clone?: boolean;
+  /** Set on the task (and so on its clones) where given; left as they are where not. */
+  runs?: RunSettings;
 }
 
 /** A row of the worker table, with its status as seen from the database. */

@@ -4,11 +4,11 @@ import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { parseEvery, parseTaskId, parseTime } from '../parse.js';
 import { describeSchedule } from '../format.js';
+import { addRunOptions, runSettings, type RunOptions } from '../run-options.js';
 import type { PeriodId } from '../../client/types.js';
 
 export function registerSchedule(program: Command, ctx: CliContext): void {
-  program
-    .command('schedule')
+  addRunOptions(program.command('schedule'))
     .description('start a task every period, on a cron expression, or once at a time')
     .argument('<id>', 'task id', parseTaskId)
     .option('--every <period>', 'period: 10s, 5m, 2h, 1d, 1w, 1mo', parseEvery)
@@ -17,7 +17,7 @@ export function registerSchedule(program: Command, ctx: CliContext): void {
     .option('--at <time>', 'first run (ISO 8601 or "now"); alone, a one-shot start at that time', parseTime)
     .option('--clone', 'queue a copy at each slot (shed_clone) instead of re-queuing the task itself')
     .option('--json', 'print the row as JSON')
-    .action(async (id: number, opts: { every?: { periodId: PeriodId; count: number }; cron?: string; tz: string; at?: Date; clone?: boolean; json?: boolean }) => {
+    .action(async (id: number, opts: { every?: { periodId: PeriodId; count: number }; cron?: string; tz: string; at?: Date; clone?: boolean; json?: boolean } & RunOptions) => {
       const task = await ctx.withClient((c) =>
         c.schedule(id, {
           ...(opts.every ? { every: opts.every } : {}),
@@ -25,6 +25,7 @@ export function registerSchedule(program: Command, ctx: CliContext): void {
           ...(opts.at ? { at: opts.at } : {}),
           tz: opts.tz,
           clone: opts.clone ?? false,
+          runs: runSettings(opts),
         }),
       );
       if (opts.json) {

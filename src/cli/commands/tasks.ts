@@ -1,40 +1,14 @@
 // add, queue, cancel, runs, show, ls: thin over TaskClient.
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { formatRunTable, formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
-import { parseDuration, parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
-import type { EndReason, RecoverPolicy, TaskState } from '../../client/types.js';
-
-const RETRYABLE: EndReason[] = ['exit_code', 'signal', 'spawn_error', 'timeout', 'worker_failed', 'lost', 'oom'];
-
-/** "1s..10m": base and cap; "2s": base only. */
-function parseBackoff(value: string): { base: number; cap: number | null } {
-  const [base, cap, extra] = value.split('..');
-  if (extra !== undefined || !base) throw new InvalidArgumentError(`expected a backoff like 1s..10m (base..cap) or 2s, got "${value}"`);
-  const result = { base: parsePositiveDuration(base), cap: cap ? parsePositiveDuration(cap) : null };
-  if (result.cap !== null && result.cap < result.base) throw new InvalidArgumentError(`the backoff's cap (${cap}) is below its base (${base})`);
-  return result;
-}
-
-function parseRetryOn(value: string): EndReason[] {
-  const reasons = value.split(',').map((r) => r.trim()).filter(Boolean);
-  const unknown = reasons.filter((r) => !RETRYABLE.includes(r as EndReason));
-  if (reasons.length === 0 || unknown.length > 0) {
-    throw new InvalidArgumentError(`unknown end reason "${unknown[0] ?? value}": --retry-on takes ${RETRYABLE.join(', ')}`);
-  }
-  return reasons as EndReason[];
-}
-
-function parsePositiveDuration(value: string): number {
-  const ms = parseDuration(value);
-  if (ms <= 0) throw new InvalidArgumentError(`expected a duration above 0, got "${value}"`);
-  return ms;
-}
+import { parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
+import { addRunOptions, runSettings, type RunOptions } from '../run-options.js';
+import type { RecoverPolicy, TaskState } from '../../client/types.js';
 
 export function registerTaskCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('add')
+  addRunOptions(program.command('add'))
     .description('insert a task (in AW, ready to run, unless --draft) and print its id')
     .usage('[options] -- CMD [ARGS...]')
     .argument('<command...>', 'the program and its arguments; an argument "%TASK" becomes the task id')
@@ -44,13 +18,9 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .option('--draft', 'insert in DR (draft); queue it later with "pg-tasks queue ID"')
     .option('--cwd <dir>', "working directory, absolute or relative to the node's --root-dir")
     .option('--params <json>', 'JSON handed to the process in PG_TASKS_PARAMS', parseJson)
-    .option('--timeout <duration>', "kill a run that lasts longer (its whole process group) and fail it with end_reason 'timeout' (default: the group's, else none)", parsePositiveDuration)
-    .option('--max-attempts <n>', "runs at most: a run that fails (see --retry-on) is retried after a backoff (default: the group's, else 1)", (v) => parsePositive(v, '--max-attempts'))
-    .option('--backoff <base..cap>', "retry delays: base, doubling per attempt, at most cap, ±25% jitter (default: the group's, else 1s..10m)", parseBackoff)
-    .option('--retry-on <reasons>', "end reasons that retry, comma-separated (default: the group's, else exit_code,signal,timeout,worker_failed,lost)", parseRetryOn)
     .addOption(new Option('--on-worker-failure <policy>', "if the worker running it fails: fail it, or requeue it (default: the group's policy, else fail)").choices(['fail', 'requeue']))
     .option('--json', 'print the whole row as JSON')
-    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; timeout?: number; maxAttempts?: number; backoff?: { base: number; cap: number | null }; retryOn?: EndReason[]; json?: boolean }) => {
+    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; json?: boolean } & RunOptions) => {
       const task = await ctx.withClient((c) =>
         c.add({
           command,
@@ -61,11 +31,7 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
           params: opts.params,
           workerId: opts.worker ?? null,
           recoverPolicy: opts.onWorkerFailure ?? null,
-          timeoutMs: opts.timeout ?? null,
-          maxAttempts: opts.maxAttempts ?? null,
-          backoffBaseMs: opts.backoff?.base ?? null,
-          backoffCapMs: opts.backoff?.cap ?? null,
-          retryOn: opts.retryOn ?? null,
+          ...runSettings(opts),
         }),
       );
       if (opts.json) printJson(ctx.io, task);

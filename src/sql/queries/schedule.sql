@@ -31,11 +31,13 @@ SELECT id, state_id, next_start, shed_period_id, shed_period_count, shed_clone, 
 SELECT set_config('pg_tasks.advancing', 'on', true);
 
 -- name: cloneScheduled
--- shed_clone: a copy of each scheduled task, queued, pointing back at it. The copy has no
--- schedule of its own.
+-- shed_clone: a copy of each scheduled task, queued, pointing back at it, with its recover
+-- policy, timeout and retry settings. The copy has no schedule of its own.
 -- $1 scheduled task ids
-INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id)
-SELECT params, 'AW', priority, group_id, command, cwd, id
+INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
+                             timeout, max_attempts, backoff_base, backoff_cap, retry_on)
+SELECT params, 'AW', priority, group_id, command, cwd, id, recover_policy,
+       timeout, max_attempts, backoff_base, backoff_cap, retry_on
   FROM {{schema}}.task
  WHERE id = ANY($1::bigint[]);
 
@@ -55,9 +57,16 @@ UPDATE {{schema}}.task t
  WHERE t.id = r.id;
 
 -- name: setSchedule
--- $1 id, $2 next_start, $3 period, $4 count, $5 cron, $6 tz, $7 clone
+-- $1 id, $2 next_start, $3 period, $4 count, $5 cron, $6 tz, $7 clone; then the run settings
+-- set where given (null: left as they are): $8 timeout (ms), $9 max attempts, $10 backoff
+-- base (ms), $11 backoff cap (ms), $12 retry on
 UPDATE {{schema}}.task
-   SET next_start = $2, shed_period_id = $3, shed_period_count = $4, shed_cron = $5, shed_tz = $6, shed_clone = $7
+   SET next_start = $2, shed_period_id = $3, shed_period_count = $4, shed_cron = $5, shed_tz = $6, shed_clone = $7,
+       timeout = coalesce(make_interval(secs => $8::float8 / 1000), timeout),
+       max_attempts = coalesce($9, max_attempts),
+       backoff_base = coalesce(make_interval(secs => $10::float8 / 1000), backoff_base),
+       backoff_cap = coalesce(make_interval(secs => $11::float8 / 1000), backoff_cap),
+       retry_on = coalesce($12, retry_on)
  WHERE id = $1
 RETURNING *;
 
