@@ -20,6 +20,8 @@ try_start() {
   npm start >"$log" 2>&1 &
   local pid=$!
   set +m
+  # If a check below fails, the start must not outlive this script (see stop_started).
+  STARTED="$pid"
   local url="" i
   for i in $(seq 1 240); do
     url="$(sed -n 's/^Connect: *psql "\(.*\)"$/\1/p' "$log")"
@@ -49,6 +51,7 @@ try_start() {
   kill -INT -- "-$pid"
   local code=0
   wait "$pid" || code=$?
+  STARTED=""
   # 130: npm itself got the SIGINT too, as it does at a terminal; pg-tasks exited cleanly.
   case "$code" in 0 | 130) ;; *) cat "$log"; echo "zero-setup: npm start exited with $code" >&2; return 1 ;; esac
   for i in $(seq 1 60); do
@@ -63,6 +66,17 @@ try_start() {
   DATA="$data"
 }
 
+# The start of a check that failed: Ctrl-C it, as a user would, then kill what is left.
+STARTED=""
+stop_started() {
+  [ -n "$STARTED" ] || return 0
+  kill -INT -- "-$STARTED" 2>/dev/null || return 0
+  (sleep 10; kill -KILL -- "-$STARTED" 2>/dev/null) &
+  local killer=$!
+  wait "$STARTED" 2>/dev/null || true
+  kill "$killer" 2>/dev/null || true
+}
+
 # The pids descending from $1, whatever process group they moved to.
 descendants() {
   local all="$1" frontier="$1" next p
@@ -74,6 +88,8 @@ descendants() {
   done
   echo $all
 }
+
+trap stop_started EXIT
 
 case "${1:-}" in
   --user)
@@ -92,7 +108,7 @@ case "${1:-}" in
     ;;
   '' | --test)
     base="$(mktemp -d)" # mode 700: no other user may enter
-    trap 'rm -rf "$base"' EXIT
+    trap 'stop_started; rm -rf "$base"' EXIT
     clone="$base/pg tasks"
     git clone -q "$here" "$clone"
     try_start "$clone"
