@@ -335,17 +335,17 @@ describe('retries', () => {
 describe('recovery on end reasons', () => {
   it("a failed worker's executing task retries on worker_failed when it has attempts left; one being cancelled ends CC", async () => {
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (200, 20, true, now() - interval '1 hour', 3)");
-    const insert = async (extra: string): Promise<number> => {
-      const { rows } = await db.query<{ id: string }>(`INSERT INTO long_task.task (group_id, state_id, command ${extra ? `, ${extra.split('=')[0]}` : ''}) VALUES (20, 'AW', '{true}' ${extra ? `, ${extra.split('=')[1]}` : ''}) RETURNING id`);
+    const insert = async (maxAttempts: number | null): Promise<number> => {
+      const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command, max_attempts) VALUES (20, 'AW', '{true}', $1) RETURNING id", [maxAttempts]);
       const id = Number(rows[0]!.id);
       // What a claim by worker 200, then its death, leaves behind.
       await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 200, lease_epoch = 3, attempt = 1 WHERE id = $1", [id]);
       await db.query('INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch) VALUES ($1, 1, 200, 3)', [id]);
       return id;
     };
-    const retrying = await insert('max_attempts=3');
-    const once = await insert('');
-    const cancelling = await insert('max_attempts=3');
+    const retrying = await insert(3);
+    const once = await insert(null);
+    const cancelling = await insert(3);
     await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [cancelling]);
     const node = await startNode(db, { workerId: 200, groupId: 20, logger });
     try {

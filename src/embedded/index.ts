@@ -3,7 +3,6 @@ import path from 'node:path';
 import { EmbeddedError } from './errors.js';
 
 export { EmbeddedError } from './errors.js';
-export { freePort, portHolder, isPortFree } from './port.js';
 
 export interface EmbeddedOptions {
   /** Data directory; kept across restarts. */

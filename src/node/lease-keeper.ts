@@ -48,11 +48,6 @@ export class LeaseKeeper {
     return this.lease.held;
   }
 
-  /** Milliseconds left before the term must be considered lost. */
-  remainingMs(): number {
-    return this.lease.remainingMs();
-  }
-
   /** Takes the lease, waiting as a standby while another node holds it. */
   start(): void {
     void this.acquire();

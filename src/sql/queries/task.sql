@@ -88,7 +88,8 @@ WITH r AS (
      AND tr.finished IS NULL
   RETURNING tr.task_id, tr.attempt
 ), policy AS (
-  SELECT t.id, CASE WHEN t.state_id = 'AE' THEN {{schema}}.retry_delay(t, r.end_reason) END AS delay
+  -- A completed run never retries: the usual case costs no call of retry_delay.
+  SELECT t.id, CASE WHEN t.state_id = 'AE' AND r.end_reason <> 'completed' THEN {{schema}}.retry_delay(t, r.end_reason) END AS delay
     FROM r
     JOIN run ON run.task_id = r.id AND run.attempt = r.attempt
     JOIN {{schema}}.task t ON t.id = r.id AND t.attempt = r.attempt
