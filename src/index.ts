@@ -1,4 +1,4 @@
-export { TaskClient, TaskNotFoundError, StateChangeRefusedError } from './client/client.js';
+export { TaskClient, TaskNotFoundError, StateChangeRefusedError, WaitTimeoutError } from './client/client.js';
 export type { Task, TaskRun, TaskState, EndReason, AddTaskInput, ListOptions } from './client/types.js';
 export { TASK_STATES } from './client/types.js';
 export { TaskNode } from './node/node.js';

@@ -74,7 +74,11 @@ describe('recovery of failed workers', () => {
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
     await client.query('DROP TABLE long_task.task_run');
     await client.query(`ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason, DROP COLUMN timeout,
-      DROP COLUMN max_attempts, DROP COLUMN backoff_base, DROP COLUMN backoff_cap, DROP COLUMN retry_on, DROP COLUMN run_after`);
+      DROP COLUMN max_attempts, DROP COLUMN backoff_base, DROP COLUMN backoff_cap, DROP COLUMN retry_on, DROP COLUMN run_after,
+      DROP COLUMN live_worker_id, DROP COLUMN live_epoch`);
+    // The newest version's triggers read columns just dropped; migration 5 replaces them.
+    await client.query('CREATE OR REPLACE FUNCTION long_task.task_before_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$');
+    await client.query('CREATE OR REPLACE FUNCTION long_task.task_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$');
     await client.query('DROP TABLE long_task.task_group');
     await client.query('ALTER TABLE long_task.task DROP COLUMN recover_policy');
     await client.query('ALTER TABLE long_task.worker DROP COLUMN standby_node, DROP COLUMN standby_seen');
@@ -109,8 +113,7 @@ describe('lost claims', () => {
     // What a claim that committed without the node hearing of it leaves behind.
     const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (121, 'AW', '{true}') RETURNING id");
     const lost = Number(rows[0]!.id);
-    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 120, lease_epoch = $2, attempt = 1, started = now() - interval '1 hour' WHERE id = $1", [lost, epoch]);
-    await db.query("INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch, started) VALUES ($1, 1, 120, $2, now() - interval '1 hour')", [lost, epoch]);
+    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 120, lease_epoch = $2, attempt = 1, live_worker_id = 120, live_epoch = $2, started = now() - interval '1 hour' WHERE id = $1", [lost, epoch]);
     // A task the node really runs is left alone.
     const real = await addTask(db, ['sleep', '3'], { group: 120 });
     await waitEnded(db, [lost]);
@@ -133,8 +136,7 @@ describe('lost claims', () => {
     const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (123, 'AW', '{true}') RETURNING id");
     const lost = Number(rows[0]!.id);
     // Claimed a moment ago: too recent for the renewal's check, which waits half a lease.
-    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 122, lease_epoch = $2, attempt = 1, started = now() WHERE id = $1", [lost, epoch]);
-    await db.query('INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch) VALUES ($1, 1, 122, $2)', [lost, epoch]);
+    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 122, lease_epoch = $2, attempt = 1, live_worker_id = 122, live_epoch = $2, started = now() WHERE id = $1", [lost, epoch]);
     await node.shutdown();
     const t = await getTask(db, lost);
     assert.equal(t.state_id, 'CF');

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
+import { TaskClient, TaskNotFoundError, WaitTimeoutError } from '../src/index.js';
 import { isProcessAlive } from '../src/node/process-group.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -67,7 +68,7 @@ describe('one live process per task, whatever users write', () => {
     const meanwhile = await getTask(db, id);
     assert.equal(meanwhile.state_id, 'AW');
     assert.equal(meanwhile.attempt, 1, 'no second run while the first process lives');
-    assert.equal((await runsOf(id)).filter((r) => r.finished === null).length, 1);
+    assert.deepEqual([meanwhile.live_worker_id, (await runsOf(id)).length], [1, 0], 'run 1 is live on worker 1 (its task_run row is written when it ends)');
 
     await until(async () => (await getTask(db, id)).attempt === 2, 'run 2 to start once run 1 is gone', 30_000);
     await until(async () => (await runsOf(id)).every((r) => r.finished !== null) && (await runsOf(id)).length === 2, 'both runs to end', 30_000);
@@ -149,6 +150,38 @@ describe('run history', () => {
     assert.match(missing.stderr, /^pg-tasks: task 999999 not found/);
     await db.query('DELETE FROM long_task.task WHERE id = $1', [id]);
     assert.deepEqual(await runsOf(id), [], "a deleted task's runs go with it");
+  });
+});
+
+describe('TaskClient.wait', () => {
+  it('resolves with the final task once it ends (not while it waits for a retry), at once if it has, and times out', async () => {
+    const client = new TaskClient({ connectionString: db.url });
+    try {
+      const dir = tempDir('wait');
+      // Fails once, then succeeds: the wait spans the retry.
+      const retried = await client.add({ command: ['sh', '-c', 'test -f "$0/ok" || { touch "$0/ok"; exit 1; }', dir], maxAttempts: 2, backoffBaseMs: 300 });
+      const slow = await client.add({ command: ['sleep', '30'] });
+      const [a, b] = await Promise.all([client.wait(retried.id), client.wait(retried.id, { timeout: 60_000 })]);
+      assert.deepEqual([a.state_id, a.attempt, b.state_id], ['CS', 2, 'CS']);
+      assert.equal((await client.wait(retried.id)).state_id, 'CS', 'an ended task resolves at once');
+
+      await assert.rejects(client.wait(slow.id, { timeout: 200 }), (error: unknown) => error instanceof WaitTimeoutError && /did not end within 200 ms/.test(error.message));
+      assert.equal((await client.get(slow.id)).state_id, 'AE', 'a wait that timed out leaves the task alone');
+      const cancelled = client.wait(slow.id);
+      await client.cancel(slow.id);
+      assert.equal((await cancelled).state_id, 'CC');
+
+      // Many ended by one statement: the notification names none, and every waiter looks again.
+      // (Group 98 has no node: they wait until cancelled, all at once.)
+      const waiting = await Promise.all(Array.from({ length: 120 }, () => client.add({ command: ['true'], groupId: 98 })));
+      const ended = Promise.all(waiting.map((t) => client.wait(t.id, { timeout: 60_000 })));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = ANY($1)", [waiting.map((t) => t.id)]);
+      assert.ok((await ended).every((t) => t.state_id === 'CC'));
+      await assert.rejects(client.wait(999_999_999), TaskNotFoundError);
+    } finally {
+      await client.close();
+    }
   });
 });
 
@@ -334,19 +367,20 @@ describe('retries', () => {
 
 describe('recovery on end reasons', () => {
   it("a failed worker's executing task retries on worker_failed when it has attempts left; one being cancelled ends CC", async () => {
-    await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (200, 20, true, now() - interval '1 hour', 3)");
+    // Inactive until its tasks are in place: another node's renewal would recover it at once.
+    await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (200, 20, false, now() - interval '1 hour', 3)");
     const insert = async (maxAttempts: number | null): Promise<number> => {
       const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command, max_attempts) VALUES (20, 'AW', '{true}', $1) RETURNING id", [maxAttempts]);
       const id = Number(rows[0]!.id);
       // What a claim by worker 200, then its death, leaves behind.
-      await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 200, lease_epoch = 3, attempt = 1 WHERE id = $1", [id]);
-      await db.query('INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch) VALUES ($1, 1, 200, 3)', [id]);
+      await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 200, lease_epoch = 3, attempt = 1, live_worker_id = 200, live_epoch = 3 WHERE id = $1", [id]);
       return id;
     };
     const retrying = await insert(3);
     const once = await insert(null);
     const cancelling = await insert(3);
     await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [cancelling]);
+    await db.query('UPDATE long_task.worker SET active = true WHERE id = 200');
     const node = await startNode(db, { workerId: 200, groupId: 20, logger });
     try {
       await waitEnded(db, [once, cancelling]);

@@ -1,9 +1,12 @@
 import pg from 'pg';
-import { poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
+import { clientConfig, poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
 import { loadQueries, type Queries } from '../db/queries.js';
 import type { AddTaskInput, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
 import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
+import { TaskWaiter } from './waiter.js';
+
+export { WaitTimeoutError } from './waiter.js';
 
 export class TaskNotFoundError extends Error {
   constructor(id: number) {
@@ -27,6 +30,7 @@ export class TaskClient {
   readonly schema: string;
   private readonly queries: Queries;
   private readonly pool: pg.Pool;
+  private readonly waiter: TaskWaiter;
 
   constructor(options: ConnectionOptions & { pool?: pg.Pool } = {}) {
     this.schema = resolveSchema(options.schema);
@@ -34,6 +38,7 @@ export class TaskClient {
     this.pool = options.pool ?? new pg.Pool(poolConfig(options, { max: 2 }));
     // An idle connection that drops is not an error of any call; the next call reconnects.
     this.pool.on('error', () => undefined);
+    this.waiter = new TaskWaiter(this.pool, this.queries, clientConfig(options), this.schema);
   }
 
   async add(input: AddTaskInput): Promise<Task> {
@@ -82,6 +87,16 @@ export class TaskClient {
     const { rows } = await this.pool.query<Task>(this.queries.getTask, [id]);
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];
+  }
+
+  /**
+   * Resolves with the task once it has ended (CS, CF or CC; a task waiting for a retry has
+   * not), at once if it already has. Woken by LISTEN, not by polling: the first wait opens
+   * one listening connection, kept until close(). `timeout` (ms) rejects with a
+   * WaitTimeoutError and leaves the task as it is.
+   */
+  wait(id: number, options: { timeout?: number } = {}): Promise<Task> {
+    return this.waiter.wait(id, options.timeout, (missing) => new TaskNotFoundError(missing));
   }
 
   /** The task's runs, oldest first: one row per execution, kept after the task is queued again. */
@@ -153,6 +168,7 @@ export class TaskClient {
   }
 
   async close(): Promise<void> {
+    await this.waiter.close();
     await this.pool.end();
   }
 }

@@ -54,6 +54,12 @@ export interface Task {
   run_after: Date | null;
   /** Why the latest run ended (set by whoever ended it); null while none has ended. */
   end_reason: EndReason | null;
+  /**
+   * While a process of run `attempt` may still be alive: the worker and lease term that run
+   * it (whatever the state says: a row set to C* or re-queued meanwhile). Kept by pg-tasks.
+   */
+  live_worker_id: number | null;
+  live_epoch: number | null;
 }
 
 export type EndReason =

@@ -14,6 +14,8 @@ export interface ClaimedRow {
   last_state_change: Date;
   /** The timeout in force for this run (the task's, else its group's); null = none. */
   timeout_ms: number | null;
+  /** Claimed from the tasks pinned to this worker (worker_id set when it was queued). */
+  pinned: boolean;
 }
 
 /** What the claim needs from its node. */

@@ -20,6 +20,10 @@ export interface TaskOutcome {
   signal: string | null;
   error: string | null;
   output: string;
+  /** The timeout the run was claimed with (its task_run row's deadline); null = none. */
+  timeoutMs: number | null;
+  /** Claimed as pinned to this worker: a retry stays pinned to it (else any worker may run it). */
+  pinned: boolean;
 }
 
 /**
@@ -44,8 +48,8 @@ export class ResultWriter {
     private readonly pool: pg.Pool,
     private readonly queries: Queries,
     private readonly workerId: number,
-    /** The notification channel (the schema name): a finish may wake the group. */
-    private readonly channel: string,
+    /** Named in each run's task_run row. */
+    private readonly nodeName: string,
     private readonly log: Logger,
   ) {}
 
@@ -133,7 +137,7 @@ export class ResultWriter {
         const { rows } = await this.pool.query<{ id: number; attempt: number }>(this.queries.finishRuns, [
           this.workerId,
           epoch,
-          this.channel,
+          this.nodeName,
           list.map((o) => o.id),
           list.map((o) => o.attempt),
           list.map((o) => o.state),
@@ -146,6 +150,8 @@ export class ResultWriter {
           list.map((o) => o.usage?.userMs ?? null),
           list.map((o) => o.usage?.systemMs ?? null),
           list.map((o) => o.usage?.maxRssKb ?? null),
+          list.map((o) => o.timeoutMs),
+          list.map((o) => o.pinned),
         ]);
         if (rows.length < list.length) {
           // Only a run that is no longer this term's: recovered by another node after this

@@ -31,6 +31,8 @@ export class Run {
     readonly attempt: number,
     readonly epoch: number,
     readonly proc: TaskProcess,
+    /** As claimed: the timeout in force (null = none), and whether it was pinned to this worker. */
+    readonly claimed: { timeoutMs: number | null; pinned: boolean },
   ) {}
 
   /** For logs and sets of runs: "12:3" is attempt 3 of task 12. */
@@ -68,7 +70,7 @@ export class Run {
   }
 
   outcome(result: ProcessResult): TaskOutcome {
-    const base = { id: this.taskId, attempt: this.attempt, pid: this.proc.pid ?? null, exitCode: result.exitCode, signal: result.signal, output: result.output, usage: result.usage };
+    const base = { id: this.taskId, attempt: this.attempt, timeoutMs: this.claimed.timeoutMs, pinned: this.claimed.pinned, pid: this.proc.pid ?? null, exitCode: result.exitCode, signal: result.signal, output: result.output, usage: result.usage };
     if (result.spawnError !== null) return { ...base, state: 'CF', endReason: 'spawn_error', error: result.spawnError };
     if (result.lost !== undefined) return { ...base, state: 'CF', endReason: 'lost', error: `Lost: ${result.lost}` };
     const reason = this.killReason;

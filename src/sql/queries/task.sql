@@ -7,116 +7,108 @@
 -- Tasks any worker may run and tasks pinned to this worker are read from their own indexes
 -- (each its head, in order) and merged: tasks pinned to other workers are never read. Up to
 -- $3 rows of the branch that loses the merge stay locked until this statement commits.
--- The EXISTS makes the claim conditional on the lease term the node holds ($4). A task with
--- a live run (re-queued while its process still runs, on any node) waits for it to end.
--- Each claimed task starts its next run: attempt + 1, and a task_run row.
+-- The EXISTS makes the claim conditional on the lease term the node holds ($4). A task whose
+-- earlier process may still live (re-queued meanwhile, on any node) is not in the indexes.
+-- Each claimed task starts its next run: attempt + 1, marked live for this worker and term.
 -- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name
 WITH term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
 ), any_worker AS (
-  SELECT id, priority, last_state_change
-    FROM {{schema}}.task w
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL
+  SELECT id, priority, last_state_change, false AS pinned
+    FROM {{schema}}.task
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL AND live_worker_id IS NULL
      AND (SELECT held FROM term)
-     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = w.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
    LIMIT $3
    FOR UPDATE SKIP LOCKED
 ), pinned AS (
-  SELECT id, priority, last_state_change
-    FROM {{schema}}.task w
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL
+  SELECT id, priority, last_state_change, true AS pinned
+    FROM {{schema}}.task
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL AND live_worker_id IS NULL
      AND (SELECT held FROM term)
-     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = w.id AND r.finished IS NULL)
    ORDER BY priority, last_state_change, id
    LIMIT $3
    FOR UPDATE SKIP LOCKED
 ), picked AS (
-  SELECT id FROM (SELECT * FROM any_worker UNION ALL SELECT * FROM pinned) c
+  SELECT id, pinned FROM (SELECT * FROM any_worker UNION ALL SELECT * FROM pinned) c
    ORDER BY priority, last_state_change, id
    LIMIT $3
-), claimed AS (
-  UPDATE {{schema}}.task t
-     SET state_id = 'AE', worker_id = $2, lease_epoch = $4, node_name = $5, started = now(),
-         attempt = t.attempt + 1, end_reason = NULL,
-         finished = NULL, exit_code = NULL, exit_signal = NULL, pid = NULL, output = NULL
-    FROM picked
-   WHERE t.id = picked.id
-  RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change,
-            coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id)) AS timeout
-), runs AS (
-  INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, started, deadline)
-  SELECT id, attempt, $2, $4, $5, now(), now() + timeout FROM claimed
 )
-SELECT id, attempt, command, cwd, params, priority, last_state_change,
-       (extract(epoch FROM timeout) * 1000)::float8 AS timeout_ms
-  FROM claimed;
+UPDATE {{schema}}.task t
+   SET state_id = 'AE', worker_id = $2, lease_epoch = $4, node_name = $5, started = now(),
+       attempt = t.attempt + 1, live_worker_id = $2, live_epoch = $4, end_reason = NULL,
+       finished = NULL, exit_code = NULL, exit_signal = NULL, pid = NULL, output = NULL
+  FROM picked
+ WHERE t.id = picked.id
+RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change, picked.pinned,
+          (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id))) * 1000)::float8 AS timeout_ms;
 
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
--- run's own row takes it with the run's end: one write less per run).
+-- run's own row takes it with the run's end).
 -- $1 worker, $2 lease epoch, $3 task ids, $4 attempts, $5 pids
 UPDATE {{schema}}.task t
    SET pid = r.pid
   FROM unnest($3::bigint[], $4::int[], $5::int[]) AS r(id, attempt, pid)
- WHERE t.id = r.id AND t.attempt = r.attempt AND t.worker_id = $1 AND t.lease_epoch = $2
+ WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
    AND t.state_id IN ('AE', 'AC');
 
 -- name: finishRuns
--- Writes the ends of runs, one statement per batch, each conditional on its run (task id,
--- attempt, and the lease term that claimed it): a node that lost its lease changes nothing.
--- The task row takes the run's figures; its state and error only if it still shows the run
--- as active (AE/AC): a row that someone set to C* or queued again meanwhile keeps that. A
--- task queued again while this run's process still lived can now start: its group is woken.
+-- Writes the ends of runs, one statement per batch, each conditional on its run being live
+-- for this worker and lease term (task id, attempt, epoch): a node that lost its lease
+-- changes nothing. The end clears the task's live-run mark and writes the run's task_run row.
+-- The task row takes the run's outcome if it still shows the run as active (AE/AC); a row
+-- that someone set to C* keeps its state and error, and one queued again meanwhile (AW, DR)
+-- keeps all it shows: it enters the claim's indexes now, and the trigger wakes its group.
 --
 -- A run of an executing task (not one being cancelled) that ended with an end reason in its
 -- retry_on, before max_attempts runs, queues the task again with run_after = now + its
--- backoff (retry_delay, in migration 5, says whether and when).
--- $1 worker, $2 lease epoch, $3 notification channel, then one array per column
+-- backoff (retry_delay, in migration 5, says whether and when), on any worker of the group
+-- unless the run was claimed as pinned to this one.
+-- $1 worker, $2 lease epoch, $3 node name, then one array per column
 WITH r AS (
   SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[],
-                       $13::bigint[], $14::bigint[], $15::bigint[])
-         AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output, pid, cpu_user_ms, cpu_system_ms, max_rss_kb)
-), run AS (
-  UPDATE {{schema}}.task_run tr
-     SET finished = now(), exit_code = r.exit_code, exit_signal = r.exit_signal,
-         end_reason = r.end_reason, error = r.error, output = r.output, pid = r.pid,
-         cpu_user_ms = r.cpu_user_ms, cpu_system_ms = r.cpu_system_ms, max_rss_kb = r.max_rss_kb
-    FROM r
-   WHERE tr.task_id = r.id AND tr.attempt = r.attempt AND tr.worker_id = $1 AND tr.lease_epoch = $2
-     AND tr.finished IS NULL
-  RETURNING tr.task_id, tr.attempt
+                       $13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::boolean[])
+         AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output, pid,
+              cpu_user_ms, cpu_system_ms, max_rss_kb, timeout_ms, pinned)
 ), policy AS (
   -- A completed run never retries: the usual case costs no call of retry_delay.
   SELECT t.id, CASE WHEN t.state_id = 'AE' AND r.end_reason <> 'completed' THEN {{schema}}.retry_delay(t, r.end_reason) END AS delay
-    FROM r
-    JOIN run ON run.task_id = r.id AND run.attempt = r.attempt
-    JOIN {{schema}}.task t ON t.id = r.id AND t.attempt = r.attempt
-), updated AS (
+    FROM r JOIN {{schema}}.task t ON t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
+), ended AS (
   UPDATE {{schema}}.task t
-     SET state_id   = CASE WHEN t.state_id NOT IN ('AE', 'AC') THEN t.state_id
-                           WHEN p.delay IS NOT NULL THEN 'AW' ELSE r.state_id END,
-         run_after  = CASE WHEN p.delay IS NOT NULL THEN now() + p.delay ELSE t.run_after END,
+     SET live_worker_id = NULL, live_epoch = NULL,
+         -- t.state_id is re-read under the row lock: a cancel that came meanwhile never retries.
+         state_id   = CASE WHEN t.state_id NOT IN ('AE', 'AC') THEN t.state_id
+                           WHEN t.state_id = 'AE' AND p.delay IS NOT NULL THEN 'AW' ELSE r.state_id END,
+         run_after  = CASE WHEN t.state_id = 'AE' AND p.delay IS NOT NULL THEN now() + p.delay ELSE t.run_after END,
+         worker_id  = CASE WHEN t.state_id = 'AE' AND p.delay IS NOT NULL AND NOT r.pinned THEN NULL ELSE t.worker_id END,
          end_reason = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.end_reason ELSE t.end_reason END,
          error      = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.error ELSE t.error END,
-         exit_code = r.exit_code, exit_signal = r.exit_signal, output = r.output, finished = now()
+         exit_code   = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.exit_code ELSE r.exit_code END,
+         exit_signal = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.exit_signal ELSE r.exit_signal END,
+         output      = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.output ELSE r.output END,
+         finished    = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.finished ELSE now() END
     FROM r JOIN policy p ON p.id = r.id
-   WHERE t.id = r.id AND t.attempt = r.attempt AND t.state_id NOT IN ('AW', 'DR')
-), woken AS (
-  SELECT pg_notify($3, json_build_object('e', 'queued', 'g', g.group_id)::text)
-    FROM (SELECT DISTINCT t.group_id FROM {{schema}}.task t JOIN run ON t.id = run.task_id
-           WHERE t.state_id = 'AW' AND t.run_after IS NULL) g
+   WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
+  RETURNING t.id, t.attempt, t.started
 )
-SELECT run.task_id AS id, run.attempt, (SELECT count(*) FROM woken) AS woken FROM run;
+INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, pid, started, deadline, finished,
+                                 exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb)
+SELECT e.id, e.attempt, $1, $2, $3, r.pid, coalesce(e.started, now()), e.started + make_interval(secs => r.timeout_ms / 1000), now(),
+       r.exit_code, r.exit_signal, r.end_reason, r.error, r.output, r.cpu_user_ms, r.cpu_system_ms, r.max_rss_kb
+  FROM ended e JOIN r ON r.id = e.id
+-- Only rows a user wrote could be in the way; they must not make the batch fail for ever.
+ON CONFLICT (task_id, attempt) DO NOTHING
+RETURNING task_id AS id, attempt;
 
 -- name: cancelRequests
 -- The live runs of this term whose task asks to be cancelled.
 -- $1 worker, $2 lease epoch
-SELECT r.task_id AS id, r.attempt
-  FROM {{schema}}.task_run r
-  JOIN {{schema}}.task t ON t.id = r.task_id
- WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL AND t.state_id = 'AC';
+SELECT id, attempt
+  FROM {{schema}}.task
+ WHERE live_worker_id = $1 AND live_epoch = $2 AND state_id = 'AC';
 
 -- name: nextDelayedDue
 -- How long until the group's earliest waiting task with a run_after is due (negative: it is);
@@ -135,8 +127,18 @@ UPDATE {{schema}}.task
  WHERE group_id = $1 AND state_id = 'AW' AND run_after IS NOT NULL AND run_after <= now();
 
 -- name: taskRuns
+-- The runs that ended, then the live one (from the task row: its task_run row is written
+-- when it ends).
 -- $1 task id
-SELECT * FROM {{schema}}.task_run WHERE task_id = $1 ORDER BY attempt;
+SELECT task_id, attempt, worker_id, lease_epoch, node_name, pid, started, deadline, finished,
+       exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb
+  FROM {{schema}}.task_run WHERE task_id = $1
+UNION ALL
+SELECT t.id, t.attempt, t.live_worker_id, t.live_epoch, t.node_name, t.pid, t.started,
+       t.started + coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id)),
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM {{schema}}.task t WHERE t.id = $1 AND t.live_worker_id IS NOT NULL
+ ORDER BY attempt;
 
 -- name: insertTask
 -- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy,
@@ -158,11 +160,15 @@ RETURNING *;
 UPDATE {{schema}}.task t SET state_id = 'AC'
  WHERE t.id = $1
    AND (t.state_id LIKE 'A%'
-        OR EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.finished IS NULL))
+        OR t.live_worker_id IS NOT NULL)
 RETURNING *;
 
 -- name: getTask
 SELECT * FROM {{schema}}.task WHERE id = $1;
+
+-- name: getTasks
+-- $1 task ids
+SELECT * FROM {{schema}}.task WHERE id = ANY($1::bigint[]);
 
 -- name: listTasks
 -- $1 state or null, $2 group or null, $3 limit

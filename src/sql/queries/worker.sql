@@ -24,11 +24,21 @@ SELECT {{schema}}.recover_worker_tasks($1);
 -- name: endWorkerRuns
 -- With the recovery of a failed worker, whatever the policy: its live runs are over (its
 -- node fenced itself and killed their processes before its lease could lapse), so their
--- tasks may run again.
+-- tasks may run again: each gets its task_run row, and its live-run mark is cleared.
 -- $1 worker
-UPDATE {{schema}}.task_run
-   SET finished = now(), end_reason = 'worker_failed', error = 'Worker failed'
- WHERE worker_id = $1 AND finished IS NULL;
+WITH live AS (
+  SELECT id, live_epoch FROM {{schema}}.task WHERE live_worker_id = $1
+), ended AS (
+  UPDATE {{schema}}.task t
+     SET live_worker_id = NULL, live_epoch = NULL
+    FROM live
+   WHERE t.id = live.id AND t.live_worker_id = $1
+  RETURNING t.id, t.attempt, t.node_name, t.pid, t.started, live.live_epoch
+)
+INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, pid, started, finished, end_reason, error)
+SELECT id, attempt, $1, live_epoch, node_name, pid, coalesce(started, now()), now(), 'worker_failed', 'Worker failed'
+  FROM ended
+ON CONFLICT (task_id, attempt) DO NOTHING;
 
 -- name: takeLease
 -- $1 worker, $2 lease (seconds), $3 now or null, $4 node name, $5 host, $6 pid, $7 group,
@@ -57,40 +67,54 @@ UPDATE {{schema}}.worker w
 RETURNING w.stop,
   -- Two EXISTS, one per waiting-task index: tasks pinned to other workers are not read.
   (EXISTS (SELECT 1 FROM {{schema}}.task t
-            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL AND t.run_after IS NULL)
+            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL AND t.run_after IS NULL AND t.live_worker_id IS NULL)
    OR EXISTS (SELECT 1 FROM {{schema}}.task t
-               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1 AND t.run_after IS NULL)) AS has_waiting,
-  EXISTS (SELECT 1 FROM {{schema}}.task_run r JOIN {{schema}}.task t ON t.id = r.task_id
-           WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL AND t.state_id = 'AC') AS has_cancels,
+               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1 AND t.run_after IS NULL AND t.live_worker_id IS NULL)) AS has_waiting,
+  EXISTS (SELECT 1 FROM {{schema}}.task t
+           WHERE t.live_worker_id = $1 AND t.live_epoch = $2 AND t.state_id = 'AC') AS has_cancels,
   ARRAY(SELECT f.id FROM {{schema}}.worker f
          WHERE f.active AND f.id <> $1
            AND f.locked_until + make_interval(secs => $7) <= coalesce($5::timestamptz, now())) AS failed_workers,
   -- Live runs of this term that started a while ago: the node checks it has a process for
   -- each (a claim whose reply was lost on the wire would leave one without).
-  (SELECT coalesce(json_agg(json_build_object('id', r.task_id, 'attempt', r.attempt)), '[]')
-     FROM {{schema}}.task_run r
-    WHERE r.worker_id = $1 AND r.lease_epoch = $2 AND r.finished IS NULL
-      AND r.started <= coalesce($5::timestamptz, now()) - make_interval(secs => $3 / 2)) AS owned,
+  (SELECT coalesce(json_agg(json_build_object('id', t.id, 'attempt', t.attempt)), '[]')
+     FROM {{schema}}.task t
+    WHERE t.live_worker_id = $1 AND t.live_epoch = $2
+      AND t.started <= coalesce($5::timestamptz, now()) - make_interval(secs => $3 / 2)) AS owned,
   pg_notify($8, $9) IS NULL AS pinged;
 
 -- name: failOrphanRuns
 -- Live runs of this worker's terms up to $2 that no node answers for: a claim that committed
 -- while its reply was lost (a cut connection), and the node holding the term ended cleanly
 -- without ever hearing of it. Called when a term ends cleanly (every process of it is gone
--- by then) and when a term begins without a recovery. They end CF, 'lost', so they can run
--- again by the user's or a retry's hand.
+-- by then) and when a term begins without a recovery. Each ends 'lost', like a lost run the
+-- node notices itself: an executing task retries if its retry_on allows (after its backoff,
+-- on any worker), else ends CF; one being cancelled ends CC.
 -- $1 worker, $2 lease epoch
-WITH run AS (
-  UPDATE {{schema}}.task_run
-     SET finished = now(), end_reason = 'lost',
-         error = 'Lost: the node that claimed it never ran it (the claim reply was lost)'
-   WHERE worker_id = $1 AND lease_epoch <= $2 AND finished IS NULL
-  RETURNING task_id, attempt, error
+WITH orphan AS (
+  SELECT t.id, t.live_epoch, CASE WHEN t.state_id = 'AE' THEN {{schema}}.retry_delay(t, 'lost') END AS delay
+    FROM {{schema}}.task t
+   WHERE t.live_worker_id = $1 AND t.live_epoch <= $2
+), ended AS (
+  UPDATE {{schema}}.task t
+     SET live_worker_id = NULL, live_epoch = NULL,
+         state_id   = CASE WHEN t.state_id = 'AE' AND o.delay IS NOT NULL THEN 'AW'
+                           WHEN t.state_id = 'AE' THEN 'CF' WHEN t.state_id = 'AC' THEN 'CC' ELSE t.state_id END,
+         run_after  = CASE WHEN t.state_id = 'AE' AND o.delay IS NOT NULL THEN now() + o.delay ELSE t.run_after END,
+         worker_id  = CASE WHEN t.state_id = 'AE' AND o.delay IS NOT NULL THEN NULL ELSE t.worker_id END,
+         end_reason = CASE WHEN t.state_id = 'AE' THEN 'lost' WHEN t.state_id = 'AC' THEN 'cancelled' ELSE t.end_reason END,
+         error      = CASE WHEN t.state_id = 'AE' THEN 'Lost: the node that claimed it never ran it (the claim reply was lost)'
+                           WHEN t.state_id = 'AC' THEN 'Cancelled' ELSE t.error END,
+         finished   = CASE WHEN t.state_id IN ('AE', 'AC') THEN now() ELSE t.finished END
+    FROM orphan o
+   WHERE t.id = o.id AND t.live_worker_id = $1 AND t.live_epoch <= $2
+  RETURNING t.id, t.attempt, t.node_name, t.started, o.live_epoch
 )
-UPDATE {{schema}}.task t
-   SET state_id = 'CF', end_reason = 'lost', error = run.error, finished = now()
-  FROM run
- WHERE t.id = run.task_id AND t.attempt = run.attempt AND t.state_id IN ('AE', 'AC');
+INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, started, finished, end_reason, error)
+SELECT e.id, e.attempt, $1, e.live_epoch, e.node_name, coalesce(e.started, now()), now(), 'lost',
+       'Lost: the node that claimed it never ran it (the claim reply was lost)'
+  FROM ended e
+ON CONFLICT (task_id, attempt) DO NOTHING;
 
 -- name: releaseLease
 -- $1 worker, $2 lease epoch, $3 clear the stop code (the node fulfilled a stop request)

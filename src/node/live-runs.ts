@@ -1,0 +1,133 @@
+import type { Logger } from 'pino';
+import type { ClaimedRow } from './claimer.js';
+import type { Reaper } from './reaper.js';
+import type { ResultWriter } from './result-writer.js';
+import { Run, type KillReason } from './run.js';
+import type { Spawner } from './spawner.js';
+import { TaskProcess, type ProcessResult } from './task-process.js';
+
+/** What the live runs need from their node. */
+export interface LiveRunsHost {
+  /** A run is over (its outcome handed to the writer, or left to recovery): a slot is free. */
+  ended(): void;
+}
+
+export interface LiveRunsOptions {
+  rootDir: string;
+  outputLimit: number;
+  killGraceMs: number;
+}
+
+/**
+ * The runs whose processes live on this node, by task id: a task has at most one live run
+ * here (a claim never picks a task whose earlier process may still live), whatever its row
+ * says meanwhile. Starts each claimed run's process, covers it with the reaper, kills it on
+ * request, and hands its outcome to the writer when the process is gone. Holds nothing about
+ * a run once it has ended, beyond the two short rotating sets below.
+ */
+export class LiveRuns {
+  private readonly running = new Map<number, Run>();
+  private idleWaiters: Array<() => void> = [];
+  // Runs ("id:attempt") that ended since the renewal before last: a renewal may have read
+  // them as still live. Rotated at each renewal, so they hold only what ended lately.
+  private endedRecently = new Set<string>();
+  private endedBefore = new Set<string>();
+
+  constructor(
+    private readonly options: LiveRunsOptions,
+    private readonly spawner: () => Spawner | null,
+    private readonly reaper: Reaper,
+    private readonly writer: ResultWriter,
+    private readonly log: Logger,
+    private readonly host: LiveRunsHost,
+  ) {}
+
+  get size(): number {
+    return this.running.size;
+  }
+
+  /** Starts the process of a run just claimed under lease term `epoch`. */
+  start(row: ClaimedRow, epoch: number): void {
+    const o = this.options;
+    let proc: TaskProcess;
+    try {
+      proc = new TaskProcess({ id: row.id, command: row.command, cwd: row.cwd, params: row.params }, { rootDir: o.rootDir, outputLimit: o.outputLimit }, this.spawner());
+    } catch (error) {
+      // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
+      this.writer.finish(epoch, {
+        id: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', pid: null, exitCode: null, signal: null, output: '',
+        error: `could not start the process: ${(error as Error).message}`, timeoutMs: row.timeout_ms, pinned: row.pinned,
+      });
+      this.endedRecently.add(`${row.id}:${row.attempt}`);
+      this.host.ended();
+      return;
+    }
+    const run = new Run(row.id, row.attempt, epoch, proc, { timeoutMs: row.timeout_ms, pinned: row.pinned });
+    this.running.set(row.id, run);
+    if (row.timeout_ms !== null) run.armTimeout(row.timeout_ms, o.killGraceMs);
+    void proc.started.then((pid) => {
+      if (pid === undefined) return;
+      this.reaper.track(pid);
+      this.writer.recordPid(epoch, row.id, row.attempt, pid);
+      this.log.debug({ task: row.id, attempt: row.attempt, pid }, 'task started');
+    });
+    void proc.done.then((result) => this.onProcessEnd(run, result));
+  }
+
+  private onProcessEnd(run: Run, result: ProcessResult): void {
+    run.ended();
+    if (run.proc.pid !== undefined) this.reaper.untrack(run.proc.pid);
+    this.running.delete(run.taskId);
+    this.endedRecently.add(run.key);
+    const outcome = run.outcome(result);
+    const reason = run.reason;
+    if (reason?.leaveToRecovery) {
+      // Written now, while the term may still hold (the database back before the lease
+      // lapsed), it would bypass the recover policy: a 'requeue' task would end CF for good.
+      this.log.warn({ task: run.taskId, attempt: run.attempt, reason: reason.error }, 'task killed with the lease lost; left to the recovery of the worker');
+    } else {
+      this.log.info({ task: run.taskId, attempt: run.attempt, state: outcome.state, endReason: outcome.endReason, exitCode: result.exitCode, signal: result.signal }, 'task ended');
+      this.writer.finish(run.epoch, outcome);
+    }
+    if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    this.host.ended();
+  }
+
+  /** Ends every live run (SIGTERM, SIGKILL after the grace period); the first reason stands. */
+  killAll(reason: KillReason): void {
+    for (const run of this.running.values()) run.kill(reason, this.options.killGraceMs);
+  }
+
+  /** Cancels the runs named, if they are the ones live here. */
+  cancel(runs: Array<{ id: number; attempt: number }>): void {
+    for (const { id, attempt } of runs) {
+      const run = this.running.get(id);
+      if (run?.attempt === attempt) run.kill({ state: 'CC', endReason: 'cancelled', error: 'Cancelled' }, this.options.killGraceMs);
+    }
+  }
+
+  /** Resolves when no run is live. */
+  idle(): Promise<void> {
+    if (this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * After a renewal: a run the term owns with no process here and no result on its way had
+   * its claim committed while the reply was lost (a dropped connection). Nothing answers for
+   * it, so it fails now rather than wait for the lease to end. Then the ended sets rotate.
+   */
+  checkOwned(owned: Array<{ id: number; attempt: number }>, epoch: number): void {
+    for (const { id, attempt } of owned) {
+      const key = `${id}:${attempt}`;
+      if (this.running.get(id)?.attempt === attempt || this.writer.isPending(id, attempt) || this.endedRecently.has(key) || this.endedBefore.has(key)) continue;
+      this.log.error({ task: id, attempt }, 'run claimed under this lease has no process here: failing it');
+      this.writer.finish(epoch, {
+        id, attempt, state: 'CF', endReason: 'lost', pid: null, exitCode: null, signal: null, output: '',
+        error: 'Lost: the node that claimed it has no process for it (the claim reply was lost)', timeoutMs: null, pinned: false,
+      });
+    }
+    this.endedBefore = this.endedRecently;
+    this.endedRecently = new Set();
+  }
+}
