@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { SQL_DIR } from './queries.js';
-import { quoteIdent } from './connection.js';
+import { checkoutClient, quoteIdent } from './connection.js';
 
 export interface Migration {
   id: number;
@@ -125,5 +125,20 @@ export async function checkSchemaVersion(client: pg.ClientBase, schema: string):
   if (found > known) throw new SchemaTooNewError(schema, found, known);
   if (found < known) {
     throw new Error(`schema "${schema}" is at migration ${found}, this pg-tasks needs ${known}: run "pg-tasks migrate"`);
+  }
+}
+
+/**
+ * What a node does first: migrate the schema (`migrate`), or check that it is exactly the
+ * version this pg-tasks knows. Returns the migrations applied.
+ */
+export async function prepareSchema(pool: pg.Pool, schema: string, migrateFirst: boolean): Promise<string[]> {
+  const client = await checkoutClient(pool);
+  try {
+    if (migrateFirst) return (await migrate(client, schema)).applied;
+    await checkSchemaVersion(client, schema);
+    return [];
+  } finally {
+    client.release();
   }
 }

@@ -1,4 +1,7 @@
+import type pg from 'pg';
 import type { Logger } from 'pino';
+import { describeError } from '../db/errors.js';
+import type { Queries } from '../db/queries.js';
 import type { ClaimedRow } from './claimer.js';
 import type { Reaper } from './reaper.js';
 import type { ResultWriter } from './result-writer.js';
@@ -34,6 +37,7 @@ export class LiveRuns {
   private endedBefore = new Set<string>();
 
   constructor(
+    private readonly db: { pool: pg.Pool; queries: Queries; workerId: number },
     private readonly options: LiveRunsOptions,
     private readonly spawner: () => Spawner | null,
     private readonly reaper: Reaper,
@@ -98,11 +102,17 @@ export class LiveRuns {
     for (const run of this.running.values()) run.kill(reason, this.options.killGraceMs);
   }
 
-  /** Cancels the runs named, if they are the ones live here. */
-  cancel(runs: Array<{ id: number; attempt: number }>): void {
-    for (const { id, attempt } of runs) {
-      const run = this.running.get(id);
-      if (run?.attempt === attempt) run.kill({ state: 'CC', endReason: 'cancelled', error: 'Cancelled' }, this.options.killGraceMs);
+  /** Reads which runs of lease term `epoch` are asked to be cancelled (AC), and kills them. */
+  async checkCancels(epoch: number | null): Promise<void> {
+    if (epoch === null || this.running.size === 0) return;
+    try {
+      const { rows } = await this.db.pool.query<{ id: number; attempt: number }>(this.db.queries.cancelRequests, [this.db.workerId, epoch]);
+      for (const { id, attempt } of rows) {
+        const run = this.running.get(id);
+        if (run?.attempt === attempt) run.kill({ state: 'CC', endReason: 'cancelled', error: 'Cancelled' }, this.options.killGraceMs);
+      }
+    } catch (error) {
+      this.log.warn({ err: describeError(error) }, 'could not read cancellations');
     }
   }
 

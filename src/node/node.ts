@@ -1,9 +1,9 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { checkoutClient, clientConfig, poolConfig, resolveSchema } from '../db/connection.js';
+import { clientConfig, poolConfig, resolveSchema } from '../db/connection.js';
 import { describeError } from '../db/errors.js';
 import { Listener, type Notification } from '../db/listener.js';
-import { checkSchemaVersion, migrate } from '../db/migrate.js';
+import { prepareSchema } from '../db/migrate.js';
 import { loadQueries, type Queries } from '../db/queries.js';
 import { Lease, type RenewResult } from './lease.js';
 import { LeaseKeeper } from './lease-keeper.js';
@@ -72,20 +72,11 @@ export class TaskNode {
     pool.on('error', (error) => this.log.warn({ err: error.message }, 'idle database connection lost'));
     this.pool = pool;
     try {
-      const client = await checkoutClient(pool);
-      try {
-        if (o.migrate) {
-          const result = await migrate(client, this.schema);
-          if (result.applied.length > 0) this.log.info({ applied: result.applied }, 'migrated');
-        } else {
-          await checkSchemaVersion(client, this.schema);
-        }
-      } finally {
-        client.release();
-      }
+      const applied = await prepareSchema(pool, this.schema, o.migrate);
+      if (applied.length > 0) this.log.info({ applied }, 'migrated');
       const writer = new ResultWriter(pool, this.queries, o.workerId, o.nodeName, this.log);
       this.writer = writer;
-      const runs = new LiveRuns(o, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() });
+      const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, o, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() });
       this.runs = runs;
       this.lease = new LeaseKeeper(new Lease(pool, this.queries, o, this.log), o.leaseSeconds, this.schema, this.log, {
         gained: (epoch, stop) => this.onLeaseGained(epoch, stop),
@@ -150,8 +141,8 @@ export class TaskNode {
     this.listenCheck.pingSent();
     this.applyStop(result.stop);
     if (result.hasWaiting) this.hint();
-    if (result.hasCancels) void this.checkCancels();
-    for (const id of result.failedWorkers) void this.recoverWorker(id);
+    if (result.hasCancels) this.checkCancels();
+    for (const id of result.failedWorkers) this.recoverWorker(id);
     this.runs!.checkOwned(result.owned, epoch);
   }
 
@@ -163,12 +154,9 @@ export class TaskNode {
     if (!this.stopping) this.state = 'standby';
   }
 
-  private async recoverWorker(id: number): Promise<void> {
-    try {
-      await recoverFailedWorker(this.pool!, this.queries, id, this.options.recoveryDelaySeconds, this.log);
-    } catch (error) {
-      this.log.warn({ failedWorker: id, err: describeError(error) }, 'could not recover a failed worker');
-    }
+  private recoverWorker(id: number): void {
+    recoverFailedWorker(this.pool!, this.queries, id, this.options.recoveryDelaySeconds, this.log)
+      .catch((error: unknown) => this.log.warn({ failedWorker: id, err: describeError(error) }, 'could not recover a failed worker'));
   }
 
   private onNotification(n: Notification): void {
@@ -177,7 +165,7 @@ export class TaskNode {
     else if (n.e === 'ping') this.listenCheck.onPing(n as { w?: number; k?: number; n?: number }, this.lease?.epoch);
     else if (n.e === 'schedule' && n.g === o.groupId) this.scheduler?.rearm();
     else if (n.e === 'delayed' && n.g === o.groupId) this.delayed?.rearm();
-    else if (n.e === 'cancel' && n.w === o.workerId) void this.checkCancels();
+    else if (n.e === 'cancel' && n.w === o.workerId) this.checkCancels();
     else if (n.e === 'worker' && n.w === o.workerId) {
       if (this.state === 'standby') this.lease?.wake();
       else void this.refreshWorker();
@@ -188,7 +176,7 @@ export class TaskNode {
   private resync(): void {
     if (this.state !== 'active') return;
     this.hint();
-    void this.checkCancels();
+    this.checkCancels();
     void this.refreshWorker();
     this.scheduler?.rearm();
     this.delayed?.rearm();
@@ -208,15 +196,8 @@ export class TaskNode {
     this.claimer?.request();
   }
 
-  private async checkCancels(): Promise<void> {
-    const epoch = this.lease?.epoch;
-    if (epoch === null || epoch === undefined || this.runs!.size === 0) return;
-    try {
-      const { rows } = await this.pool!.query<{ id: number; attempt: number }>(this.queries.cancelRequests, [this.options.workerId, epoch]);
-      this.runs!.cancel(rows);
-    } catch (error) {
-      this.log.warn({ err: describeError(error) }, 'could not read cancellations');
-    }
+  private checkCancels(): void {
+    void this.runs?.checkCancels(this.lease?.epoch ?? null);
   }
 
   private async refreshWorker(): Promise<void> {
@@ -270,7 +251,7 @@ export class TaskNode {
     await this.claimer?.settled();
     if (mode === 'cancel') this.runs?.killAll(cancelReason);
     await this.runs?.idle();
-    await this.flushResults();
+    await this.writer?.drain(15_000);
     this.lease?.close();
     if (wasActive && this.lease?.epoch !== null) {
       // Released only when every result is written: otherwise the row stays active, and
@@ -285,16 +266,6 @@ export class TaskNode {
     }
     await this.close();
     this.log.info('node stopped');
-  }
-
-  private async flushResults(): Promise<void> {
-    // Bounded: a database that stays down must not keep the node from exiting.
-    const deadline = performance.now() + 15_000;
-    while (this.writer && this.writer.pending > 0 && performance.now() < deadline) {
-      await this.writer.flush();
-      if (this.writer.pending > 0) await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    this.writer?.close();
   }
 
   private async close(): Promise<void> {

@@ -104,6 +104,19 @@ export class ResultWriter {
     });
   }
 
+  /**
+   * For a stopping node: writes what is pending, trying again until `timeoutMs` has passed
+   * (a database that stays down must not keep the node from exiting), then stops.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.pending > 0 && performance.now() < deadline) {
+      await this.flush();
+      if (this.pending > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    this.close();
+  }
+
   /** Writes everything pending; resolves when it is written or given up on. */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
