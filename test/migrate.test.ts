@@ -76,6 +76,27 @@ describe('migrate', () => {
     assert.deepEqual(await versions(db), ALL_VERSIONS);
   });
 
+  it('moves the runs live at the upgrade to version 6 onto their task rows, and keeps the ended ones', async () => {
+    const db = await emptyDatabase('migrate_live');
+    const client = await connect(db);
+    await migrate(client, 'long_task', { target: 5 });
+    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (state_id, command) VALUES ('AW', '{true}'), ('AW', '{true}') RETURNING id");
+    const [live, ended] = rows.map((r) => Number(r.id)) as [number, number];
+    // Version 5's claim: attempt 1, and a task_run row that stays unfinished while it runs.
+    for (const id of [live, ended]) {
+      await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 7, lease_epoch = 3, attempt = 1, started = now() WHERE id = $1", [id]);
+      await db.query('INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch) VALUES ($1, 1, 7, 3)', [id]);
+    }
+    await db.query("UPDATE long_task.task_run SET finished = now(), end_reason = 'completed' WHERE task_id = $1", [ended]);
+    await db.query("UPDATE long_task.task SET state_id = 'CS' WHERE id = $1", [ended]);
+    await migrate(client, 'long_task');
+    const { rows: tasks } = await db.query<{ id: string; live_worker_id: number | null; live_epoch: string | null }>(
+      'SELECT id, live_worker_id, live_epoch FROM long_task.task ORDER BY id');
+    assert.deepEqual(tasks.map((t) => [Number(t.id), t.live_worker_id, t.live_epoch === null ? null : Number(t.live_epoch)]), [[live, 7, 3], [ended, null, null]]);
+    const { rows: runs } = await db.query<{ task_id: string; end_reason: string }>('SELECT task_id, end_reason FROM long_task.task_run');
+    assert.deepEqual(runs.map((r) => [Number(r.task_id), r.end_reason]), [[ended, 'completed']], 'the live run gets its row when it ends');
+  });
+
   it('is a no-op when run again', async () => {
     const db = await emptyDatabase('migrate_again');
     const client = await connect(db);

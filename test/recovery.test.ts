@@ -73,6 +73,9 @@ describe('recovery of failed workers', () => {
     await client.query('DROP FUNCTION long_task.recover_worker_tasks(int)');
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
     await client.query('DROP TABLE long_task.task_run');
+    // Migration 6's triggers watch columns dropped here; it creates them again.
+    await client.query('DROP TRIGGER task_before_update ON long_task.task');
+    await client.query('DROP TRIGGER task_schedule_rules_update ON long_task.task');
     await client.query(`ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason, DROP COLUMN timeout,
       DROP COLUMN max_attempts, DROP COLUMN backoff_base, DROP COLUMN backoff_cap, DROP COLUMN retry_on, DROP COLUMN run_after,
       DROP COLUMN live_worker_id, DROP COLUMN live_epoch`);

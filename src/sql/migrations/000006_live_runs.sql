@@ -118,34 +118,84 @@ BEGIN
 END;
 $$;
 
--- Version 5's notifications, with two changes: a cancel goes to the worker whose process
--- lives (the row may name another, or none, if it was re-queued meanwhile), and a statement
--- that leaves tasks ended (C*) says which, for clients waiting on them (TaskClient.wait):
--- one notification per statement, naming up to 100 tasks; without ids it means "look again".
+-- A node's own writes (a run's pid, its end) pay for no rule they cannot break: each row
+-- trigger runs only when a column it guards changes.
+DROP TRIGGER IF EXISTS task_before_update ON task;
+CREATE TRIGGER task_before_update BEFORE UPDATE ON task
+  FOR EACH ROW
+  WHEN (OLD.state_id IS DISTINCT FROM NEW.state_id OR OLD.worker_id IS DISTINCT FROM NEW.worker_id
+        OR OLD.attempt IS DISTINCT FROM NEW.attempt OR OLD.live_worker_id IS DISTINCT FROM NEW.live_worker_id
+        OR OLD.live_epoch IS DISTINCT FROM NEW.live_epoch)
+  EXECUTE FUNCTION task_before_update();
+DROP TRIGGER IF EXISTS task_schedule_rules ON task;
+DROP TRIGGER IF EXISTS task_schedule_rules_update ON task;
+CREATE TRIGGER task_schedule_rules BEFORE INSERT ON task
+  FOR EACH ROW EXECUTE FUNCTION task_schedule_rules();
+CREATE TRIGGER task_schedule_rules_update BEFORE UPDATE ON task
+  FOR EACH ROW
+  WHEN (OLD.next_start IS DISTINCT FROM NEW.next_start OR OLD.shed_period_id IS DISTINCT FROM NEW.shed_period_id
+        OR OLD.shed_period_count IS DISTINCT FROM NEW.shed_period_count OR OLD.shed_cron IS DISTINCT FROM NEW.shed_cron
+        OR OLD.shed_tz IS DISTINCT FROM NEW.shed_tz)
+  EXECUTE FUNCTION task_schedule_rules();
+
+-- The notifications of versions 1, 2 and 5 in one trigger function that reads the statement's
+-- rows once (it was six reads, a fixed cost on every statement, a node's included), with two
+-- changes: a cancel goes to the worker whose process lives (the row may name another, or
+-- none, if it was re-queued meanwhile), and a statement that leaves tasks ended (C*) says
+-- which, for clients waiting on them (TaskClient.wait): one notification per statement,
+-- naming up to 100 tasks; without ids it means "look again".
+--
+-- Schedules: an update notifies for the scheduled rows it touched, changed or not: comparing
+-- with the old rows would need a join of two transition tables, which have no statistics, and
+-- a nested loop over 100 000 rows. A schedule switched off (next_start set to null) sends
+-- nothing; the node's timer then finds nothing due and re-arms.
 CREATE OR REPLACE FUNCTION task_notify() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = {{schema}}, pg_catalog
 AS $$
 DECLARE
-  r record;
+  queued int[];
+  delayed int[];
+  cancels int[];
+  schedules int[];
   ended bigint[];
+  ended_count bigint;
+  g int;
 BEGIN
-  FOR r IN SELECT DISTINCT group_id FROM new_rows WHERE state_id = 'AW' AND run_after IS NULL AND live_worker_id IS NULL LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'queued', 'g', r.group_id)::text);
+  -- Most of a node's statements (its claims, its pids) leave every row executing, with no
+  -- schedule: nothing to say, found in one pass.
+  IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state_id <> 'AE' OR next_start IS NOT NULL OR shed_cron IS NOT NULL) THEN
+    RETURN NULL;
+  END IF;
+  SELECT array_agg(DISTINCT group_id) FILTER (WHERE state_id = 'AW' AND run_after IS NULL AND live_worker_id IS NULL),
+         array_agg(DISTINCT group_id) FILTER (WHERE state_id = 'AW' AND run_after IS NOT NULL),
+         array_agg(DISTINCT coalesce(live_worker_id, worker_id)) FILTER (WHERE state_id = 'AC'),
+         array_agg(DISTINCT group_id) FILTER (WHERE next_start IS NOT NULL OR shed_cron IS NOT NULL),
+         (array_agg(id) FILTER (WHERE state_id IN ('CS', 'CF', 'CC')))[1:100],
+         count(*) FILTER (WHERE state_id IN ('CS', 'CF', 'CC'))
+    INTO queued, delayed, cancels, schedules, ended, ended_count
+    FROM new_rows;
+  FOREACH g IN ARRAY coalesce(queued, '{}') LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'queued', 'g', g)::text);
   END LOOP;
   -- Waiting for a time (a retry's backoff): the group's nodes re-arm their retry timers.
-  FOR r IN SELECT DISTINCT group_id FROM new_rows WHERE state_id = 'AW' AND run_after IS NOT NULL LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'delayed', 'g', r.group_id)::text);
+  FOREACH g IN ARRAY coalesce(delayed, '{}') LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'delayed', 'g', g)::text);
   END LOOP;
-  FOR r IN SELECT DISTINCT coalesce(live_worker_id, worker_id) AS worker_id FROM new_rows WHERE state_id = 'AC' LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'cancel', 'w', r.worker_id)::text);
+  FOREACH g IN ARRAY coalesce(cancels, '{}') LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'cancel', 'w', g)::text);
   END LOOP;
-  ended := ARRAY(SELECT id FROM new_rows WHERE state_id IN ('CS', 'CF', 'CC') LIMIT 101);
-  IF cardinality(ended) > 100 THEN
+  FOREACH g IN ARRAY coalesce(schedules, '{}') LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'schedule', 'g', g)::text);
+  END LOOP;
+  IF ended_count > 100 THEN
     PERFORM pg_notify(TG_TABLE_SCHEMA, '{"e":"ended"}');
-  ELSIF cardinality(ended) > 0 THEN
+  ELSIF ended_count > 0 THEN
     PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'ended', 'ids', ended)::text);
   END IF;
   RETURN NULL;
 END;
 $$;
+DROP TRIGGER IF EXISTS task_schedule_notify_insert ON task;
+DROP TRIGGER IF EXISTS task_schedule_notify_update ON task;
+DROP FUNCTION IF EXISTS task_schedule_notify();

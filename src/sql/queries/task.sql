@@ -42,7 +42,8 @@ UPDATE {{schema}}.task t
   FROM picked
  WHERE t.id = picked.id
 RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change, picked.pinned,
-          (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id))) * 1000)::float8 AS timeout_ms;
+          -- The group's timeout is read once (every task claimed is of group $1).
+          (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = $1))) * 1000)::float8 AS timeout_ms;
 
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
@@ -72,33 +73,38 @@ WITH r AS (
                        $13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::boolean[])
          AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output, pid,
               cpu_user_ms, cpu_system_ms, max_rss_kb, timeout_ms, pinned)
-), policy AS (
-  -- A completed run never retries: the usual case costs no call of retry_delay.
-  SELECT t.id, CASE WHEN t.state_id = 'AE' AND r.end_reason <> 'completed' THEN {{schema}}.retry_delay(t, r.end_reason) END AS delay
-    FROM r JOIN {{schema}}.task t ON t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
 ), ended AS (
+  -- The retry is decided on the row as locked (a cancel that came meanwhile never retries),
+  -- once per column for a failed run (the jitter differs; whether it retries does not), and
+  -- never for a completed one: the usual case costs no call of retry_delay.
   UPDATE {{schema}}.task t
      SET live_worker_id = NULL, live_epoch = NULL,
-         -- t.state_id is re-read under the row lock: a cancel that came meanwhile never retries.
          state_id   = CASE WHEN t.state_id NOT IN ('AE', 'AC') THEN t.state_id
-                           WHEN t.state_id = 'AE' AND p.delay IS NOT NULL THEN 'AW' ELSE r.state_id END,
-         run_after  = CASE WHEN t.state_id = 'AE' AND p.delay IS NOT NULL THEN now() + p.delay ELSE t.run_after END,
-         worker_id  = CASE WHEN t.state_id = 'AE' AND p.delay IS NOT NULL AND NOT r.pinned THEN NULL ELSE t.worker_id END,
+                           WHEN t.state_id = 'AE' AND r.end_reason <> 'completed'
+                            AND {{schema}}.retry_delay(t, r.end_reason) IS NOT NULL THEN 'AW'
+                           ELSE r.state_id END,
+         run_after  = CASE WHEN t.state_id = 'AE' AND r.end_reason <> 'completed'
+                           THEN coalesce(now() + {{schema}}.retry_delay(t, r.end_reason), t.run_after)
+                           ELSE t.run_after END,
+         worker_id  = CASE WHEN t.state_id = 'AE' AND r.end_reason <> 'completed' AND NOT r.pinned
+                            AND {{schema}}.retry_delay(t, r.end_reason) IS NOT NULL THEN NULL
+                           ELSE t.worker_id END,
          end_reason = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.end_reason ELSE t.end_reason END,
          error      = CASE WHEN t.state_id IN ('AE', 'AC') THEN r.error ELSE t.error END,
          exit_code   = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.exit_code ELSE r.exit_code END,
          exit_signal = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.exit_signal ELSE r.exit_signal END,
          output      = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.output ELSE r.output END,
          finished    = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.finished ELSE now() END
-    FROM r JOIN policy p ON p.id = r.id
+    FROM r
    WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
-  RETURNING t.id, t.attempt, t.started
+  RETURNING t.id, t.attempt, t.started, r.pid, r.timeout_ms, r.exit_code, r.exit_signal, r.end_reason, r.error, r.output,
+            r.cpu_user_ms, r.cpu_system_ms, r.max_rss_kb
 )
 INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, pid, started, deadline, finished,
                                  exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb)
-SELECT e.id, e.attempt, $1, $2, $3, r.pid, coalesce(e.started, now()), e.started + make_interval(secs => r.timeout_ms / 1000), now(),
-       r.exit_code, r.exit_signal, r.end_reason, r.error, r.output, r.cpu_user_ms, r.cpu_system_ms, r.max_rss_kb
-  FROM ended e JOIN r ON r.id = e.id
+SELECT id, attempt, $1, $2, $3, pid, coalesce(started, now()), started + make_interval(secs => timeout_ms / 1000), now(),
+       exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb
+  FROM ended
 -- Only rows a user wrote could be in the way; they must not make the batch fail for ever.
 ON CONFLICT (task_id, attempt) DO NOTHING
 RETURNING task_id AS id, attempt;
