@@ -260,5 +260,35 @@ describe('standby', () => {
     assert.ok(tookMs < 15_000, `take-over took ${Math.round(tookMs)} ms`);
     // The task's process died with its node (the node's reaper saw the node go).
     await until(() => !isProcessGroupAlive(pid), 'the killed node\'s task process to die with it', 10_000);
+    await standby.shutdown();
+  });
+
+  it("a run's timeout outlives its node: the run dies with the node, and the standby kills the retry at its own deadline", async () => {
+    const holder = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--worker-id', '71', '--group', '71', '--lease', '2s', '--no-migrate', '--log-level', 'warn'], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: db.url },
+      stdio: 'ignore',
+    });
+    await until(async () => (await db.query('SELECT 1 FROM long_task.worker WHERE id = 71 AND active')).rowCount === 1, 'the holder to take its lease');
+    const standby = await startNode(db, { workerId: 71, groupId: 71, leaseSeconds: 2, nodeName: 'standby-71', killGraceMs: 500 });
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (group_id, state_id, command, timeout, max_attempts, backoff_base) VALUES (71, 'AW', '{sleep,300}', '3 s', 2, '100 ms') RETURNING id",
+    );
+    const task = Number(rows[0]!.id);
+    const pid = Number(await until(async () => (await getTask(db, task)).pid, 'the holder to start the task'));
+    holder.kill('SIGKILL');
+    try {
+      await until(async () => (await getTask(db, task)).state_id === 'CF', 'the retry to time out on the standby', 60_000);
+      const row = await getTask(db, task);
+      assert.deepEqual([row.end_reason, row.attempt, row.worker_id], ['timeout', 2, 71]);
+      const { rows: runs } = await db.query<{ end_reason: string; node_name: string; deadline: Date | null; started: Date }>(
+        'SELECT end_reason, node_name, deadline, started FROM long_task.task_run WHERE task_id = $1 ORDER BY attempt', [task]);
+      assert.deepEqual(runs.map((r) => r.end_reason), ['worker_failed', 'timeout']);
+      assert.equal(runs[1]!.node_name, 'standby-71');
+      assert.equal(+runs[1]!.deadline! - +runs[1]!.started, 3_000, "the retry's deadline: its start + the timeout");
+      assert.ok(!isProcessGroupAlive(pid), "the first run's process died with its node");
+    } finally {
+      await standby.shutdown();
+    }
   });
 });

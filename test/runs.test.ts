@@ -61,7 +61,7 @@ const isLive = (dir: string): boolean => existsSync(`${dir}/lock`);
 describe('one live process per task, whatever users write', () => {
   it('a task that completes itself and is re-queued while its process lives waits for that process, then runs again', async () => {
     const dir = tempDir('runs-self');
-    const id = await addTask(db, selfCompleting(dir, 1.5));
+    const id = await addTask(db, selfCompleting(dir, 4));
     await until(async () => (await getTask(db, id)).state_id === 'CS' && isLive(dir), 'the task to mark itself CS while it runs');
     // The seed's re-queue, while run 1's process still runs.
     await db.query("UPDATE long_task.task SET state_id = 'AW', worker_id = NULL WHERE id = $1 AND state_id LIKE 'C%'", [id]);
@@ -69,6 +69,8 @@ describe('one live process per task, whatever users write', () => {
     assert.equal(meanwhile.state_id, 'AW');
     assert.equal(meanwhile.attempt, 1, 'no second run while the first process lives');
     assert.deepEqual([meanwhile.live_worker_id, (await runsOf(id)).length], [1, 0], 'run 1 is live on worker 1 (its task_run row is written when it ends)');
+    const shown = await runCli(db.url, ['show', String(id)]);
+    assert.match(shown.stdout, /^live run: +attempt 1 still runs on worker 1/m);
 
     await until(async () => (await getTask(db, id)).attempt === 2, 'run 2 to start once run 1 is gone', 30_000);
     await until(async () => (await runsOf(id)).every((r) => r.finished !== null) && (await runsOf(id)).length === 2, 'both runs to end', 30_000);

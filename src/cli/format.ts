@@ -14,6 +14,10 @@ export function formatTask(task: Task, lastRun?: TaskRun): string {
     `group:       ${task.group_id}`,
     `priority:    ${task.priority}`,
     `worker:      ${task.worker_id ?? '-'}`,
+    // A process of the last run still lives although the row says otherwise (set by hand).
+    ...(task.live_worker_id !== null && task.state_id !== 'AE' && task.state_id !== 'AC'
+      ? [`live run:    attempt ${task.attempt} still runs on worker ${task.live_worker_id} (the next starts when it ends; cancel kills it)`]
+      : []),
     `cwd:         ${task.cwd ?? '-'}`,
     `params:      ${task.params === null ? '-' : JSON.stringify(task.params)}`,
     `created:     ${when(task.created)}`,
