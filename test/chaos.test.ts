@@ -207,6 +207,17 @@ describe('seeded chaos', () => {
       node.output += `--- pid ${child.pid} ended (${signal})\n`;
       node.child = null;
     };
+    /**
+     * A node cut off while it starts gives up with a one-line error (exit 1), as it should: it
+     * is restarted, as its supervisor would. Any other exit fails the check after the chaos.
+     */
+    const restartIfGaveUp = async (node: ChaosNode): Promise<void> => {
+      if (node.child?.exitCode === 1 && /\npg-tasks: [^\n]+\n$/.test(node.output)) {
+        figures.startupExits++;
+        await stop(node, 'SIGTERM');
+        start(node);
+      }
+    };
     const running = async (): Promise<number> => {
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM long_task.worker WHERE id = ANY($1) AND active', [nodes.map((n) => n.workerId)]);
       return rows[0]!.n;
@@ -279,14 +290,7 @@ describe('seeded chaos', () => {
             node.output += `--- cut for ${Math.round(pause)} ms\n`;
             await sleep(pause);
             node.proxy.resume();
-            // A node cut off while it starts gives up with a one-line error (exit 1), as it
-            // should: it is restarted, as its supervisor would. Any other exit fails below.
-            const child = node.child;
-            if (child?.exitCode === 1 && /\npg-tasks: [^\n]+\n$/.test(node.output)) {
-              figures.startupExits++;
-              await stop(node, 'SIGTERM');
-              start(node);
-            }
+            await restartIfGaveUp(node);
           };
         }
         actions.push(run().finally(() => {
@@ -297,6 +301,8 @@ describe('seeded chaos', () => {
       await inserter;
       await Promise.all(actions);
       for (const node of nodes) node.proxy.resume();
+      await sleep(1_000);
+      for (const node of nodes) await restartIfGaveUp(node);
       for (const node of nodes) assert.ok(node.child && node.child.exitCode === null && node.child.signalCode === null, `node ${node.index} runs`);
 
       const drainStart = performance.now();
