@@ -38,6 +38,11 @@ CREATE INDEX task_waiting_pinned_idx ON task (worker_id, group_id, priority, las
 -- recovery of its worker) from this small index, whatever the size of the table.
 CREATE INDEX task_live_idx ON task (live_worker_id, live_epoch) WHERE live_worker_id IS NOT NULL;
 
+-- The foreign key of a scheduled clone to its parent (ON DELETE SET NULL) had no index: each
+-- deleted task cost a scan of the table, and deleting 40 000 ended tasks took 25 s instead
+-- of 0.6 s. Only clones are in it.
+CREATE INDEX IF NOT EXISTS task_shed_parent_idx ON task (shed_parent_id) WHERE shed_parent_id IS NOT NULL;
+
 -- Version 5's lifecycle rules, with the live run read from the row itself.
 CREATE OR REPLACE FUNCTION task_before_update() RETURNS trigger
 LANGUAGE plpgsql
