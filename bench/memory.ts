@@ -35,7 +35,11 @@ while (done < n) {
   }
   const { rowCount } = await client.query(`DELETE FROM ${s}.task WHERE state_id LIKE 'C%'`);
   done += rowCount ?? 0;
-  while (samples.length <= 10 && done >= samples.length * step) samples.push([samples.length * step, rssMb(pid)]);
+  while (samples.length <= 10 && done >= samples.length * step) {
+    samples.push([samples.length * step, rssMb(pid)]);
+    // As it goes: a long run stopped early still tells what it saw.
+    process.stderr.write(`memory: ${done} runs after ${((performance.now() - started) / 1000).toFixed(0)} s, node RSS ${rssMb(pid).toFixed(0)} MB\n`);
+  }
   await sleep(200);
 }
 const secs = (performance.now() - started) / 1000;
