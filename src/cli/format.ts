@@ -5,7 +5,7 @@ function when(value: Date | null): string {
 }
 
 /** `pg-tasks show`: every field a person looks for, then the output tail. */
-export function formatTask(task: Task, lastRun?: TaskRun): string {
+export function formatTask(task: Task, lastRun?: TaskRun, prerequisites: Array<Pick<Task, 'id' | 'state_id'>> = []): string {
   const lines = [
     `id:          ${task.id}`,
     `state:       ${task.state_id}${task.end_reason ? ` (${task.end_reason})` : ''}`,
@@ -32,6 +32,12 @@ export function formatTask(task: Task, lastRun?: TaskRun): string {
     lines.push(`schedule:    ${describeSchedule(task)}; next run ${when(task.next_start)}; ${task.shed_skip_count} slots skipped`);
   }
   if (task.shed_parent_id !== null) lines.push(`cloned from: ${task.shed_parent_id}`);
+  if (task.depends_on !== null && task.depends_on.length > 0) {
+    const states = new Map(prerequisites.map((p) => [Number(p.id), p.state_id]));
+    const list = task.depends_on.map((d) => `${d} (${states.get(Number(d)) ?? 'deleted'})`).join(', ');
+    const waiting = task.state_id === 'AW' || task.state_id === 'DR';
+    lines.push(`${waiting ? 'waits for:  ' : 'ran after:  '} ${list}${waiting && task.deps_left > 0 ? `; ${task.deps_left} not yet CS` : ''}`);
+  }
   if (task.error) lines.push(`error:       ${task.error.split('\n')[0]}`);
   if (task.output) lines.push('output (tail):', task.output.replace(/\n$/, ''));
   return lines.join('\n');

@@ -26,6 +26,13 @@ export function parseTaskId(value: string): number {
   return n;
 }
 
+/** "12,13": task ids, each once. */
+export function parseTaskIds(value: string): number[] {
+  const ids = value.split(',').map((part) => part.trim()).filter((part) => part !== '');
+  if (ids.length === 0) throw new InvalidArgumentError(`expected task ids separated by commas, got "${value}"`);
+  return [...new Set(ids.map(parseTaskId))];
+}
+
 const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 
 /** "500ms", "10s", "2m", "1h"; a bare number is seconds. Returns milliseconds. */

@@ -57,6 +57,7 @@ export class TaskClient {
       input.backoffBaseMs ?? null,
       input.backoffCapMs ?? null,
       input.retryOn ?? null,
+      input.dependsOn ?? null,
     ]);
     return rows[0]!;
   }
@@ -97,6 +98,12 @@ export class TaskClient {
    */
   wait(id: number, options: { timeout?: number } = {}): Promise<Task> {
     return this.waiter.wait(id, options.timeout, (missing) => new TaskNotFoundError(missing));
+  }
+
+  /** The tasks this one depends on (id and state), in the order of depends_on; deleted ones are left out. */
+  async prerequisites(id: number): Promise<Array<Pick<Task, 'id' | 'state_id'>>> {
+    const { rows } = await this.pool.query<Pick<Task, 'id' | 'state_id'>>(this.queries.prerequisites, [id]);
+    return rows;
   }
 
   /** The task's runs, oldest first: one row per execution, kept after the task is queued again. */

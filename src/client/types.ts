@@ -60,6 +60,10 @@ export interface Task {
    */
   live_worker_id: number | null;
   live_epoch: number | null;
+  /** Tasks that must end CS before this one runs; if one ends CF or CC, this one ends CC ('dependency'). */
+  depends_on: number[] | null;
+  /** How many of depends_on have not ended CS (kept by pg-tasks): the task waits while it is above 0. */
+  deps_left: number;
 }
 
 export type EndReason =
@@ -102,6 +106,8 @@ export interface AddTaskInput extends RunSettings {
   workerId?: number | null;
   /** If the worker running it fails: fail it, or queue it again. Default: the group's, else fail. */
   recoverPolicy?: RecoverPolicy | null;
+  /** Run only after these tasks have ended CS; if one ends CF or CC, this one ends CC ('dependency'). */
+  dependsOn?: number[] | null;
 }
 
 /** How a task's runs are bounded and retried; each null = the group's setting, else the default. */

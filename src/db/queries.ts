@@ -7,7 +7,7 @@ import { quoteIdent } from './connection.js';
 export const SQL_DIR = fileURLToPath(new URL('../../src/sql/', import.meta.url));
 
 const QUERY_NAMES = [
-  'claimTasks', 'recordPids', 'finishRuns', 'cancelRequests', 'taskRuns', 'nextDelayedDue', 'releaseDelayed', 'insertTask', 'queueTask', 'getTasks',
+  'claimTasks', 'recordPids', 'finishRuns', 'cancelRequests', 'taskRuns', 'nextDelayedDue', 'releaseDelayed', 'insertTask', 'queueTask', 'getTasks', 'prerequisites',
   'cancelTask', 'getTask', 'listTasks',
   'ensureWorker', 'lockWorker', 'recoverWorker', 'endWorkerRuns', 'takeLease', 'renewLease', 'failOrphanRuns', 'releaseLease',
   'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered', 'markStandby',

@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { formatRunTable, formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
-import { parseInteger, parseJson, parsePositive, parseState, parseTaskId } from '../parse.js';
+import { parseInteger, parseJson, parsePositive, parseState, parseTaskId, parseTaskIds } from '../parse.js';
 import { addRunOptions, runSettings, type RunOptions } from '../run-options.js';
 import type { RecoverPolicy, TaskState } from '../../client/types.js';
 
@@ -18,9 +18,10 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .option('--draft', 'insert in DR (draft); queue it later with "pg-tasks queue ID"')
     .option('--cwd <dir>', "working directory, absolute or relative to the node's --root-dir")
     .option('--params <json>', 'JSON handed to the process in PG_TASKS_PARAMS', parseJson)
+    .option('--after <ids>', 'run only once these tasks (e.g. 12,13) have ended CS; if one ends CF or CC, it ends CC', parseTaskIds)
     .addOption(new Option('--on-worker-failure <policy>', "if the worker running it fails: fail it, or requeue it (default: the group's policy, else fail)").choices(['fail', 'requeue']))
     .option('--json', 'print the whole row as JSON')
-    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; json?: boolean } & RunOptions) => {
+    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; after?: number[]; json?: boolean } & RunOptions) => {
       const task = await ctx.withClient((c) =>
         c.add({
           command,
@@ -31,6 +32,7 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
           params: opts.params,
           workerId: opts.worker ?? null,
           recoverPolicy: opts.onWorkerFailure ?? null,
+          dependsOn: opts.after ?? null,
           ...runSettings(opts),
         }),
       );
@@ -77,9 +79,9 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .argument('<id>', 'task id', parseTaskId)
     .option('--json', 'print the row as JSON')
     .action(async (id: number, opts: { json?: boolean }) => {
-      const [task, runs] = await ctx.withClient(async (c) => [await c.get(id), await c.runs(id)] as const);
+      const [task, runs, prerequisites] = await ctx.withClient(async (c) => [await c.get(id), await c.runs(id), await c.prerequisites(id)] as const);
       if (opts.json) printJson(ctx.io, task);
-      else print(ctx.io, formatTask(task, runs.find((r) => r.attempt === task.attempt)));
+      else print(ctx.io, formatTask(task, runs.find((r) => r.attempt === task.attempt), prerequisites));
     });
 
   program

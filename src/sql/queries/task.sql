@@ -17,7 +17,7 @@ WITH term AS (
 ), any_worker AS (
   SELECT id, priority, last_state_change, false AS pinned
     FROM {{schema}}.task
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL AND live_worker_id IS NULL
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
      AND (SELECT held FROM term)
    ORDER BY priority, last_state_change, id
    LIMIT $3
@@ -25,7 +25,7 @@ WITH term AS (
 ), pinned AS (
   SELECT id, priority, last_state_change, true AS pinned
     FROM {{schema}}.task
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL AND live_worker_id IS NULL
+   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
      AND (SELECT held FROM term)
    ORDER BY priority, last_state_change, id
    LIMIT $3
@@ -148,12 +148,22 @@ SELECT t.id, t.attempt, t.live_worker_id, t.live_epoch, t.node_name, t.pid, t.st
 
 -- name: insertTask
 -- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy,
--- $9 timeout (ms), $10 max attempts, $11 backoff base (ms), $12 backoff cap (ms), $13 retry on
+-- $9 timeout (ms), $10 max attempts, $11 backoff base (ms), $12 backoff cap (ms), $13 retry on,
+-- $14 depends on
 INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy,
-                             timeout, max_attempts, backoff_base, backoff_cap, retry_on)
+                             timeout, max_attempts, backoff_base, backoff_cap, retry_on, depends_on)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, make_interval(secs => $9::float8 / 1000), $10,
-        make_interval(secs => $11::float8 / 1000), make_interval(secs => $12::float8 / 1000), $13)
+        make_interval(secs => $11::float8 / 1000), make_interval(secs => $12::float8 / 1000), $13, $14)
 RETURNING *;
+
+-- name: prerequisites
+-- $1 task id
+SELECT p.id, p.state_id
+  FROM {{schema}}.task t
+  CROSS JOIN LATERAL unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
+  JOIN {{schema}}.task p ON p.id = d.id
+ WHERE t.id = $1
+ ORDER BY d.n;
 
 -- name: queueTask
 -- The seed's re-queue: any worker of the group, from DR or a C* state.

@@ -67,9 +67,9 @@ UPDATE {{schema}}.worker w
 RETURNING w.stop,
   -- Two EXISTS, one per waiting-task index: tasks pinned to other workers are not read.
   (EXISTS (SELECT 1 FROM {{schema}}.task t
-            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL AND t.run_after IS NULL AND t.live_worker_id IS NULL)
+            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL AND t.run_after IS NULL AND t.live_worker_id IS NULL AND t.deps_left = 0)
    OR EXISTS (SELECT 1 FROM {{schema}}.task t
-               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1 AND t.run_after IS NULL AND t.live_worker_id IS NULL)) AS has_waiting,
+               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1 AND t.run_after IS NULL AND t.live_worker_id IS NULL AND t.deps_left = 0)) AS has_waiting,
   EXISTS (SELECT 1 FROM {{schema}}.task t
            WHERE t.live_worker_id = $1 AND t.live_epoch = $2 AND t.state_id = 'AC') AS has_cancels,
   ARRAY(SELECT f.id FROM {{schema}}.worker f

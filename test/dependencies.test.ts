@@ -1,0 +1,137 @@
+// Dependencies: a task with depends_on runs only once every task it names has ended CS; if
+// one ends CF or CC, it ends CC ('dependency') without a process, and so do its dependents.
+// The order is proven from the processes' own records.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from './helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { until } from './helpers/wait.js';
+
+let db: TestDatabase;
+
+before(async () => {
+  db = await createTestDatabase('dependencies');
+  await startNode(db, { workerId: 1, maxTasks: 4 });
+});
+
+after(async () => {
+  await stopAllNodes();
+  await db.close();
+});
+
+/** A task that records its start and end (ns) in dir/NAME, sleeping in between; exit code `code`. */
+function recording(dir: string, name: string, code = 0): string[] {
+  return ['sh', '-c', `echo "start $(date +%s%N)" >> "$0/$1"; sleep 0.3; echo "end $(date +%s%N)" >> "$0/$1"; exit ${code}`, dir, name];
+}
+
+async function insert(command: string[], dependsOn: number[] | null = null, extra: { state?: string; group?: number } = {}): Promise<number> {
+  const { rows } = await db.query<{ id: string }>(
+    'INSERT INTO long_task.task (command, state_id, group_id, depends_on) VALUES ($1, $2, $3, $4) RETURNING id',
+    [command, extra.state ?? 'AW', extra.group ?? 0, dependsOn],
+  );
+  return Number(rows[0]!.id);
+}
+
+function times(dir: string, name: string): { start: bigint; end: bigint } {
+  const lines = readFileSync(`${dir}/${name}`, 'utf8').trim().split('\n');
+  assert.equal(lines.length, 2, `${name} ran once`);
+  return { start: BigInt(lines[0]!.split(' ')[1]!), end: BigInt(lines[1]!.split(' ')[1]!) };
+}
+
+describe('dependencies', () => {
+  it('runs a diamond in order: each task starts only after all it depends on have ended', async () => {
+    const dir = tempDir('deps-diamond');
+    const a = await insert(recording(dir, 'a'));
+    const b = await insert(recording(dir, 'b'), [a]);
+    const c = await insert(recording(dir, 'c'), [a]);
+    const d = await insert(recording(dir, 'd'), [b, c]);
+    await waitEnded(db, [a, b, c, d]);
+    for (const id of [a, b, c, d]) assert.equal((await getTask(db, id)).state_id, 'CS');
+    const [ta, tb, tc, td] = ['a', 'b', 'c', 'd'].map((name) => times(dir, name)) as [ReturnType<typeof times>, ReturnType<typeof times>, ReturnType<typeof times>, ReturnType<typeof times>];
+    assert.ok(tb.start >= ta.end && tc.start >= ta.end, 'b and c start after a ends');
+    assert.ok(td.start >= tb.end && td.start >= tc.end, 'd starts after both b and c end');
+  });
+
+  it('a failed prerequisite cancels its dependents, transitively, without starting a process', async () => {
+    const dir = tempDir('deps-fail');
+    const a = await insert(recording(dir, 'a', 3));
+    const b = await insert(recording(dir, 'b'), [a]);
+    const c = await insert(recording(dir, 'c'), [b]);
+    const d = await insert(recording(dir, 'd'), [c, b]);
+    const other = await insert(recording(dir, 'other'));
+    const e = await insert(recording(dir, 'e'), [other, d]);
+    await waitEnded(db, [a, b, c, d, other, e]);
+    assert.equal((await getTask(db, a)).state_id, 'CF');
+    for (const [id, on] of [[b, a], [c, b], [d, b], [e, d]] as const) {
+      const t = await getTask(db, id);
+      assert.deepEqual([t.state_id, t.end_reason, t.attempt], ['CC', 'dependency', 0], `task ${id}`);
+      assert.match(String(t.error), new RegExp(`^Cancelled: it depends on task ${on}, which ended C[FC]$`));
+    }
+    for (const name of ['b', 'c', 'd', 'e']) assert.equal(existsSync(`${dir}/${name}`), false, `${name} never started`);
+    assert.equal((await getTask(db, other)).state_id, 'CS');
+  });
+
+  it('re-queuing a failed prerequisite does not re-run its cancelled dependents unless they are queued too', async () => {
+    const dir = tempDir('deps-requeue');
+    const a = await insert(['sh', '-c', 'test -f "$0/ok"', dir]);
+    const b = await insert(recording(dir, 'b'), [a]);
+    await waitEnded(db, [a, b]);
+    assert.deepEqual([(await getTask(db, a)).state_id, (await getTask(db, b)).state_id], ['CF', 'CC']);
+    await db.query("UPDATE long_task.task SET state_id = 'AW', command = '{true}' WHERE id = $1", [a]);
+    await until(async () => (await getTask(db, a)).state_id === 'CS', 'the prerequisite to run again');
+    assert.equal((await getTask(db, b)).state_id, 'CC', 'the dependent stays as it ended');
+    // Both queued in one statement: the dependent waits for the prerequisite, then runs.
+    await db.query("UPDATE long_task.task SET state_id = 'AW', command = CASE WHEN id = $1 THEN '{sleep,0.3}' ELSE command END WHERE id IN ($1, $2)", [a, b]);
+    await waitEnded(db, [a, b]);
+    await until(async () => (await getTask(db, b)).state_id === 'CS', 'the dependent to run after it');
+    assert.ok(+((await getTask(db, b)).started as Date) >= +((await getTask(db, a)).finished as Date) - 5);
+  });
+
+  it('releases and cancels in one statement, set-based: 500 prerequisites cancelled at once cancel their 500 dependents', async () => {
+    // Group 77 has no node: nothing runs; the statement's own triggers do all of it.
+    const { rows: pre } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (command, state_id, group_id) SELECT '{true}', 'AW', 77 FROM generate_series(1, 500) RETURNING id",
+    );
+    const ids = pre.map((r) => Number(r.id));
+    await db.query(
+      "INSERT INTO long_task.task (command, state_id, group_id, depends_on) SELECT '{true}', 'AW', 77, ARRAY[p] FROM unnest($1::bigint[]) AS p",
+      [ids],
+    );
+    const { rows: waiting } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM long_task.task WHERE group_id = 77 AND deps_left = 1');
+    assert.equal(waiting[0]!.n, 500);
+    await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = ANY($1)", [ids]);
+    const { rows } = await db.query<{ state_id: string; end_reason: string; n: number }>(
+      'SELECT state_id, end_reason, count(*)::int AS n FROM long_task.task WHERE group_id = 77 GROUP BY 1, 2 ORDER BY 2',
+    );
+    assert.deepEqual(rows.map((r) => [r.state_id, r.end_reason, r.n]), [['CC', 'cancelled', 500], ['CC', 'dependency', 500]]);
+  });
+
+  it('refuses a cycle, a task depending on itself, and tasks that do not exist, when written', async () => {
+    const a = await insert(['true'], null, { state: 'DR' });
+    const b = await insert(['true'], [a], { state: 'DR' });
+    const c = await insert(['true'], [b], { state: 'DR' });
+    await assert.rejects(db.query('UPDATE long_task.task SET depends_on = $2 WHERE id = $1', [a, [c]]), /can't depend on \d+: that would make a cycle/);
+    await assert.rejects(db.query('UPDATE long_task.task SET depends_on = $2 WHERE id = $1', [a, [a]]), /can't depend on itself/);
+    await assert.rejects(insert(['true'], [999_999_999]), /depends_on names task 999999999, which does not exist/);
+    assert.equal((await getTask(db, a)).depends_on, null, 'nothing changed');
+  });
+
+  it('pg-tasks add --after and show: what a task waits for, and the one-line error for a bad id', async () => {
+    const first = await insert(['sleep', '0.5']);
+    const added = await runCli(db.url, ['add', '--after', `${first}`, '--', 'true']);
+    assert.equal(added.code, 0, added.stderr);
+    const id = Number(added.stdout.trim());
+    const shown = await runCli(db.url, ['show', String(id)]);
+    assert.match(shown.stdout, new RegExp(`^(waits for|ran after): +${first} \\((A[WE]|CS)\\)`, 'm'));
+    await waitEnded(db, [first, id]);
+    assert.equal((await getTask(db, id)).state_id, 'CS');
+    const missing = await runCli(db.url, ['add', '--after', '999999999', '--', 'true']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^pg-tasks: depends_on names task 999999999, which does not exist\n$/);
+    const bad = await runCli(db.url, ['add', '--after', '12,x', '--', 'true']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /a task id is a positive integer, got "x"/);
+  });
+});
