@@ -73,14 +73,14 @@ describe('recovery of failed workers', () => {
     await client.query('DROP FUNCTION long_task.recover_worker_tasks(int)');
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
     await client.query('DROP TABLE long_task.task_run');
-    // Migration 6's and 7's triggers watch columns dropped here; they create them again.
+    // Migrations 6 to 8's triggers read columns dropped here; they create them again.
     for (const trigger of ['task_before_update', 'task_schedule_rules_update', 'task_deps_rules_insert', 'task_deps_rules_update',
-      'task_deps_release_insert', 'task_deps_release_update', 'task_deps_release_delete']) {
+      'task_deps_release_insert', 'task_deps_release_update', 'task_deps_release_delete', 'task_overlap_release_update']) {
       await client.query(`DROP TRIGGER ${trigger} ON long_task.task`);
     }
     await client.query(`ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason, DROP COLUMN timeout,
       DROP COLUMN max_attempts, DROP COLUMN backoff_base, DROP COLUMN backoff_cap, DROP COLUMN retry_on, DROP COLUMN run_after,
-      DROP COLUMN live_worker_id, DROP COLUMN live_epoch, DROP COLUMN depends_on, DROP COLUMN deps_left`);
+      DROP COLUMN live_worker_id, DROP COLUMN live_epoch, DROP COLUMN depends_on, DROP COLUMN deps_left, DROP COLUMN shed_overlap`);
     // The newest version's triggers read columns just dropped; migration 5 replaces them.
     await client.query('CREATE OR REPLACE FUNCTION long_task.task_before_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$');
     await client.query('CREATE OR REPLACE FUNCTION long_task.task_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$');

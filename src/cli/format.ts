@@ -107,7 +107,7 @@ export function describeSchedule(task: Task): string {
   else if (task.shed_period_id !== null) what = `every ${task.shed_period_count ?? 1}${PERIOD_WORDS[task.shed_period_id] ?? task.shed_period_id}${zone}`;
   else if (task.next_start !== null) what = 'once';
   else return 'not scheduled';
-  return task.shed_clone ? `${what}, cloned` : what;
+  return task.shed_clone ? `${what}, cloned${task.shed_overlap && task.shed_overlap !== 'allow' ? ` (overlap: ${task.shed_overlap})` : ''}` : what;
 }
 
 /** `pg-tasks ls --scheduled`: each schedule and its next run. */

@@ -146,6 +146,7 @@ export class TaskClient {
       input.runs?.backoffBaseMs ?? null,
       input.runs?.backoffCapMs ?? null,
       input.runs?.retryOn ?? null,
+      input.overlap ?? null,
     ]);
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];

@@ -64,6 +64,8 @@ export interface Task {
   depends_on: number[] | null;
   /** How many of depends_on have not ended CS (kept by pg-tasks): the task waits while it is above 0. */
   deps_left: number;
+  /** A cloned schedule's slot while an earlier copy has not ended: allow, skip, queue, cancel_previous. */
+  shed_overlap: OverlapPolicy;
 }
 
 export type EndReason =
@@ -145,7 +147,12 @@ export interface ScheduleInput {
   clone?: boolean;
   /** Set on the task (and so on its clones) where given; left as they are where not. */
   runs?: RunSettings;
+  /** With clone: what a slot does while an earlier copy has not ended. Left as it is where not given (default allow). */
+  overlap?: OverlapPolicy;
 }
+
+/** See migration 8: allow (a copy each slot), skip, queue (one copy waits), cancel_previous. */
+export type OverlapPolicy = 'allow' | 'skip' | 'queue' | 'cancel_previous';
 
 /** A row of the worker table, with its status as seen from the database. */
 export interface Worker {

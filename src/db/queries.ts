@@ -12,7 +12,7 @@ const QUERY_NAMES = [
   'ensureWorker', 'lockWorker', 'recoverWorker', 'endWorkerRuns', 'takeLease', 'renewLease', 'failOrphanRuns', 'releaseLease',
   'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered', 'markStandby',
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
-  'setSchedule', 'clearSchedule', 'listScheduled',
+  'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
 ] as const;
 
 export type QueryName = (typeof QUERY_NAMES)[number];

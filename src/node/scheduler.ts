@@ -16,7 +16,28 @@ interface DueRow {
   shed_cron: string | null;
   shed_tz: string;
   shed_anchor: Date | null;
+  shed_overlap: OverlapPolicy;
+  /** Copies of this schedule not ended yet (AW, AE, AC, or a process still alive); 0 unless it clones with a policy. */
+  active_copies: number;
+  /** A copy waiting in DR for those to end (the queue and cancel_previous policies). */
+  waiting_copy: boolean;
   now: Date;
+}
+
+export type OverlapPolicy = 'allow' | 'skip' | 'queue' | 'cancel_previous';
+
+/**
+ * What a cloned schedule's slot does while earlier copies have not ended: a copy queued now
+ * ('AW'), a copy that waits for them ('DR', queued by a trigger when the last one ends), or
+ * none (the slot is skipped and counted). cancel_previous also cancels them.
+ */
+export function overlapDecision(policy: OverlapPolicy, activeCopies: number, waitingCopy: boolean): { copy: 'AW' | 'DR' | null; cancelPrevious: boolean } {
+  if (policy === 'allow') return { copy: 'AW', cancelPrevious: false };
+  // Nothing runs: a copy now. (A copy left waiting with nothing to wait for is queued by
+  // queueWaitingCopies in the same fire, and stands for this slot.)
+  if (activeCopies === 0) return { copy: waitingCopy ? null : 'AW', cancelPrevious: false };
+  if (policy === 'skip') return { copy: null, cancelPrevious: false };
+  return { copy: waitingCopy ? null : 'DR', cancelPrevious: policy === 'cancel_previous' };
 }
 
 export interface FireResult {
@@ -53,6 +74,9 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
     const skips: boolean[] = [];
     const disabled: Array<string | null> = [];
     const clones: number[] = [];
+    const cloneStates: string[] = [];
+    const cancelCopiesOf: number[] = [];
+    const waitingToQueue: number[] = [];
     for (const row of rows) {
       let next: Date | null = null;
       let requeue = false;
@@ -70,9 +94,19 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
             row.now,
           );
           result.fired++;
-          if (row.shed_clone) {
+          const overlap = row.shed_clone ? overlapDecision(row.shed_overlap, row.active_copies, row.waiting_copy) : null;
+          if (overlap?.cancelPrevious) cancelCopiesOf.push(row.id);
+          if (overlap?.copy) {
             clones.push(row.id);
+            cloneStates.push(overlap.copy);
             result.cloned++;
+          } else if (overlap && row.active_copies === 0) {
+            waitingToQueue.push(row.id);
+            result.cloned++;
+          } else if (overlap) {
+            skipped = true;
+            result.skipped++;
+            log.info({ task: row.id, slot: row.next_start, overlap: row.shed_overlap }, 'schedule slot skipped: an earlier copy has not ended');
           } else if (row.state_id.startsWith('C') || (oneShot && row.state_id === 'DR')) {
             requeue = true;
             result.requeued++;
@@ -95,7 +129,11 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
       skips.push(skipped);
       disabled.push(disable);
     }
-    if (clones.length > 0) await client.query(queries.cloneScheduled, [clones]);
+    // The waiting copy first: cancelling copies that were only waiting ends them at once, and
+    // the trigger that queues the waiting copy must find it.
+    if (clones.length > 0) await client.query(queries.cloneScheduled, [clones, cloneStates]);
+    if (cancelCopiesOf.length > 0) await client.query(queries.cancelCopies, [cancelCopiesOf]);
+    if (waitingToQueue.length > 0) await client.query(queries.queueWaitingCopies, [waitingToQueue]);
     if (ids.length > 0) await client.query(queries.advanceSchedules, [ids, nextStarts, requeues, skips, disabled]);
     return result;
   }, `BEGIN; ${queries.markAdvancing}`);

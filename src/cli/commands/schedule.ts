@@ -1,11 +1,11 @@
 // schedule, unschedule: thin over TaskClient.schedule / unschedule.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { parseEvery, parseTaskId, parseTime } from '../parse.js';
 import { describeSchedule } from '../format.js';
 import { addRunOptions, runSettings, type RunOptions } from '../run-options.js';
-import type { PeriodId } from '../../client/types.js';
+import type { OverlapPolicy, PeriodId } from '../../client/types.js';
 
 export function registerSchedule(program: Command, ctx: CliContext): void {
   addRunOptions(program.command('schedule'))
@@ -16,8 +16,9 @@ export function registerSchedule(program: Command, ctx: CliContext): void {
     .option('--tz <zone>', 'IANA time zone of cron fields and of day/week/month periods', 'UTC')
     .option('--at <time>', 'first run (ISO 8601 or "now"); alone, a one-shot start at that time', parseTime)
     .option('--clone', 'queue a copy at each slot (shed_clone) instead of re-queuing the task itself')
+    .addOption(new Option('--overlap <policy>', 'with --clone, a slot while an earlier copy has not ended: start one anyway (allow, the default), skip it, queue one to run after, or cancel_previous').choices(['allow', 'skip', 'queue', 'cancel_previous']))
     .option('--json', 'print the row as JSON')
-    .action(async (id: number, opts: { every?: { periodId: PeriodId; count: number }; cron?: string; tz: string; at?: Date; clone?: boolean; json?: boolean } & RunOptions) => {
+    .action(async (id: number, opts: { every?: { periodId: PeriodId; count: number }; cron?: string; tz: string; at?: Date; clone?: boolean; overlap?: OverlapPolicy; json?: boolean } & RunOptions) => {
       const task = await ctx.withClient((c) =>
         c.schedule(id, {
           ...(opts.every ? { every: opts.every } : {}),
@@ -26,6 +27,7 @@ export function registerSchedule(program: Command, ctx: CliContext): void {
           tz: opts.tz,
           clone: opts.clone ?? false,
           runs: runSettings(opts),
+          ...(opts.overlap ? { overlap: opts.overlap } : {}),
         }),
       );
       if (opts.json) {

@@ -16,9 +16,17 @@ SELECT (extract(epoch FROM min(next_start) - coalesce($2::timestamptz, now())) *
 -- condition is checked again on the newest version of the row. That is what makes each slot
 -- fire once across the cluster.
 -- $1 group, $2 now or null, $3 limit
-SELECT id, state_id, next_start, shed_period_id, shed_period_count, shed_clone, shed_cron, shed_tz,
-       shed_anchor, coalesce($2::timestamptz, now()) AS now
-  FROM {{schema}}.task
+-- For a cloned schedule with an overlap policy, its copies not ended yet, and whether one waits
+-- (task_shed_parent_idx).
+SELECT t.id, t.state_id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_clone, t.shed_cron, t.shed_tz,
+       t.shed_anchor, t.shed_overlap, coalesce($2::timestamptz, now()) AS now,
+       CASE WHEN t.shed_clone AND t.shed_overlap <> 'allow' THEN
+         (SELECT count(*)::int FROM {{schema}}.task c
+           WHERE c.shed_parent_id = t.id AND (c.state_id IN ('AW', 'AE', 'AC') OR c.live_worker_id IS NOT NULL))
+       ELSE 0 END AS active_copies,
+       t.shed_clone AND t.shed_overlap IN ('queue', 'cancel_previous')
+         AND EXISTS (SELECT 1 FROM {{schema}}.task c WHERE c.shed_parent_id = t.id AND c.state_id = 'DR') AS waiting_copy
+  FROM {{schema}}.task t
  WHERE group_id = $1
    AND (next_start IS NOT NULL OR shed_cron IS NOT NULL)
    AND (next_start <= coalesce($2::timestamptz, now()) OR next_start IS NULL)
@@ -31,15 +39,32 @@ SELECT id, state_id, next_start, shed_period_id, shed_period_count, shed_clone, 
 SELECT set_config('pg_tasks.advancing', 'on', true);
 
 -- name: cloneScheduled
--- shed_clone: a copy of each scheduled task, queued, pointing back at it, with its recover
--- policy, timeout and retry settings. The copy has no schedule of its own.
--- $1 scheduled task ids
+-- shed_clone: a copy of each scheduled task, pointing back at it, with its recover policy,
+-- timeout and retry settings: queued (AW), or waiting in DR for earlier copies to end (the
+-- overlap policies queue and cancel_previous). The copy has no schedule of its own.
+-- $1 scheduled task ids, $2 the copies' states
 INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
                              timeout, max_attempts, backoff_base, backoff_cap, retry_on)
-SELECT params, 'AW', priority, group_id, command, cwd, id, recover_policy,
-       timeout, max_attempts, backoff_base, backoff_cap, retry_on
-  FROM {{schema}}.task
- WHERE id = ANY($1::bigint[]);
+SELECT t.params, c.state_id, t.priority, t.group_id, t.command, t.cwd, t.id, t.recover_policy,
+       t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on
+  FROM {{schema}}.task t
+  JOIN unnest($1::bigint[], $2::text[]) AS c(id, state_id) ON c.id = t.id;
+
+-- name: queueWaitingCopies
+-- A copy left waiting (DR) by the queue or cancel_previous policy with nothing left to wait
+-- for (its copies ended by a path that did not queue it): queued at the next slot.
+-- $1 scheduled task ids
+UPDATE {{schema}}.task
+   SET state_id = 'AW', worker_id = NULL
+ WHERE shed_parent_id = ANY($1::bigint[]) AND state_id = 'DR';
+
+-- name: cancelCopies
+-- cancel_previous: the copies of these schedules that have not ended are cancelled (a waiting
+-- one ends CC at once; an executing one has its process group killed).
+-- $1 scheduled task ids
+UPDATE {{schema}}.task
+   SET state_id = 'AC'
+ WHERE shed_parent_id = ANY($1::bigint[]) AND state_id IN ('AW', 'AE');
 
 -- name: advanceSchedules
 -- One statement per batch: move next_start, re-queue (the seed's statement: AW, any worker),
@@ -59,9 +84,10 @@ UPDATE {{schema}}.task t
 -- name: setSchedule
 -- $1 id, $2 next_start, $3 period, $4 count, $5 cron, $6 tz, $7 clone; then the run settings
 -- set where given (null: left as they are): $8 timeout (ms), $9 max attempts, $10 backoff
--- base (ms), $11 backoff cap (ms), $12 retry on
+-- base (ms), $11 backoff cap (ms), $12 retry on; $13 overlap policy (null: left as it is)
 UPDATE {{schema}}.task
    SET next_start = $2, shed_period_id = $3, shed_period_count = $4, shed_cron = $5, shed_tz = $6, shed_clone = $7,
+       shed_overlap = coalesce($13, shed_overlap),
        timeout = coalesce(make_interval(secs => $8::float8 / 1000), timeout),
        max_attempts = coalesce($9, max_attempts),
        backoff_base = coalesce(make_interval(secs => $10::float8 / 1000), backoff_base),
