@@ -108,6 +108,28 @@ describe('dependencies', () => {
     assert.deepEqual(rows.map((r) => [r.state_id, r.end_reason, r.n]), [['CC', 'cancelled', 500], ['CC', 'dependency', 500]]);
   });
 
+  it('under concurrency: dependents written while their prerequisites end on three nodes all run, none is left waiting', async () => {
+    // Group 78, three nodes: prerequisites end in concurrent finish statements while the
+    // dependents are inserted, each in its own statement; each dependent names 8 of them.
+    await Promise.all([2, 3, 4].map((w) => startNode(db, { workerId: w, groupId: 78, maxTasks: 4 })));
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (command, state_id, group_id) SELECT '{true}', 'AW', 78 FROM generate_series(1, 150) RETURNING id",
+    );
+    const pre = rows.map((r) => Number(r.id));
+    let seed = 7;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const dependents = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
+      await new Promise((resolve) => setTimeout(resolve, i * 15));
+      const picks = [...new Set(Array.from({ length: 8 }, () => pre[Math.floor(rand() * pre.length)]!))];
+      return insert(['true'], picks, { group: 78 });
+    }));
+    // And a fan-in over all of them, and over the dependents.
+    const last = await insert(['true'], [...pre.slice(0, 20), ...dependents], { group: 78 });
+    await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE group_id = 78 AND state_id <> 'CS'")).rowCount === 0,
+      'every task of the group to end CS', 120_000);
+    assert.equal((await getTask(db, last)).state_id, 'CS');
+  });
+
   it('refuses a cycle, a task depending on itself, and tasks that do not exist, when written', async () => {
     const a = await insert(['true'], null, { state: 'DR' });
     const b = await insert(['true'], [a], { state: 'DR' });

@@ -113,6 +113,28 @@ BEGIN
   IF cardinality(written) = 0 THEN
     RETURN NULL;
   END IF;
+  -- Concurrent statements. Each locks the dependents it is about to count (in id order), and
+  -- the prerequisites of the dependents it wrote itself (FOR SHARE), then counts in a new
+  -- snapshot (each statement here takes its own). So of two statements that end two
+  -- prerequisites of one task, the second waits for the first and sees what it wrote; and a
+  -- statement that writes a dependent while another ends one of its prerequisites either
+  -- waits for that one, or makes it wait (its update of the prerequisite conflicts with the
+  -- share lock) until the dependent is there to be found.
+  PERFORM 1 FROM task t
+   WHERE t.depends_on IS NOT NULL AND t.state_id IN ('AW', 'DR')
+     AND (t.depends_on && written OR t.id = ANY (written))
+   ORDER BY t.id
+     FOR UPDATE;
+  -- (Only for a statement's own writes: the recount below, one level down, would otherwise
+  -- hold its dependent's row while waiting for a prerequisite another statement holds, while
+  -- that one waits for the dependent.)
+  IF pg_trigger_depth() = 1 THEN
+    PERFORM 1 FROM task p
+     WHERE p.id IN (SELECT unnest(t.depends_on) FROM task t
+                     WHERE t.id = ANY (written) AND t.depends_on IS NOT NULL AND t.state_id IN ('AW', 'DR'))
+     ORDER BY p.id
+       FOR SHARE;
+  END IF;
   UPDATE task d
      SET deps_left = c.deps_left,
          state_id   = CASE WHEN c.failed IS NOT NULL AND d.state_id = 'AW' THEN 'CC' ELSE d.state_id END,
