@@ -33,12 +33,12 @@ export function parseTaskIds(value: string): number[] {
   return [...new Set(ids.map(parseTaskId))];
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "500ms", "10s", "2m", "1h"; a bare number is seconds. Returns milliseconds. */
+/** "500ms", "10s", "2m", "1h", "30d"; a bare number is seconds. Returns milliseconds. */
 export function parseDuration(value: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!match) throw new InvalidArgumentError(`expected a duration like 500ms, 10s, 2m or 1h, got "${value}"`);
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`expected a duration like 500ms, 10s, 2m, 1h or 30d, got "${value}"`);
   return Math.round(Number(match[1]) * UNITS[match[2] ?? 's']!);
 }
 

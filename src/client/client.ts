@@ -163,6 +163,24 @@ export class TaskClient {
     return rows;
   }
 
+  /**
+   * Deletes ended tasks (with their runs) that ended more than `olderThanMs` ago, and older
+   * runs of the tasks that stay, in batches of `batch` rows, each its own short statement.
+   * Schedules, tasks whose process still lives and prerequisites of waiting tasks are kept.
+   */
+  async prune(options: { olderThanMs: number; groupId?: number | null; batch?: number }): Promise<{ tasks: number; runs: number }> {
+    const values = [options.olderThanMs, options.groupId ?? null, options.batch ?? 5_000];
+    const counted = { tasks: 0, runs: 0 };
+    for (const [query, key] of [[this.queries.pruneTasks, 'tasks'], [this.queries.pruneRuns, 'runs']] as const) {
+      for (;;) {
+        const { rowCount } = await this.pool.query(query, values);
+        counted[key] += rowCount ?? 0;
+        if ((rowCount ?? 0) < values[2]!) break;
+      }
+    }
+    return counted;
+  }
+
   async workers(): Promise<Worker[]> {
     const { rows } = await this.pool.query<Worker>(this.queries.listWorkers, [NODE_DEFAULTS.recoveryDelaySeconds, NODE_DEFAULTS.leaseSeconds]);
     return rows;

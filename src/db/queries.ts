@@ -13,6 +13,7 @@ const QUERY_NAMES = [
   'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered', 'markStandby',
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
+  'pruneTasks', 'pruneRuns',
 ] as const;
 
 export type QueryName = (typeof QUERY_NAMES)[number];

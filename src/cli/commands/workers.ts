@@ -1,9 +1,9 @@
-// workers, stop: the worker rows, thin over TaskClient.
+// workers, stop, prune: the worker rows, and retention, thin over TaskClient.
 import { Option, type Command } from 'commander';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { formatWorkerTable } from '../format.js';
-import { parseInteger } from '../parse.js';
+import { parseDuration, parseInteger } from '../parse.js';
 
 const STOP_CODES = { resume: 0, pause: 1, drain: 2, cancel: 3 } as const;
 
@@ -16,6 +16,18 @@ export function registerWorkers(program: Command, ctx: CliContext): void {
       const workers = await ctx.withClient((c) => c.workers());
       if (opts.json) printJson(ctx.io, workers);
       else print(ctx.io, workers.length === 0 ? 'no workers' : formatWorkerTable(workers));
+    });
+
+  program
+    .command('prune')
+    .description('delete ended tasks (and their runs) older than a duration, and older runs of the tasks that stay, in small batches')
+    .requiredOption('--older-than <duration>', 'ended longer ago than this: 30d, 12h, 90m', parseDuration)
+    .option('--group <n>', 'only this group', (v) => parseInteger(v, '--group'))
+    .option('--json', 'print the counts as JSON')
+    .action(async (opts: { olderThan: number; group?: number; json?: boolean }) => {
+      const pruned = await ctx.withClient((c) => c.prune({ olderThanMs: opts.olderThan, groupId: opts.group ?? null }));
+      if (opts.json) printJson(ctx.io, pruned);
+      else print(ctx.io, `pruned ${pruned.tasks} ended tasks and ${pruned.runs} older runs`);
     });
 
   program
