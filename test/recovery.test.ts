@@ -73,9 +73,10 @@ describe('recovery of failed workers', () => {
     await client.query('DROP FUNCTION long_task.recover_worker_tasks(int)');
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
     await client.query('DROP TABLE long_task.task_run');
-    // Migrations 6 to 8's triggers read columns dropped here; they create them again.
+    // Migrations 6 to 9's triggers read columns dropped here; they create them again.
     for (const trigger of ['task_before_update', 'task_schedule_rules_update', 'task_deps_rules_insert', 'task_deps_rules_update',
-      'task_deps_release_insert', 'task_deps_release_update', 'task_deps_release_delete', 'task_overlap_release_update']) {
+      'task_deps_release_insert', 'task_deps_release_update', 'task_deps_release_delete', 'task_overlap_release_update',
+      'task_limit_rules']) {
       await client.query(`DROP TRIGGER ${trigger} ON long_task.task`);
     }
     await client.query(`ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason, DROP COLUMN timeout,

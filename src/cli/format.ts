@@ -1,4 +1,4 @@
-import type { Task, TaskRun, Worker } from '../client/types.js';
+import type { Limit, Task, TaskRun, Worker } from '../client/types.js';
 
 function when(value: Date | null): string {
   return value ? value.toISOString() : '-';
@@ -32,6 +32,7 @@ export function formatTask(task: Task, lastRun?: TaskRun, prerequisites: Array<P
     lines.push(`schedule:    ${describeSchedule(task)}; next run ${when(task.next_start)}; ${task.shed_skip_count} slots skipped`);
   }
   if (task.shed_parent_id !== null) lines.push(`cloned from: ${task.shed_parent_id}`);
+  if (task.concurrency_key !== null) lines.push(`key:         ${task.concurrency_key} (see "pg-tasks limit --key")`);
   if (task.depends_on !== null && task.depends_on.length > 0) {
     const states = new Map(prerequisites.map((p) => [Number(p.id), p.state_id]));
     const list = task.depends_on.map((d) => `${d} (${states.get(Number(d)) ?? 'deleted'})`).join(', ');
@@ -127,6 +128,13 @@ export function formatScheduleTable(tasks: Task[]): string {
 }
 
 /** `pg-tasks workers`: one worker a line. */
+export function formatLimitTable(limits: Limit[]): string {
+  return table(
+    ['KIND', 'NAME', 'MAX', 'RUNNING', 'WAITING'],
+    limits.map((l) => [l.kind, l.name, String(l.max_running), String(l.running), String(l.waiting)]),
+  );
+}
+
 export function formatWorkerTable(workers: Worker[]): string {
   return table(
     ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'STANDBY', 'NODE'],

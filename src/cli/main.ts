@@ -10,6 +10,7 @@ import { registerStart } from './commands/start.js';
 import { registerTaskCommands } from './commands/tasks.js';
 import { registerSchedule } from './commands/schedule.js';
 import { registerWorkers } from './commands/workers.js';
+import { registerLimits } from './commands/limits.js';
 
 const ENVIRONMENT_HELP = `
 Environment:
@@ -38,6 +39,7 @@ export function buildProgram(io: CliIo): Command {
   registerNode(program, ctx);
   registerMigrate(program, ctx);
   registerTaskCommands(program, ctx);
+  registerLimits(program, ctx);
   registerSchedule(program, ctx);
   registerWorkers(program, ctx);
   for (const command of [program, ...program.commands]) {

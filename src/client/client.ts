@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { clientConfig, poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
 import { loadQueries, type Queries } from '../db/queries.js';
-import type { AddTaskInput, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
+import type { AddTaskInput, Limit, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
 import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
 import { TaskWaiter } from './waiter.js';
@@ -58,6 +58,7 @@ export class TaskClient {
       input.backoffCapMs ?? null,
       input.retryOn ?? null,
       input.dependsOn ?? null,
+      input.concurrencyKey ?? null,
     ]);
     return rows[0]!;
   }
@@ -179,6 +180,26 @@ export class TaskClient {
       }
     }
     return counted;
+  }
+
+  /**
+   * Sets how many tasks of a group may run at once across all its nodes (null: no limit, 0:
+   * none, a pause). Waiting tasks start as soon as the limit leaves room.
+   */
+  async setGroupLimit(groupId: number, maxRunning: number | null): Promise<void> {
+    await this.pool.query(this.queries.setGroupLimit, [groupId, maxRunning]);
+  }
+
+  /** Sets how many tasks with a concurrency_key may run at once, in any group; null: back to the default, 1. */
+  async setKeyLimit(key: string, maxRunning: number | null): Promise<void> {
+    if (maxRunning === null) await this.pool.query(this.queries.deleteKeyLimit, [key]);
+    else await this.pool.query(this.queries.setKeyLimit, [key, maxRunning]);
+  }
+
+  /** The groups with a limit and the keys in use or limited: the limit, what runs, what waits. */
+  async limits(): Promise<Limit[]> {
+    const { rows } = await this.pool.query<Limit>(this.queries.listLimits);
+    return rows;
   }
 
   async workers(): Promise<Worker[]> {

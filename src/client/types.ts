@@ -66,6 +66,8 @@ export interface Task {
   deps_left: number;
   /** A cloned schedule's slot while an earlier copy has not ended: allow, skip, queue, cancel_previous. */
   shed_overlap: OverlapPolicy;
+  /** Tasks sharing a key run at most concurrency_limit.max_running at once (no row: 1), in any group. */
+  concurrency_key: string | null;
 }
 
 export type EndReason =
@@ -110,6 +112,18 @@ export interface AddTaskInput extends RunSettings {
   recoverPolicy?: RecoverPolicy | null;
   /** Run only after these tasks have ended CS; if one ends CF or CC, this one ends CC ('dependency'). */
   dependsOn?: number[] | null;
+  /** At most the key's limit (concurrency_limit; default 1) of the tasks with this key run at once, cluster-wide. */
+  concurrencyKey?: string | null;
+}
+
+/** A limit in force (listLimits): a group's max_running or a key's, with what runs and waits now. */
+export interface Limit {
+  kind: 'group' | 'key';
+  /** The group id (as text) or the key. */
+  name: string;
+  max_running: number;
+  running: number;
+  waiting: number;
 }
 
 /** How a task's runs are bounded and retried; each null = the group's setting, else the default. */

@@ -14,6 +14,7 @@ const QUERY_NAMES = [
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
   'pruneTasks', 'pruneRuns',
+  'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',
 ] as const;
 
 export type QueryName = (typeof QUERY_NAMES)[number];

@@ -16,6 +16,8 @@ export interface ClaimedRow {
   timeout_ms: number | null;
   /** Claimed from the tasks pinned to this worker (worker_id set when it was queued). */
   pinned: boolean;
+  /** How many tasks the claim read (the same on every row): more than it took = some were held back by their concurrency_key. */
+  candidates: number;
 }
 
 /** What the claim needs from its node. */
@@ -31,7 +33,9 @@ export interface ClaimHost {
 /**
  * The node's claim loop: one statement (claimTasks) at a time, for as many tasks as there are
  * free slots, run while a hint says work may wait. A claim that comes back short clears the
- * hint, so a node with an empty queue issues no statement when its tasks end.
+ * hint, so a node with an empty queue issues no statement when its tasks end. (Short because
+ * of a limit: the end of a run that frees room sends a new hint. Short because a key held
+ * some back: the hint stands, as other tasks may wait behind them.)
  */
 export class Claimer {
   // Every hint bumps hintSeq, so a claim that comes back short clears the hint only if no new
@@ -110,7 +114,8 @@ export class Claimer {
             text: this.queries.claimTasks,
             values: [t.groupId, t.workerId, free, epoch, t.nodeName],
           });
-          if (rows.length < free && this.hintSeq === seen) this.queueHint = false;
+          const heldBack = rows.length > 0 && rows[0]!.candidates > rows.length;
+          if (rows.length < free && !heldBack && this.hintSeq === seen) this.queueHint = false;
           rows.sort((a, b) => a.priority - b.priority || +a.last_state_change - +b.last_state_change || a.id - b.id);
           for (const row of rows) this.host.start(row, epoch);
           if (rows.length === 0) break;

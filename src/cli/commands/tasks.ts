@@ -18,10 +18,11 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .option('--draft', 'insert in DR (draft); queue it later with "pg-tasks queue ID"')
     .option('--cwd <dir>', "working directory, absolute or relative to the node's --root-dir")
     .option('--params <json>', 'JSON handed to the process in PG_TASKS_PARAMS', parseJson)
+    .option('--concurrency-key <key>', 'share a limit with the tasks of this key, in any group: 1 at a time unless "pg-tasks limit --key" says otherwise')
     .option('--after <ids>', 'run only once these tasks (e.g. 12,13) have ended CS; if one ends CF or CC, it ends CC', parseTaskIds)
     .addOption(new Option('--on-worker-failure <policy>', "if the worker running it fails: fail it, or requeue it (default: the group's policy, else fail)").choices(['fail', 'requeue']))
     .option('--json', 'print the whole row as JSON')
-    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; after?: number[]; json?: boolean } & RunOptions) => {
+    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; after?: number[]; concurrencyKey?: string; json?: boolean } & RunOptions) => {
       const task = await ctx.withClient((c) =>
         c.add({
           command,
@@ -33,6 +34,7 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
           workerId: opts.worker ?? null,
           recoverPolicy: opts.onWorkerFailure ?? null,
           dependsOn: opts.after ?? null,
+          concurrencyKey: opts.concurrencyKey ?? null,
           ...runSettings(opts),
         }),
       );

@@ -9,31 +9,47 @@
 -- $3 rows of the branch that loses the merge stay locked until this statement commits.
 -- The EXISTS makes the claim conditional on the lease term the node holds ($4). A task whose
 -- earlier process may still live (re-queued meanwhile, on any node) is not in the indexes.
+-- Limits (migration 9): claim_limits, called once before any task is read, says how many the
+-- group's max_running leaves, and which keys are at their limit (those tasks are skipped);
+-- of the tasks read, a key's are taken up to the room it has left. `candidates` (how many were
+-- read) tells the node that some were held back by a key, so more may wait behind them.
 -- Each claimed task starts its next run: attempt + 1, marked live for this worker and term.
 -- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name
 WITH term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
+), lim AS MATERIALIZED (
+  SELECT * FROM {{schema}}.claim_limits($1, $3, (SELECT held FROM term))
 ), any_worker AS (
-  SELECT id, priority, last_state_change, false AS pinned
+  SELECT id, priority, last_state_change, concurrency_key, false AS pinned
     FROM {{schema}}.task
    WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
      AND (SELECT held FROM term)
+     AND (concurrency_key IS NULL OR concurrency_key <> ALL (CAST((SELECT blocked FROM lim) AS text[])))
    ORDER BY priority, last_state_change, id
-   LIMIT $3
+   LIMIT (SELECT budget FROM lim)
    FOR UPDATE SKIP LOCKED
 ), pinned AS (
-  SELECT id, priority, last_state_change, true AS pinned
+  SELECT id, priority, last_state_change, concurrency_key, true AS pinned
     FROM {{schema}}.task
    WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
      AND (SELECT held FROM term)
+     AND (concurrency_key IS NULL OR concurrency_key <> ALL (CAST((SELECT blocked FROM lim) AS text[])))
    ORDER BY priority, last_state_change, id
-   LIMIT $3
+   LIMIT (SELECT budget FROM lim)
    FOR UPDATE SKIP LOCKED
+), candidates AS (
+  SELECT c.*, row_number() OVER (PARTITION BY c.concurrency_key ORDER BY c.priority, c.last_state_change, c.id) AS nth
+    FROM (SELECT * FROM any_worker UNION ALL SELECT * FROM pinned) c
 ), picked AS (
-  SELECT id, pinned FROM (SELECT * FROM any_worker UNION ALL SELECT * FROM pinned) c
-   ORDER BY priority, last_state_change, id
-   LIMIT $3
+  SELECT c.id, c.pinned FROM candidates c
+   WHERE c.concurrency_key IS NULL
+      OR ((SELECT keyed FROM lim)
+          AND c.nth <= coalesce((SELECT l.rooms[array_position(l.room_keys, c.concurrency_key)] FROM lim l),
+                                (SELECT k.max_running FROM {{schema}}.concurrency_limit k WHERE k.key = c.concurrency_key),
+                                1))
+   ORDER BY c.priority, c.last_state_change, c.id
+   LIMIT (SELECT budget FROM lim)
 )
 UPDATE {{schema}}.task t
    SET state_id = 'AE', worker_id = $2, lease_epoch = $4, node_name = $5, started = now(),
@@ -43,7 +59,8 @@ UPDATE {{schema}}.task t
  WHERE t.id = picked.id
 RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change, picked.pinned,
           -- The group's timeout is read once (every task claimed is of group $1).
-          (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = $1))) * 1000)::float8 AS timeout_ms;
+          (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = $1))) * 1000)::float8 AS timeout_ms,
+          (SELECT count(*) FROM candidates)::int AS candidates;
 
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
@@ -149,11 +166,11 @@ SELECT t.id, t.attempt, t.live_worker_id, t.live_epoch, t.node_name, t.pid, t.st
 -- name: insertTask
 -- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy,
 -- $9 timeout (ms), $10 max attempts, $11 backoff base (ms), $12 backoff cap (ms), $13 retry on,
--- $14 depends on
+-- $14 depends on, $15 concurrency key
 INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy,
-                             timeout, max_attempts, backoff_base, backoff_cap, retry_on, depends_on)
+                             timeout, max_attempts, backoff_base, backoff_cap, retry_on, depends_on, concurrency_key)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, make_interval(secs => $9::float8 / 1000), $10,
-        make_interval(secs => $11::float8 / 1000), make_interval(secs => $12::float8 / 1000), $13, $14)
+        make_interval(secs => $11::float8 / 1000), make_interval(secs => $12::float8 / 1000), $13, $14, $15)
 RETURNING *;
 
 -- name: prerequisites

@@ -1,0 +1,50 @@
+// The cost of a cluster-wide limit: N × /bin/true on one node at 32, with no limit, with the
+// group's max_running = 32 (it never binds below the node's slots: what is measured is the
+// lock and the count each claim pays), and with every task keyed (64 keys, one at a time
+// each). Rounds alternate, in the same run, on the same server.
+//   npx tsx bench/limits.ts [--quick] [--n 5000] [--rounds 2]
+import { setUpBench, metric, arg } from './lib.js';
+
+const quick = process.argv.includes('--quick');
+const n = Number(arg('--n') ?? (quick ? 200 : 5000));
+const rounds = Number(arg('--rounds') ?? (quick ? 1 : 2));
+const CONCURRENCY = 32;
+type Variant = 'none' | 'group' | 'keys';
+
+async function run(variant: Variant): Promise<number> {
+  const bench = await setUpBench(['--max-tasks', String(CONCURRENCY)]);
+  const s = `"${bench.schema}"`;
+  await bench.client.query(`UPDATE ${s}.worker SET stop = 1 WHERE id = 1`);
+  if (variant === 'group') await bench.client.query(`INSERT INTO ${s}.task_group (id, max_running) VALUES (0, $1)`, [CONCURRENCY]);
+  await bench.client.query(
+    `INSERT INTO ${s}.task (state_id, command, concurrency_key)
+     SELECT 'AW', '{/bin/true}', CASE WHEN $2 THEN 'k' || (i % 64) END FROM generate_series(1, $1) i`,
+    [n, variant === 'keys'],
+  );
+  const started = performance.now();
+  await bench.client.query(`UPDATE ${s}.worker SET stop = 0 WHERE id = 1`);
+  for (;;) {
+    const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id NOT LIKE 'C%'`);
+    if (rows[0]!.n === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const rate = n / ((performance.now() - started) / 1000);
+  const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id <> 'CS'`);
+  if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} tasks did not complete`);
+  await bench.close();
+  return rate;
+}
+
+const rates: Record<Variant, number[]> = { none: [], group: [], keys: [] };
+for (let r = 0; r < rounds; r++) {
+  for (const variant of ['none', 'group', 'keys'] as const) rates[variant].push(await run(variant));
+}
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+const [none, group, keys] = [mean(rates.none), mean(rates.group), mean(rates.keys)];
+metric('limits.group.ratio', group / none);
+metric('limits.keys.ratio', keys / none);
+console.log(
+  `limits, ${n} × /bin/true at ${CONCURRENCY}, mean of ${rounds} alternating rounds: no limit ${none.toFixed(0)}/s; ` +
+    `group max_running = ${CONCURRENCY} ${group.toFixed(0)}/s (ratio ${(group / none).toFixed(2)}); ` +
+    `every task keyed (64 keys, 1 each) ${keys.toFixed(0)}/s (ratio ${(keys / none).toFixed(2)})`,
+);

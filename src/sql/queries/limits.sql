@@ -1,0 +1,37 @@
+-- The limits of migration 9, as the CLI and the client read and write them.
+
+-- name: setGroupLimit
+-- $1 group, $2 max running (null: no limit). A group with no row gets one (its other settings
+-- take their defaults).
+INSERT INTO {{schema}}.task_group (id, max_running) VALUES ($1, $2)
+ON CONFLICT (id) DO UPDATE SET max_running = excluded.max_running
+RETURNING id, max_running;
+
+-- name: setKeyLimit
+-- $1 key, $2 max running
+INSERT INTO {{schema}}.concurrency_limit (key, max_running) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET max_running = excluded.max_running
+RETURNING key, max_running;
+
+-- name: deleteKeyLimit
+-- Back to the default of a key: 1 (a mutex).
+DELETE FROM {{schema}}.concurrency_limit WHERE key = $1
+RETURNING key;
+
+-- name: listLimits
+-- Each group with max_running and each key with a limit row, live runs or waiting tasks: its
+-- limit and what runs and waits now. Keys waiting or live are few (see the partial indexes).
+SELECT 'group' AS kind, g.id::text AS name, g.max_running,
+       (SELECT count(*) FROM {{schema}}.task t WHERE t.group_id = g.id AND t.live_worker_id IS NOT NULL)::int AS running,
+       (SELECT count(*) FROM {{schema}}.task t WHERE t.group_id = g.id AND t.state_id = 'AW')::int AS waiting
+  FROM {{schema}}.task_group g
+ WHERE g.max_running IS NOT NULL
+UNION ALL
+SELECT 'key', k.key, coalesce(l.max_running, 1),
+       (SELECT count(*) FROM {{schema}}.task t WHERE t.concurrency_key = k.key AND t.live_worker_id IS NOT NULL)::int,
+       (SELECT count(*) FROM {{schema}}.task t WHERE t.concurrency_key = k.key AND t.state_id = 'AW')::int
+  FROM (SELECT key FROM {{schema}}.concurrency_limit
+        UNION SELECT concurrency_key FROM {{schema}}.task WHERE live_worker_id IS NOT NULL AND concurrency_key IS NOT NULL
+        UNION SELECT concurrency_key FROM {{schema}}.task WHERE state_id = 'AW' AND concurrency_key IS NOT NULL) k
+  LEFT JOIN {{schema}}.concurrency_limit l ON l.key = k.key
+ ORDER BY 1 DESC, 2;
