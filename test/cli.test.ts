@@ -427,8 +427,9 @@ describe('--help', () => {
     const nodeHelp = await ok(['node', '--help'], { DATABASE_URL: UNREACHABLE_URL });
     const start = await ok(['start', '--help'], { DATABASE_URL: UNREACHABLE_URL });
     for (const out of [nodeHelp, start]) {
-      assert.match(out, /--lease <duration> .*\(default: 20s\)/);
-      assert.match(out, /--kill-grace <duration> [^]*?\(default: 5000ms\)/);
+      assert.match(out, /--lease <duration> [^]*?\(default:\s+20s\)/);
+      assert.match(out, /--prune-every <duration> [^]*?\(default:\s+10m\)/);
+      assert.match(out, /--kill-grace <duration> [^]*?\(default:\s+5000ms\)/);
     }
     assert.match(nodeHelp, /--max-tasks <n> .*\(default 10\)/);
     assert.match(start, /--max-tasks <n> .*\(default 4\)/);

@@ -1,9 +1,11 @@
-// Retention on demand: pg-tasks prune deletes old ended tasks and old runs, in batches, and
+// Retention, kept by the nodes (task_group.keep_ended, keep_runs) and on demand: pg-tasks prune deletes old ended tasks and old runs, in batches, and
 // keeps what must stay (waiting tasks, schedules, prerequisites a waiting task still names).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { startNode, stopAllNodes } from './helpers/node.js';
+import { until } from './helpers/wait.js';
 
 let db: TestDatabase;
 
@@ -12,6 +14,7 @@ before(async () => {
 });
 
 after(async () => {
+  await stopAllNodes();
   await db.close();
 });
 
@@ -63,5 +66,46 @@ describe('pg-tasks prune', () => {
     const bad = await runCli(db.url, ['prune', '--older-than', 'soon']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /argument 'soon' is invalid\. expected a duration like 500ms, 10s, 2m, 1h or 30d, got "soon"/);
+  });
+});
+
+describe('retention in the nodes', () => {
+  it("deletes each group's ended tasks past keep_ended and older runs past keep_runs (30 days by default), one node at a time", async () => {
+    await db.query("INSERT INTO long_task.task_group (id, keep_ended, keep_runs) VALUES (30, '1 day', '2 days')");
+    const old = await ended('CS', 3, { group: 30 });
+    const recent = await ended('CF', 0, { group: 30 });
+    const noPolicy = await ended('CS', 40, { group: 31 });
+    const rerun30 = await ended('CS', 0, { group: 30, runs: 3 });
+    await db.query("UPDATE long_task.task_run SET finished = now() - interval '3 days' WHERE task_id = $1 AND attempt < 3", [rerun30]);
+    const rerun31 = await ended('CS', 0, { group: 31, runs: 3 });
+    await db.query("UPDATE long_task.task_run SET finished = now() - interval '10 days' WHERE task_id = $1 AND attempt = 1", [rerun31]);
+    await db.query("UPDATE long_task.task_run SET finished = now() - interval '40 days' WHERE task_id = $1 AND attempt = 2", [rerun31]);
+    const prerequisite = await ended('CS', 3, { group: 30 });
+    await db.query("INSERT INTO long_task.task (state_id, group_id, command, depends_on) VALUES ('DR', 30, '{true}', $1)", [[prerequisite]]);
+    const schedule = await ended('CS', 3, { group: 30 });
+    await db.query("UPDATE long_task.task SET next_start = now() + interval '1 day', shed_period_id = 'DAY', shed_clone = true WHERE id = $1", [schedule]);
+    const copy = await ended('CC', 3, { group: 30 });
+    await db.query('UPDATE long_task.task SET shed_parent_id = $2 WHERE id = $1', [copy, schedule]);
+
+    await Promise.all([
+      startNode(db, { workerId: 300, groupId: 30, retentionEveryMs: 1_500 }),
+      startNode(db, { workerId: 310, groupId: 31, retentionEveryMs: 1_500 }),
+    ]);
+    const pass = await until(async () => {
+      const { rows } = await db.query<{ node_name: string; last_tasks: string; last_runs: string }>(
+        "SELECT node_name, last_tasks, last_runs FROM long_task.maintenance WHERE name = 'retention' AND last_finished IS NOT NULL");
+      return rows[0];
+    }, 'a retention pass');
+    assert.deepEqual([Number(pass.last_tasks), Number(pass.last_runs)], [2, 3], 'the first pass: 2 tasks, 3 runs');
+    for (const id of [old, copy]) assert.equal(await exists(id), false, `task ${id} deleted`);
+    for (const id of [recent, noPolicy, rerun30, rerun31, prerequisite, schedule]) assert.equal(await exists(id), true, `task ${id} kept`);
+    const runs = async (id: number): Promise<number[]> =>
+      (await db.query<{ attempt: number }>('SELECT attempt FROM long_task.task_run WHERE task_id = $1 ORDER BY attempt', [id])).rows.map((r) => r.attempt);
+    assert.deepEqual(await runs(rerun30), [3]);
+    assert.deepEqual(await runs(rerun31), [1, 3], 'runs of a group with no row are kept 30 days');
+    assert.deepEqual(await runs(noPolicy), [1]);
+    const { rows: next } = await db.query<{ ahead_ms: number }>(
+      "SELECT extract(epoch FROM next_at - last_finished) * 1000 AS ahead_ms FROM long_task.maintenance WHERE name = 'retention'");
+    assert.ok(Math.abs(Number(next[0]!.ahead_ms) - 1_500) < 1, 'the next pass is due one interval after this one ended');
   });
 });

@@ -13,7 +13,7 @@ const QUERY_NAMES = [
   'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered', 'markStandby',
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
-  'pruneTasks', 'pruneRuns',
+  'pruneTasks', 'pruneRuns', 'startRetention', 'pruneEndedBatch', 'pruneRunsBatch', 'pruneRerunRuns', 'holdRetention', 'finishRetention',
   'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',
 ] as const;
 

@@ -14,6 +14,7 @@ import { LiveRuns } from './live-runs.js';
 import { ListenCheck } from './listen-check.js';
 import { Scheduler } from './scheduler.js';
 import { DelayedTasks } from './delayed.js';
+import { Retention } from './retention.js';
 import { recoverFailedWorker } from './recovery.js';
 import { Reaper } from './reaper.js';
 import { Spawner } from './spawner.js';
@@ -41,6 +42,7 @@ export class TaskNode {
   private writer: ResultWriter | null = null;
   private scheduler: Scheduler | null = null;
   private delayed: DelayedTasks | null = null;
+  private retention: Retention | null = null;
   private readonly reaper = new Reaper();
   private spawner: Spawner | null = null;
   private runs: LiveRuns | null = null;
@@ -90,6 +92,7 @@ export class TaskNode {
       });
       this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
       this.delayed = new DelayedTasks(pool, this.queries, o.groupId, this.log);
+      this.retention = new Retention(pool, this.queries, o.nodeName, o.retentionEveryMs, this.log);
       this.claimer = new Claimer(pool, this.queries, this.schema, o, this.log, {
         canClaim: () => this.canClaim(),
         freeSlots: () => o.maxTasks - runs.size,
@@ -124,6 +127,7 @@ export class TaskNode {
     if (!this.stopping) {
       this.scheduler!.start();
       this.delayed!.start();
+      this.retention!.start();
     }
   }
 
@@ -150,6 +154,7 @@ export class TaskNode {
     this.log.error({ reason }, 'lease lost: killing running tasks and standing by');
     this.scheduler!.stop();
     this.delayed!.stop();
+    this.retention!.stop();
     this.runs!.killAll({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true });
     if (!this.stopping) this.state = 'standby';
   }
@@ -242,6 +247,7 @@ export class TaskNode {
     this.stopping = true;
     this.scheduler?.stop();
     this.delayed?.stop();
+    this.retention?.stop();
     this.lease?.stop();
     const wasActive = this.state === 'active';
     this.state = 'stopping';
@@ -273,6 +279,7 @@ export class TaskNode {
     this.spawner?.stop();
     this.scheduler?.stop();
     this.delayed?.stop();
+    this.retention?.stop();
     this.writer?.close();
     this.lease?.close();
     this.claimer?.stop();

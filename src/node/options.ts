@@ -34,6 +34,11 @@ export interface NodeOptions {
   shutdown: ShutdownMode;
   /** What starts task processes: the spawn helper, child_process, or the helper when it builds. */
   spawner: SpawnerMode;
+  /**
+   * How often the node tries to start a retention pass (one node at a time runs it,
+   * cluster-wide; see docs/retention): 0 never.
+   */
+  retentionEveryMs: number;
   /** Apply migrations at start (default true). */
   migrate: boolean;
   logger: Logger;
@@ -49,6 +54,7 @@ export const NODE_DEFAULTS = {
   outputLimit: 64 * 1024,
   shutdown: 'cancel' as ShutdownMode,
   spawner: 'auto' as SpawnerMode,
+  retentionEveryMs: 10 * 60_000,
   migrate: true,
 };
 

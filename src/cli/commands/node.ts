@@ -21,6 +21,7 @@ export interface NodeCliOptions {
   shutdown: ShutdownMode;
   spawner: SpawnerMode;
   migrate: boolean;
+  pruneEvery: number;
   logLevel: string;
   logFormat: LogFormat;
 }
@@ -56,6 +57,11 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number } 
         .env('PGTASKS_SPAWNER')
         .default(NODE_DEFAULTS.spawner),
     )
+    .addOption(
+      new Option('--prune-every <duration>', "how often to try a retention pass (task_group.keep_ended, keep_runs; one node at a time runs it): a duration, or off")
+        .argParser(parsePruneEvery)
+        .default(NODE_DEFAULTS.retentionEveryMs, `${NODE_DEFAULTS.retentionEveryMs / 60_000}m`),
+    )
     .option('--no-migrate', 'do not apply migrations at start')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info')
     .addOption(
@@ -84,9 +90,17 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     outputLimit: opts.outputLimit,
     shutdown: opts.shutdown,
     spawner: opts.spawner,
+    retentionEveryMs: opts.pruneEvery,
     migrate: opts.migrate,
     logger,
   };
+}
+
+function parsePruneEvery(value: string): number {
+  if (value === 'off') return 0;
+  const ms = parseDuration(value);
+  if (ms < 1_000) throw new InvalidArgumentError(`--prune-every must be at least 1s, or off; got "${value}"`);
+  return ms;
 }
 
 /**

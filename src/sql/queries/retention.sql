@@ -39,3 +39,103 @@ WITH doomed AS (
    LIMIT $3
 )
 DELETE FROM {{schema}}.task_run r USING doomed WHERE r.task_id = doomed.task_id AND r.attempt = doomed.attempt;
+
+-- The nodes' own pass (migration 10). One node at a time: the one whose UPDATE moves next_at.
+
+-- name: startRetention
+-- $1 node name, $2 ms until the next pass. Returns the row (with the runs cursor and when
+-- the last pass started) to the node that won, nothing to the others.
+UPDATE {{schema}}.maintenance m
+   SET next_at = now() + make_interval(secs => $2::float8 / 1000), node_name = $1, last_started = now()
+  FROM (SELECT last_started AS previous_start FROM {{schema}}.maintenance WHERE name = 'retention') p
+ WHERE m.name = 'retention' AND m.next_at <= now()
+RETURNING p.previous_start, m.runs_cursor_finished, m.runs_cursor_task, m.runs_cursor_attempt,
+          -- The shortest and the longest run retention in force (30 days: a group with no row):
+          -- the scan's cutoff, and how far its saved cursor may go.
+          (SELECT extract(epoch FROM least(interval '30 days', min(g.keep_runs))) * 1000
+             FROM {{schema}}.task_group g)::float8 AS min_keep_runs_ms,
+          (SELECT extract(epoch FROM greatest(interval '30 days', max(g.keep_runs))) * 1000
+             FROM {{schema}}.task_group g)::float8 AS max_keep_runs_ms,
+          now() AS db_now,
+          ARRAY(SELECT g.id FROM {{schema}}.task_group g WHERE g.keep_ended IS NOT NULL ORDER BY g.id) AS keep_ended_groups;
+
+-- name: pruneEndedBatch
+-- Up to $2 tasks of group $1 that ended more than its keep_ended ago, oldest first (what is
+-- kept whatever its age: as in pruneTasks). Served by task_ended_idx.
+-- $1 group, $2 batch size
+WITH doomed AS (
+  SELECT t.id
+    FROM {{schema}}.task t
+   WHERE t.group_id = $1 AND t.state_id IN ('CS', 'CF', 'CC')
+     AND coalesce(t.finished, t.last_state_change) < now() - (SELECT g.keep_ended FROM {{schema}}.task_group g WHERE g.id = $1)
+     AND t.next_start IS NULL AND t.shed_cron IS NULL
+     AND t.live_worker_id IS NULL
+     AND NOT EXISTS (SELECT 1 FROM {{schema}}.task d
+                      WHERE d.depends_on @> ARRAY[t.id] AND d.depends_on IS NOT NULL AND d.state_id IN ('AW', 'DR'))
+   ORDER BY coalesce(t.finished, t.last_state_change)
+   LIMIT $2
+     FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id;
+
+-- name: pruneRunsBatch
+-- The next $2 runs by age after the cursor ($3..$5) that ended more than $1 ms ago; of these,
+-- the older runs of tasks whose group's keep_runs (30 days with no row; null keeps them) has
+-- passed are deleted. Returns how many were deleted and read, and the new cursor.
+-- $1 cutoff (ms ago), $2 batch size, $3 cursor finished, $4 cursor task, $5 cursor attempt
+WITH scanned AS (
+  SELECT r.task_id, r.attempt, r.finished
+    FROM {{schema}}.task_run r
+   WHERE r.finished < now() - make_interval(secs => $1::float8 / 1000)
+     AND (r.finished, r.task_id, r.attempt) > (coalesce($3::timestamptz, '-infinity'), coalesce($4::bigint, 0), coalesce($5::int, 0))
+   ORDER BY r.finished, r.task_id, r.attempt
+   LIMIT $2
+), doomed AS (
+  SELECT s.task_id, s.attempt
+    FROM scanned s
+    JOIN {{schema}}.task t ON t.id = s.task_id
+    LEFT JOIN {{schema}}.task_group g ON g.id = t.group_id
+   WHERE s.attempt < t.attempt
+     AND s.finished < now() - CASE WHEN g.id IS NULL THEN interval '30 days' ELSE g.keep_runs END
+), gone AS (
+  DELETE FROM {{schema}}.task_run r USING doomed d WHERE r.task_id = d.task_id AND r.attempt = d.attempt
+  RETURNING 1
+), last AS (
+  SELECT finished, task_id, attempt FROM scanned ORDER BY finished DESC, task_id DESC, attempt DESC LIMIT 1
+)
+SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM scanned)::int AS scanned,
+       last.finished, last.task_id, last.attempt
+  FROM (SELECT 1) one LEFT JOIN last ON true;
+
+-- name: pruneRerunRuns
+-- Runs behind the cursor that became "older runs" since: their task ran again after the scan
+-- had passed them (a task re-run after more than its keep_runs). Found from the runs that
+-- ended since the last pass started ($1), which are few.
+-- $1 last pass started, $2 cursor finished
+WITH rerun AS (
+  SELECT DISTINCT r.task_id FROM {{schema}}.task_run r WHERE r.finished >= $1 AND r.attempt > 1
+), doomed AS (
+  SELECT o.task_id, o.attempt
+    FROM rerun x
+    JOIN {{schema}}.task t ON t.id = x.task_id
+    LEFT JOIN {{schema}}.task_group g ON g.id = t.group_id
+    JOIN {{schema}}.task_run o ON o.task_id = x.task_id AND o.attempt < t.attempt
+   WHERE o.finished <= $2
+     AND o.finished < now() - CASE WHEN g.id IS NULL THEN interval '30 days' ELSE g.keep_runs END
+)
+DELETE FROM {{schema}}.task_run r USING doomed d WHERE r.task_id = d.task_id AND r.attempt = d.attempt;
+
+-- name: holdRetention
+-- A pass that runs long keeps the others off: next_at stays a minute ahead while it works (a
+-- node that dies in a pass holds it back a minute at most).
+-- $1 node name
+UPDATE {{schema}}.maintenance
+   SET next_at = greatest(next_at, now() + interval '1 minute')
+ WHERE name = 'retention' AND node_name = $1;
+
+-- name: finishRetention
+-- $1 tasks deleted, $2 runs deleted, $3..$5 the runs cursor, $6 ms until the next pass
+UPDATE {{schema}}.maintenance
+   SET last_finished = now(), last_tasks = $1, last_runs = $2, next_at = now() + make_interval(secs => $6::float8 / 1000),
+       runs_cursor_finished = $3, runs_cursor_task = $4, runs_cursor_attempt = $5
+ WHERE name = 'retention';
