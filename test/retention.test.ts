@@ -108,4 +108,37 @@ describe('retention in the nodes', () => {
       "SELECT extract(epoch FROM next_at - last_finished) * 1000 AS ahead_ms FROM long_task.maintenance WHERE name = 'retention'");
     assert.ok(Math.abs(Number(next[0]!.ahead_ms) - 1_500) < 1, 'the next pass is due one interval after this one ended');
   });
+
+  it('a pass ends when more runs than a batch share one timestamp (the cursor keeps microseconds)', async () => {
+    // 6 000 latest runs (kept) ended in the same statement, hence at the same instant: more than
+    // one batch (5 000). A cursor rounded to milliseconds would read the same batch for ever.
+    await stopAllNodes();
+    await db.query("UPDATE long_task.maintenance SET runs_cursor_finished = NULL, runs_cursor_task = NULL, runs_cursor_attempt = NULL, last_finished = NULL WHERE name = 'retention'");
+    const { rows: at } = await db.query<{ at: string }>("SELECT (now() - interval '40 days' + interval '123 microseconds')::text AS at");
+    // Loaded as a restore would, triggers off (no task may be inserted ended otherwise), on one connection.
+    const client = await db.pool.connect();
+    try {
+      await client.query('SET session_replication_role = replica');
+      await client.query(
+        `WITH t AS (INSERT INTO long_task.task (state_id, group_id, command, attempt, started, finished)
+                    SELECT 'CS', 40, '{true}', 1, $1::timestamptz, $1::timestamptz FROM generate_series(1, 6000) RETURNING id)
+         INSERT INTO long_task.task_run (task_id, attempt, worker_id, lease_epoch, started, finished, end_reason)
+         SELECT id, 1, 1, 1, $1::timestamptz, $1::timestamptz, 'completed' FROM t`, [at[0]!.at]);
+      await client.query('RESET session_replication_role');
+    } finally {
+      client.release();
+    }
+    const before = (await db.query<{ n: string }>('SELECT count(*) AS n FROM long_task.task_run')).rows[0]!.n;
+    await db.query("UPDATE long_task.maintenance SET next_at = now() WHERE name = 'retention'");
+    await startNode(db, { workerId: 400, groupId: 40, retentionEveryMs: 1_500 });
+    const pass = await until(async () => {
+      const { rows } = await db.query<{ last_runs: string; cursor: string }>(
+        "SELECT last_runs, runs_cursor_finished::text AS cursor FROM long_task.maintenance WHERE name = 'retention' AND last_finished IS NOT NULL");
+      return rows[0];
+    }, 'a pass over 6 000 runs of one instant to end');
+    assert.equal(Number(pass.last_runs), 0, 'latest runs are kept');
+    // (Group 30 keeps runs 2 days: the scan goes on past the instant, to the longest retention.)
+    assert.ok(pass.cursor > at[0]!.at, `the cursor (${pass.cursor}) went past the instant (${at[0]!.at})`);
+    assert.equal((await db.query<{ n: string }>('SELECT count(*) AS n FROM long_task.task_run')).rows[0]!.n, before);
+  });
 });

@@ -44,9 +44,8 @@ CREATE INDEX IF NOT EXISTS task_key_waiting_idx ON task (concurrency_key)
 --   budget      how many tasks it may claim (p_free, less what the group's limit leaves)
 --   keyed       whether it holds the keys' lock: if not, it claims no keyed task
 --   blocked     keys at their limit (not even read by the claim)
---   room_keys,  for keys with live runs and room left: how many more may start
---   rooms
--- A key with no live run has its whole limit as room (the claim reads it).
+--   room_keys,  for keys with live runs or a limit row, and room left: how many more may
+--   rooms       start (any other key: 1)
 CREATE OR REPLACE FUNCTION claim_limits(p_group int, p_free int, p_held boolean,
                              OUT budget int, OUT keyed boolean, OUT blocked text[],
                              OUT room_keys text[], OUT rooms int[])
@@ -78,17 +77,16 @@ BEGIN
     -- its tasks, and one lock can't deadlock. (Group locks are taken first, always.)
     PERFORM pg_advisory_xact_lock(lock_class, -1);
     keyed := true;
+    -- Every key with live runs or a limit row (read here, under the lock: a limit changed
+    -- while this claim waited is seen); a key in neither has the default room, 1.
     WITH live AS (
       SELECT t.concurrency_key AS key, count(*)::int AS n
         FROM task t
        WHERE t.live_worker_id IS NOT NULL AND t.concurrency_key IS NOT NULL
        GROUP BY t.concurrency_key
     ), room AS (
-      SELECT l.key, coalesce(c.max_running, 1) - l.n AS room
-        FROM live l LEFT JOIN concurrency_limit c ON c.key = l.key
-      UNION ALL
-      SELECT c.key, 0 FROM concurrency_limit c
-       WHERE c.max_running = 0 AND NOT EXISTS (SELECT 1 FROM live l WHERE l.key = c.key)
+      SELECT coalesce(l.key, c.key) AS key, coalesce(c.max_running, 1) - coalesce(l.n, 0) AS room
+        FROM live l FULL JOIN concurrency_limit c ON c.key = l.key
     )
     SELECT coalesce(array_agg(key) FILTER (WHERE room <= 0), '{}'),
            coalesce(array_agg(key) FILTER (WHERE room > 0), '{}'),

@@ -34,7 +34,10 @@ CREATE TABLE IF NOT EXISTS maintenance (
   -- on from there, instead of reading again the runs it had to keep (a task's latest run).
   runs_cursor_finished timestamptz,
   runs_cursor_task     bigint,
-  runs_cursor_attempt  int
+  runs_cursor_attempt  int,
+  -- Runs that ended since then may have made older runs behind the cursor prunable (their
+  -- task ran again): the start of the last finished pass, less a margin.
+  rerun_since          timestamptz
 );
 INSERT INTO maintenance (name) VALUES ('retention') ON CONFLICT (name) DO NOTHING;
 
@@ -57,4 +60,14 @@ BEGIN
   DELETE FROM task_run r WHERE r.task_id = ANY (ARRAY(SELECT id FROM old_rows));
   RETURN NULL;
 END;
+$$;
+
+-- Whether a waiting or draft task names the task as a prerequisite, read in a snapshot of its
+-- own (a volatile function's): a prune checks it after locking the row, so a dependent that
+-- committed since the prune's statement began is seen, and its prerequisite kept.
+CREATE OR REPLACE FUNCTION is_named_prerequisite(p_id bigint) RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = {{schema}}, pg_catalog
+AS $$
+  SELECT EXISTS (SELECT 1 FROM task d WHERE d.depends_on @> ARRAY[p_id] AND d.depends_on IS NOT NULL AND d.state_id IN ('AW', 'DR'));
 $$;

@@ -22,7 +22,7 @@ WITH doomed AS (
    LIMIT $3
      FOR UPDATE SKIP LOCKED
 )
-DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id;
+DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id AND NOT {{schema}}.is_named_prerequisite(t.id);
 
 -- name: pruneRuns
 -- Up to $3 runs that ended before now − $1 ms, of the tasks that stay (a schedule's, a task
@@ -43,20 +43,29 @@ DELETE FROM {{schema}}.task_run r USING doomed WHERE r.task_id = doomed.task_id 
 -- The nodes' own pass (migration 10). One node at a time: the one whose UPDATE moves next_at.
 
 -- name: startRetention
--- $1 node name, $2 ms until the next pass. Returns the row (with the runs cursor and when
--- the last pass started) to the node that won, nothing to the others.
+-- $1 node name, $2 ms between passes. The node that wins gets the row: the pass's token
+-- (last_started, as text), where the runs scan goes on from, and what is in force; the others
+-- get nothing. next_at moves at least a minute ahead while the pass runs (holdRetention keeps
+-- it there); finishRetention sets the real one. Timestamps go out and back as text: a
+-- JavaScript Date keeps milliseconds, the cursor needs microseconds.
+WITH k AS (
+  -- The shortest and the longest run retention in force (30 days: a group with no row): the
+  -- scan's cutoff, and how far its saved cursor may go (runs newer than that may still be
+  -- deleted for a group that keeps them longer, so they are read again).
+  SELECT extract(epoch FROM least(interval '30 days', min(g.keep_runs))) * 1000 AS min_keep_ms,
+         now() - greatest(interval '30 days', max(g.keep_runs)) AS settled
+    FROM {{schema}}.task_group g
+)
 UPDATE {{schema}}.maintenance m
-   SET next_at = now() + make_interval(secs => $2::float8 / 1000), node_name = $1, last_started = now()
-  FROM (SELECT last_started AS previous_start FROM {{schema}}.maintenance WHERE name = 'retention') p
+   SET next_at = now() + greatest(make_interval(secs => $2::float8 / 1000), interval '1 minute'),
+       node_name = $1, last_started = now()
+  FROM k
  WHERE m.name = 'retention' AND m.next_at <= now()
-RETURNING p.previous_start, m.runs_cursor_finished, m.runs_cursor_task, m.runs_cursor_attempt,
-          -- The shortest and the longest run retention in force (30 days: a group with no row):
-          -- the scan's cutoff, and how far its saved cursor may go.
-          (SELECT extract(epoch FROM least(interval '30 days', min(g.keep_runs))) * 1000
-             FROM {{schema}}.task_group g)::float8 AS min_keep_runs_ms,
-          (SELECT extract(epoch FROM greatest(interval '30 days', max(g.keep_runs))) * 1000
-             FROM {{schema}}.task_group g)::float8 AS max_keep_runs_ms,
-          now() AS db_now,
+RETURNING m.last_started::text AS token, m.rerun_since::text AS rerun_since, k.settled::text AS settled,
+          k.min_keep_ms::float8 AS min_keep_runs_ms,
+          CASE WHEN m.runs_cursor_finished > k.settled THEN k.settled ELSE m.runs_cursor_finished END::text AS cursor_finished,
+          CASE WHEN m.runs_cursor_finished > k.settled THEN NULL ELSE m.runs_cursor_task END AS cursor_task,
+          CASE WHEN m.runs_cursor_finished > k.settled THEN NULL ELSE m.runs_cursor_attempt END AS cursor_attempt,
           ARRAY(SELECT g.id FROM {{schema}}.task_group g WHERE g.keep_ended IS NOT NULL ORDER BY g.id) AS keep_ended_groups;
 
 -- name: pruneEndedBatch
@@ -76,13 +85,13 @@ WITH doomed AS (
    LIMIT $2
      FOR UPDATE SKIP LOCKED
 )
-DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id;
+DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id AND NOT {{schema}}.is_named_prerequisite(t.id);
 
 -- name: pruneRunsBatch
 -- The next $2 runs by age after the cursor ($3..$5) that ended more than $1 ms ago; of these,
 -- the older runs of tasks whose group's keep_runs (30 days with no row; null keeps them) has
 -- passed are deleted. Returns how many were deleted and read, and the new cursor.
--- $1 cutoff (ms ago), $2 batch size, $3 cursor finished, $4 cursor task, $5 cursor attempt
+-- $1 cutoff (ms ago), $2 batch size, $3 cursor finished (text), $4 cursor task, $5 cursor attempt
 WITH scanned AS (
   SELECT r.task_id, r.attempt, r.finished
     FROM {{schema}}.task_run r
@@ -104,23 +113,23 @@ WITH scanned AS (
   SELECT finished, task_id, attempt FROM scanned ORDER BY finished DESC, task_id DESC, attempt DESC LIMIT 1
 )
 SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM scanned)::int AS scanned,
-       last.finished, last.task_id, last.attempt
+       last.finished::text AS finished, last.task_id, last.attempt
   FROM (SELECT 1) one LEFT JOIN last ON true;
 
 -- name: pruneRerunRuns
 -- Runs behind the cursor that became "older runs" since: their task ran again after the scan
 -- had passed them (a task re-run after more than its keep_runs). Found from the runs that
--- ended since the last pass started ($1), which are few.
--- $1 last pass started, $2 cursor finished
+-- ended since the last finished pass began ($1), which are few.
+-- $1 since (text), $2 cursor finished (text)
 WITH rerun AS (
-  SELECT DISTINCT r.task_id FROM {{schema}}.task_run r WHERE r.finished >= $1 AND r.attempt > 1
+  SELECT DISTINCT r.task_id FROM {{schema}}.task_run r WHERE r.finished >= $1::timestamptz AND r.attempt > 1
 ), doomed AS (
   SELECT o.task_id, o.attempt
     FROM rerun x
     JOIN {{schema}}.task t ON t.id = x.task_id
     LEFT JOIN {{schema}}.task_group g ON g.id = t.group_id
     JOIN {{schema}}.task_run o ON o.task_id = x.task_id AND o.attempt < t.attempt
-   WHERE o.finished <= $2
+   WHERE o.finished <= $2::timestamptz
      AND o.finished < now() - CASE WHEN g.id IS NULL THEN interval '30 days' ELSE g.keep_runs END
 )
 DELETE FROM {{schema}}.task_run r USING doomed d WHERE r.task_id = d.task_id AND r.attempt = d.attempt;
@@ -128,14 +137,24 @@ DELETE FROM {{schema}}.task_run r USING doomed d WHERE r.task_id = d.task_id AND
 -- name: holdRetention
 -- A pass that runs long keeps the others off: next_at stays a minute ahead while it works (a
 -- node that dies in a pass holds it back a minute at most).
--- $1 node name
+-- $1 node name, $2 the pass's token
 UPDATE {{schema}}.maintenance
    SET next_at = greatest(next_at, now() + interval '1 minute')
- WHERE name = 'retention' AND node_name = $1;
+ WHERE name = 'retention' AND node_name = $1 AND last_started = $2::timestamptz;
 
 -- name: finishRetention
--- $1 tasks deleted, $2 runs deleted, $3..$5 the runs cursor, $6 ms until the next pass
+-- Only the pass that holds the row (node and token) writes its end: the cursor it reached
+-- (kept no later than $9, see startRetention), and where the next pass looks for re-runs (this
+-- pass's start, less a minute: a run's finished is its statement's start, not its commit).
+-- $1 tasks deleted, $2 runs deleted, $3..$5 the runs cursor ($3 text; null: none read yet),
+-- $6 ms until the next pass, $7 node name, $8 token, $9 settled (text)
 UPDATE {{schema}}.maintenance
    SET last_finished = now(), last_tasks = $1, last_runs = $2, next_at = now() + make_interval(secs => $6::float8 / 1000),
-       runs_cursor_finished = $3, runs_cursor_task = $4, runs_cursor_attempt = $5
- WHERE name = 'retention';
+       runs_cursor_finished = CASE WHEN $3::text IS NULL THEN runs_cursor_finished
+                                   WHEN $3::timestamptz > $9::timestamptz THEN $9::timestamptz ELSE $3::timestamptz END,
+       runs_cursor_task     = CASE WHEN $3::text IS NULL THEN runs_cursor_task
+                                   WHEN $3::timestamptz > $9::timestamptz THEN NULL ELSE $4::bigint END,
+       runs_cursor_attempt  = CASE WHEN $3::text IS NULL THEN runs_cursor_attempt
+                                   WHEN $3::timestamptz > $9::timestamptz THEN NULL ELSE $5::int END,
+       rerun_since = last_started - interval '1 minute'
+ WHERE name = 'retention' AND node_name = $7 AND last_started = $8::timestamptz;

@@ -45,9 +45,7 @@ WITH term AS (
   SELECT c.id, c.pinned FROM candidates c
    WHERE c.concurrency_key IS NULL
       OR ((SELECT keyed FROM lim)
-          AND c.nth <= coalesce((SELECT l.rooms[array_position(l.room_keys, c.concurrency_key)] FROM lim l),
-                                (SELECT k.max_running FROM {{schema}}.concurrency_limit k WHERE k.key = c.concurrency_key),
-                                1))
+          AND c.nth <= coalesce((SELECT l.rooms[array_position(l.room_keys, c.concurrency_key)] FROM lim l), 1))
    ORDER BY c.priority, c.last_state_change, c.id
    LIMIT (SELECT budget FROM lim)
 )
