@@ -101,6 +101,28 @@ export async function setUpBench(nodeArgs: string[] = [], options: { statements?
   };
 }
 
+/**
+ * Throughput as the node sees it: with the node paused (stop 1), `insert` queues the tasks
+ * (default: `count` × /bin/true in group 0); the clock starts at the resume and stops once
+ * every task has ended. Returns ends/s; throws unless every task ended CS.
+ */
+export async function timedRun(bench: Bench, count: number, insert?: () => Promise<unknown>): Promise<number> {
+  const s = `"${bench.schema}"`;
+  await bench.client.query(`UPDATE ${s}.worker SET stop = 1 WHERE id = 1`);
+  await (insert ? insert() : bench.client.query(`INSERT INTO ${s}.task (state_id, command) SELECT 'AW', '{/bin/true}' FROM generate_series(1, $1)`, [count]));
+  const started = performance.now();
+  await bench.client.query(`UPDATE ${s}.worker SET stop = 0 WHERE id = 1`);
+  for (;;) {
+    const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id NOT LIKE 'C%'`);
+    if (rows[0]!.n === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const rate = count / ((performance.now() - started) / 1000);
+  const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id <> 'CS'`);
+  if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} tasks did not complete`);
+  return rate;
+}
+
 /** The ceiling: Node's child_process.spawn of /bin/true, `concurrency` at a time, with no database; ends/s. */
 export async function nodeSpawnCeiling(count: number, concurrency: number): Promise<number> {
   const started = performance.now();

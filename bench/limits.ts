@@ -3,7 +3,7 @@
 // lock and the count each claim pays), and with every task keyed (64 keys, one at a time
 // each). Rounds alternate, in the same run, on the same server.
 //   npx tsx bench/limits.ts [--quick] [--n 5000] [--rounds 2]
-import { setUpBench, metric, arg } from './lib.js';
+import { setUpBench, metric, arg, timedRun } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
@@ -14,23 +14,13 @@ type Variant = 'none' | 'group' | 'keys';
 async function run(variant: Variant): Promise<number> {
   const bench = await setUpBench(['--max-tasks', String(CONCURRENCY)]);
   const s = `"${bench.schema}"`;
-  await bench.client.query(`UPDATE ${s}.worker SET stop = 1 WHERE id = 1`);
   if (variant === 'group') await bench.client.query(`INSERT INTO ${s}.task_group (id, max_running) VALUES (0, $1)`, [CONCURRENCY]);
-  await bench.client.query(
-    `INSERT INTO ${s}.task (state_id, command, concurrency_key)
-     SELECT 'AW', '{/bin/true}', CASE WHEN $2 THEN 'k' || (i % 64) END FROM generate_series(1, $1) i`,
-    [n, variant === 'keys'],
-  );
-  const started = performance.now();
-  await bench.client.query(`UPDATE ${s}.worker SET stop = 0 WHERE id = 1`);
-  for (;;) {
-    const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id NOT LIKE 'C%'`);
-    if (rows[0]!.n === 0) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  const rate = n / ((performance.now() - started) / 1000);
-  const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id <> 'CS'`);
-  if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} tasks did not complete`);
+  const rate = await timedRun(bench, n, () =>
+    bench.client.query(
+      `INSERT INTO ${s}.task (state_id, command, concurrency_key)
+       SELECT 'AW', '{/bin/true}', CASE WHEN $2 THEN 'k' || (i % 64) END FROM generate_series(1, $1) i`,
+      [n, variant === 'keys'],
+    ));
   await bench.close();
   return rate;
 }

@@ -1,7 +1,7 @@
 // Throughput: N × /bin/true on one node at a concurrency, against the ceiling of a plain Node
 // spawner doing the same with no database, measured in the same run.
 //   npx tsx bench/throughput.ts [--quick] [--n 5000] [--concurrency 8,32]
-import { nodeSpawnCeiling, setUpBench, metric, arg } from './lib.js';
+import { nodeSpawnCeiling, setUpBench, metric, arg, timedRun } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
@@ -10,19 +10,7 @@ const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
 /** pg-tasks: the tasks are queued while the node is paused (stop 1), then timed from resume. */
 async function pgTasks(count: number, concurrency: number, spawner = process.env.PGTASKS_SPAWNER ?? 'auto'): Promise<number> {
   const bench = await setUpBench(['--max-tasks', String(concurrency), '--spawner', spawner]);
-  const s = `"${bench.schema}"`;
-  await bench.client.query(`UPDATE ${s}.worker SET stop = 1 WHERE id = 1`);
-  await bench.client.query(`INSERT INTO ${s}.task (state_id, command) SELECT 'AW', '{/bin/true}' FROM generate_series(1, $1)`, [count]);
-  const started = performance.now();
-  await bench.client.query(`UPDATE ${s}.worker SET stop = 0 WHERE id = 1`);
-  for (;;) {
-    const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id NOT LIKE 'C%'`);
-    if (rows[0]!.n === 0) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  const rate = count / ((performance.now() - started) / 1000);
-  const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id <> 'CS'`);
-  if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} tasks did not complete`);
+  const rate = await timedRun(bench, count);
   await bench.close();
   return rate;
 }
