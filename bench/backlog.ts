@@ -90,8 +90,8 @@ async function explainClaim(workerId: number): Promise<Explained> {
     const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${queries.claimTasks}`, [0, workerId, MAX_TASKS, epoch, 'bench-explain']);
     const plan = rows.map((r) => r['QUERY PLAN']);
     const ms = Number(/Execution Time: ([\d.]+) ms/.exec(plan.join('\n'))?.[1] ?? NaN);
-    // The read of the waiting tasks: the scans on task w (t is the UPDATE's own).
-    const scans = plan.filter((l) => /Scan.* on task w(_\d+)? +\(/.test(l)).map((l) => l.trim().replace(/^-> +/, '').replace(/ +\(.*$/, ''));
+    // The read of the waiting tasks: the scans on task (t is the UPDATE's own).
+    const scans = plan.filter((l) => /Scan.* on task(?! t +\()( \w+)? +\(/.test(l)).map((l) => l.trim().replace(/^-> +/, '').replace(/ +\(.*$/, ''));
     const removed = plan.map((l) => /Rows Removed by Filter: (\d+)/.exec(l)?.[1]).filter((x) => x !== undefined).map(Number);
     const buffers = /Buffers: (.*)/.exec(plan.find((l) => /Buffers:/.test(l)) ?? '')?.[1] ?? '?';
     const summary = `${[...new Set(scans)].join(', ')}${removed.length ? `, ${fmt(Math.max(...removed))} rows removed by filter` : ''}, buffers ${buffers}`;
