@@ -127,7 +127,7 @@ export function formatScheduleTable(tasks: Task[]): string {
   );
 }
 
-/** `pg-tasks workers`: one worker a line. */
+/** `pg-tasks limit`: one group or key a line. */
 export function formatLimitTable(limits: Limit[]): string {
   return table(
     ['KIND', 'NAME', 'MAX', 'RUNNING', 'WAITING'],
@@ -135,6 +135,7 @@ export function formatLimitTable(limits: Limit[]): string {
   );
 }
 
+/** `pg-tasks workers`: one worker a line. */
 export function formatWorkerTable(workers: Worker[]): string {
   return table(
     ['ID', 'GROUP', 'STATUS', 'STOP', 'TASKS', 'LEASE UNTIL', 'HOST', 'STANDBY', 'NODE'],
