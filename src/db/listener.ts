@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { Backoff } from '../lib/backoff.js';
 import { quoteIdent } from './connection.js';
 
 export interface Notification {
@@ -18,12 +19,13 @@ export interface Notification {
  * it reconnects with backoff and jitter and emits 'connected' again, so that the owner
  * re-reads the rows: a notification sent while nobody listened is lost for good.
  *
- * Events: 'notification' (Notification), 'connected', 'disconnected' (Error).
+ * Events: 'notification' (Notification), 'connected' (true on a reconnect), 'disconnected' (Error).
  */
 export class Listener extends EventEmitter {
   private client: pg.Client | null = null;
   private stopped = false;
-  private attempt = 0;
+  // 0.1 s, 0.2 s, 0.4 s … capped at 10 s, each ±30 % so a cluster does not reconnect in step.
+  private readonly backoff = new Backoff(100, 10_000, 0.3);
   private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -58,9 +60,10 @@ export class Listener extends EventEmitter {
       return;
     }
     this.client = client;
-    if (this.attempt > 0) this.log.info({ attempts: this.attempt }, 'listener reconnected');
-    this.attempt = 0;
-    this.emit('connected');
+    const reconnect = this.backoff.attempts > 0;
+    if (reconnect) this.log.info({ attempts: this.backoff.attempts }, 'listener reconnected');
+    this.backoff.reset();
+    this.emit('connected', reconnect);
   }
 
   private onLost(client: pg.Client, error: Error): void {
@@ -75,13 +78,10 @@ export class Listener extends EventEmitter {
 
   private scheduleRetry(): void {
     if (this.stopped) return;
-    // 0.1 s, 0.2 s, 0.4 s … capped at 10 s, each ±30 % so a cluster does not reconnect in step.
-    const base = Math.min(100 * 2 ** this.attempt, 10_000);
-    const delay = base * (0.7 + Math.random() * 0.6);
-    this.attempt++;
+    const delay = this.backoff.next();
     this.retryTimer = setTimeout(() => {
       this.connect().catch((error: Error) => {
-        this.log.debug({ err: error.message, attempt: this.attempt }, 'listener reconnect failed');
+        this.log.debug({ err: error.message, attempt: this.backoff.attempts }, 'listener reconnect failed');
         this.scheduleRetry();
       });
     }, delay);

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../db/errors.js';
 import type { Queries } from '../db/queries.js';
+import type { NodeEvents } from './events.js';
 
 export interface ClaimedRow {
   id: number;
@@ -27,7 +28,8 @@ export interface ClaimHost {
   freeSlots(): number;
   /** The lease term the claim is made under (the claim succeeds only while it is current). */
   epoch(): number;
-  start(row: ClaimedRow, epoch: number): void;
+  /** claimedAt: performance.now() when the claim statement was sent. */
+  start(row: ClaimedRow, epoch: number, claimedAt: number): void;
 }
 
 /**
@@ -55,6 +57,7 @@ export class Claimer {
     private readonly target: { groupId: number; workerId: number; nodeName: string },
     private readonly log: Logger,
     private readonly host: ClaimHost,
+    private readonly events: NodeEvents,
   ) {}
 
   /** Work may be waiting (a notification, a renewal, a resync): claim. */
@@ -108,16 +111,18 @@ export class Claimer {
           if (free <= 0) break;
           const epoch = this.host.epoch();
           const seen = this.hintSeq;
+          const sentAt = performance.now();
           // Named: each pooled connection parses and plans the claim once, not per claim.
           const { rows } = await this.pool.query<ClaimedRow>({
             name: `claimTasks:${this.schema}`,
             text: this.queries.claimTasks,
             values: [t.groupId, t.workerId, free, epoch, t.nodeName],
           });
+          this.events.publish('claim', { asked: free, claimed: rows.length, ms: performance.now() - sentAt });
           const heldBack = rows.length > 0 && rows[0]!.candidates > rows.length;
           if (rows.length < free && !heldBack && this.hintSeq === seen) this.queueHint = false;
           rows.sort((a, b) => a.priority - b.priority || +a.last_state_change - +b.last_state_change || a.id - b.id);
-          for (const row of rows) this.host.start(row, epoch);
+          for (const row of rows) this.host.start(row, epoch, sentAt);
           if (rows.length === 0) break;
         }
       } while (this.again);

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../db/errors.js';
 import type { Queries } from '../db/queries.js';
+import { Backoff } from '../lib/backoff.js';
 import { TimedLoop } from './timed-loop.js';
 
 /**
@@ -13,7 +14,7 @@ import { TimedLoop } from './timed-loop.js';
  */
 export class DelayedTasks {
   private readonly loop = new TimedLoop(() => this.cycle());
-  private retryMs = 0;
+  private readonly backoff = new Backoff(200, 5_000);
 
   constructor(
     private readonly pool: pg.Pool,
@@ -42,15 +43,15 @@ export class DelayedTasks {
         if (!this.loop.active) return null;
         const { rows } = await this.pool.query<{ delay_ms: number | null }>(this.queries.nextDelayedDue, [this.groupId]);
         const delay = rows[0]?.delay_ms ?? null;
-        this.retryMs = 0;
+        this.backoff.reset();
         // +1 ms: a timer must not wake a hair before run_after and find nothing due.
         if (delay === null || delay > 0) return delay === null ? null : Math.ceil(delay) + 1;
         await this.pool.query(this.queries.releaseDelayed, [this.groupId]);
       }
     } catch (error) {
-      this.retryMs = Math.min(Math.max(this.retryMs * 2, 200), 5_000);
-      if (this.loop.active) this.log.warn({ err: describeError(error), retryInMs: this.retryMs }, 'could not release delayed tasks; retrying');
-      return this.retryMs;
+      const retryMs = this.backoff.next();
+      if (this.loop.active) this.log.warn({ err: describeError(error), retryInMs: retryMs }, 'could not release delayed tasks; retrying');
+      return retryMs;
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { describeError } from '../db/errors.js';
+import { Backoff } from '../lib/backoff.js';
 import type { Lease, RenewResult } from './lease.js';
 
 /** What the keeper tells its node. */
@@ -10,7 +11,8 @@ export interface LeaseEvents {
   standingBy(heldBy: string | null, lockedUntil: Date | null): void;
   /** A renewal is about to be sent: the running count and the LISTEN ping it carries. */
   renewing(epoch: number): { taskCount: number; ping: string };
-  renewed(result: RenewResult, epoch: number): void;
+  /** ms: how long the renewal statement took. */
+  renewed(result: RenewResult, epoch: number, ms: number): void;
   /** The term is over (renewal refused, or not renewed in time): nothing of it may run on. */
   lost(reason: string): void;
 }
@@ -78,12 +80,12 @@ export class LeaseKeeper {
 
   private async acquire(): Promise<void> {
     let announced = false;
-    let backoff = 100;
+    const backoff = new Backoff(100, 5_000);
     const halfLease = (this.leaseSeconds * 1000) / 2;
     while (!this.stopped) {
       try {
         const result = await this.lease.take();
-        backoff = 100;
+        backoff.reset();
         if (result.taken) {
           this.holding = true;
           this.armFence();
@@ -101,8 +103,7 @@ export class LeaseKeeper {
         await this.sleep(Math.min(Math.max(wait, 50), halfLease));
       } catch (error) {
         this.log.warn({ err: describeError(error, this.schema) }, 'could not take the lease; retrying');
-        await this.sleep(backoff);
-        backoff = Math.min(backoff * 2, 5_000);
+        await this.sleep(backoff.next());
       }
     }
   }
@@ -123,6 +124,7 @@ export class LeaseKeeper {
     if (epoch === null || !this.holding) return;
     try {
       const { taskCount, ping } = this.events.renewing(epoch);
+      const sentAt = performance.now();
       const result = await this.lease.renew(taskCount, this.schema, ping);
       if (!this.holding) return;
       if (!result) {
@@ -130,7 +132,7 @@ export class LeaseKeeper {
         return;
       }
       this.armFence();
-      this.events.renewed(result, epoch);
+      this.events.renewed(result, epoch, performance.now() - sentAt);
     } catch (error) {
       // Try again soon, not at the next half lease: that comes after the lease is distrusted,
       // so one failed statement (a dropped connection) would otherwise cost every running task.

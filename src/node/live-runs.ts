@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../db/errors.js';
 import type { Queries } from '../db/queries.js';
 import type { ClaimedRow } from './claimer.js';
+import type { NodeEvents } from './events.js';
 import type { Reaper } from './reaper.js';
 import type { ResultWriter } from './result-writer.js';
 import { Run, type KillReason } from './run.js';
@@ -44,6 +45,7 @@ export class LiveRuns {
     private readonly writer: ResultWriter,
     private readonly log: Logger,
     private readonly host: LiveRunsHost,
+    private readonly events: NodeEvents,
   ) {}
 
   get size(): number {
@@ -51,17 +53,19 @@ export class LiveRuns {
   }
 
   /** Starts the process of a run just claimed under lease term `epoch`. */
-  start(row: ClaimedRow, epoch: number): void {
+  start(row: ClaimedRow, epoch: number, claimedAt = performance.now()): void {
     const o = this.options;
     let proc: TaskProcess;
     try {
       proc = new TaskProcess({ id: row.id, command: row.command, cwd: row.cwd, params: row.params }, { rootDir: o.rootDir, outputLimit: o.outputLimit }, this.spawner());
     } catch (error) {
       // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
-      this.writer.finish(epoch, {
+      const outcome = {
         id: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', pid: null, exitCode: null, signal: null, output: '',
         error: `could not start the process: ${(error as Error).message}`, timeoutMs: row.timeout_ms, pinned: row.pinned,
-      });
+      } as const;
+      this.writer.finish(epoch, outcome);
+      this.events.publish('run:ended', { taskId: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', exitCode: null, signal: null, durationMs: 0 });
       this.endedRecently.add(`${row.id}:${row.attempt}`);
       this.host.ended();
       return;
@@ -72,8 +76,9 @@ export class LiveRuns {
     void proc.started.then((pid) => {
       if (pid === undefined) return;
       this.reaper.track(pid);
+      run.startedAt = performance.now();
       this.writer.recordPid(epoch, row.id, row.attempt, pid);
-      this.log.debug({ task: row.id, attempt: row.attempt, pid }, 'task started');
+      this.events.publish('run:started', { taskId: row.id, attempt: row.attempt, pid, startMs: run.startedAt - claimedAt });
     });
     void proc.done.then((result) => this.onProcessEnd(run, result));
   }
@@ -90,9 +95,10 @@ export class LiveRuns {
       // lapsed), it would bypass the recover policy: a 'requeue' task would end CF for good.
       this.log.warn({ task: run.taskId, attempt: run.attempt, reason: reason.error }, 'task killed with the lease lost; left to the recovery of the worker');
     } else {
-      this.log.info({ task: run.taskId, attempt: run.attempt, state: outcome.state, endReason: outcome.endReason, exitCode: result.exitCode, signal: result.signal }, 'task ended');
       this.writer.finish(run.epoch, outcome);
     }
+    const durationMs = run.startedAt === null ? 0 : performance.now() - run.startedAt;
+    this.events.publish('run:ended', { taskId: run.taskId, attempt: run.attempt, state: outcome.state, endReason: outcome.endReason, exitCode: outcome.exitCode, signal: outcome.signal, durationMs });
     if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
     this.host.ended();
   }

@@ -19,8 +19,11 @@ import { recoverFailedWorker } from './recovery.js';
 import { Reaper } from './reaper.js';
 import { Spawner } from './spawner.js';
 import { Claimer } from './claimer.js';
+import type { Part } from './part.js';
+import { NodeEvents, type NodeState } from './events.js';
+import { logNodeEvents } from './event-log.js';
 
-export type NodeState = 'starting' | 'standby' | 'active' | 'stopping' | 'stopped';
+export type { NodeState };
 
 /**
  * A pg-tasks node: serves one worker id of one group. The parts are wired here:
@@ -28,7 +31,9 @@ export type NodeState = 'starting' | 'standby' | 'active' | 'stopping' | 'stoppe
  * processes) and ResultWriter (batched writes back). See docs/node.md.
  */
 export class TaskNode {
-  state: NodeState = 'starting';
+  /** What happens in the node, for logs, metrics and health (see NodeEventMap). */
+  readonly events: NodeEvents;
+  private nodeState: NodeState = 'starting';
   /** The worker row's stop code as last read. */
   stopCode = 0;
   readonly schema: string;
@@ -42,12 +47,13 @@ export class TaskNode {
   private writer: ResultWriter | null = null;
   private scheduler: Scheduler | null = null;
   private delayed: DelayedTasks | null = null;
-  private retention: Retention | null = null;
   private readonly reaper = new Reaper();
   private spawner: Spawner | null = null;
   private runs: LiveRuns | null = null;
   private claimer: Claimer | null = null;
   private readonly listenCheck: ListenCheck;
+  /** The parts that work only while this node holds the lease (a term). */
+  private termParts: Part[] = [];
   private stopping = false;
   private resolveExited!: () => void;
 
@@ -56,9 +62,31 @@ export class TaskNode {
     this.queries = loadQueries(this.schema);
     this.log = options.logger.child({ worker: options.workerId, group: options.groupId });
     this.listenCheck = new ListenCheck(options.workerId);
+    this.events = new NodeEvents(this.log);
+    logNodeEvents(this.events, this.log);
     this.exited = new Promise((resolve) => {
       this.resolveExited = resolve;
     });
+  }
+
+  get state(): NodeState {
+    return this.nodeState;
+  }
+
+  private set state(state: NodeState) {
+    if (state === this.nodeState) return;
+    this.nodeState = state;
+    this.events.publish('state', { state });
+  }
+
+  /** Holds the lease (and trusts it) and hears notifications: what /readyz reports. */
+  get ready(): { active: boolean; listening: boolean } {
+    return { active: this.nodeState === 'active' && (this.lease?.held ?? false), listening: this.listener?.connected ?? false };
+  }
+
+  /** Processes running now. */
+  get running(): number {
+    return this.runs?.size ?? 0;
   }
 
   /** The pid of the spawn helper, when tasks start through one (for diagnostics and tests). */
@@ -76,35 +104,38 @@ export class TaskNode {
     try {
       const applied = await prepareSchema(pool, this.schema, o.migrate);
       if (applied.length > 0) this.log.info({ applied }, 'migrated');
-      const writer = new ResultWriter(pool, this.queries, o.workerId, o.nodeName, this.log);
+      const writer = new ResultWriter(pool, this.queries, o.workerId, o.nodeName, this.log, this.events);
       this.writer = writer;
-      const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, o, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() });
+      const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, o, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() }, this.events);
       this.runs = runs;
       this.lease = new LeaseKeeper(new Lease(pool, this.queries, o, this.log), o.leaseSeconds, this.schema, this.log, {
         gained: (epoch, stop) => this.onLeaseGained(epoch, stop),
         standingBy: (heldBy, lockedUntil) => {
           this.state = 'standby';
-          this.log.info({ heldBy, lockedUntil }, 'worker is held by another node; standing by');
+          this.events.publish('lease:standby', { heldBy, lockedUntil });
         },
         renewing: (epoch) => this.renewal(epoch),
-        renewed: (result, epoch) => this.onRenewed(result, epoch),
+        renewed: (result, epoch, ms) => this.onRenewed(result, epoch, ms),
         lost: (reason) => this.onLeaseLost(reason),
       });
-      this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint());
+      this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint(), this.events);
       this.delayed = new DelayedTasks(pool, this.queries, o.groupId, this.log);
-      this.retention = new Retention(pool, this.queries, o.nodeName, o.retentionEveryMs, this.log);
+      const retention = new Retention(pool, this.queries, o.nodeName, o.retentionEveryMs, this.log);
+      this.termParts = [this.scheduler, this.delayed, retention];
       this.claimer = new Claimer(pool, this.queries, this.schema, o, this.log, {
         canClaim: () => this.canClaim(),
         freeSlots: () => o.maxTasks - runs.size,
         epoch: () => this.lease!.epoch!,
-        start: (row, epoch) => runs.start(row, epoch),
-      });
+        start: (row, epoch, claimedAt) => runs.start(row, epoch, claimedAt),
+      }, this.events);
       const listener = new Listener(clientConfig({ connectionString: o.connectionString }), this.schema, this.log);
       listener.on('notification', (n: Notification) => this.onNotification(n));
-      listener.on('connected', () => {
+      listener.on('connected', (reconnect: boolean) => {
+        this.events.publish('listener:connected', { reconnect });
         this.listenCheck.reset();
         this.resync();
       });
+      listener.on('disconnected', (error: Error) => this.events.publish('listener:lost', { error: error.message }));
       this.listener = listener;
       await listener.start();
       this.reaper.start();
@@ -122,13 +153,10 @@ export class TaskNode {
     if (this.stopping) return;
     this.state = 'active';
     this.log.info({ epoch, maxTasks: o.maxTasks, node: o.nodeName }, 'lease taken; node active');
+    this.events.publish('lease:gained', { epoch, workerId: o.workerId });
     this.applyStop(stop, true);
     this.resync();
-    if (!this.stopping) {
-      this.scheduler!.start();
-      this.delayed!.start();
-      this.retention!.start();
-    }
+    if (!this.stopping) for (const part of this.termParts) part.start();
   }
 
   /** What a renewal carries: the running count, and a ping that checks LISTEN end to end. */
@@ -141,7 +169,8 @@ export class TaskNode {
   }
 
   /** The renewal doubles as the node's safety resync (see renewLease). */
-  private onRenewed(result: RenewResult, epoch: number): void {
+  private onRenewed(result: RenewResult, epoch: number, ms: number): void {
+    this.events.publish('lease:renewed', { epoch, ms });
     this.listenCheck.pingSent();
     this.applyStop(result.stop);
     if (result.hasWaiting) this.hint();
@@ -151,10 +180,8 @@ export class TaskNode {
   }
 
   private onLeaseLost(reason: string): void {
-    this.log.error({ reason }, 'lease lost: killing running tasks and standing by');
-    this.scheduler!.stop();
-    this.delayed!.stop();
-    this.retention!.stop();
+    this.events.publish('lease:lost', { reason });
+    for (const part of this.termParts) part.stop();
     this.runs!.killAll({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true });
     if (!this.stopping) this.state = 'standby';
   }
@@ -245,9 +272,7 @@ export class TaskNode {
       return this.exited;
     }
     this.stopping = true;
-    this.scheduler?.stop();
-    this.delayed?.stop();
-    this.retention?.stop();
+    for (const part of this.termParts) part.stop();
     this.lease?.stop();
     const wasActive = this.state === 'active';
     this.state = 'stopping';
@@ -277,9 +302,7 @@ export class TaskNode {
   private async close(): Promise<void> {
     this.reaper.stop();
     this.spawner?.stop();
-    this.scheduler?.stop();
-    this.delayed?.stop();
-    this.retention?.stop();
+    for (const part of this.termParts) part.stop();
     this.writer?.close();
     this.lease?.close();
     this.claimer?.stop();

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { EndReason } from '../client/types.js';
 import type { Queries } from '../db/queries.js';
+import { Backoff } from '../lib/backoff.js';
+import type { NodeEvents } from './events.js';
 import type { ResourceUsage } from './spawner.js';
 
 export type { EndReason };
@@ -39,7 +41,7 @@ export class ResultWriter {
   private pidEpoch: number | null = null;
   private flushing: Promise<void> | null = null;
   private scheduled = false;
-  private retryDelay = 0;
+  private readonly backoff = new Backoff(100, 5_000);
   private inFlight = 0;
   private inFlightRuns = new Set<string>();
   private closed = false;
@@ -51,6 +53,7 @@ export class ResultWriter {
     /** Named in each run's task_run row. */
     private readonly nodeName: string,
     private readonly log: Logger,
+    private readonly events: NodeEvents,
   ) {}
 
   /** Outcomes not yet written, including a batch being written right now. */
@@ -176,7 +179,7 @@ export class ResultWriter {
           );
         }
       }
-      this.retryDelay = 0;
+      this.backoff.reset();
       this.inFlight = 0;
       this.inFlightRuns.clear();
     } catch (error) {
@@ -185,9 +188,10 @@ export class ResultWriter {
       this.outcomes = [...outcomes, ...this.outcomes];
       this.inFlight = 0;
       this.inFlightRuns.clear();
-      this.retryDelay = Math.min(Math.max(this.retryDelay * 2, 100), 5_000);
-      this.log.warn({ err: (error as Error).message, retryInMs: this.retryDelay }, 'could not write task results; retrying');
-      await new Promise((resolve) => setTimeout(resolve, this.retryDelay));
+      const retryInMs = this.backoff.next();
+      this.log.warn({ err: (error as Error).message, retryInMs }, 'could not write task results; retrying');
+      this.events.publish('results:retry', { error: (error as Error).message, retryInMs });
+      await new Promise((resolve) => setTimeout(resolve, retryInMs));
       this.schedule();
     }
   }

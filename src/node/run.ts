@@ -24,6 +24,8 @@ const ERROR_TAIL = 2_000;
  */
 export class Run {
   private killReason: KillReason | null = null;
+  /** performance.now() when its process was running (null: not, or never). */
+  startedAt: number | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(

@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../db/connection.js';
+import { Backoff } from '../lib/backoff.js';
+import type { NodeEvents } from './events.js';
 import { TimedLoop } from './timed-loop.js';
 import type { Queries } from '../db/queries.js';
 import { describeError } from '../db/errors.js';
@@ -145,7 +147,7 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
  */
 export class Scheduler {
   private readonly loop = new TimedLoop((due) => this.cycle(due));
-  private retryMs = 0;
+  private readonly backoff = new Backoff(200, 5_000);
 
   constructor(
     private readonly pool: pg.Pool,
@@ -154,6 +156,7 @@ export class Scheduler {
     private readonly log: Logger,
     /** Told when a fire queued tasks, so this node claims without waiting for its own NOTIFY. */
     private readonly onQueued: () => void = () => undefined,
+    private readonly events: NodeEvents | null = null,
   ) {}
 
   start(): void {
@@ -171,7 +174,7 @@ export class Scheduler {
 
   private async fire(): Promise<FireResult> {
     const result = await fireDueSchedules(this.pool, this.queries, this.groupId, null, this.log);
-    if (result.fired + result.initialised + result.disabled > 0) this.log.info({ ...result }, 'schedules fired');
+    if (result.fired + result.initialised + result.disabled > 0) this.events?.publish('schedule:fired', result);
     if (result.cloned + result.requeued > 0) this.onQueued();
     return result;
   }
@@ -195,7 +198,7 @@ export class Scheduler {
         const { rows } = await this.pool.query<{ delay_ms: number | null; uninitialised: boolean }>(this.queries.nextScheduleDue, [this.groupId, null]);
         const { delay_ms: delay, uninitialised } = rows[0]!;
         if (!uninitialised && (delay === null || delay > 0)) {
-          this.retryMs = 0;
+          this.backoff.reset();
           // +1 ms: the timer must not wake a hair before the slot and find nothing due.
           return delay === null ? null : Math.ceil(delay) + 1;
         }
@@ -205,9 +208,9 @@ export class Scheduler {
         if (result.rows === 0) return 100;
       }
     } catch (error) {
-      this.retryMs = Math.min(Math.max(this.retryMs * 2, 200), 5_000);
-      if (this.loop.active) this.log.warn({ err: describeError(error), retryInMs: this.retryMs }, 'scheduler failed; retrying');
-      return this.retryMs;
+      const retryMs = this.backoff.next();
+      if (this.loop.active) this.log.warn({ err: describeError(error), retryInMs: retryMs }, 'scheduler failed; retrying');
+      return retryMs;
     }
   }
 }
