@@ -11,6 +11,7 @@ import { registerTaskCommands } from './commands/tasks.js';
 import { registerSchedule } from './commands/schedule.js';
 import { registerWorkers } from './commands/workers.js';
 import { registerLimits } from './commands/limits.js';
+import { registerLogs } from './commands/logs.js';
 
 const ENVIRONMENT_HELP = `
 Environment:
@@ -39,6 +40,7 @@ export function buildProgram(io: CliIo): Command {
   registerNode(program, ctx);
   registerMigrate(program, ctx);
   registerTaskCommands(program, ctx);
+  registerLogs(program, ctx);
   registerLimits(program, ctx);
   registerSchedule(program, ctx);
   registerWorkers(program, ctx);
@@ -50,9 +52,19 @@ export function buildProgram(io: CliIo): Command {
   return program;
 }
 
+let quietOnEpipe = false;
+
 /** Runs the CLI; returns the exit code instead of exiting, so tests can call it. */
 export async function run(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const program = buildProgram(io);
+  if (io.stdout === process.stdout && !quietOnEpipe) {
+    quietOnEpipe = true;
+    // `pg-tasks logs 12 | head`: the reader has gone, and so may we, quietly (as cat does).
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(0);
+      throw error;
+    });
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -5,8 +5,10 @@ import type { AddTaskInput, Limit, ListOptions, ScheduleInput, Task, TaskRun, Wo
 import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
 import { TaskWaiter } from './waiter.js';
+import { readRunOutput, type FollowOptions, type OutputChunk, type OutputRun } from './output.js';
 
 export { WaitTimeoutError } from './waiter.js';
+export { RunNotFoundError, type OutputChunk, type OutputRun, type FollowOptions } from './output.js';
 
 export class TaskNotFoundError extends Error {
   constructor(id: number) {
@@ -31,6 +33,7 @@ export class TaskClient {
   private readonly queries: Queries;
   private readonly pool: pg.Pool;
   private readonly waiter: TaskWaiter;
+  private readonly listenConfig: pg.ClientConfig;
 
   constructor(options: ConnectionOptions & { pool?: pg.Pool } = {}) {
     this.schema = resolveSchema(options.schema);
@@ -38,7 +41,8 @@ export class TaskClient {
     this.pool = options.pool ?? new pg.Pool(poolConfig(options, { max: 2 }));
     // An idle connection that drops is not an error of any call; the next call reconnects.
     this.pool.on('error', () => undefined);
-    this.waiter = new TaskWaiter(this.pool, this.queries, clientConfig(options), this.schema);
+    this.listenConfig = clientConfig(options);
+    this.waiter = new TaskWaiter(this.pool, this.queries, this.listenConfig, this.schema);
   }
 
   async add(input: AddTaskInput): Promise<Task> {
@@ -212,6 +216,15 @@ export class TaskClient {
     const { rows } = await this.pool.query<Worker>(this.queries.setWorkerStop, [workerId, stop]);
     if (!rows[0]) throw new Error(`worker ${workerId} not found`);
     return rows[0];
+  }
+
+  /**
+   * Writes a run's live output (the latest run, or `attempt`) to `write`, chunk by chunk; with
+   * `follow`, goes on as the run prints until it ends (LISTEN, not polling), or until `signal`
+   * aborts. Resolves with the run it read.
+   */
+  output(id: number, options: FollowOptions, write: (chunk: OutputChunk, run: OutputRun) => void): Promise<OutputRun> {
+    return readRunOutput(this.pool, this.queries, { config: this.listenConfig, channel: this.schema }, id, options, write);
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import { describeError } from '../db/errors.js';
 import type { Queries } from '../db/queries.js';
 import type { ClaimedRow } from './claimer.js';
 import type { NodeEvents } from './events.js';
+import type { OutputWriter } from './output-writer.js';
 import type { Reaper } from './reaper.js';
 import type { ResultWriter } from './result-writer.js';
 import { Run, type KillReason } from './run.js';
@@ -31,6 +32,8 @@ export interface LiveRunsOptions {
  */
 export class LiveRuns {
   private readonly running = new Map<number, Run>();
+  /** Runs that ended whose outcome waits for their last output to be written. */
+  private handing = 0;
   private idleWaiters: Array<() => void> = [];
   // Runs ("id:attempt") that ended since the renewal before last: a renewal may have read
   // them as still live. Rotated at each renewal, so they hold only what ended lately.
@@ -46,6 +49,7 @@ export class LiveRuns {
     private readonly log: Logger,
     private readonly host: LiveRunsHost,
     private readonly events: NodeEvents,
+    private readonly output: OutputWriter,
   ) {}
 
   get size(): number {
@@ -57,8 +61,10 @@ export class LiveRuns {
     const o = this.options;
     let proc: TaskProcess;
     try {
-      proc = new TaskProcess({ id: row.id, command: row.command, cwd: row.cwd, params: row.params }, { rootDir: o.rootDir, outputLimit: o.outputLimit }, this.spawner());
+      const sink = this.output.open(row.id, row.attempt);
+      proc = new TaskProcess({ id: row.id, command: row.command, cwd: row.cwd, params: row.params }, { rootDir: o.rootDir, outputLimit: o.outputLimit, sink }, this.spawner());
     } catch (error) {
+      void this.output.close(row.id, row.attempt);
       // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
       const outcome = {
         id: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', pid: null, exitCode: null, signal: null, output: '',
@@ -94,12 +100,19 @@ export class LiveRuns {
       // Written now, while the term may still hold (the database back before the lease
       // lapsed), it would bypass the recover policy: a 'requeue' task would end CF for good.
       this.log.warn({ task: run.taskId, attempt: run.attempt, reason: reason.error }, 'task killed with the lease lost; left to the recovery of the worker');
+      void this.output.close(run.taskId, run.attempt);
     } else {
-      this.writer.finish(run.epoch, outcome);
+      // Its output first: a reader that sees the run ended then has all it printed.
+      this.handing++;
+      void this.output.close(run.taskId, run.attempt).then(() => {
+        this.writer.finish(run.epoch, outcome);
+        this.handing--;
+        this.resolveIdle();
+      });
     }
     const durationMs = run.startedAt === null ? 0 : performance.now() - run.startedAt;
     this.events.publish('run:ended', { taskId: run.taskId, attempt: run.attempt, state: outcome.state, endReason: outcome.endReason, exitCode: outcome.exitCode, signal: outcome.signal, durationMs });
-    if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    this.resolveIdle();
     this.host.ended();
   }
 
@@ -122,10 +135,14 @@ export class LiveRuns {
     }
   }
 
-  /** Resolves when no run is live. */
+  /** Resolves when no run is live and every outcome is with the writer. */
   idle(): Promise<void> {
-    if (this.running.size === 0) return Promise.resolve();
+    if (this.running.size === 0 && this.handing === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private resolveIdle(): void {
+    if (this.running.size === 0 && this.handing === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   /**

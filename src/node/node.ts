@@ -9,6 +9,7 @@ import { Lease, type RenewResult } from './lease.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
 import { ResultWriter } from './result-writer.js';
+import { OutputWriter } from './output-writer.js';
 import type { KillReason } from './run.js';
 import { LiveRuns } from './live-runs.js';
 import { ListenCheck } from './listen-check.js';
@@ -45,6 +46,7 @@ export class TaskNode {
   private listener: Listener | null = null;
   private lease: LeaseKeeper | null = null;
   private writer: ResultWriter | null = null;
+  private output: OutputWriter | null = null;
   private scheduler: Scheduler | null = null;
   private delayed: DelayedTasks | null = null;
   private readonly reaper = new Reaper();
@@ -106,7 +108,10 @@ export class TaskNode {
       if (applied.length > 0) this.log.info({ applied }, 'migrated');
       const writer = new ResultWriter(pool, this.queries, o.workerId, o.nodeName, this.log, this.events);
       this.writer = writer;
-      const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, o, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() }, this.events);
+      const output = new OutputWriter(pool, this.queries, this.schema, o.outputKeep, this.log, this.events);
+      output.start();
+      this.output = output;
+      const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, o, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() }, this.events, output);
       this.runs = runs;
       this.lease = new LeaseKeeper(new Lease(pool, this.queries, o, this.log), o.leaseSeconds, this.schema, this.log, {
         gained: (epoch, stop) => this.onLeaseGained(epoch, stop),
@@ -304,6 +309,7 @@ export class TaskNode {
     this.spawner?.stop();
     for (const part of this.termParts) part.stop();
     this.writer?.close();
+    this.output?.stop();
     this.lease?.close();
     this.claimer?.stop();
     await this.listener?.stop();

@@ -30,6 +30,11 @@ export interface NodeOptions {
   killGraceMs: number;
   /** Bytes of each process's output kept in task.output. */
   outputLimit: number;
+  /**
+   * Bytes of each run's output kept in task_output, written while it runs (live output; the
+   * newest are kept): 0 writes none.
+   */
+  outputKeep: number;
   /** On SIGTERM/SIGINT: cancel the running tasks, or wait for them. */
   shutdown: ShutdownMode;
   /** What starts task processes: the spawn helper, child_process, or the helper when it builds. */
@@ -52,6 +57,7 @@ export const NODE_DEFAULTS = {
   recoveryDelaySeconds: 2,
   killGraceMs: 5_000,
   outputLimit: 64 * 1024,
+  outputKeep: 1024 * 1024,
   shutdown: 'cancel' as ShutdownMode,
   spawner: 'auto' as SpawnerMode,
   retentionEveryMs: 10 * 60_000,

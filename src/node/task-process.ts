@@ -18,6 +18,8 @@ export interface ProcessOptions {
   rootDir: string;
   /** Bytes of output kept (stdout and stderr interleaved). */
   outputLimit: number;
+  /** Also given every chunk of output as it is read (live output). */
+  sink?: ((chunk: Buffer) => void) | null;
 }
 
 export interface ProcessResult {
@@ -100,7 +102,7 @@ export class TaskProcess {
           resolveStarted(pid);
         },
         failed: (errno) => spawnFailed(errnoException(errno, argv[0]!)),
-        output: (chunk) => this.tail.push(chunk),
+        output: (chunk) => this.onOutput(chunk),
         exited: (status, usage) => {
           if (status === -1 && this.pid === undefined) {
             resolveStarted(undefined);
@@ -124,7 +126,7 @@ export class TaskProcess {
     const env = { ...process.env, ...taskEnv };
     const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
     this.pid = child.pid;
-    const onData = (chunk: Buffer): void => this.tail.push(chunk);
+    const onData = (chunk: Buffer): void => this.onOutput(chunk);
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.once('error', (error: NodeJS.ErrnoException) => {
@@ -136,6 +138,11 @@ export class TaskProcess {
       if (this.pid === undefined) return;
       leaderExited(exitCode, signal, streamsClosed(child, 1_000));
     });
+  }
+
+  private onOutput(chunk: Buffer): void {
+    this.tail.push(chunk);
+    this.options.sink?.(chunk);
   }
 
   /** Ends the whole process group: SIGTERM, then SIGKILL after the grace period. */

@@ -18,6 +18,7 @@ export interface NodeCliOptions {
   lease: number;
   killGrace: number;
   outputLimit: number;
+  outputKeep: number;
   shutdown: ShutdownMode;
   spawner: SpawnerMode;
   migrate: boolean;
@@ -45,7 +46,8 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number } 
         .argParser(parseDuration)
         .default(NODE_DEFAULTS.killGraceMs, `${NODE_DEFAULTS.killGraceMs}ms`),
     )
-    .option('--output-limit <bytes>', 'bytes of output kept per task', (v) => parseNonNegative(v, '--output-limit'), NODE_DEFAULTS.outputLimit)
+    .option('--output-limit <bytes>', 'bytes of output kept per task on its row (the tail)', (v) => parseNonNegative(v, '--output-limit'), NODE_DEFAULTS.outputLimit)
+    .option('--output-keep <bytes>', 'bytes of each run\'s output written live to task_output (the newest kept; 0: none)', (v) => parseNonNegative(v, '--output-keep'), NODE_DEFAULTS.outputKeep)
     .addOption(
       new Option('--shutdown <mode>', 'on SIGTERM/SIGINT: cancel running tasks, or drain (wait for them; a second signal cancels)')
         .choices(['cancel', 'drain'])
@@ -88,6 +90,7 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     recoveryDelaySeconds: NODE_DEFAULTS.recoveryDelaySeconds,
     killGraceMs: opts.killGrace,
     outputLimit: opts.outputLimit,
+    outputKeep: opts.outputKeep,
     shutdown: opts.shutdown,
     spawner: opts.spawner,
     retentionEveryMs: opts.pruneEvery,

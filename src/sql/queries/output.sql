@@ -34,13 +34,11 @@ SELECT seq, pos, at, data
  LIMIT $4;
 
 -- name: outputRun
--- Which run `logs` shows, and whether it has ended: run $2 of task $1, or its latest (null).
--- A run has ended when its task_run row exists (written at its end), or when the task never
--- ran it. live: the run's process may still be running.
+-- Which run `logs` shows: run $2 of task $1, or its latest (null); live: its process may
+-- still be running (the task row's live-run mark names it).
 -- $1 task id, $2 attempt or null
-SELECT t.id, t.state_id, t.group_id, t.attempt AS latest,
+SELECT t.id, t.group_id, t.attempt AS latest,
        coalesce($2::int, t.attempt) AS attempt,
-       (t.live_worker_id IS NOT NULL AND t.attempt = coalesce($2::int, t.attempt)) AS live,
-       EXISTS (SELECT 1 FROM {{schema}}.task_run r WHERE r.task_id = t.id AND r.attempt = coalesce($2::int, t.attempt)) AS ended
+       (t.live_worker_id IS NOT NULL AND t.attempt = coalesce($2::int, t.attempt)) AS live
   FROM {{schema}}.task t
  WHERE t.id = $1;
