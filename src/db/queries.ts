@@ -15,7 +15,7 @@ const QUERY_NAMES = [
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
   'pruneTasks', 'pruneRuns', 'startRetention', 'pruneEndedBatch', 'pruneRunsBatch', 'pruneRerunRuns', 'holdRetention', 'finishRetention',
   'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',
-  'appendOutput', 'readOutput', 'outputRun',
+  'appendOutput', 'readOutput', 'outputRun', 'queueDepth',
 ] as const;
 
 export type QueryName = (typeof QUERY_NAMES)[number];

@@ -91,6 +91,13 @@ export class TaskNode {
     return this.runs?.size ?? 0;
   }
 
+  /** Waiting tasks per group (ready, delayed), for /metrics. */
+  async queueDepth(): Promise<Array<{ group_id: number; ready: number; delayed: number }>> {
+    if (!this.pool) return [];
+    const { rows } = await this.pool.query<{ group_id: number; ready: number; delayed: number }>(this.queries.queueDepth);
+    return rows;
+  }
+
   /** The pid of the spawn helper, when tasks start through one (for diagnostics and tests). */
   get spawnerPid(): number | undefined {
     return this.spawner?.pid;

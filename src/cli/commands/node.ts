@@ -6,6 +6,7 @@ import type { SpawnerMode } from '../../node/spawner.js';
 import type { Logger } from 'pino';
 import type { CliContext } from '../context.js';
 import { CliError } from '../io.js';
+import { serveNode, type NodeServer } from '../../http/node-server.js';
 import { LOG_FORMATS, makeLogger, type LogFormat } from '../logger.js';
 import { parseDuration, parseInteger, parseNonNegative, parsePositive } from '../parse.js';
 
@@ -25,10 +26,20 @@ export interface NodeCliOptions {
   pruneEvery: number;
   logLevel: string;
   logFormat: LogFormat;
+  /** null: off. */
+  metricsPort: number | null;
+  metricsHost: string;
+}
+
+/** Where a node serves /metrics, /healthz and /readyz; anyPort: a free one when `port` is taken. */
+export interface NodeHttp {
+  host: string;
+  port: number;
+  anyPort: boolean;
 }
 
 /** The options `node` and `start` share; `maxTasks` is the default the command applies itself. */
-export function addNodeOptions(command: Command, defaults: { maxTasks: number } = { maxTasks: NODE_DEFAULTS.maxTasks }): Command {
+export function addNodeOptions(command: Command, defaults: { maxTasks: number; metricsPort: number | null } = { maxTasks: NODE_DEFAULTS.maxTasks, metricsPort: null }): Command {
   return command
     .option('--worker-id <id>', 'worker id this node serves (default 1)', (v) => parseInteger(v, '--worker-id'))
     .option('--group <n>', 'group whose queue it serves (default 0)', (v) => parseInteger(v, '--group'))
@@ -64,6 +75,12 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number } 
         .argParser(parsePruneEvery)
         .default(NODE_DEFAULTS.retentionEveryMs, `${NODE_DEFAULTS.retentionEveryMs / 60_000}m`),
     )
+    .addOption(
+      new Option('--metrics-port <port>', 'serve /metrics (Prometheus), /healthz and /readyz on this port: a number, or off')
+        .argParser(parseMetricsPort)
+        .default(defaults.metricsPort, defaults.metricsPort === null ? 'off' : `${defaults.metricsPort}, or a free port when it is taken`),
+    )
+    .option('--metrics-host <host>', 'address the metrics port listens on', '127.0.0.1')
     .option('--no-migrate', 'do not apply migrations at start')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info')
     .addOption(
@@ -99,6 +116,18 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
   };
 }
 
+function parseMetricsPort(value: string): number | null {
+  if (value === 'off') return null;
+  const port = parseNonNegative(value, '--metrics-port');
+  if (port > 65_535) throw new InvalidArgumentError(`--metrics-port must be a port (0 to 65535) or off, got ${value}`);
+  return port;
+}
+
+/** The metrics endpoint the command line asks for (null: none). */
+export function nodeHttp(opts: NodeCliOptions, anyPort: boolean): NodeHttp | null {
+  return opts.metricsPort === null ? null : { host: opts.metricsHost, port: opts.metricsPort, anyPort };
+}
+
 function parsePruneEvery(value: string): number {
   if (value === 'off') return 0;
   const ms = parseDuration(value);
@@ -110,7 +139,7 @@ function parsePruneEvery(value: string): number {
  * Runs a node until it stops: SIGTERM/SIGINT start the shutdown; a second one escalates.
  * stopWhen: a reason to stop (e.g. the embedded PostgreSQL died under it).
  */
-export async function runNode(options: NodeOptions, onStarted?: () => void, stopWhen?: Promise<string>): Promise<void> {
+export async function runNode(options: NodeOptions, onStarted?: (served: { metricsUrl: string | null }) => void, stopWhen?: Promise<string>, httpAt: NodeHttp | null = null): Promise<void> {
   const node = new TaskNode(options);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -126,14 +155,31 @@ export async function runNode(options: NodeOptions, onStarted?: () => void, stop
   });
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  let server: NodeServer | null = null;
   try {
+    // Served from before the start, so that /healthz answers while the node connects.
+    if (httpAt) server = await serveNodeAt(node, httpAt, options.logger);
     await node.start();
-    onStarted?.();
+    onStarted?.({ metricsUrl: server ? `${server.url}/metrics` : null });
     await node.exited;
     if (fatal) throw new CliError(fatal);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await server?.close();
+  }
+}
+
+async function serveNodeAt(node: TaskNode, at: NodeHttp, log: Logger): Promise<NodeServer> {
+  try {
+    return await serveNode(node, at, log);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' && at.anyPort) return serveNode(node, { ...at, port: 0 }, log);
+    if (code === 'EADDRINUSE') throw new CliError(`--metrics-port ${at.port} on ${at.host} is in use: choose another, or off`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new CliError(`--metrics-host ${at.host} is not an address of this machine`);
+    if (code === 'EACCES') throw new CliError(`--metrics-port ${at.port}: permission denied (ports below 1024 need root)`);
+    throw error;
   }
 }
 
@@ -150,6 +196,6 @@ export function registerNode(program: Command, ctx: CliContext): void {
   ).action(async (workerId: number | undefined, group: number | undefined, maxTasks: number | undefined, name: string | undefined, opts: NodeCliOptions) => {
     const logger = makeLogger(opts);
     const options = buildNodeOptions(opts, { workerId, group, maxTasks, name }, ctx.schema(), logger);
-    await runNode(options);
+    await runNode(options, undefined, undefined, nodeHttp(opts, false));
   });
 }

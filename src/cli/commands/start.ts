@@ -4,7 +4,7 @@ import { startEmbedded, type EmbeddedServer } from '../../embedded/index.js';
 import type { CliContext } from '../context.js';
 import { print } from '../io.js';
 import { makeLogger } from '../logger.js';
-import { addNodeOptions, buildNodeOptions, runNode, type NodeCliOptions } from './node.js';
+import { addNodeOptions, buildNodeOptions, nodeHttp, runNode, type NodeCliOptions } from './node.js';
 import { parseNonNegative } from '../parse.js';
 
 interface StartOptions extends NodeCliOptions {
@@ -15,6 +15,8 @@ interface StartOptions extends NodeCliOptions {
 /** start runs fewer processes than a bare node by default: it is the try-it-out path. */
 const START_MAX_TASKS = 4;
 const DEFAULT_PORT = 54329;
+/** The port Prometheus exporters conventionally start from; a free one when it is taken. */
+const DEFAULT_METRICS_PORT = 9464;
 
 export function registerStart(program: Command, ctx: CliContext): void {
   const command = addNodeOptions(
@@ -23,7 +25,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
       .description('zero-setup start: an embedded PostgreSQL (unless DATABASE_URL is set), migrated, and one node')
       .option('--data-dir <dir>', 'embedded PostgreSQL data, kept across restarts', '.pg-tasks/data')
       .option('--port <port>', 'embedded PostgreSQL port on 127.0.0.1 (default 54329, or a free one when that is taken)', (v) => parseNonNegative(v, '--port')),
-    { maxTasks: START_MAX_TASKS },
+    { maxTasks: START_MAX_TASKS, metricsPort: DEFAULT_METRICS_PORT },
   );
   command.action(async (opts: StartOptions) => {
     const logger = makeLogger(opts);
@@ -38,7 +40,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
     }
     try {
       const url = process.env.DATABASE_URL ?? '';
-      const started = (): void => {
+      const started = ({ metricsUrl }: { metricsUrl: string | null }): void => {
         const schema = ctx.schema();
         print(
           ctx.io,
@@ -51,12 +53,13 @@ export function registerStart(program: Command, ctx: CliContext): void {
             `  psql "${url}" -c "INSERT INTO ${schema}.task (group_id, state_id, priority, command) VALUES (0, 'AW', 0, '{echo,hello}') RETURNING id"`,
             `  DATABASE_URL="${url}" npx pg-tasks add -- echo hello`,
             `Watch:       DATABASE_URL="${url}" npx pg-tasks ls`,
+            ...(metricsUrl ? [`Metrics:     ${metricsUrl}  (health: /healthz, /readyz)`] : []),
             `Ctrl-C stops the node${embedded ? ', then the database' : ''}.`,
             '',
           ].join('\n'),
         );
       };
-      await runNode(options, started, embedded?.died);
+      await runNode(options, started, embedded?.died, nodeHttp(opts, command.getOptionValueSource('metricsPort') === 'default'));
     } finally {
       await embedded?.stop();
     }
