@@ -12,6 +12,7 @@ import { registerSchedule } from './commands/schedule.js';
 import { registerWorkers } from './commands/workers.js';
 import { registerLimits } from './commands/limits.js';
 import { registerLogs } from './commands/logs.js';
+import { registerDashboard } from './commands/dashboard.js';
 
 const ENVIRONMENT_HELP = `
 Environment:
@@ -22,6 +23,8 @@ Environment:
   PGTASKS_LOG_LEVEL   node log level (default info)
   PGTASKS_LOG_FORMAT  node log lines: pretty, json, or auto (pretty on a terminal; default)
   PGTASKS_SPAWNER     what starts task processes: auto, helper or node
+  PGTASKS_DASHBOARD_TOKEN
+                      dashboard: the token it requires (needed when it listens off loopback)
   PGTASKS_HOME        start, as root: where the embedded PostgreSQL's binaries and relocated
                       data go when its "postgres" user can't enter the clone (/var/lib/pg-tasks)`;
 
@@ -44,6 +47,7 @@ export function buildProgram(io: CliIo): Command {
   registerLimits(program, ctx);
   registerSchedule(program, ctx);
   registerWorkers(program, ctx);
+  registerDashboard(program, ctx);
   for (const command of [program, ...program.commands]) {
     command.addHelpText('after', ENVIRONMENT_HELP);
     command.exitOverride();

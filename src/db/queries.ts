@@ -16,6 +16,8 @@ const QUERY_NAMES = [
   'pruneTasks', 'pruneRuns', 'startRetention', 'pruneEndedBatch', 'pruneRunsBatch', 'pruneRerunRuns', 'holdRetention', 'finishRetention',
   'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',
   'appendOutput', 'readOutput', 'outputRun', 'queueDepth',
+  'dashboardTasksNewest', 'dashboardTasksOldest', 'dashboardTasksQueue', 'dashboardDependents', 'dashboardWorkers',
+  'dashboardSchedules', 'dashboardGroupRows', 'dashboardGroupCounts', 'dashboardCancel', 'dashboardQueue',
 ] as const;
 
 export type QueryName = (typeof QUERY_NAMES)[number];

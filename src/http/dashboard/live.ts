@@ -1,0 +1,150 @@
+// Live updates: one LISTEN connection for the whole dashboard, fanned out to the browsers as
+// server-sent events. The events only say what may have changed; a page fetches the part it
+// shows again (the table is the truth, a notification is a hint).
+//
+//   tasks    {ids?, g?}  a task was queued, delayed, cancelled, ended or (re)scheduled
+//   output   {ids?}      runs of these tasks printed more (none: any task)
+//   workers  {}          a worker row changed, or a lease lapsed
+//   resync   {}          the listener reconnected: notifications may have been missed
+//
+// A lease that lapses sends no notification (nobody writes the row). The feed reads the
+// workers, arms one timer at the earliest lease end of those that hold one, and reads again
+// when it passes: a worker whose node did not renew is then 'failed', and the browsers hear
+// of it. The reads happen at lease ends, not on a period.
+import type { ServerResponse } from 'node:http';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { Listener, type Notification } from '../../db/listener.js';
+import type { DashboardStore, WorkerRow } from './store.js';
+
+const TASK_EVENTS = new Set(['queued', 'delayed', 'cancel', 'ended', 'schedule']);
+/** Read a little after the lease end, so that the database's now() is past it. */
+const LAPSE_MARGIN_MS = 50;
+/** A comment line now and then keeps proxies from closing an idle stream. */
+const KEEPALIVE_MS = 25_000;
+
+export class LiveFeed {
+  private readonly clients = new Set<ServerResponse>();
+  private readonly listener: Listener;
+  private lapseTimer: NodeJS.Timeout | null = null;
+  private keepalive: NodeJS.Timeout | null = null;
+  private statuses = new Map<number, string>();
+  private reading: Promise<void> | null = null;
+  private readAgain = false;
+  private stopped = false;
+  private everConnected = false;
+
+  constructor(
+    config: pg.ClientConfig,
+    channel: string,
+    private readonly store: DashboardStore,
+    private readonly log: Logger,
+  ) {
+    this.listener = new Listener(config, channel, log);
+    this.listener.on('notification', (n: Notification & { ids?: number[] }) => this.onNotification(n));
+    this.listener.on('connected', () => {
+      // After a reconnect, notifications sent meanwhile are lost: every page reads again.
+      if (this.everConnected) this.broadcast('resync', {});
+      this.everConnected = true;
+      this.readWorkers(true);
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.listener.start();
+    this.keepalive = setInterval(() => {
+      for (const client of this.clients) client.write(': keep-alive\n\n');
+    }, KEEPALIVE_MS);
+    this.keepalive.unref();
+  }
+
+  /** Takes over a response as an event stream until the browser goes away. */
+  subscribe(response: ServerResponse, headers: Record<string, string>): void {
+    response.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    // retry: how soon a browser reconnects when the stream breaks.
+    response.write(`retry: 1000\nevent: hello\ndata: {}\n\n`);
+    this.clients.add(response);
+    response.on('close', () => this.clients.delete(response));
+  }
+
+  get connected(): boolean {
+    return this.listener.connected;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.lapseTimer) clearTimeout(this.lapseTimer);
+    if (this.keepalive) clearInterval(this.keepalive);
+    for (const client of this.clients) client.end();
+    this.clients.clear();
+    await this.listener.stop();
+    await this.reading;
+  }
+
+  private onNotification(n: Notification & { ids?: number[] }): void {
+    if (TASK_EVENTS.has(n.e)) this.broadcast('tasks', { ...(n.ids ? { ids: n.ids } : {}), ...(n.g !== undefined ? { g: n.g } : {}) });
+    else if (n.e === 'output') this.broadcast('output', n.ids ? { ids: n.ids } : {});
+    else if (n.e === 'worker') this.readWorkers(true);
+  }
+
+  private broadcast(event: string, data: object): void {
+    const message = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const client of this.clients) client.write(message);
+  }
+
+  /**
+   * Reads the workers (one read at a time; requests meanwhile fold into one more), tells the
+   * browsers when asked to or when a status changed, and re-arms the lapse timer.
+   */
+  private readWorkers(announce: boolean): void {
+    if (this.stopped) return;
+    if (announce) this.announceNext = true;
+    if (this.reading) {
+      this.readAgain = true;
+      return;
+    }
+    this.reading = (async () => {
+      do {
+        this.readAgain = false;
+        const tell = this.announceNext;
+        this.announceNext = false;
+        try {
+          const workers = await this.store.workers();
+          if (this.changed(workers) || tell) this.broadcast('workers', {});
+          this.armLapseTimer(workers);
+        } catch (error) {
+          // (The schema may not exist yet, before a node's first migration.) The next
+          // notification or reconnect reads again.
+          this.log.debug({ err: (error as Error).message }, 'dashboard: could not read the workers');
+          if (tell) this.broadcast('workers', {});
+        }
+      } while (this.readAgain && !this.stopped);
+    })().finally(() => {
+      this.reading = null;
+    });
+  }
+
+  private announceNext = false;
+
+  private changed(workers: WorkerRow[]): boolean {
+    const next = new Map(workers.map((w) => [w.id, w.status]));
+    const changed = next.size !== this.statuses.size || [...next].some(([id, status]) => this.statuses.get(id) !== status);
+    this.statuses = next;
+    return changed;
+  }
+
+  private armLapseTimer(workers: WorkerRow[]): void {
+    if (this.lapseTimer) clearTimeout(this.lapseTimer);
+    this.lapseTimer = null;
+    const ends = workers.map((w) => w.lapses_in_ms).filter((ms): ms is number => ms !== null);
+    if (ends.length === 0 || this.stopped) return;
+    this.lapseTimer = setTimeout(() => this.readWorkers(false), Math.max(0, Math.min(...ends)) + LAPSE_MARGIN_MS);
+    this.lapseTimer.unref();
+  }
+}

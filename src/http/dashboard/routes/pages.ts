@@ -1,0 +1,152 @@
+// The pages (GET): each renders whole, or only its live part when ?fragment= asks for it.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { TASK_STATES, type TaskState } from '../../../client/types.js';
+import { pageContext, type Dashboard } from '../context.js';
+import type { Html } from '../html.js';
+import { nextRuns } from '../schedule.js';
+import type { Cursor, TaskSort } from '../store.js';
+import { groupTable, groupsPage } from '../views/groups.js';
+import { scheduleTable, schedulesPage } from '../views/schedules.js';
+import { runTable, taskPage, taskSummary, type TaskView } from '../views/task.js';
+import { taskTable, tasksPage, type TasksView } from '../views/tasks.js';
+import { workerTable, workersPage } from '../views/workers.js';
+import { BadRequest } from './errors.js';
+
+const INT = '^-?[0-9]{1,10}$';
+const ID = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,15}$' } } } as const;
+const SCHEDULES_SHOWN = 500;
+const NEXT_RUNS = 3;
+
+const TASKS_QUERY = {
+  type: 'object',
+  properties: {
+    state: { type: 'string', enum: ['', ...Object.keys(TASK_STATES)] },
+    group: { type: 'string', pattern: `^$|${INT}` },
+    q: { type: 'string', maxLength: 200 },
+    sort: { type: 'string', enum: ['', 'newest', 'oldest', 'queue'] },
+    after: { type: 'string', pattern: '^$|^[0-9]{1,15}$|^-?[0-9]{1,10}:-?[0-9]{1,20}:[0-9]{1,15}$' },
+    limit: { type: 'string', pattern: '^[0-9]{1,3}$' },
+    fragment: { type: 'string' },
+  },
+} as const;
+
+interface TasksQuery {
+  state?: string; group?: string; q?: string; sort?: string; after?: string; limit?: string; fragment?: string;
+}
+
+function send(reply: FastifyReply, body: Html): FastifyReply {
+  return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body.text);
+}
+
+function fragment(request: FastifyRequest): string | undefined {
+  return (request.query as { fragment?: string }).fragment;
+}
+
+export function registerPages(app: FastifyInstance, dashboard: Dashboard): void {
+  const { store } = dashboard;
+
+  app.get('/', (_request, reply) => reply.redirect('/tasks'));
+
+  app.get<{ Querystring: TasksQuery }>('/tasks', { schema: { querystring: TASKS_QUERY } }, async (request, reply) => {
+    const q = request.query;
+    const sort: TaskSort = q.sort === 'oldest' || q.sort === 'queue' ? q.sort : 'newest';
+    const limit = q.limit ? Number(q.limit) : 50;
+    if (limit < 1 || limit > 500) throw new BadRequest('limit must be 1 to 500');
+    const after = q.after ? parseCursor(q.after, sort) : null;
+    const filter = { state: (q.state || null) as TaskState | null, group: q.group ? Number(q.group) : null, text: q.q?.trim() || null };
+    const result = await store.tasks(filter, sort, after, limit);
+    const url = new URL(request.url, 'http://dashboard');
+    url.searchParams.delete('fragment');
+    const self = url.pathname + url.search;
+    const view: TasksView = { filter, sort, after: q.after || null, limit, result, self };
+    const ctx = pageContext(dashboard, request, reply, !fragment(request));
+    return send(reply, fragment(request) ? taskTable(ctx, view) : tasksPage(ctx, view));
+  });
+
+  app.get<{ Params: { id: string }; Querystring: { attempt?: string; fragment?: string } }>('/tasks/:id', {
+    schema: { params: ID, querystring: { type: 'object', properties: { attempt: { type: 'string', pattern: '^[0-9]{1,9}$' }, fragment: { type: 'string', enum: ['summary', 'runs'] } } } },
+  }, async (request, reply) => {
+    const id = Number(request.params.id);
+    const task = await store.task(id);
+    if (!task) return reply.code(404).type('text/plain; charset=utf-8').send(`task ${id} not found\n`);
+    const asked = request.query.attempt ? Number(request.query.attempt) : null;
+    if (asked !== null && (asked < 1 || asked > task.attempt)) {
+      throw new BadRequest(task.attempt === 0 ? `task ${id} has not run yet` : `task ${id} has no run ${asked} (its runs: 1 to ${task.attempt})`);
+    }
+    const ctx = pageContext(dashboard, request, reply, !fragment(request));
+    const part = request.query.fragment;
+    if (part === 'runs') return send(reply, runTable(task, await store.runs(id)));
+    const [runs, prerequisites, dependents] = part === 'summary' ? [[], [], []] : await Promise.all([store.runs(id), store.prerequisites(id), store.dependents(id)]);
+    const schedule = nextRuns(task, NEXT_RUNS);
+    const view: TaskView = {
+      task, runs, prerequisites, dependents, nextRuns: schedule.times, scheduleProblem: schedule.problem,
+      outputAttempt: asked ?? task.attempt, followLatest: asked === null,
+    };
+    return send(reply, part === 'summary' ? taskSummary(view) : taskPage(ctx, view));
+  });
+
+  // A run's output after a chunk, as JSON (bytes in base64: a chunk may end inside a UTF-8
+  // character; the browser decodes the stream).
+  app.get<{ Params: { id: string }; Querystring: { attempt: string; after?: string } }>('/tasks/:id/output', {
+    schema: {
+      params: ID,
+      querystring: { type: 'object', required: ['attempt'], properties: { attempt: { type: 'string', pattern: '^[0-9]{1,9}$' }, after: { type: 'string', pattern: '^-1$|^[0-9]{1,9}$' } } },
+    },
+  }, async (request, reply) => {
+    const page = 200;
+    const chunks = await store.output(Number(request.params.id), Number(request.query.attempt), Number(request.query.after ?? -1), page);
+    return reply.header('cache-control', 'no-store').send({
+      chunks: chunks.map((c) => ({ seq: c.seq, pos: c.pos, data: c.data.toString('base64') })),
+      more: chunks.length === page,
+    });
+  });
+
+  app.get('/workers', async (request, reply) => {
+    const workers = await store.workers();
+    const ctx = pageContext(dashboard, request, reply, !fragment(request));
+    return send(reply, fragment(request) ? workerTable(ctx, workers) : workersPage(ctx, workers));
+  });
+
+  app.get('/schedules', async (request, reply) => {
+    const rows = await store.schedules(SCHEDULES_SHOWN);
+    const views = rows.map((row) => {
+      const next = nextRuns(row, NEXT_RUNS);
+      return { row, nextRuns: next.times, problem: next.problem };
+    });
+    const ctx = pageContext(dashboard, request, reply, !fragment(request));
+    return send(reply, fragment(request) ? scheduleTable(views, SCHEDULES_SHOWN) : schedulesPage(ctx, views, SCHEDULES_SHOWN));
+  });
+
+  app.get('/groups', async (request, reply) => {
+    const [groups, workers] = await Promise.all([store.groups(), store.workers()]);
+    const view = { ...groups, workers };
+    const ctx = pageContext(dashboard, request, reply, !fragment(request));
+    return send(reply, fragment(request) ? groupTable(view) : groupsPage(ctx, view));
+  });
+
+  app.get('/events', (request, reply) => {
+    void reply.hijack();
+    dashboard.live.subscribe(reply.raw, securityHeaders());
+  });
+}
+
+/** "123" for the id sorts; "priority:microseconds:id" for queue order. */
+function parseCursor(text: string, sort: TaskSort): Cursor {
+  const parts = text.split(':');
+  if (sort === 'queue') {
+    if (parts.length !== 3) throw new BadRequest('after: queue order takes a cursor priority:microseconds:id, as its next link gives');
+    return { priority: Number(parts[0]), ageKey: parts[1]!, id: Number(parts[2]) };
+  }
+  if (parts.length !== 1) throw new BadRequest('after: this order takes a task id');
+  return { id: Number(parts[0]) };
+}
+
+/** Sent with every response: nothing from elsewhere runs here, and nobody frames us. */
+export function securityHeaders(): Record<string, string> {
+  return {
+    'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'x-frame-options': 'DENY',
+  };
+}

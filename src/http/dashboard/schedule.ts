@@ -1,0 +1,29 @@
+// A schedule's next start times, computed as the nodes compute them (src/node/schedule-math).
+import { nextSlot, type PeriodId } from '../../node/schedule-math.js';
+
+export interface ScheduleFields {
+  next_start: Date | null;
+  shed_period_id: string | null;
+  shed_period_count: number | null;
+  shed_cron: string | null;
+  shed_tz: string;
+  shed_anchor: Date | null;
+}
+
+/** next_start, then the slots after it: `count` in all. A bad schedule says why instead. */
+export function nextRuns(s: ScheduleFields, count: number): { times: Date[]; problem: string | null } {
+  const times: Date[] = [];
+  if (s.next_start === null) return { times, problem: null };
+  times.push(s.next_start);
+  try {
+    const schedule = { anchor: s.shed_anchor, periodId: s.shed_period_id as PeriodId | null, periodCount: s.shed_period_count, cron: s.shed_cron, tz: s.shed_tz };
+    while (times.length < count) {
+      const next = nextSlot(schedule, times[times.length - 1]!);
+      if (next === null) break;
+      times.push(next);
+    }
+    return { times, problem: null };
+  } catch (error) {
+    return { times, problem: (error as Error).message };
+  }
+}

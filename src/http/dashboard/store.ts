@@ -1,0 +1,158 @@
+// The dashboard's statements (src/sql/queries/dashboard.sql and the shared ones), each behind
+// one typed function: pages and actions never hold SQL text.
+import type pg from 'pg';
+import type { Queries } from '../../db/queries.js';
+import type { Task, TaskRun, TaskState, Worker } from '../../client/types.js';
+
+export type TaskSort = 'newest' | 'oldest' | 'queue';
+
+export interface TaskFilter {
+  state: TaskState | null;
+  group: number | null;
+  text: string | null;
+}
+
+/** Where a page starts: after this row of the page before (null: the first page). */
+export type Cursor = { id: number } | { priority: number; ageKey: string; id: number };
+
+export type TaskRow = Pick<Task, 'id' | 'state_id' | 'priority' | 'group_id' | 'worker_id' | 'command' | 'attempt' | 'end_reason' | 'created'
+  | 'last_state_change' | 'started' | 'finished' | 'error' | 'next_start' | 'shed_cron' | 'depends_on' | 'deps_left' | 'run_after' | 'live_worker_id'> & {
+  /** last_state_change in microseconds since the epoch, as text (exact, unlike a Date). */
+  age_key: string;
+};
+
+export interface TaskPage {
+  rows: TaskRow[];
+  /** The cursor of the next page, when there is one. */
+  next: Cursor | null;
+}
+
+export interface WorkerRow extends Pick<Worker, 'id' | 'group_id' | 'node_name' | 'host' | 'pid' | 'task_count' | 'max_task_count' | 'stop' | 'active' | 'locked_until'> {
+  lease_taken: Date | null;
+  lease_epoch: number;
+  standby_node: string | null;
+  standby_seen: Date | null;
+  status: 'ok' | 'failed' | 'standby' | 'stopped';
+  lapses_in_ms: number | null;
+}
+
+export type ScheduleRow = Pick<Task, 'id' | 'state_id' | 'group_id' | 'command' | 'next_start' | 'shed_period_id' | 'shed_period_count' | 'shed_cron'
+  | 'shed_tz' | 'shed_anchor' | 'shed_clone' | 'shed_overlap' | 'shed_skip_count' | 'last_state_change'>;
+
+export interface GroupRow {
+  id: number;
+  max_running: number | null;
+  recover_policy: string;
+  timeout: string | null;
+  keep_ended: string | null;
+  keep_runs: string | null;
+  max_attempts: number | null;
+}
+
+export interface GroupCount {
+  group_id: number;
+  state_id: TaskState;
+  tasks: number;
+  running: number;
+}
+
+export interface OutputChunk {
+  seq: number;
+  pos: number;
+  data: Buffer;
+}
+
+export interface NewTask {
+  command: string[];
+  group: number;
+  priority: number;
+  state: 'DR' | 'AW';
+}
+
+export class DashboardStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queries: Queries,
+  ) {}
+
+  async tasks(filter: TaskFilter, sort: TaskSort, after: Cursor | null, limit: number): Promise<TaskPage> {
+    const text = filter.text === null || filter.text === '' ? null : filter.text;
+    const asId = text !== null && /^\d{1,15}$/.test(text.trim()) ? Number(text.trim()) : null;
+    const base = [filter.state, filter.group, text, asId];
+    // One row more than shown: whether a next page exists, without counting.
+    let result: pg.QueryResult<TaskRow>;
+    if (sort === 'queue') {
+      const c = after && 'priority' in after ? after : null;
+      result = await this.pool.query<TaskRow>(this.queries.dashboardTasksQueue, [...base, c?.priority ?? null, c?.ageKey ?? null, c?.id ?? null, limit + 1]);
+    } else {
+      const query = sort === 'newest' ? this.queries.dashboardTasksNewest : this.queries.dashboardTasksOldest;
+      result = await this.pool.query<TaskRow>(query, [...base, after && !('priority' in after) ? after.id : null, limit + 1]);
+    }
+    const rows = result.rows.slice(0, limit);
+    const last = rows[rows.length - 1];
+    const next: Cursor | null = result.rows.length > limit && last
+      ? sort === 'queue' ? { priority: last.priority, ageKey: String(last.age_key), id: last.id } : { id: last.id }
+      : null;
+    return { rows, next };
+  }
+
+  async task(id: number): Promise<Task | null> {
+    const { rows } = await this.pool.query<Task>(this.queries.getTask, [id]);
+    return rows[0] ?? null;
+  }
+
+  async runs(id: number): Promise<TaskRun[]> {
+    return (await this.pool.query<TaskRun>(this.queries.taskRuns, [id])).rows;
+  }
+
+  async prerequisites(id: number): Promise<Array<{ id: number; state_id: TaskState }>> {
+    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.prerequisites, [id])).rows;
+  }
+
+  async dependents(id: number): Promise<Array<{ id: number; state_id: TaskState }>> {
+    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.dashboardDependents, [id])).rows;
+  }
+
+  /** Chunks of run `attempt` after seq `after` (−1: from the first kept). */
+  async output(id: number, attempt: number, after: number, limit: number): Promise<OutputChunk[]> {
+    const { rows } = await this.pool.query<OutputChunk>(this.queries.readOutput, [id, attempt, after, limit]);
+    return rows.map((row) => ({ seq: row.seq, pos: Number(row.pos), data: row.data }));
+  }
+
+  async workers(): Promise<WorkerRow[]> {
+    return (await this.pool.query<WorkerRow>(this.queries.dashboardWorkers)).rows;
+  }
+
+  async schedules(limit: number): Promise<ScheduleRow[]> {
+    return (await this.pool.query<ScheduleRow>(this.queries.dashboardSchedules, [limit])).rows;
+  }
+
+  async groups(): Promise<{ rows: GroupRow[]; counts: GroupCount[] }> {
+    const [rows, counts] = await Promise.all([
+      this.pool.query<GroupRow>(this.queries.dashboardGroupRows),
+      this.pool.query<GroupCount>(this.queries.dashboardGroupCounts),
+    ]);
+    return { rows: rows.rows, counts: counts.rows };
+  }
+
+  /** null: no such task. A refusal by the trigger rejects with the database's error. */
+  async cancel(id: number): Promise<{ id: number; state_id: TaskState } | null> {
+    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.dashboardCancel, [id])).rows[0] ?? null;
+  }
+
+  async queue(id: number): Promise<{ id: number; state_id: TaskState } | null> {
+    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.dashboardQueue, [id])).rows[0] ?? null;
+  }
+
+  async add(task: NewTask): Promise<number> {
+    const { rows } = await this.pool.query<{ id: number }>(this.queries.insertTask, [
+      task.command, task.group, task.priority, task.state,
+      null, null, null, null, null, null, null, null, null, null, null,
+    ]);
+    return rows[0]!.id;
+  }
+
+  async setWorkerStop(id: number, stop: number): Promise<boolean> {
+    return (await this.pool.query(this.queries.setWorkerStop, [id, stop])).rowCount === 1;
+  }
+}

@@ -1,0 +1,121 @@
+-- The dashboard's reads and writes (src/http/dashboard). Its writes are the statements a user
+-- would write by hand, so the triggers judge them as they judge anyone's; its lists are keyset
+-- pages (never OFFSET): each page starts after the last row of the one before, by index.
+
+-- name: dashboardTasksNewest
+-- Tasks, newest first. $1 state or null, $2 group or null, $3 text or null (a substring of the
+-- command or the error, case-insensitive), $4 the text as a task id or null, $5 after this id
+-- (the last id of the page before) or null, $6 rows
+SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
+       started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
+       live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
+  FROM {{schema}}.task
+ WHERE ($1::text IS NULL OR state_id = $1)
+   AND ($2::int IS NULL OR group_id = $2)
+   AND ($3::text IS NULL OR id = $4::bigint
+        OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
+        OR strpos(lower(error), lower($3)) > 0)
+   AND ($5::bigint IS NULL OR id < $5)
+ ORDER BY id DESC
+ LIMIT $6;
+
+-- name: dashboardTasksOldest
+-- As dashboardTasksNewest, oldest first: $5 after this id.
+SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
+       started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
+       live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
+  FROM {{schema}}.task
+ WHERE ($1::text IS NULL OR state_id = $1)
+   AND ($2::int IS NULL OR group_id = $2)
+   AND ($3::text IS NULL OR id = $4::bigint
+        OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
+        OR strpos(lower(error), lower($3)) > 0)
+   AND ($5::bigint IS NULL OR id > $5)
+ ORDER BY id
+ LIMIT $6;
+
+-- name: dashboardTasksQueue
+-- In queue order: smallest priority first, then oldest (last_state_change), as the claim
+-- takes waiting tasks. The cursor is the last row's (priority, last_state_change in
+-- microseconds since the epoch, id): microseconds as an integer, because a JavaScript Date
+-- would round them to milliseconds and skip or repeat rows at the page's edge.
+-- $1..$4 as dashboardTasksNewest, $5 priority, $6 microseconds, $7 id (all null: the first
+-- page), $8 rows
+SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
+       started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
+       live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
+  FROM {{schema}}.task
+ WHERE ($1::text IS NULL OR state_id = $1)
+   AND ($2::int IS NULL OR group_id = $2)
+   AND ($3::text IS NULL OR id = $4::bigint
+        OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
+        OR strpos(lower(error), lower($3)) > 0)
+   AND ($7::bigint IS NULL
+        OR (priority, last_state_change, id) > ($5::int, timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::bigint))
+ ORDER BY priority, last_state_change, id
+ LIMIT $8;
+
+-- name: dashboardDependents
+-- The tasks still waiting (AW or DR) for this one, from the dependents' index
+-- (task_dependents_idx, migration 7); ended dependents are history and not looked up.
+-- $1 task id
+SELECT id, state_id
+  FROM {{schema}}.task
+ WHERE depends_on @> ARRAY[$1::bigint] AND depends_on IS NOT NULL AND state_id IN ('AW', 'DR')
+ ORDER BY id
+ LIMIT 100;
+
+-- name: dashboardWorkers
+-- Every worker row with its status in database time: ok (holds a lease), failed (active with
+-- a lapsed lease: its node died or lost the database), standby (not active, a standby node
+-- seen in the last minute), stopped. lapses_in_ms: when an ok worker turns failed unless its
+-- node renews first; the dashboard arms one timer at the earliest, since a lapse notifies
+-- nobody.
+SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, active, locked_until, lease_taken,
+       lease_epoch, standby_node, standby_seen,
+       CASE WHEN active AND locked_until > now() THEN 'ok'
+            WHEN active THEN 'failed'
+            WHEN standby_seen > now() - interval '1 minute' THEN 'standby'
+            ELSE 'stopped' END AS status,
+       CASE WHEN active AND locked_until > now()
+            THEN (extract(epoch FROM locked_until - now()) * 1000)::float8 END AS lapses_in_ms
+  FROM {{schema}}.worker
+ ORDER BY id;
+
+-- name: dashboardSchedules
+-- Scheduled tasks, the next due first (task_schedule_idx holds only them). $1 rows
+SELECT id, state_id, group_id, command, next_start, shed_period_id, shed_period_count, shed_cron, shed_tz,
+       shed_anchor, shed_clone, shed_overlap, shed_skip_count, last_state_change
+  FROM {{schema}}.task
+ WHERE next_start IS NOT NULL OR shed_cron IS NOT NULL
+ ORDER BY next_start NULLS FIRST, id
+ LIMIT $1;
+
+-- name: dashboardGroupRows
+SELECT id, max_running, recover_policy, timeout::text AS timeout, keep_ended::text AS keep_ended,
+       keep_runs::text AS keep_runs, max_attempts
+  FROM {{schema}}.task_group
+ ORDER BY id;
+
+-- name: dashboardGroupCounts
+-- Tasks per group and state, and the live runs per group: one pass over the table (the price
+-- of an exact count; the groups page is the only one that pays it).
+SELECT group_id, state_id, count(*)::bigint AS tasks,
+       count(*) FILTER (WHERE live_worker_id IS NOT NULL)::bigint AS running
+  FROM {{schema}}.task
+ GROUP BY group_id, state_id
+ ORDER BY group_id, state_id;
+
+-- name: dashboardCancel
+-- The seed's cancel, for any state: the trigger refuses what may not be cancelled ("can't
+-- cancel an inactive task"), and ends a waiting task at once (CC).
+-- $1 task id
+UPDATE {{schema}}.task SET state_id = 'AC' WHERE id = $1
+RETURNING id, state_id;
+
+-- name: dashboardQueue
+-- The seed's queue and re-queue (a draft, or an ended task, for any worker of its group),
+-- for any state: the trigger refuses an executing one ("cancel it first").
+-- $1 task id
+UPDATE {{schema}}.task SET state_id = 'AW', worker_id = NULL WHERE id = $1
+RETURNING id, state_id;
