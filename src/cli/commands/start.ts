@@ -6,10 +6,19 @@ import { print } from '../io.js';
 import { makeLogger } from '../logger.js';
 import { addNodeOptions, buildNodeOptions, nodeHttp, runNode, type NodeCliOptions } from './node.js';
 import { parseNonNegative } from '../parse.js';
+import { startDashboard, type DashboardServer } from '../../http/dashboard/index.js';
 
 interface StartOptions extends NodeCliOptions {
   dataDir: string;
   port: number;
+  /** null: off; undefined: 8080, or a free port when that is taken. */
+  dashboardPort?: number | null;
+}
+
+const DEFAULT_DASHBOARD_PORT = 8080;
+
+function parseDashboardPort(value: string): number | null {
+  return value === 'off' ? null : parseNonNegative(value, '--dashboard-port');
 }
 
 /** start runs fewer processes than a bare node by default: it is the try-it-out path. */
@@ -24,7 +33,8 @@ export function registerStart(program: Command, ctx: CliContext): void {
       .command('start')
       .description('zero-setup start: an embedded PostgreSQL (unless DATABASE_URL is set), migrated, and one node')
       .option('--data-dir <dir>', 'embedded PostgreSQL data, kept across restarts', '.pg-tasks/data')
-      .option('--port <port>', 'embedded PostgreSQL port on 127.0.0.1 (default 54329, or a free one when that is taken)', (v) => parseNonNegative(v, '--port')),
+      .option('--port <port>', 'embedded PostgreSQL port on 127.0.0.1 (default 54329, or a free one when that is taken)', (v) => parseNonNegative(v, '--port'))
+      .option('--dashboard-port <port|off>', 'the web dashboard on 127.0.0.1 (default 8080, or a free one when that is taken; off: none)', parseDashboardPort),
     { maxTasks: START_MAX_TASKS, metricsPort: DEFAULT_METRICS_PORT },
   );
   command.action(async (opts: StartOptions) => {
@@ -38,7 +48,16 @@ export function registerStart(program: Command, ctx: CliContext): void {
       for (const note of embedded.notes) print(ctx.io, note);
       process.env.DATABASE_URL = embedded.url;
     }
+    let dashboard: DashboardServer | null = null;
     try {
+      if (opts.dashboardPort !== null) {
+        const port = opts.dashboardPort ?? DEFAULT_DASHBOARD_PORT;
+        dashboard = await startDashboard({ schema: ctx.schema(), port, logger }).catch((error: NodeJS.ErrnoException) => {
+          // The default port taken (another dashboard?): any free one will do.
+          if (error.code === 'EADDRINUSE' && opts.dashboardPort === undefined) return startDashboard({ schema: ctx.schema(), port: 0, logger });
+          throw error;
+        });
+      }
       const url = process.env.DATABASE_URL ?? '';
       const started = ({ metricsUrl }: { metricsUrl: string | null }): void => {
         const schema = ctx.schema();
@@ -54,6 +73,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
             `  DATABASE_URL="${url}" npx pg-tasks add -- echo hello`,
             `Watch:       DATABASE_URL="${url}" npx pg-tasks ls`,
             ...(metricsUrl ? [`Metrics:     ${metricsUrl}  (health: /healthz, /readyz)`] : []),
+            ...(dashboard ? [`Dashboard:   ${dashboard.url}`] : []),
             `Ctrl-C stops the node${embedded ? ', then the database' : ''}.`,
             '',
           ].join('\n'),
@@ -61,6 +81,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
       };
       await runNode(options, started, embedded?.died, nodeHttp(opts, command.getOptionValueSource('metricsPort') === 'default'));
     } finally {
+      await dashboard?.close();
       await embedded?.stop();
     }
   });
