@@ -78,7 +78,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     log: options.logger,
   };
 
-  const app = Fastify({ logger: false, bodyLimit: 256 * 1024 });
+  // forceCloseConnections: close() ends the browsers' keep-alive connections too, rather than
+  // waiting for them to time out.
+  const app = Fastify({ logger: false, bodyLimit: 256 * 1024, forceCloseConnections: true });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
   });
@@ -93,7 +95,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     return undefined;
   });
   // After the body is parsed: the CSRF token travels in the form.
-  app.addHook('preHandler', async (request, reply) => {
+  app.addHook('preValidation', async (request, reply) => {
     if (request.method === 'GET' || request.method === 'HEAD') return undefined;
     const body = request.body as { csrf?: unknown } | undefined;
     const csrf = typeof body?.csrf === 'string' ? body.csrf : (request.headers['x-csrf-token'] as string | undefined);

@@ -115,20 +115,14 @@
     document.querySelectorAll('pre.output[data-task]').forEach(pullOutput);
   };
 
-  document.querySelectorAll('pre.output[data-task]').forEach(pullOutput);
-
   const events = new EventSource('/events');
-  let broken = false;
   events.addEventListener('open', () => {
     setState('live', 'open');
-    // Whatever changed while the stream was down was not announced: read it all again.
-    if (broken) refreshAll();
-    broken = false;
+    // What changed between the page's render and now (or while the stream was down) was
+    // announced to nobody: read it all again, once.
+    refreshAll();
   });
-  events.addEventListener('error', () => {
-    broken = true;
-    setState('reconnecting…', 'closed');
-  });
+  events.addEventListener('error', () => setState('reconnecting…', 'closed'));
   events.addEventListener('tasks', (event) => {
     const data = JSON.parse(event.data);
     for (const section of sections('tasks')) if (concerns(section, data)) refresh(section);

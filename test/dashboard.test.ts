@@ -1,0 +1,259 @@
+// The dashboard in a real browser (the system's Chromium, driven by playwright-core) against a
+// real database and real nodes: lists, a task's live output, cancelling (the process dies), a
+// trigger's refusal on the page, a worker seen failing when its node is SIGKILLed, and the
+// access rules (cross-site POSTs, the token off loopback, bad input).
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { DashboardConfigError, startDashboard, type DashboardServer } from '../src/http/dashboard/index.js';
+import { ROOT } from './helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger } from './helpers/node.js';
+import { until } from './helpers/wait.js';
+
+const CHROMIUM = process.env.PGTASKS_CHROMIUM ?? '/usr/bin/chromium';
+/** Liveness bounds for the browser's waits, not measures: a live update takes milliseconds. */
+const WAIT = { timeout: 20_000 };
+
+let db: TestDatabase;
+let dashboard: DashboardServer;
+let browser: Browser | null = null;
+let base: string;
+const children: ChildProcess[] = [];
+
+before(async () => {
+  db = await createTestDatabase('dashboard');
+  dashboard = await startDashboard({ connectionString: db.url, schema: 'long_task', host: '127.0.0.1', port: 0, logger: testLogger });
+  base = `http://127.0.0.1:${dashboard.port}`;
+  if (existsSync(CHROMIUM)) {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // Chromium's sandbox refuses to run as root.
+      args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
+    });
+  }
+});
+
+after(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await browser?.close();
+  await stopAllNodes();
+  await dashboard.close();
+  await db.close();
+});
+
+/** Whether the browser is there; if not, the test is skipped with a line that says why. */
+function needBrowser(t: TestContext): boolean {
+  if (!browser) t.skip(`chromium not found at ${CHROMIUM}: install it with apt-get install chromium (or set PGTASKS_CHROMIUM)`);
+  return browser !== null;
+}
+
+/** A page of the dashboard once its live stream is open (so no event after this is missed). */
+async function open(t: TestContext, url: string): Promise<Page | null> {
+  if (!needBrowser(t)) return null;
+  const page = await browser!.newPage({ viewport: { width: 1200, height: 700 } });
+  await page.goto(url.startsWith('http') ? url : base + url);
+  await page.locator('html[data-live="open"]').waitFor({ state: 'attached', ...WAIT });
+  return page;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Prints "first", waits for `gate` to exist, prints "second", then sleeps until killed. */
+function gated(gate: string): string[] {
+  return ['sh', '-c', 'echo first; while [ ! -e "$0" ]; do sleep 0.05; done; echo second; exec sleep 60', gate];
+}
+
+describe('dashboard', () => {
+  let running = 0;
+  let runningPid = 0;
+
+  it('lists tasks and shows a new one without a reload', async (t) => {
+    const first = await addTask(db, ['echo', '<b>not markup</b>'], { state: 'DR' });
+    const page = await open(t, '/tasks');
+    if (!page) return;
+    const row = page.locator(`tr[data-id="${first}"]`);
+    await row.waitFor(WAIT);
+    // Escaped, not rendered: the cell shows the angle brackets.
+    assert.match(await row.locator('td.command').innerText(), /<b>not markup<\/b>/);
+    const second = await addTask(db, ['echo', 'later']);
+    await page.locator(`tr[data-id="${second}"]`).waitFor(WAIT);
+    await page.close();
+  });
+
+  it("shows a task's output as it grows, then cancelling it kills its process", async (t) => {
+    if (!needBrowser(t)) return;
+    await startNode(db, { workerId: 1, groupId: 0 });
+    const gate = path.join(tempDir('dashboard-gate'), 'open');
+    running = await addTask(db, gated(gate));
+    await until(async () => (await getTask(db, running)).pid, 'the task to start');
+    runningPid = Number((await getTask(db, running)).pid);
+    const page = (await open(t, `/tasks/${running}`))!;
+    const output = page.locator('#output');
+    await output.filter({ hasText: 'first' }).waitFor(WAIT);
+    assert.doesNotMatch(await output.innerText(), /second/);
+    // The process prints more: the page shows it without a reload.
+    writeFileSync(gate, '');
+    await output.filter({ hasText: 'second' }).waitFor(WAIT);
+    assert.equal(await page.locator('#task-summary [data-state]').getAttribute('data-state'), 'AE');
+
+    assert.ok(alive(runningPid), 'the task process runs');
+    await page.getByRole('button', { name: 'Cancel (→ AC)' }).click();
+    await page.locator('p.notice').filter({ hasText: 'cancelling' }).waitFor(WAIT);
+    // The page follows the task to its end (an 'ended' notification), and the process is gone.
+    await page.locator('#task-summary [data-state="CC"]').waitFor(WAIT);
+    await until(() => !alive(runningPid), `pid ${runningPid} to die`);
+    await page.close();
+  });
+
+  it("shows a trigger's refusal as a readable message", async (t) => {
+    const page = await open(t, `/tasks/${running}`);
+    if (!page) return;
+    await page.getByRole('button', { name: 'Cancel (→ AC)' }).click();
+    const error = page.locator('p.error');
+    await error.waitFor(WAIT);
+    assert.equal(await error.innerText(), `refused: can't cancel an inactive task (task ${running} is CC)`);
+    await page.close();
+  });
+
+  it('adds a draft from the form, queues it, and sees it complete', async (t) => {
+    const page = await open(t, '/tasks');
+    if (!page) return;
+    await page.locator('details.add summary').click();
+    await page.locator('textarea[name="command"]').fill('["sh", "-c", "echo from the form"]');
+    await page.locator('select[name="state"]').last().selectOption('DR');
+    await page.getByRole('button', { name: 'Add' }).click();
+    await page.locator('p.notice').filter({ hasText: 'added (DR)' }).waitFor(WAIT);
+    const id = Number(/\/tasks\/(\d+)$/.exec(page.url())![1]);
+    assert.equal((await getTask(db, id)).state_id, 'DR');
+    await page.getByRole('button', { name: 'Queue (→ AW)' }).click();
+    await page.locator('#task-summary [data-state="CS"]').waitFor(WAIT);
+    await page.locator('#output').filter({ hasText: 'from the form' }).waitFor(WAIT);
+    if (process.env.PGTASKS_SCREENSHOT === '1') {
+      await addTask(db, ['sh', '-c', 'exit 3']);
+      await addTask(db, ['./report.sh', '--month', '2026-11'], { state: 'DR', priority: -1, group: 2 });
+      await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE state_id = 'CF'")).rowCount, 'a failed task');
+      await page.goto(`${base}/tasks`);
+      await page.locator('html[data-live="open"]').waitFor({ state: 'attached', ...WAIT });
+      mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
+      const file = path.join(ROOT, 'docs', 'dashboard.png');
+      await page.screenshot({ path: file });
+      assert.ok(statSync(file).size <= 150 * 1024, 'the screenshot is small');
+    }
+    await page.close();
+  });
+
+  it('refuses a POST from another site', async (t) => {
+    const id = await addTask(db, ['sleep', '60'], { state: 'DR' });
+    // Another origin (same host, another port): a page whose form posts to the dashboard.
+    const evil = http.createServer((_request, response) => {
+      response.setHeader('content-type', 'text/html');
+      response.end(`<form method="post" action="${base}/tasks/${id}/queue"><input name="back" value="/"></form><script>document.forms[0].submit()</script>`);
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    try {
+      const page = await open(t, '/tasks');
+      if (!page) return;
+      const response = page.waitForResponse((r) => r.url().startsWith(`${base}/tasks/${id}/queue`));
+      await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      const refused = await response;
+      assert.equal(refused.status(), 403);
+      assert.match(await refused.text(), /^cross-site request refused/);
+      assert.equal((await getTask(db, id)).state_id, 'DR');
+      await page.close();
+    } finally {
+      evil.close();
+    }
+  });
+
+  it('answers bad input with a one-line 400', async () => {
+    for (const [url, message] of [
+      ['/tasks?state=XX', 'querystring/state must be one of DR, AW, AE, AC, CS, CF, CC\n'],
+      ['/tasks?sort=queue&after=12', 'after: queue order takes a cursor priority:microseconds:id, as its next link gives\n'],
+      ['/tasks/1?attempt=99', 'task 1 has not run yet\n'],
+    ] as const) {
+      const response = await fetch(base + url);
+      assert.equal(response.status, 400, url);
+      assert.equal(await response.text(), message);
+    }
+  });
+
+  it('pages through tasks by keyset, in each order', async () => {
+    await db.query("INSERT INTO long_task.task (command, state_id, group_id, priority) SELECT '{true}', 'DR', 9, i % 3 FROM generate_series(1, 25) i");
+    for (const sort of ['newest', 'oldest', 'queue']) {
+      const seen: number[] = [];
+      let url: string | null = `/tasks?group=9&limit=10&sort=${sort}`;
+      while (url) {
+        const text = await (await fetch(base + url)).text();
+        seen.push(...[...text.matchAll(/<tr data-id="(\d+)">/g)].map((m) => Number(m[1])));
+        url = /<a href="([^"]+)" rel="next">/.exec(text)?.[1]?.replaceAll('&amp;', '&') ?? null;
+      }
+      const { rows } = await db.query<{ id: string }>(
+        `SELECT id FROM long_task.task WHERE group_id = 9 ORDER BY ${sort === 'newest' ? 'id DESC' : sort === 'oldest' ? 'id' : 'priority, last_state_change, id'}`,
+      );
+      assert.deepEqual(seen, rows.map((r) => Number(r.id)), sort);
+    }
+  });
+
+  it('needs a token off loopback, and takes it once into a cookie', async (t) => {
+    await assert.rejects(
+      startDashboard({ connectionString: db.url, host: '0.0.0.0', port: 0, logger: testLogger, token: null }),
+      (error: Error) => error instanceof DashboardConfigError && /needs a token/.test(error.message),
+    );
+    const token = 'a-token-of-the-test-0123456789';
+    const remote = await startDashboard({ connectionString: db.url, host: '0.0.0.0', port: 0, logger: testLogger, token });
+    try {
+      // (Bound to every address; the test only connects to 127.0.0.1.)
+      const at = `http://127.0.0.1:${remote.port}`;
+      assert.equal((await fetch(`${at}/tasks`)).status, 401);
+      assert.equal((await fetch(`${at}/tasks?token=wrong-token-0123456789`)).status, 401);
+      assert.equal((await fetch(`${at}/tasks`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+      const entry = await fetch(`${at}/tasks?token=${token}`, { redirect: 'manual' });
+      assert.equal(entry.status, 303);
+      assert.equal(entry.headers.get('location'), '/tasks');
+      assert.match(entry.headers.get('set-cookie') ?? '', /HttpOnly; SameSite=Strict/);
+      const page = await open(t, `${at}/tasks?token=${token}`);
+      if (!page) return;
+      assert.equal(page.url(), `${at}/tasks`);
+      await page.locator('h1').filter({ hasText: 'Tasks' }).waitFor(WAIT);
+      await page.close();
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it('shows a worker go from ok to failed when its node is SIGKILLed', async (t) => {
+    if (!needBrowser(t)) return;
+    // The only node: nobody recovers the worker, so it stays failed for the page to see.
+    await stopAllNodes();
+    const node = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--worker-id', '7', '--group', '3', '--lease', '2s', '--no-migrate', '--log-level', 'warn'], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: db.url, NODE_TEST_CONTEXT: undefined },
+      stdio: 'ignore',
+    });
+    children.push(node);
+    await until(async () => (await db.query('SELECT 1 FROM long_task.worker WHERE id = 7 AND active')).rowCount, 'worker 7 to hold its lease');
+    const page = await open(t, '/workers');
+    if (!page) return;
+    const status = page.locator('tr[data-worker="7"] [data-status]');
+    await page.locator('tr[data-worker="7"] [data-status="ok"]').waitFor(WAIT);
+    node.kill('SIGKILL');
+    // No notification comes from a lapsed lease: the dashboard's timer at the lease's end does it.
+    await page.locator('tr[data-worker="7"] [data-status="failed"]').waitFor(WAIT);
+    assert.equal(await status.innerText(), 'failed');
+    await page.close();
+  });
+});
