@@ -72,7 +72,7 @@ ${rows.map((t) => html`<tr data-id="${t.id}">
   <td>${t.priority}</td>
   <td class="command"><code>${commandLine(t.command)}</code></td>
   <td>${t.attempt}</td>
-  <td>${when(t.last_state_change)}</td>
+  <td class="when">${when(t.last_state_change)}</td>
   <td class="error-cell">${(t.error ?? '').split('\n')[0]}</td>
   <td class="actions">${rowActions(ctx, t.id, t.state_id, t.live_worker_id !== null, back)}</td>
 </tr>`)}
