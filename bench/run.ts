@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 const quick = process.argv.includes('--quick');
-const parts = ['throughput', 'start-latency', 'graphile', 'cancel-latency', 'schedule-latency', 'cluster', 'idle-cost', 'backlog', 'memory', 'limits', 'retention', 'output'];
+const parts = ['throughput', 'start-latency', 'graphile', 'cancel-latency', 'schedule-latency', 'cluster', 'idle-cost', 'backlog', 'memory', 'limits', 'retention', 'output', 'dashboard'];
 const lines: string[] = [];
 const metrics = new Map<string, number>();
 for (const part of parts) {

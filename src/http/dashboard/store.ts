@@ -76,8 +76,9 @@ export class DashboardStore {
   ) {}
 
   async tasks(filter: TaskFilter, sort: TaskSort, after: Cursor | null, limit: number): Promise<TaskPage> {
-    const text = filter.text === null || filter.text === '' ? null : filter.text;
-    const asId = text !== null && /^\d{1,15}$/.test(text.trim()) ? Number(text.trim()) : null;
+    // A number is a task id: found by the primary key, where a substring would read the table.
+    const asId = filter.text !== null && /^\d{1,15}$/.test(filter.text.trim()) ? Number(filter.text.trim()) : null;
+    const text = filter.text === null || filter.text === '' || asId !== null ? null : filter.text;
     const base = [filter.state, filter.group, text, asId];
     // One row more than shown: whether a next page exists, without counting.
     let result: pg.QueryResult<TaskRow>;

@@ -4,7 +4,8 @@
 
 -- name: dashboardTasksNewest
 -- Tasks, newest first. $1 state or null, $2 group or null, $3 text or null (a substring of the
--- command or the error, case-insensitive), $4 the text as a task id or null, $5 after this id
+-- command or the error, case-insensitive: a scan, stopped as soon as the page is full), $4 a
+-- task id or null (a search for a number: the primary key, not a scan), $5 after this id
 -- (the last id of the page before) or null, $6 rows
 SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
@@ -12,7 +13,8 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
   FROM {{schema}}.task
  WHERE ($1::text IS NULL OR state_id = $1)
    AND ($2::int IS NULL OR group_id = $2)
-   AND ($3::text IS NULL OR id = $4::bigint
+   AND ($4::bigint IS NULL OR id = $4)
+   AND ($3::text IS NULL
         OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
         OR strpos(lower(error), lower($3)) > 0)
    AND ($5::bigint IS NULL OR id < $5)
@@ -27,7 +29,8 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
   FROM {{schema}}.task
  WHERE ($1::text IS NULL OR state_id = $1)
    AND ($2::int IS NULL OR group_id = $2)
-   AND ($3::text IS NULL OR id = $4::bigint
+   AND ($4::bigint IS NULL OR id = $4)
+   AND ($3::text IS NULL
         OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
         OR strpos(lower(error), lower($3)) > 0)
    AND ($5::bigint IS NULL OR id > $5)
@@ -47,7 +50,8 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
   FROM {{schema}}.task
  WHERE ($1::text IS NULL OR state_id = $1)
    AND ($2::int IS NULL OR group_id = $2)
-   AND ($3::text IS NULL OR id = $4::bigint
+   AND ($4::bigint IS NULL OR id = $4)
+   AND ($3::text IS NULL
         OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
         OR strpos(lower(error), lower($3)) > 0)
    AND ($7::bigint IS NULL

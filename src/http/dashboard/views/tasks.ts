@@ -33,7 +33,7 @@ export function tasksPage(ctx: PageContext, view: TasksView): Html {
 <form method="get" action="/tasks" class="filters">
   <label>State <select name="state"><option value="">any</option>${states.map(([code, name]) => html`<option value="${code}"${view.filter.state === code ? html` selected` : ''}>${code} ${name}</option>`)}</select></label>
   <label>Group <input name="group" inputmode="numeric" size="4" value="${view.filter.group ?? ''}"></label>
-  <label>Search <input name="q" size="24" placeholder="command, error or id" value="${view.filter.text ?? ''}"></label>
+  <label>Search <input name="q" size="24" placeholder="text in command or error; or an id" value="${view.filter.text ?? ''}"></label>
   <label>Sort <select name="sort">${sorts.map(([value, name]) => html`<option value="${value}"${view.sort === value ? html` selected` : ''}>${name}</option>`)}</select></label>
   <button type="submit">Show</button>
 </form>
