@@ -11,7 +11,10 @@ import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { DashboardConfigError, startDashboard, type DashboardServer } from '../src/http/dashboard/index.js';
-import { ROOT } from './helpers/cli.js';
+import { Access } from '../src/http/dashboard/access.js';
+import { html } from '../src/http/dashboard/html.js';
+import { parseCommand } from '../src/http/dashboard/routes/actions.js';
+import { ROOT, runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger } from './helpers/node.js';
 import { until } from './helpers/wait.js';
@@ -184,6 +187,7 @@ describe('dashboard', () => {
       ['/tasks?state=XX', 'querystring/state must be one of DR, AW, AE, AC, CS, CF, CC\n'],
       ['/tasks?sort=queue&after=12', 'after: queue order takes a cursor priority:microseconds:id, as its next link gives\n'],
       ['/tasks/1?attempt=99', 'task 1 has not run yet\n'],
+      ['/tasks?sort=queue&state=CS', 'queue order is for waiting tasks (AW), not CS\n'],
     ] as const) {
       const response = await fetch(base + url);
       assert.equal(response.status, 400, url);
@@ -192,7 +196,8 @@ describe('dashboard', () => {
   });
 
   it('pages through tasks by keyset, in each order', async () => {
-    await db.query("INSERT INTO long_task.task (command, state_id, group_id, priority) SELECT '{true}', 'DR', 9, i % 3 FROM generate_series(1, 25) i");
+    // Group 9 has no node: its waiting tasks stay waiting.
+    await db.query("INSERT INTO long_task.task (command, state_id, group_id, priority) SELECT '{true}', CASE WHEN i % 2 = 0 THEN 'AW' ELSE 'DR' END, 9, i % 3 FROM generate_series(1, 50) i");
     for (const sort of ['newest', 'oldest', 'queue']) {
       const seen: number[] = [];
       let url: string | null = `/tasks?group=9&limit=10&sort=${sort}`;
@@ -202,8 +207,10 @@ describe('dashboard', () => {
         url = /<a href="([^"]+)" rel="next">/.exec(text)?.[1]?.replaceAll('&amp;', '&') ?? null;
       }
       const { rows } = await db.query<{ id: string }>(
-        `SELECT id FROM long_task.task WHERE group_id = 9 ORDER BY ${sort === 'newest' ? 'id DESC' : sort === 'oldest' ? 'id' : 'priority, last_state_change, id'}`,
+        `SELECT id FROM long_task.task WHERE group_id = 9 ${sort === 'queue' ? "AND state_id = 'AW'" : ''}
+          ORDER BY ${sort === 'newest' ? 'id DESC' : sort === 'oldest' ? 'id' : 'priority, last_state_change, id'}`,
       );
+      assert.ok(rows.length > 20, 'more than two pages');
       assert.deepEqual(seen, rows.map((r) => Number(r.id)), sort);
     }
   });
@@ -213,6 +220,9 @@ describe('dashboard', () => {
       startDashboard({ connectionString: db.url, host: '0.0.0.0', port: 0, logger: testLogger, token: null }),
       (error: Error) => error instanceof DashboardConfigError && /needs a token/.test(error.message),
     );
+    const cli = await runCli(db.url, ['dashboard', '--host', '0.0.0.0', '--port', '0']);
+    assert.equal(cli.code, 1);
+    assert.equal(cli.stderr, 'pg-tasks: the dashboard on 0.0.0.0 (not a loopback address) needs a token: give --token or PGTASKS_DASHBOARD_TOKEN\n');
     const token = 'a-token-of-the-test-0123456789';
     const remote = await startDashboard({ connectionString: db.url, host: '0.0.0.0', port: 0, logger: testLogger, token });
     try {
@@ -255,5 +265,46 @@ describe('dashboard', () => {
     await page.locator('tr[data-worker="7"] [data-status="failed"]').waitFor(WAIT);
     assert.equal(await status.innerText(), 'failed');
     await page.close();
+  });
+});
+
+describe('dashboard parts', () => {
+  it('escapes every value in html``, keeping nested markup', () => {
+    const cell = html`<td>${'<script>"x" & \'y\'</script>'}</td>`;
+    assert.equal(html`<tr>${[cell, null, undefined, false]}${7}</tr>`.text, '<tr><td>&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;</td>7</tr>');
+  });
+
+  it('reads a command as argument lines or a JSON array', () => {
+    assert.deepEqual(parseCommand('sh\r\n-c\n\necho  hi \n'), ['sh', '-c', 'echo  hi ']);
+    assert.deepEqual(parseCommand(' ["sh", "-c", ""] '), ['sh', '-c', '']);
+    assert.throws(() => parseCommand('["sh", 1]'), /non-empty array of strings/);
+    assert.throws(() => parseCommand('[oops'), /not valid JSON/);
+    assert.throws(() => parseCommand('\n \n'), /program on the first line/);
+  });
+
+  it('accepts only its own cookies, Bearer tokens and forms', () => {
+    const request = { method: 'GET', url: '/tasks', host: '127.0.0.1:8080', cookie: undefined, authorization: undefined, origin: undefined, secFetchSite: undefined };
+    const open = new Access(null, true);
+    const first = open.check(request);
+    assert.equal(first.kind, 'ok');
+    if (first.kind !== 'ok') return;
+    const cookie = first.session.setCookie!.split(';')[0]!;
+    const again = open.check({ ...request, cookie });
+    assert.ok(again.kind === 'ok' && again.session.id === first.session.id && again.session.setCookie === null);
+    // A forged cookie is a new visitor, not the session it names.
+    const forged = open.check({ ...request, cookie: `${cookie.split('.')[0]}.forged` });
+    assert.ok(forged.kind === 'ok' && forged.session.id !== first.session.id);
+    assert.deepEqual(open.check({ ...request, host: 'rebound.example:8080' }).kind, 'refused');
+    const post = { ...request, method: 'POST', cookie };
+    const csrf = open.csrfToken(first.session);
+    assert.equal(open.refuseCrossSite({ ...post, origin: 'http://127.0.0.1:8080', secFetchSite: 'same-origin' }, first.session, csrf), null);
+    assert.match(open.refuseCrossSite(post, first.session, 'guess') ?? '', /CSRF/);
+    assert.match(open.refuseCrossSite({ ...post, origin: 'http://127.0.0.1:9999' }, first.session, csrf) ?? '', /Origin/);
+    assert.match(open.refuseCrossSite({ ...post, secFetchSite: 'cross-site' }, first.session, csrf) ?? '', /Sec-Fetch-Site/);
+    // Another process's key: its cookies mean nothing here.
+    assert.ok(new Access(null, true).check({ ...request, cookie }).kind === 'ok');
+    const guarded = new Access('0123456789abcdef', false);
+    assert.equal(guarded.check({ ...request, cookie }).kind, 'refused');
+    assert.equal(guarded.check({ ...request, authorization: 'Bearer 0123456789abcdef' }).kind, 'ok');
   });
 });

@@ -11,7 +11,7 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
   FROM {{schema}}.task
- WHERE ($1::text IS NULL OR state_id = $1)
+ WHERE ($1::char(2) IS NULL OR state_id = $1::char(2))
    AND ($2::int IS NULL OR group_id = $2)
    AND ($4::bigint IS NULL OR id = $4)
    AND ($3::text IS NULL
@@ -27,7 +27,7 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
   FROM {{schema}}.task
- WHERE ($1::text IS NULL OR state_id = $1)
+ WHERE ($1::char(2) IS NULL OR state_id = $1::char(2))
    AND ($2::int IS NULL OR group_id = $2)
    AND ($4::bigint IS NULL OR id = $4)
    AND ($3::text IS NULL
@@ -48,7 +48,7 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
   FROM {{schema}}.task
- WHERE ($1::text IS NULL OR state_id = $1)
+ WHERE ($1::char(2) IS NULL OR state_id = $1::char(2))
    AND ($2::int IS NULL OR group_id = $2)
    AND ($4::bigint IS NULL OR id = $4)
    AND ($3::text IS NULL

@@ -54,6 +54,11 @@ export function registerPages(app: FastifyInstance, dashboard: Dashboard): void 
     if (limit < 1 || limit > 500) throw new BadRequest('limit must be 1 to 500');
     const after = q.after ? parseCursor(q.after, sort) : null;
     const filter = { state: (q.state || null) as TaskState | null, group: q.group ? Number(q.group) : null, text: q.q?.trim() || null };
+    // Queue order is the order waiting tasks are claimed in; other states have none.
+    if (sort === 'queue') {
+      if (filter.state !== null && filter.state !== 'AW') throw new BadRequest(`queue order is for waiting tasks (AW), not ${filter.state}`);
+      filter.state = 'AW';
+    }
     const result = await store.tasks(filter, sort, after, limit);
     const url = new URL(request.url, 'http://dashboard');
     url.searchParams.delete('fragment');

@@ -27,7 +27,7 @@ function query(view: TasksView, after: string | null): Record<string, string | n
 
 export function tasksPage(ctx: PageContext, view: TasksView): Html {
   const states = Object.entries(TASK_STATES);
-  const sorts: Array<[TaskSort, string]> = [['newest', 'newest first (id)'], ['oldest', 'oldest first (id)'], ['queue', 'queue order (priority, then age)']];
+  const sorts: Array<[TaskSort, string]> = [['newest', 'newest first (id)'], ['oldest', 'oldest first (id)'], ['queue', 'queue order (waiting: priority, then age)']];
   return page(ctx, 'Tasks', '/tasks', html`
 <h1>Tasks</h1>
 <form method="get" action="/tasks" class="filters">
