@@ -26,7 +26,7 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       sourceType: 'script',
-      globals: { document: 'readonly', window: 'readonly', fetch: 'readonly', EventSource: 'readonly', TextDecoder: 'readonly', atob: 'readonly', console: 'readonly' },
+      globals: { document: 'readonly', window: 'readonly', fetch: 'readonly', EventSource: 'readonly', TextDecoder: 'readonly', atob: 'readonly', console: 'readonly', setTimeout: 'readonly' },
     },
   },
   {

@@ -13,7 +13,7 @@ export interface GroupsView {
 export function groupsPage(ctx: PageContext, view: GroupsView): Html {
   return page(ctx, 'Groups', '/groups', html`
 <h1>Groups</h1>
-<section id="group-list" data-live="tasks workers" data-src="/groups?fragment=1">
+<section id="group-list" data-live="tasks workers" data-src="/groups?fragment=1" data-min-interval="2000">
 ${groupTable(view)}
 </section>
 <p class="hint">A group without a task_group row has the defaults: no limit, recover policy fail, ended tasks kept, runs kept 30 days.</p>`);
