@@ -215,6 +215,21 @@ describe('dashboard', () => {
     }
   });
 
+  it("shows a task's dependencies and schedule, the schedules and the groups", async () => {
+    const first = await addTask(db, ['true'], { state: 'DR', group: 11 });
+    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (command, state_id, group_id, depends_on) VALUES ('{true}', 'DR', 11, $1) RETURNING id", [[first]]);
+    const second = Number(rows[0]!.id);
+    await db.query("UPDATE long_task.task SET next_start = '2030-01-01T00:00:00Z', shed_period_id = 'DAY', shed_period_count = 1 WHERE id = $1", [first]);
+    const prerequisite = await (await fetch(`${base}/tasks/${first}`)).text();
+    assert.match(prerequisite, new RegExp(`Waiting for it: <a href="/tasks/${second}">${second}</a> \\(DR\\)`));
+    assert.match(prerequisite, /Next runs: 2030-01-01 00:00:00 UTC, 2030-01-02 00:00:00 UTC, 2030-01-03 00:00:00 UTC/);
+    assert.match(await (await fetch(`${base}/tasks/${second}`)).text(), new RegExp(`Depends on: <a href="/tasks/${first}">${first}</a> \\(DR\\) · 1 not yet CS`));
+    assert.match(await (await fetch(`${base}/schedules`)).text(), new RegExp(`<td><a href="/tasks/${first}">${first}</a></td>[\\s\\S]*1 × DAY`));
+    const groups = await (await fetch(`${base}/groups?fragment=1`)).text();
+    // Group 11: two drafts, nothing else.
+    assert.match(groups, /<tr data-group="11">\s*<td><a href="\/tasks\?group=11">11<\/a><\/td>\s*<td><a href="\/tasks\?group=11&amp;state=DR">2<\/a><\/td>/);
+  });
+
   it('needs a token off loopback, and takes it once into a cookie', async (t) => {
     await assert.rejects(
       startDashboard({ connectionString: db.url, host: '0.0.0.0', port: 0, logger: testLogger, token: null }),
