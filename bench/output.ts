@@ -2,7 +2,9 @@
 // - N tasks at 32 that each print 16 KiB, with live output on (the default) and off
 //   (--output-keep 0: only the tail on the task row), in alternating rounds;
 // - N × /bin/true at 31 while one more task prints as fast as it can (`yes`), against the same
-//   with nothing printing: does a heavy printer slow the node's claims?
+//   with nothing printing, and against the same printer with live output off (--output-keep 0):
+//   the last pair is what writing output live costs the node's claims, apart from the CPU that
+//   `yes` and reading its pipe take;
 // - statements per MB: the flushes (one NOTIFY each) the heavy printer cost, over what it printed.
 //   npx tsx bench/output.ts [--quick] [--n 3000] [--rounds 2]
 import pg from 'pg';
@@ -23,9 +25,9 @@ async function printing(live: boolean): Promise<number> {
 }
 
 /** /bin/true at 31 slots, with one more slot running `yes` (or nothing); rate, and the printer's figures. */
-async function besidePrinter(withPrinter: boolean): Promise<{ rate: number; bytes: number; flushes: number; seconds: number }> {
+async function besidePrinter(withPrinter: boolean, live = true): Promise<{ rate: number; bytes: number; flushes: number; seconds: number }> {
   // 31 slots for /bin/true either way; the printer has a 32nd.
-  const bench = await setUpBench(['--max-tasks', String(withPrinter ? CONCURRENCY : CONCURRENCY - 1)]);
+  const bench = await setUpBench(['--max-tasks', String(withPrinter ? CONCURRENCY : CONCURRENCY - 1), ...(live ? [] : ['--output-keep', '0'])]);
   const s = `"${bench.schema}"`;
   let printer: number | null = null;
   let flushes = 0;
@@ -39,7 +41,7 @@ async function besidePrinter(withPrinter: boolean): Promise<{ rate: number; byte
   if (withPrinter) {
     const { rows } = await bench.client.query<{ id: string }>(`INSERT INTO ${s}.task (state_id, command) VALUES ('AW', '{yes}') RETURNING id`);
     printer = Number(rows[0]!.id);
-    await waitFor(bench, `SELECT 1 FROM ${s}.task_output WHERE task_id = ${printer}`);
+    await waitFor(bench, live ? `SELECT 1 FROM ${s}.task_output WHERE task_id = ${printer}` : `SELECT 1 FROM ${s}.task WHERE id = ${printer} AND state_id = 'AE'`);
   }
   const startedAt = performance.now();
   flushes = 0;
@@ -74,7 +76,7 @@ async function waitFor(bench: Bench, sql: string): Promise<void> {
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-const live: number[] = [], off: number[] = [], quiet: number[] = [], loud: number[] = [];
+const live: number[] = [], off: number[] = [], quiet: number[] = [], loud: number[] = [], loudOff: number[] = [];
 let printed = 0, flushes = 0, printSeconds = 0;
 for (let r = 0; r < rounds; r++) {
   live.push(await printing(true));
@@ -82,6 +84,7 @@ for (let r = 0; r < rounds; r++) {
   quiet.push((await besidePrinter(false)).rate);
   const beside = await besidePrinter(true);
   loud.push(beside.rate);
+  loudOff.push((await besidePrinter(true, false)).rate);
   printed += beside.bytes;
   flushes += beside.flushes;
   printSeconds += beside.seconds;
@@ -89,6 +92,7 @@ for (let r = 0; r < rounds; r++) {
 const mb = printed / 2 ** 20;
 metric('output.live.ratio', mean(live) / mean(off));
 metric('output.printer.ratio', mean(loud) / mean(quiet));
+metric('output.printerLive.ratio', mean(loud) / mean(loudOff));
 metric('output.statementsPerMB', flushes / mb);
 console.log(
   `live output, ${n} tasks at ${CONCURRENCY} each printing 16 KiB, mean of ${rounds} alternating rounds: live output on ${mean(live).toFixed(0)}/s, ` +
@@ -96,6 +100,7 @@ console.log(
 );
 console.log(
   `live output beside a heavy printer: ${n} × /bin/true at 31 while \`yes\` prints ${(mb / printSeconds).toFixed(0)} MB/s: ${mean(loud).toFixed(0)}/s, ` +
-    `vs ${mean(quiet).toFixed(0)}/s with nothing printing (ratio ${(mean(loud) / mean(quiet)).toFixed(2)}); the printer's ${mb.toFixed(0)} MB cost ${flushes} statements ` +
+    `vs ${mean(quiet).toFixed(0)}/s with nothing printing (ratio ${(mean(loud) / mean(quiet)).toFixed(2)}: \`yes\` and the node reading its pipe take CPU on this machine's cores), ` +
+    `vs ${mean(loudOff).toFixed(0)}/s beside the same printer with --output-keep 0 (ratio ${(mean(loud) / mean(loudOff)).toFixed(2)}: what writing it live costs); the printer's ${mb.toFixed(0)} MB cost ${flushes} statements ` +
     `(${(flushes / mb).toFixed(3)} per MB, ${(flushes / printSeconds).toFixed(1)} a second)`,
 );
