@@ -32,8 +32,8 @@ export interface LiveRunsOptions {
  */
 export class LiveRuns {
   private readonly running = new Map<number, Run>();
-  /** Runs that ended whose outcome waits for their last output to be written. */
-  private handing = 0;
+  /** Runs ("id:attempt") that ended whose outcome waits for their last output to be written. */
+  private readonly handing = new Set<string>();
   private idleWaiters: Array<() => void> = [];
   // Runs ("id:attempt") that ended since the renewal before last: a renewal may have read
   // them as still live. Rotated at each renewal, so they hold only what ended lately.
@@ -103,10 +103,10 @@ export class LiveRuns {
       void this.output.close(run.taskId, run.attempt);
     } else {
       // Its output first: a reader that sees the run ended then has all it printed.
-      this.handing++;
+      this.handing.add(run.key);
       void this.output.close(run.taskId, run.attempt).then(() => {
         this.writer.finish(run.epoch, outcome);
-        this.handing--;
+        this.handing.delete(run.key);
         this.resolveIdle();
       });
     }
@@ -137,12 +137,12 @@ export class LiveRuns {
 
   /** Resolves when no run is live and every outcome is with the writer. */
   idle(): Promise<void> {
-    if (this.running.size === 0 && this.handing === 0) return Promise.resolve();
+    if (this.running.size === 0 && this.handing.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private resolveIdle(): void {
-    if (this.running.size === 0 && this.handing === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    if (this.running.size === 0 && this.handing.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   /**
@@ -153,7 +153,8 @@ export class LiveRuns {
   checkOwned(owned: Array<{ id: number; attempt: number }>, epoch: number): void {
     for (const { id, attempt } of owned) {
       const key = `${id}:${attempt}`;
-      if (this.running.get(id)?.attempt === attempt || this.writer.isPending(id, attempt) || this.endedRecently.has(key) || this.endedBefore.has(key)) continue;
+      // Its outcome is on its way however long its last output takes to write.
+      if (this.running.get(id)?.attempt === attempt || this.handing.has(key) || this.writer.isPending(id, attempt) || this.endedRecently.has(key) || this.endedBefore.has(key)) continue;
       this.log.error({ task: id, attempt }, 'run claimed under this lease has no process here: failing it');
       this.writer.finish(epoch, {
         id, attempt, state: 'CF', endReason: 'lost', pid: null, exitCode: null, signal: null, output: '',
