@@ -130,6 +130,35 @@ describe('dependencies', () => {
     assert.equal((await getTask(db, last)).state_id, 'CS');
   });
 
+  it('a dependent written while one transaction ends its prerequisites in the reverse of id order: both go through, no deadlock', async () => {
+    // In group 79, which no node serves; the prerequisites are set executing by hand. The
+    // transaction ends p2 (holding its row), the INSERT of a
+    // dependent of p1 and p2 then waits for p2; the transaction then ends p1. Had the INSERT
+    // kept p1's share lock while waiting for p2, this was a deadlock (seen in CI, from a
+    // node's end of several runs at once).
+    const p1 = await insert(['true'], null, { group: 79 });
+    const p2 = await insert(['true'], null, { group: 79 });
+    await db.query("UPDATE long_task.task SET state_id = 'AE' WHERE id = ANY($1)", [[p1, p2]]);
+    const ender = await db.pool.connect();
+    try {
+      await ender.query('BEGIN');
+      await ender.query("UPDATE long_task.task SET state_id = 'CS' WHERE id = $1", [p2]);
+      const dependent = insert(['true'], [p1, p2], { state: 'DR' });
+      await until(async () => (await db.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO long_task.task%'",
+      )).rowCount === 1, 'the INSERT to wait for the row the transaction holds', 10_000);
+      await ender.query("UPDATE long_task.task SET state_id = 'CS' WHERE id = $1", [p1]);
+      await ender.query('COMMIT');
+      const id = await dependent;
+      const task = await getTask(db, id);
+      assert.equal(task.state_id, 'DR');
+      assert.equal((await db.query<{ deps_left: number }>('SELECT deps_left FROM long_task.task WHERE id = $1', [id])).rows[0]!.deps_left, 0,
+        'both prerequisites are counted as ended');
+    } finally {
+      ender.release();
+    }
+  });
+
   it('refuses a cycle, a task depending on itself, and tasks that do not exist, when written', async () => {
     const a = await insert(['true'], null, { state: 'DR' });
     const b = await insert(['true'], [a], { state: 'DR' });
