@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { describeError } from '../db/errors.js';
 import { makeContext } from './context.js';
-import { CliError, type CliIo } from './io.js';
+import { CliError, oneLine, type CliIo } from './io.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerNode } from './commands/node.js';
 import { registerStart } from './commands/start.js';
@@ -37,6 +37,7 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
+      outputError: (s, write) => write(`${oneLine(s)}\n`),
     });
   const ctx = makeContext(program, io);
   registerStart(program, ctx);
@@ -51,7 +52,8 @@ export function buildProgram(io: CliIo): Command {
   for (const command of [program, ...program.commands]) {
     command.addHelpText('after', ENVIRONMENT_HELP);
     command.exitOverride();
-    command.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+    // Commander quotes a rejected argument as given: a newline in it must not split the line.
+    command.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: (s, write) => write(`${oneLine(s)}\n`) });
   }
   return program;
 }
@@ -79,7 +81,7 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
     if (error instanceof CommanderError && !(error instanceof InvalidArgumentError)) return error.exitCode;
     const known = error instanceof CliError || error instanceof InvalidArgumentError;
     const message = known ? error.message : describeError(error, safeSchema(program));
-    io.stderr.write(`pg-tasks: ${message}\n`);
+    io.stderr.write(`pg-tasks: ${oneLine(message)}\n`);
     return known ? error.exitCode : 1;
   }
 }

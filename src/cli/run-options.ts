@@ -1,7 +1,7 @@
 // The options of a task's runs (timeout and retries), shared by `add` and `schedule`.
 import { InvalidArgumentError, type Command } from 'commander';
 import type { EndReason, RunSettings } from '../client/types.js';
-import { parseDuration, parsePositive } from './parse.js';
+import { parseDuration, parsePositive, shown } from './parse.js';
 
 const RETRYABLE: EndReason[] = ['exit_code', 'signal', 'spawn_error', 'timeout', 'worker_failed', 'lost', 'oom'];
 
@@ -34,7 +34,7 @@ export function runSettings(opts: RunOptions): RunSettings {
 /** "1s..10m": base and cap; "2s": base only. */
 function parseBackoff(value: string): { base: number; cap: number | null } {
   const [base, cap, extra] = value.split('..');
-  if (extra !== undefined || !base) throw new InvalidArgumentError(`expected a backoff like 1s..10m (base..cap) or 2s, got "${value}"`);
+  if (extra !== undefined || !base) throw new InvalidArgumentError(`expected a backoff like 1s..10m (base..cap) or 2s, got ${shown(value)}`);
   const result = { base: parsePositiveDuration(base), cap: cap ? parsePositiveDuration(cap) : null };
   if (result.cap !== null && result.cap < result.base) throw new InvalidArgumentError(`the backoff's cap (${cap}) is below its base (${base})`);
   return result;
@@ -44,13 +44,13 @@ function parseRetryOn(value: string): EndReason[] {
   const reasons = value.split(',').map((r) => r.trim()).filter(Boolean);
   const unknown = reasons.filter((r) => !RETRYABLE.includes(r as EndReason));
   if (reasons.length === 0 || unknown.length > 0) {
-    throw new InvalidArgumentError(`unknown end reason "${unknown[0] ?? value}": --retry-on takes ${RETRYABLE.join(', ')}`);
+    throw new InvalidArgumentError(`unknown end reason ${shown(unknown[0] ?? value)}: --retry-on takes ${RETRYABLE.join(', ')}`);
   }
   return reasons as EndReason[];
 }
 
 function parsePositiveDuration(value: string): number {
   const ms = parseDuration(value);
-  if (ms <= 0) throw new InvalidArgumentError(`expected a duration above 0, got "${value}"`);
+  if (ms <= 0) throw new InvalidArgumentError(`expected a duration above 0, got ${shown(value)}`);
   return ms;
 }

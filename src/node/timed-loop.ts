@@ -1,5 +1,5 @@
 // setTimeout's longest delay is 2^31 − 1 ms (24.8 days); a wait further away is re-read then.
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The loop behind a node's timed parts (the scheduler, the release of delayed tasks): one

@@ -4,7 +4,7 @@ import { DashboardConfigError, startDashboard } from '../../http/dashboard/index
 import type { CliContext } from '../context.js';
 import { CliError, print } from '../io.js';
 import { LOG_FORMATS, makeLogger, type LogFormat } from '../logger.js';
-import { parseNonNegative } from '../parse.js';
+import { parsePort } from '../parse.js';
 
 interface DashboardCliOptions {
   port: number;
@@ -18,7 +18,7 @@ export function registerDashboard(program: Command, ctx: CliContext): void {
   program
     .command('dashboard')
     .description('serve the web dashboard: tasks, runs and live output, workers, schedules, groups; cancel, queue, add')
-    .option('--port <port>', 'TCP port (0: any free one)', (v) => parseNonNegative(v, '--port'), 8080)
+    .option('--port <port>', 'TCP port (0: any free one)', (v) => parsePort(v, '--port'), 8080)
     .option('--host <address>', 'address to listen on; any but a loopback one needs a token', '127.0.0.1')
     .option('--token <token>', 'required to use the dashboard (default: PGTASKS_DASHBOARD_TOKEN); at least 16 characters')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info')

@@ -8,7 +8,7 @@ import type { CliContext } from '../context.js';
 import { CliError } from '../io.js';
 import { serveNode, type NodeServer } from '../../http/node-server.js';
 import { LOG_FORMATS, makeLogger, type LogFormat } from '../logger.js';
-import { parseDuration, parseInteger, parseNonNegative, parsePositive } from '../parse.js';
+import { parseDuration, parseInteger, parseNonNegative, parsePort, parsePositive, parseTimerDuration, shown } from '../parse.js';
 
 export interface NodeCliOptions {
   workerId?: number | undefined;
@@ -26,8 +26,8 @@ export interface NodeCliOptions {
   pruneEvery: number;
   logLevel: string;
   logFormat: LogFormat;
-  /** null: off. */
-  metricsPort: number | null;
+  /** false: off (commander turns a parser's null into ''). */
+  metricsPort: number | false;
   metricsHost: string;
 }
 
@@ -39,7 +39,7 @@ export interface NodeHttp {
 }
 
 /** The options `node` and `start` share; `maxTasks` is the default the command applies itself. */
-export function addNodeOptions(command: Command, defaults: { maxTasks: number; metricsPort: number | null } = { maxTasks: NODE_DEFAULTS.maxTasks, metricsPort: null }): Command {
+export function addNodeOptions(command: Command, defaults: { maxTasks: number; metricsPort: number | false } = { maxTasks: NODE_DEFAULTS.maxTasks, metricsPort: false }): Command {
   return command
     .option('--worker-id <id>', 'worker id this node serves (default 1)', (v) => parseInteger(v, '--worker-id'))
     .option('--group <n>', 'group whose queue it serves (default 0)', (v) => parseInteger(v, '--group'))
@@ -49,12 +49,12 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number; m
     // Defaults are held in ms but shown as durations: a bare number given back means seconds.
     .addOption(
       new Option('--lease <duration>', 'worker lease, renewed every half of it')
-        .argParser(parseDuration)
+        .argParser((v) => parseTimerDuration(v, '--lease'))
         .default(NODE_DEFAULTS.leaseSeconds * 1000, `${NODE_DEFAULTS.leaseSeconds}s`),
     )
     .addOption(
       new Option('--kill-grace <duration>', 'SIGTERM to SIGKILL delay when a task is ended')
-        .argParser(parseDuration)
+        .argParser((v) => parseTimerDuration(v, '--kill-grace'))
         .default(NODE_DEFAULTS.killGraceMs, `${NODE_DEFAULTS.killGraceMs}ms`),
     )
     .option('--output-limit <bytes>', 'bytes of output kept per task on its row (the tail)', (v) => parseNonNegative(v, '--output-limit'), NODE_DEFAULTS.outputLimit)
@@ -78,7 +78,7 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number; m
     .addOption(
       new Option('--metrics-port <port>', 'serve /metrics (Prometheus), /healthz and /readyz on this port: a number, or off')
         .argParser(parseMetricsPort)
-        .default(defaults.metricsPort, defaults.metricsPort === null ? 'off' : `${defaults.metricsPort}, or a free port when it is taken`),
+        .default(defaults.metricsPort, defaults.metricsPort === false ? 'off' : `${defaults.metricsPort}, or a free port when it is taken`),
     )
     .option('--metrics-host <host>', 'address the metrics port listens on', '127.0.0.1')
     .option('--no-migrate', 'do not apply migrations at start')
@@ -116,22 +116,19 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
   };
 }
 
-function parseMetricsPort(value: string): number | null {
-  if (value === 'off') return null;
-  const port = parseNonNegative(value, '--metrics-port');
-  if (port > 65_535) throw new InvalidArgumentError(`--metrics-port must be a port (0 to 65535) or off, got ${value}`);
-  return port;
+function parseMetricsPort(value: string): number | false {
+  return value === 'off' ? false : parsePort(value, '--metrics-port', 'off');
 }
 
 /** The metrics endpoint the command line asks for (null: none). */
 export function nodeHttp(opts: NodeCliOptions, anyPort: boolean): NodeHttp | null {
-  return opts.metricsPort === null ? null : { host: opts.metricsHost, port: opts.metricsPort, anyPort };
+  return opts.metricsPort === false ? null : { host: opts.metricsHost, port: opts.metricsPort, anyPort };
 }
 
 function parsePruneEvery(value: string): number {
   if (value === 'off') return 0;
   const ms = parseDuration(value);
-  if (ms < 1_000) throw new InvalidArgumentError(`--prune-every must be at least 1s, or off; got "${value}"`);
+  if (ms < 1_000) throw new InvalidArgumentError(`--prune-every must be at least 1s, or off; got ${shown(value)}`);
   return ms;
 }
 

@@ -5,20 +5,21 @@ import type { CliContext } from '../context.js';
 import { print } from '../io.js';
 import { makeLogger } from '../logger.js';
 import { addNodeOptions, buildNodeOptions, nodeHttp, runNode, type NodeCliOptions } from './node.js';
-import { parseNonNegative } from '../parse.js';
+import { parsePort } from '../parse.js';
 import { startDashboard, type DashboardServer } from '../../http/dashboard/index.js';
 
 interface StartOptions extends NodeCliOptions {
   dataDir: string;
   port: number;
-  /** null: off; undefined: 8080, or a free port when that is taken. */
-  dashboardPort?: number | null;
+  /** false: off; undefined: 8080, or a free port when that is taken. */
+  dashboardPort?: number | false;
 }
 
 const DEFAULT_DASHBOARD_PORT = 8080;
 
-function parseDashboardPort(value: string): number | null {
-  return value === 'off' ? null : parseNonNegative(value, '--dashboard-port');
+// Not null for off: commander turns a parser's null into ''.
+function parseDashboardPort(value: string): number | false {
+  return value === 'off' ? false : parsePort(value, '--dashboard-port', 'off');
 }
 
 /** start runs fewer processes than a bare node by default: it is the try-it-out path. */
@@ -33,7 +34,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
       .command('start')
       .description('zero-setup start: an embedded PostgreSQL (unless DATABASE_URL is set), migrated, and one node')
       .option('--data-dir <dir>', 'embedded PostgreSQL data, kept across restarts', '.pg-tasks/data')
-      .option('--port <port>', 'embedded PostgreSQL port on 127.0.0.1 (default 54329, or a free one when that is taken)', (v) => parseNonNegative(v, '--port'))
+      .option('--port <port>', 'embedded PostgreSQL port on 127.0.0.1 (default 54329, or a free one when that is taken)', (v) => parsePort(v, '--port'))
       .option('--dashboard-port <port|off>', 'the web dashboard on 127.0.0.1 (default 8080, or a free one when that is taken; off: none)', parseDashboardPort),
     { maxTasks: START_MAX_TASKS, metricsPort: DEFAULT_METRICS_PORT },
   );
@@ -50,7 +51,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
     }
     let dashboard: DashboardServer | null = null;
     try {
-      if (opts.dashboardPort !== null) {
+      if (opts.dashboardPort !== false) {
         const port = opts.dashboardPort ?? DEFAULT_DASHBOARD_PORT;
         dashboard = await startDashboard({ schema: ctx.schema(), port, logger }).catch((error: NodeJS.ErrnoException) => {
           // The default port taken (another dashboard?): any free one will do.
