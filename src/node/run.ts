@@ -1,5 +1,6 @@
 import type { EndReason, TaskOutcome } from './result-writer.js';
 import type { ProcessResult, TaskProcess } from './task-process.js';
+import { MAX_TIMER_MS } from './timed-loop.js';
 
 /** Why the node itself ended a run, and what its task becomes. */
 export interface KillReason {
@@ -51,11 +52,15 @@ export class Run {
    * task_run row is the same in database time). It ends CF 'timeout' once its whole process
    * group is gone: SIGTERM, SIGKILL after the grace period.
    */
-  armTimeout(timeoutMs: number, graceMs: number): void {
+  armTimeout(timeoutMs: number, graceMs: number, leftMs = timeoutMs): void {
+    // One timer waits at most 24.8 days (a longer delay fires at once): a timeout of 30
+    // days is that, then the rest.
+    const wait = Math.min(Math.max(0, leftMs), MAX_TIMER_MS);
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.kill({ state: 'CF', endReason: 'timeout', error: `timed out after ${formatMs(timeoutMs)}` }, graceMs);
-    }, Math.max(0, timeoutMs));
+      if (leftMs > wait) this.armTimeout(timeoutMs, graceMs, leftMs - wait);
+      else this.kill({ state: 'CF', endReason: 'timeout', error: `timed out after ${formatMs(timeoutMs)}` }, graceMs);
+    }, wait);
   }
 
   /** The process is gone: nothing of the run may fire any more. */

@@ -117,7 +117,10 @@ WITH r AS (
 )
 INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, pid, started, deadline, finished,
                                  exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb)
-SELECT id, attempt, $1, $2, $3, pid, coalesce(started, now()), started + make_interval(secs => timeout_ms / 1000), now(),
+-- A timeout past what a timestamp can hold (e.g. '100000000 years', which the check allows)
+-- has no deadline: 'infinity', rather than an error that would fail the batch for ever.
+SELECT id, attempt, $1, $2, $3, pid, coalesce(started, now()),
+       CASE WHEN timeout_ms < 9e15 THEN started + make_interval(secs => timeout_ms / 1000) WHEN timeout_ms IS NOT NULL THEN 'infinity' END, now(),
        exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb
   FROM ended
 -- Only rows a user wrote could be in the way; they must not make the batch fail for ever.
@@ -156,9 +159,12 @@ SELECT task_id, attempt, worker_id, lease_epoch, node_name, pid, started, deadli
   FROM {{schema}}.task_run WHERE task_id = $1
 UNION ALL
 SELECT t.id, t.attempt, t.live_worker_id, t.live_epoch, t.node_name, t.pid, t.started,
-       t.started + coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id)),
+       -- As in finishRuns: a timeout past the timestamps' range is no deadline ('infinity').
+       CASE WHEN x.timeout < interval '285000 years' THEN t.started + x.timeout WHEN x.timeout IS NOT NULL THEN 'infinity' END,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-  FROM {{schema}}.task t WHERE t.id = $1 AND t.live_worker_id IS NOT NULL
+  FROM {{schema}}.task t
+       CROSS JOIN LATERAL (SELECT coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id)) AS timeout) x
+ WHERE t.id = $1 AND t.live_worker_id IS NOT NULL
  ORDER BY attempt;
 
 -- name: insertTask
