@@ -61,7 +61,11 @@ export function pageContext(dashboard: Dashboard, request: FastifyRequest, reply
   return ctx;
 }
 
-/** Where a form returns: a path of this site only (never another host). */
+/**
+ * Where a form returns: a path of this site only (never another host). Printable ASCII only:
+ * a browser drops tabs and newlines from a Location ("/\t/evil.example" is "//evil.example"),
+ * and Node refuses a header with control or non-Latin-1 characters (a 500).
+ */
 export function localPath(back: string | undefined, fallback: string): string {
-  return back && back.startsWith('/') && !back.startsWith('//') && !back.startsWith('/\\') ? back : fallback;
+  return back && /^\/[!-~]*$/.test(back) && !back.startsWith('//') && !back.startsWith('/\\') ? back : fallback;
 }

@@ -3,7 +3,7 @@
 //   startDashboard({ connectionString, schema, host, port, token, logger }) → { url, close() }
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyError, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { clientConfig, poolConfig, resolveSchema } from '../../db/connection.js';
@@ -80,7 +80,13 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   // forceCloseConnections: close() ends the browsers' keep-alive connections too, rather than
   // waiting for them to time out.
-  const app = Fastify({ logger: false, bodyLimit: 256 * 1024, forceCloseConnections: true });
+  const app = Fastify({
+    logger: false, bodyLimit: 256 * 1024, forceCloseConnections: true,
+    // A path Fastify cannot decode (/tasks/%FF) or read: one line, as our own errors.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as FastifyReply).code(error.statusCode ?? 400).type('text/plain; charset=utf-8').send(`${error.message}\n`);
+    },
+  });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
   });
@@ -118,7 +124,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   app.setNotFoundHandler((request, reply) => reply.code(404).type('text/plain; charset=utf-8').send(`no page at ${request.method} ${request.url.split('?')[0]}\n`));
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const status = error.validation ? 400 : error.statusCode && error.statusCode < 500 ? error.statusCode : 500;
+    // SQLSTATE class 22 (data exception: a number out of range, a NUL byte) is a value of the
+    // request that the database refused.
+    const dataError = typeof error.code === 'string' && /^22[0-9A-Z]{3}$/.test(error.code);
+    const status = error.validation || dataError ? 400 : error.statusCode && error.statusCode < 500 ? error.statusCode : 500;
     // One line, never a stack: the request's fault in its words, else the database's or ours.
     const message = error.validation ? validationMessage(error) : status < 500 ? error.message : describeError(error, schema);
     if (status >= 500) options.logger.error({ err: error.message, url: request.url }, 'dashboard request failed');

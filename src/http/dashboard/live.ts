@@ -15,6 +15,7 @@ import type { ServerResponse } from 'node:http';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Listener, type Notification } from '../../db/listener.js';
+import { MAX_TIMER_MS } from '../../node/timed-loop.js';
 import type { DashboardStore, WorkerRow } from './store.js';
 
 const TASK_EVENTS = new Set(['queued', 'delayed', 'cancel', 'ended', 'schedule']);
@@ -144,7 +145,9 @@ export class LiveFeed {
     this.lapseTimer = null;
     const ends = workers.map((w) => w.lapses_in_ms).filter((ms): ms is number => ms !== null);
     if (ends.length === 0 || this.stopped) return;
-    this.lapseTimer = setTimeout(() => this.readWorkers(false), Math.max(0, Math.min(...ends)) + LAPSE_MARGIN_MS);
+    // A lease months long (any value a user writes) is re-read after 24.8 days, the longest a
+    // timer waits: a longer delay would fire at once, and again, in a busy loop.
+    this.lapseTimer = setTimeout(() => this.readWorkers(false), Math.min(Math.max(0, Math.min(...ends)) + LAPSE_MARGIN_MS, MAX_TIMER_MS));
     this.lapseTimer.unref();
   }
 }
