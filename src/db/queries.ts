@@ -9,7 +9,7 @@ export const SQL_DIR = fileURLToPath(new URL('../../src/sql/', import.meta.url))
 const QUERY_NAMES = [
   'claimTasks', 'recordPids', 'finishRuns', 'cancelRequests', 'taskRuns', 'nextDelayedDue', 'releaseDelayed', 'insertTask', 'queueTask', 'getTasks', 'prerequisites',
   'cancelTask', 'getTask', 'listTasks',
-  'ensureWorker', 'lockWorker', 'recoverWorker', 'endWorkerRuns', 'takeLease', 'renewLease', 'failOrphanRuns', 'releaseLease',
+  'ensureWorker', 'lockWorker', 'markRecovering', 'recoverWorker', 'endWorkerRuns', 'takeLease', 'renewLease', 'failOrphanRuns', 'releaseLease',
   'readWorker', 'listWorkers', 'setWorkerStop', 'lockFailedWorker', 'markRecovered', 'markStandby',
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
