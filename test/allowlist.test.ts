@@ -2,11 +2,14 @@
 // before it spawns. The programs that would do harm here create a file: a refused task's file
 // never appears, an allowed one's does. Each test uses groups and workers of its own.
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { loadQueries } from '../src/db/queries.js';
+import { recoverFailedWorker } from '../src/node/recovery.js';
+import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
+import { until } from './helpers/wait.js';
 
 let db: TestDatabase;
 
@@ -256,6 +259,61 @@ describe('the node, before it spawns', () => {
     await waitEnded(db, [id]);
     assert.equal((await getTask(db, id)).state_id, 'CS');
     assert.ok(existsSync(`${dir}/made`));
+  });
+});
+
+describe("pg-tasks' own writes of a task that slipped past are not refused by the trigger (the claim refuses it)", () => {
+  it('a retry (AE to AW) of a run that failed after its group became allowlisted: the run ends, the retry is refused at spawn', async () => {
+    const dir = tempDir('allow-retry');
+    await db.query('INSERT INTO long_task.task_group (id) VALUES (41)');
+    await startNode(db, { workerId: 41, groupId: 41 });
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (group_id, state_id, command, max_attempts, backoff_base) VALUES (41, 'AW', $1, 2, '10 ms') RETURNING id",
+      [['sh', '-c', 'while [ ! -e "$0/go" ]; do sleep 0.05; done; touch "$0/ran-$PG_TASKS_TASK_ID-$$"; exit 1', dir]],
+    );
+    const id = Number(rows[0]!.id);
+    await until(async () => (await getTask(db, id)).pid !== null, 'the first run to start');
+    await allowlistGroup(41);
+    writeFileSync(`${dir}/go`, '');
+    await until(async () => (await getTask(db, id)).attempt === 2 && (await getTask(db, id)).state_id === 'CF', 'the retry to end', 30_000);
+    const { rows: runs } = await db.query<{ attempt: number; end_reason: string }>(
+      'SELECT attempt, end_reason FROM long_task.task_run WHERE task_id = $1 ORDER BY attempt', [id]);
+    assert.deepEqual(runs.map((r) => [r.attempt, r.end_reason]), [[1, 'exit_code'], [2, 'refused']]);
+    assert.equal(readdirSync(dir).filter((f) => f.startsWith('ran-')).length, 1, 'only the first run had a process');
+  });
+
+  it('the scheduler re-queues and copies a schedule written before the rule; each run is refused, and the schedules go on', async () => {
+    const dir = tempDir('allow-schedule');
+    await db.query('INSERT INTO long_task.task_group (id) VALUES (42)');
+    const copied = await addTask(db, ['touch', `${dir}/copy`], { group: 42, state: 'DR' });
+    // Not a copy: re-queued (from CF) at each slot once its run has ended.
+    const requeued = await addTask(db, ['touch', `${dir}/requeued`], { group: 42 });
+    await db.query("UPDATE long_task.task SET next_start = now(), shed_period_id = 'SEC', shed_period_count = 1, shed_clone = (id = $1) WHERE id = ANY($2)", [copied, [copied, requeued]]);
+    await allowlistGroup(42);
+    await startNode(db, { workerId: 42, groupId: 42 });
+    // Two slots each: the first refusal stopped nothing.
+    await until(async () => {
+      const { rows } = await db.query<{ copies: number; requeues: number }>(
+        `SELECT (SELECT count(*)::int FROM long_task.task_run r JOIN long_task.task t ON t.id = r.task_id WHERE t.shed_parent_id = $1 AND r.end_reason = 'refused') AS copies,
+                (SELECT count(*)::int FROM long_task.task_run WHERE task_id = $2 AND end_reason = 'refused') AS requeues`, [copied, requeued]);
+      return rows[0]!.copies >= 2 && rows[0]!.requeues >= 2;
+    }, 'two refused runs of each schedule', 30_000);
+    await db.query('UPDATE long_task.task SET next_start = NULL, shed_period_id = NULL, shed_period_count = NULL, shed_clone = false WHERE id = ANY($1)', [[copied, requeued]]);
+    assert.ok(!existsSync(`${dir}/copy`) && !existsSync(`${dir}/requeued`), 'a refused task ran');
+  });
+  it("a recovery that re-queues ('requeue' policy) a task of a failed worker: the recovery completes, the run is refused at spawn", async () => {
+    const dir = tempDir('allow-recovery');
+    await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch, node_name) VALUES (43, 43, true, now() - interval '1 hour', 5, 'gone')");
+    const id = await addTask(db, ['touch', `${dir}/made`], { group: 43, state: 'DR' });
+    await db.query("UPDATE long_task.task SET recover_policy = 'requeue', state_id = 'AW' WHERE id = $1", [id]);
+    // What the failed node's claim did.
+    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 43, lease_epoch = 5 WHERE id = $1", [id]);
+    await allowlistGroup(43);
+    assert.equal(await recoverFailedWorker(db.pool, loadQueries('long_task'), 43, 2, testLogger), true);
+    assert.equal((await getTask(db, id)).state_id, 'AW');
+    await startNode(db, { workerId: 44, groupId: 43 });
+    await expectRefusedAtSpawn(id, /^Refused: program "touch" is not allowed in group 43/);
+    assert.ok(!existsSync(`${dir}/made`), 'the refused task ran');
   });
 });
 
