@@ -15,6 +15,7 @@ const QUERY_NAMES = [
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
   'pruneTasks', 'pruneRuns', 'startRetention', 'pruneEndedBatch', 'pruneRunsBatch', 'pruneRerunRuns', 'holdRetention', 'finishRetention',
   'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',
+  'insertAllowRule', 'listAllowRules', 'deleteAllowRule',
   'appendOutput', 'readOutput', 'outputRun', 'queueDepth',
   'dashboardTasksNewest', 'dashboardTasksOldest', 'dashboardTasksQueue', 'dashboardDependents', 'dashboardWorkers',
   'dashboardSchedules', 'dashboardGroupRows', 'dashboardGroupCounts', 'dashboardCancel', 'dashboardQueue',
