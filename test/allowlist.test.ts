@@ -75,7 +75,7 @@ describe('the trigger, when a task is written', () => {
     await allow(21, '/usr/bin/true');
     const file = `${tempDir('allow-insert')}/made`;
     await expectRefused(addTask(db, ['touch', file], { group: 21 }),
-      /^program "touch" is not allowed in group 21: no rule of task_allowlist covers it in any directory of \/usr\/local\/sbin:.*:\/bin \(group 21 has commands = 'allowlist'\)\. An admin allows a program with INSERT INTO long_task\.task_allowlist/);
+      /^program "touch" is not allowed in group 21: no rule of task_allowlist covers it in any directory of \/usr\/local\/sbin:.*:\/bin \(group 21 has commands = 'allowlist'\)\. An admin allows a program with: pg-tasks allow 21 \/absolute\/path \(or \/directory\/\) \[--args REGEX\]; or INSERT INTO long_task\.task_allowlist/);
     // One refused row of several: the whole statement is refused.
     await expectRefused(
       db.query("INSERT INTO long_task.task (group_id, state_id, command) VALUES (21, 'AW', '{/usr/bin/true}'), (21, 'AW', ARRAY['/usr/bin/touch', $1])", [file]),
@@ -327,5 +327,45 @@ describe('the CLI flag', () => {
       assert.equal(lines[0], "error: option '--commands <mode>' argument 'everything' is invalid. Allowed choices are any, allowlist.", command);
       assert.ok(lines.length <= 2 && !/\n\s+at /.test(r.stderr), r.stderr);
     }
+  });
+});
+
+describe('allow, allowlist, disallow', () => {
+  it('add a rule, list it, remove it; a task the rule allows is written only while it stands', async () => {
+    await allowlistGroup(51);
+    const cli = (args: string[]): ReturnType<typeof runCli> => runCli(db.url, args);
+    const added = await cli(['allow', '51', '/usr/bin/rsync', '--args', '^-a$', '--note', 'backup']);
+    assert.equal(added.code, 0, added.stderr);
+    const id = Number(/^rule (\d+): group 51 may run \/usr\/bin\/rsync, with arguments matching \^-a\$$/m.exec(added.stdout)?.[1]);
+    assert.ok(id > 0, added.stdout);
+    await addTask(db, ['rsync', '-a'], { group: 51, state: 'DR' });
+    const listed = await cli(['allowlist', '51', '--json']);
+    assert.deepEqual(JSON.parse(listed.stdout), [{ id, group_id: 51, program: '/usr/bin/rsync', args_pattern: '^-a$', note: 'backup', commands: 'allowlist' }]);
+    const table = await cli(['allowlist', '51']);
+    assert.match(table.stdout, new RegExp(`^${id} +51 +allowlist +/usr/bin/rsync +\\^-a\\$ +backup$`, 'm'));
+    const removed = await cli(['disallow', String(id)]);
+    assert.equal(removed.stdout.trim(), `removed rule ${id}: group 51 may no longer run /usr/bin/rsync, with arguments matching ^-a$`);
+    await expectRefused(addTask(db, ['rsync', '-a'], { group: 51, state: 'DR' }), /^program "rsync" is not allowed in group 51/);
+    assert.equal((await cli(['allowlist', '51'])).stdout.trim(), 'group 51: no rules');
+    // A group that runs anything is told where its rules apply.
+    assert.match((await cli(['allow', '52', '/opt/jobs/'])).stdout, /^rule \d+: group 52 may run every program under \/opt\/jobs\/, with any arguments\n\(group 52 has commands = 'any': its rules are checked only by nodes started with --commands allowlist/);
+  });
+
+  it('bad input is one line of error, and writes nothing', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['allow', '53', 'bin/sh'], /^error: .*a program is an absolute path or a directory ending in \/, got "bin\/sh"$/],
+      [['allow', '53', '/opt/../bin/sh'], /^error: .*a program has no "\." or "\.\." segment and no "\/\/"/],
+      [['allow', '53', '/usr/bin/x', '--args', '(unclosed'], /^pg-tasks: invalid args_pattern '\(unclosed': invalid regular expression/],
+      [['allow', 'x', '/usr/bin/x'], /^error: .*group must be an integer, got "x"$/],
+      [['disallow', '999999'], /^pg-tasks: rule 999999 not found$/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(db.url, args);
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr.split('\n')[0]!, message, args.join(' '));
+      assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
+    }
+    const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM long_task.task_allowlist WHERE group_id = 53');
+    assert.equal(rows[0]!.n, 0);
   });
 });

@@ -148,9 +148,9 @@ BEGIN
   IF why IS NULL THEN
     RETURN NULL;
   END IF;
-  RETURN format('%s (group %s has commands = ''allowlist''). An admin allows a program with '
-                'INSERT INTO %s.task_allowlist (group_id, program, args_pattern) VALUES (%s, ''/absolute/path'' or ''/directory/'', NULL or a regular expression every argument must match)',
-                why, t.group_id, quote_ident(current_schema()), t.group_id);
+  RETURN format('%s (group %s has commands = ''allowlist''). An admin allows a program with: pg-tasks allow %s /absolute/path (or /directory/) [--args REGEX]; '
+                'or INSERT INTO %s.task_allowlist (group_id, program, args_pattern) VALUES (%s, ''/absolute/path'', NULL)',
+                why, t.group_id, t.group_id, quote_ident(current_schema()), t.group_id);
 END;
 $$;
 
