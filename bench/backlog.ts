@@ -87,7 +87,7 @@ async function explainClaim(workerId: number): Promise<Explained> {
       await client.query(`INSERT INTO ${s}.worker (id, group_id, active, locked_until, lease_epoch) VALUES ($1, 0, true, now() + interval '1 minute', 1)`, [workerId]);
       epoch = 1;
     }
-    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${queries.claimTasks}`, [0, workerId, MAX_TASKS, epoch, 'bench-explain']);
+    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${queries.claimTasks}`, [0, workerId, MAX_TASKS, epoch, 'bench-explain', false]);
     const plan = rows.map((r) => r['QUERY PLAN']);
     const ms = Number(/Execution Time: ([\d.]+) ms/.exec(plan.join('\n'))?.[1] ?? NaN);
     // The read of the waiting tasks: the scans on task (t is the UPDATE's own).

@@ -1,4 +1,4 @@
-import type { Limit, Task, TaskRun, Worker } from '../client/types.js';
+import type { AllowRule, Limit, Task, TaskRun, Worker } from '../client/types.js';
 
 function when(value: Date | null): string {
   return value ? value.toISOString() : '-';
@@ -132,6 +132,14 @@ export function formatLimitTable(limits: Limit[]): string {
   return table(
     ['KIND', 'NAME', 'MAX', 'RUNNING', 'WAITING'],
     limits.map((l) => [l.kind, l.name, String(l.max_running), String(l.running), String(l.waiting)]),
+  );
+}
+
+/** `pg-tasks allowlist`: one rule a line. */
+export function formatAllowTable(rules: AllowRule[]): string {
+  return table(
+    ['ID', 'GROUP', 'COMMANDS', 'PROGRAM', 'ARGS', 'NOTE'],
+    rules.map((r) => [String(r.id), String(r.group_id), r.commands, escapeControls(r.program), escapeControls(r.args_pattern ?? '(any)'), escapeControls(r.note ?? '')]),
   );
 }
 

@@ -11,6 +11,7 @@ import { registerTaskCommands } from './commands/tasks.js';
 import { registerSchedule } from './commands/schedule.js';
 import { registerWorkers } from './commands/workers.js';
 import { registerLimits } from './commands/limits.js';
+import { registerAllowlist } from './commands/allowlist.js';
 import { registerLogs } from './commands/logs.js';
 import { registerDashboard } from './commands/dashboard.js';
 
@@ -46,6 +47,7 @@ export function buildProgram(io: CliIo): Command {
   registerTaskCommands(program, ctx);
   registerLogs(program, ctx);
   registerLimits(program, ctx);
+  registerAllowlist(program, ctx);
   registerSchedule(program, ctx);
   registerWorkers(program, ctx);
   registerDashboard(program, ctx);

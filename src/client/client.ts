@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { clientConfig, poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
 import { loadQueries, type Queries } from '../db/queries.js';
-import type { AddTaskInput, Limit, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
+import type { AddTaskInput, AllowRule, Limit, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
 import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
 import { TaskWaiter } from './waiter.js';
@@ -204,6 +204,24 @@ export class TaskClient {
   async limits(): Promise<Limit[]> {
     const { rows } = await this.pool.query<Limit>(this.queries.listLimits);
     return rows;
+  }
+
+  /** Adds a rule to a group's allowlist (see docs/security.md). */
+  async allow(groupId: number, program: string, argsPattern: string | null = null, note: string | null = null): Promise<AllowRule> {
+    const { rows } = await this.pool.query<AllowRule>(this.queries.insertAllowRule, [groupId, program, argsPattern, note]);
+    return rows[0]!;
+  }
+
+  /** The rules of one group's allowlist, or of every group's. */
+  async allowRules(groupId: number | null = null): Promise<AllowRule[]> {
+    const { rows } = await this.pool.query<AllowRule>(this.queries.listAllowRules, [groupId]);
+    return rows;
+  }
+
+  /** Removes a rule; null when there is no rule with that id. */
+  async disallow(ruleId: number): Promise<AllowRule | null> {
+    const { rows } = await this.pool.query<AllowRule>(this.queries.deleteAllowRule, [ruleId]);
+    return rows[0] ?? null;
   }
 
   async workers(): Promise<Worker[]> {

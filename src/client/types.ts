@@ -126,6 +126,19 @@ export interface Limit {
   waiting: number;
 }
 
+/** A rule of task_allowlist (migration 14), with its group's commands setting. */
+export interface AllowRule {
+  id: number;
+  group_id: number;
+  /** An absolute path, or a directory ending in '/' (every program under it). */
+  program: string;
+  /** A regular expression every argument must match; null: any arguments. */
+  args_pattern: string | null;
+  note: string | null;
+  /** 'allowlist': the group runs only what its rules allow; 'any': only nodes with --commands allowlist check them. */
+  commands: 'any' | 'allowlist';
+}
+
 /** How a task's runs are bounded and retried; each null = the group's setting, else the default. */
 export interface RunSettings {
   /** Milliseconds a run may last before its process group is killed (CF, 'timeout'). Default: none. */

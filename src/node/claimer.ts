@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../db/errors.js';
 import type { Queries } from '../db/queries.js';
 import type { NodeEvents } from './events.js';
+import type { CommandsMode } from './options.js';
 
 export interface ClaimedRow {
   id: number;
@@ -19,6 +20,9 @@ export interface ClaimedRow {
   pinned: boolean;
   /** How many tasks the claim read (the same on every row): more than it took = some were held back by their concurrency_key. */
   candidates: number;
+  /** Checked against the allowlist (else both null): the absolute path to exec, or why it may not run. */
+  exec_path: string | null;
+  refusal: string | null;
 }
 
 /** What the claim needs from its node. */
@@ -54,7 +58,7 @@ export class Claimer {
     private readonly pool: pg.Pool,
     private readonly queries: Queries,
     private readonly schema: string,
-    private readonly target: { groupId: number; workerId: number; nodeName: string },
+    private readonly target: { groupId: number; workerId: number; nodeName: string; commands: CommandsMode },
     private readonly log: Logger,
     private readonly host: ClaimHost,
     private readonly events: NodeEvents,
@@ -116,7 +120,7 @@ export class Claimer {
           const { rows } = await this.pool.query<ClaimedRow>({
             name: `claimTasks:${this.schema}`,
             text: this.queries.claimTasks,
-            values: [t.groupId, t.workerId, free, epoch, t.nodeName],
+            values: [t.groupId, t.workerId, free, epoch, t.nodeName, t.commands === 'allowlist'],
           });
           this.events.publish('claim', { asked: free, claimed: rows.length, ms: performance.now() - sentAt });
           const heldBack = rows.length > 0 && rows[0]!.candidates > rows.length;

@@ -59,21 +59,22 @@ export class LiveRuns {
   /** Starts the process of a run just claimed under lease term `epoch`. */
   start(row: ClaimedRow, epoch: number, claimedAt = performance.now()): void {
     const o = this.options;
+    // Refused by the allowlist (the claim asked the matcher): no process at all.
+    if (row.refusal !== null) {
+      this.log.warn({ task: row.id, attempt: row.attempt, reason: row.refusal }, 'task refused: its command is not allowed');
+      this.endUnstarted(row, epoch, 'refused', `Refused: ${row.refusal}`);
+      return;
+    }
+    // Allowed by the allowlist: the program the matcher resolved is exec'd, as argv[0] too.
+    const command = row.exec_path !== null ? [row.exec_path, ...row.command.slice(1)] : row.command;
     let proc: TaskProcess;
     try {
       const sink = this.output.open(row.id, row.attempt);
-      proc = new TaskProcess({ id: row.id, command: row.command, cwd: row.cwd, params: row.params }, { rootDir: o.rootDir, outputLimit: o.outputLimit, sink }, this.spawner());
+      proc = new TaskProcess({ id: row.id, command, cwd: row.cwd, params: row.params }, { rootDir: o.rootDir, outputLimit: o.outputLimit, sink }, this.spawner());
     } catch (error) {
       void this.output.close(row.id, row.attempt);
       // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
-      const outcome = {
-        id: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', pid: null, exitCode: null, signal: null, output: '',
-        error: `could not start the process: ${(error as Error).message}`, timeoutMs: row.timeout_ms, pinned: row.pinned,
-      } as const;
-      this.writer.finish(epoch, outcome);
-      this.events.publish('run:ended', { taskId: row.id, attempt: row.attempt, state: 'CF', endReason: 'spawn_error', exitCode: null, signal: null, durationMs: 0 });
-      this.endedRecently.add(`${row.id}:${row.attempt}`);
-      this.host.ended();
+      this.endUnstarted(row, epoch, 'spawn_error', `could not start the process: ${(error as Error).message}`);
       return;
     }
     const run = new Run(row.id, row.attempt, epoch, proc, { timeoutMs: row.timeout_ms, pinned: row.pinned });
@@ -87,6 +88,17 @@ export class LiveRuns {
       this.events.publish('run:started', { taskId: row.id, attempt: row.attempt, pid, startMs: run.startedAt - claimedAt });
     });
     void proc.done.then((result) => this.onProcessEnd(run, result));
+  }
+
+  /** Ends CF a run that never had a process. */
+  private endUnstarted(row: ClaimedRow, epoch: number, endReason: 'refused' | 'spawn_error', error: string): void {
+    this.writer.finish(epoch, {
+      id: row.id, attempt: row.attempt, state: 'CF', endReason, pid: null, exitCode: null, signal: null, output: '',
+      error, timeoutMs: row.timeout_ms, pinned: row.pinned,
+    });
+    this.events.publish('run:ended', { taskId: row.id, attempt: row.attempt, state: 'CF', endReason, exitCode: null, signal: null, durationMs: 0 });
+    this.endedRecently.add(`${row.id}:${row.attempt}`);
+    this.host.ended();
   }
 
   private onProcessEnd(run: Run, result: ProcessResult): void {

@@ -164,7 +164,7 @@ export class TaskNode {
     this.writer!.dropStale(epoch);
     if (this.stopping) return;
     this.state = 'active';
-    this.log.info({ epoch, maxTasks: o.maxTasks, node: o.nodeName }, 'lease taken; node active');
+    this.log.info({ epoch, maxTasks: o.maxTasks, node: o.nodeName, commands: o.commands }, 'lease taken; node active');
     this.events.publish('lease:gained', { epoch, workerId: o.workerId });
     this.applyStop(stop, true);
     this.resync();

@@ -4,6 +4,9 @@ import type { SpawnerMode } from './spawner.js';
 
 export type ShutdownMode = 'cancel' | 'drain';
 
+/** 'allowlist': every task is checked against its group's task_allowlist before it spawns. */
+export type CommandsMode = 'any' | 'allowlist';
+
 export interface NodeOptions {
   /** Defaults to DATABASE_URL, then the PG* variables. */
   connectionString?: string | undefined;
@@ -44,6 +47,11 @@ export interface NodeOptions {
    * cluster-wide; see docs/retention): 0 never.
    */
   retentionEveryMs: number;
+  /**
+   * 'any': tasks of groups whose commands = 'allowlist' are checked, others run as written.
+   * 'allowlist': every task is checked, whatever its group says (see docs/security.md).
+   */
+  commands: CommandsMode;
   /** Apply migrations at start (default true). */
   migrate: boolean;
   logger: Logger;
@@ -62,6 +70,7 @@ export const NODE_DEFAULTS = {
   spawner: 'auto' as SpawnerMode,
   retentionEveryMs: 10 * 60_000,
   migrate: true,
+  commands: 'any' as CommandsMode,
 };
 
 export function defaultNodeName(workerId: number): string {

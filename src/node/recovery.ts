@@ -14,6 +14,7 @@ export async function recoverFailedWorker(pool: pg.Pool, queries: Queries, worke
   const failed = await withTransaction(pool, async (client) => {
     const { rows } = await client.query<{ node_name: string | null; lease_epoch: number }>(queries.lockFailedWorker, [workerId, recoveryDelaySeconds, now]);
     if (!rows[0]) return null; // not failed (any more), or another node is recovering it
+    await client.query(queries.markRecovering);
     await client.query(queries.recoverWorker, [workerId]);
     await client.query(queries.endWorkerRuns, [workerId]);
     await client.query(queries.markRecovered, [workerId]);

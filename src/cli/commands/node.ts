@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { TaskNode } from '../../node/node.js';
-import { NODE_DEFAULTS, defaultNodeName, type NodeOptions, type ShutdownMode } from '../../node/options.js';
+import { NODE_DEFAULTS, defaultNodeName, type CommandsMode, type NodeOptions, type ShutdownMode } from '../../node/options.js';
 import type { SpawnerMode } from '../../node/spawner.js';
 import type { Logger } from 'pino';
 import type { CliContext } from '../context.js';
@@ -22,6 +22,7 @@ export interface NodeCliOptions {
   outputKeep: number;
   shutdown: ShutdownMode;
   spawner: SpawnerMode;
+  commands: CommandsMode;
   migrate: boolean;
   pruneEvery: number;
   logLevel: string;
@@ -71,6 +72,11 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number; m
         .default(NODE_DEFAULTS.spawner),
     )
     .addOption(
+      new Option('--commands <mode>', "what may run: any (as written; groups with commands = 'allowlist' are checked), allowlist (every task checked against its group's task_allowlist)")
+        .choices(['any', 'allowlist'])
+        .default(NODE_DEFAULTS.commands),
+    )
+    .addOption(
       new Option('--prune-every <duration>', "how often to try a retention pass (task_group.keep_ended, keep_runs; one node at a time runs it): a duration, or off")
         .argParser(parsePruneEvery)
         .default(NODE_DEFAULTS.retentionEveryMs, `${NODE_DEFAULTS.retentionEveryMs / 60_000}m`),
@@ -110,6 +116,7 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     outputKeep: opts.outputKeep,
     shutdown: opts.shutdown,
     spawner: opts.spawner,
+    commands: opts.commands,
     retentionEveryMs: opts.pruneEvery,
     migrate: opts.migrate,
     logger,

@@ -67,6 +67,9 @@ export function registerStart(program: Command, ctx: CliContext): void {
           [
             '',
             `pg-tasks is running: worker ${options.workerId}, group ${options.groupId}, up to ${options.maxTasks} processes, schema "${schema}".`,
+            options.commands === 'allowlist'
+              ? "Commands:    allowlist (--commands allowlist): a task runs only if its group's task_allowlist allows it"
+              : "Commands:    any (--commands any, the default): a task runs as written, unless its group has commands = 'allowlist'",
             ...(embedded ? [`Data:        ${embedded.dataDir} (delete it, while stopped, to start afresh)`] : []),
             `Connect:     psql "${url}"`,
             'Add a task:',

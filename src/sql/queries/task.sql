@@ -14,10 +14,15 @@
 -- of the tasks read, a key's are taken up to the room it has left. `candidates` (how many were
 -- read) tells the node that some were held back by a key, so more may wait behind them.
 -- Each claimed task starts its next run: attempt + 1, marked live for this worker and term.
--- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name
+-- What may run (migration 14): for a node started with --commands allowlist ($6), or a group
+-- whose commands = 'allowlist', each claimed task carries the matcher's answer: exec_path to
+-- run, or why it is refused. Otherwise the matcher is never called (one probe of task_group).
+-- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name, $6 check every command
 WITH term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
+), commands AS (
+  SELECT $6::boolean OR EXISTS (SELECT 1 FROM {{schema}}.task_group g WHERE g.id = $1 AND g.commands = 'allowlist') AS checked
 ), lim AS MATERIALIZED (
   SELECT * FROM {{schema}}.claim_limits($1, $3, (SELECT held FROM term))
 ), any_worker AS (
@@ -58,7 +63,9 @@ UPDATE {{schema}}.task t
 RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change, picked.pinned,
           -- The group's timeout is read once (every task claimed is of group $1).
           (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = $1))) * 1000)::float8 AS timeout_ms,
-          (SELECT count(*) FROM candidates)::int AS candidates;
+          (SELECT count(*) FROM candidates)::int AS candidates,
+          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_allowed($1, CAST(t.command AS text[]), t.id) END AS exec_path,
+          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_refusal($1, CAST(t.command AS text[]), t.id) END AS refusal;
 
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the

@@ -18,6 +18,11 @@ SELECT id, active, stop, node_name, lease_epoch, locked_until,
  WHERE id = $1
    FOR UPDATE;
 
+-- name: markRecovering
+-- The recovery's own writes: a task it queues again is not refused by the allowlist trigger
+-- (migration 14), which would stop the recovery of every other task; the claim refuses it.
+SELECT set_config('pg_tasks.recovering', 'on', true);
+
 -- name: recoverWorker
 SELECT {{schema}}.recover_worker_tasks($1);
 
