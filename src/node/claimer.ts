@@ -19,6 +19,16 @@ export interface ClaimedRow {
   pinned: boolean;
   /** How many tasks the claim read (the same on every row): more than it took = some were held back by their concurrency_key. */
   candidates: number;
+  /** The task's run_as, else its group's (null: the node's own user). */
+  run_as: string | null;
+  /** The group's pass_env and env. */
+  pass_env: string[] | null;
+  env: Record<string, unknown> | null;
+  /** Each the smaller of the task's and the group's; null: none. */
+  memory_max: number | null;
+  cpu_seconds_max: number | null;
+  open_files_max: number | null;
+  pids_max: number | null;
 }
 
 /** What the claim needs from its node. */

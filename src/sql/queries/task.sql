@@ -15,7 +15,12 @@
 -- read) tells the node that some were held back by a key, so more may wait behind them.
 -- Each claimed task starts its next run: attempt + 1, marked live for this worker and term.
 -- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name
-WITH term AS (
+-- Spawn (issue 13): the group's run_as, pass_env, env and limits are read once (grp); each
+-- limit returned is the smaller of the task's and the group's (least ignores nulls).
+WITH grp AS MATERIALIZED (
+  SELECT run_as, pass_env, env, memory_max, cpu_seconds_max, open_files_max, pids_max
+    FROM {{schema}}.task_group WHERE id = $1
+), term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
 ), lim AS MATERIALIZED (
@@ -58,7 +63,13 @@ UPDATE {{schema}}.task t
 RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change, picked.pinned,
           -- The group's timeout is read once (every task claimed is of group $1).
           (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = $1))) * 1000)::float8 AS timeout_ms,
-          (SELECT count(*) FROM candidates)::int AS candidates;
+          (SELECT count(*) FROM candidates)::int AS candidates,
+          coalesce(t.run_as, (SELECT run_as FROM grp)) AS run_as,
+          (SELECT pass_env FROM grp) AS pass_env, (SELECT env FROM grp) AS env,
+          least(t.memory_max, (SELECT memory_max FROM grp))::float8 AS memory_max,
+          least(t.cpu_seconds_max, (SELECT cpu_seconds_max FROM grp)) AS cpu_seconds_max,
+          least(t.open_files_max, (SELECT open_files_max FROM grp)) AS open_files_max,
+          least(t.pids_max, (SELECT pids_max FROM grp)) AS pids_max;
 
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
