@@ -4,6 +4,7 @@
 // PGTASKS_SPAWNER=node too: both spawners must give the same.
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isProcessGroupAlive } from '../src/node/process-group.js';
@@ -49,7 +50,7 @@ async function ended(id: number): Promise<Record<string, unknown>> {
 
 /** The task's environment, from `env` as it printed it. */
 function envOf(task: Record<string, unknown>): Map<string, string> {
-  const out = String(task.output ?? '');
+  const out = typeof task.output === 'string' ? task.output : '';
   return new Map(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 }
 
@@ -127,6 +128,23 @@ describe(`run_as (spawner ${spawner})`, () => {
   it('a node refuses to start with an allowed user that does not exist, or root without --allow-run-as-root', async () => {
     await assert.rejects(startNode(db, { workerId: 33, groupId: 32, allowRunAs: ['pgtasks_no_such_user'] }), /--allow-run-as: no such user "pgtasks_no_such_user"/);
     await assert.rejects(startNode(db, { workerId: 34, groupId: 32, allowRunAs: ['root'] }), /needs --allow-run-as-root/);
+  });
+
+  it('a node not running as root refuses another user with the reason, and runs its own', { skip: isRoot ? 'needs a node that is not root (CI runs the suite as pgtasks-ci too)' : false }, async () => {
+    const self = os.userInfo().username;
+    // Root is another user whoever runs the tests, and allowed here: only the node's uid refuses it.
+    const node = await startNode(db, { workerId: 35, groupId: 32, allowRunAs: [self], allowRunAsRoot: true });
+    try {
+      const other = await ended(await insert(['sh', '-c', 'echo ran'], { group: 32, runAs: 'root' }));
+      assert.equal(other.end_reason, 'refused');
+      assert.equal(other.pid, null);
+      assert.match(String(other.error), /the node runs as uid \d+, not root, so it cannot switch to root/);
+      const own = await ended(await insert(['sh', '-c', 'echo "uid=$(id -u) user=$USER"'], { group: 32, runAs: self }));
+      assert.equal(own.state_id, 'CS', String(own.error));
+      assert.match(String(own.output), new RegExp(`uid=${process.getuid!()} user=${self}`));
+    } finally {
+      await node.shutdown('cancel', 'test done');
+    }
   });
 
   it('a node running as root runs the task as nobody: id reports 65534', { skip: isRoot ? false : 'the node must run as root to switch users' }, async () => {
