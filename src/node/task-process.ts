@@ -131,9 +131,9 @@ export class TaskProcess {
     const resolveStarted = this.resolveStarted;
     const resolveDone = this.resolveDone;
     const limits = this.task.limits ?? NO_LIMITS;
-    const spawnFailed = (error: NodeJS.ErrnoException, step: SpawnStep = 'exec'): void => {
+    const spawnFailed = (error: NodeJS.ErrnoException, step: SpawnStep = 'exec', program = argv[0]!): void => {
       resolveStarted(undefined);
-      void describeSpawnError(error, argv[0]!, cwd, step, user, limits).then((spawnError) =>
+      void describeSpawnError(error, program, cwd, step, user, limits).then((spawnError) =>
         resolveDone({ exitCode: null, signal: null, spawnError, output: '', killed: false }),
       );
     };
@@ -191,7 +191,8 @@ export class TaskProcess {
     child.stderr?.on('data', onData);
     child.once('error', (error: NodeJS.ErrnoException) => {
       if (this.pid !== undefined) return; // an error after a successful spawn (e.g. kill) is not a spawn failure
-      spawnFailed(error);
+      // With limits the program spawned is prlimit: a "command not found" is about it.
+      spawnFailed(error, 'exec', full === argv ? argv[0]! : 'prlimit (util-linux: it applies the limits with --spawner node)');
     });
     if (this.pid !== undefined) resolveStarted(this.pid);
     child.once('exit', (exitCode, signal) => {
