@@ -23,6 +23,16 @@ export interface ClaimedRow {
   /** Checked against the allowlist (else both null): the absolute path to exec, or why it may not run. */
   exec_path: string | null;
   refusal: string | null;
+  /** The task's run_as, else its group's (null: the node's own user). */
+  run_as: string | null;
+  /** The group's pass_env and env. */
+  pass_env: string[] | null;
+  env: Record<string, unknown> | null;
+  /** Each the smaller of the task's and the group's; null: none. */
+  memory_max: number | null;
+  cpu_seconds_max: number | null;
+  open_files_max: number | null;
+  pids_max: number | null;
 }
 
 /** What the claim needs from its node. */

@@ -9,7 +9,7 @@ import type { Reaper } from './reaper.js';
 import type { ResultWriter } from './result-writer.js';
 import { Run, type KillReason } from './run.js';
 import type { Spawner } from './spawner.js';
-import { TaskProcess, type ProcessResult } from './task-process.js';
+import { TaskProcess, type ProcessResult, type SpawnPolicy, type TaskSpec } from './task-process.js';
 
 /** What the live runs need from their node. */
 export interface LiveRunsHost {
@@ -21,6 +21,8 @@ export interface LiveRunsOptions {
   rootDir: string;
   outputLimit: number;
   killGraceMs: number;
+  /** The node's environment and run_as rules (default: a clean environment, no run_as). */
+  policy?: SpawnPolicy;
 }
 
 /**
@@ -70,7 +72,7 @@ export class LiveRuns {
     let proc: TaskProcess;
     try {
       const sink = this.output.open(row.id, row.attempt);
-      proc = new TaskProcess({ id: row.id, command, cwd: row.cwd, params: row.params }, { rootDir: o.rootDir, outputLimit: o.outputLimit, sink }, this.spawner());
+      proc = new TaskProcess({ ...taskSpec(row), command }, { rootDir: o.rootDir, outputLimit: o.outputLimit, sink, ...(o.policy ? { policy: o.policy } : {}) }, this.spawner());
     } catch (error) {
       void this.output.close(row.id, row.attempt);
       // spawn() throws synchronously for arguments it cannot pass (a NUL byte, a null element).
@@ -176,4 +178,13 @@ export class LiveRuns {
     this.endedBefore = this.endedRecently;
     this.endedRecently = new Set();
   }
+}
+
+/** What a claimed row asks of its process. */
+function taskSpec(row: ClaimedRow): TaskSpec {
+  return {
+    id: row.id, command: row.command, cwd: row.cwd, params: row.params, attempt: row.attempt, runAs: row.run_as,
+    groupEnv: row.pass_env || row.env ? { passEnv: row.pass_env, env: row.env } : null,
+    limits: { memoryMax: row.memory_max, cpuSecondsMax: row.cpu_seconds_max, openFilesMax: row.open_files_max, pidsMax: row.pids_max },
+  };
 }

@@ -19,6 +19,7 @@ import { Retention } from './retention.js';
 import { recoverFailedWorker } from './recovery.js';
 import { Reaper } from './reaper.js';
 import { Spawner } from './spawner.js';
+import { spawnPolicy } from './spawn-policy.js';
 import { Claimer } from './claimer.js';
 import type { Part } from './part.js';
 import { NodeEvents, type NodeState } from './events.js';
@@ -118,7 +119,8 @@ export class TaskNode {
       const output = new OutputWriter(pool, this.queries, this.schema, o.outputKeep, this.log, this.events);
       output.start();
       this.output = output;
-      const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, o, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() }, this.events, output);
+      const policy = await spawnPolicy(o);
+      const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, { ...o, policy }, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() }, this.events, output);
       this.runs = runs;
       this.lease = new LeaseKeeper(new Lease(pool, this.queries, o, this.log), o.leaseSeconds, this.schema, this.log, {
         gained: (epoch, stop) => this.onLeaseGained(epoch, stop),

@@ -52,6 +52,14 @@ export interface NodeOptions {
    * 'allowlist': every task is checked, whatever its group says (see docs/security.md).
    */
   commands: CommandsMode;
+  /** Names of the node's environment variables passed to every task (--pass-env). */
+  passEnv?: string[];
+  /** Variables set for every task (--env NAME=VALUE). */
+  env?: Record<string, string>;
+  /** Users tasks may run as (--allow-run-as), by name or id; the node must run as root. */
+  allowRunAs?: string[];
+  /** Root may be asked for as a run_as (--allow-run-as-root). */
+  allowRunAsRoot?: boolean;
   /** Apply migrations at start (default true). */
   migrate: boolean;
   logger: Logger;

@@ -1,3 +1,4 @@
+import { limitNote, NO_LIMITS } from './limits.js';
 import type { EndReason, TaskOutcome } from './result-writer.js';
 import type { ProcessResult, TaskProcess } from './task-process.js';
 import { MAX_TIMER_MS } from './timed-loop.js';
@@ -78,6 +79,7 @@ export class Run {
 
   outcome(result: ProcessResult): TaskOutcome {
     const base = { id: this.taskId, attempt: this.attempt, timeoutMs: this.claimed.timeoutMs, pinned: this.claimed.pinned, pid: this.proc.pid ?? null, exitCode: result.exitCode, signal: result.signal, output: result.output, usage: result.usage };
+    if (result.refused !== undefined) return { ...base, state: 'CF', endReason: 'refused', error: `Refused: ${result.refused}` };
     if (result.spawnError !== null) return { ...base, state: 'CF', endReason: 'spawn_error', error: result.spawnError };
     if (result.lost !== undefined) return { ...base, state: 'CF', endReason: 'lost', error: `Lost: ${result.lost}` };
     const reason = this.killReason;
@@ -85,7 +87,8 @@ export class Run {
     if (reason?.endReason === 'timeout') return { ...base, state: reason.state, endReason: reason.endReason, error: tail ? `${reason.error}\n${tail}` : reason.error };
     if (reason) return { ...base, state: reason.state, endReason: reason.endReason, error: reason.error };
     if (result.exitCode === 0) return { ...base, state: 'CS', endReason: 'completed', error: null };
-    const what = result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`;
+    const note = limitNote(this.proc.task.limits ?? NO_LIMITS, result.signal, result.usage);
+    const what = (result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`) + (note ? `: ${note}` : '');
     return { ...base, state: 'CF', endReason: result.signal !== null ? 'signal' : 'exit_code', error: tail ? `${what}\n${tail}` : what };
   }
 }

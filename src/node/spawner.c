@@ -7,9 +7,16 @@
  * The node compiles it on first use and falls back to child_process.spawn without a compiler.
  *
  * Protocol, both ways: frames of a 4-byte little-endian length, then the payload.
- * node -> helper  'S' key:u32 argc:u32 envc:u32, then NUL-terminated cwd, argv[argc], env[envc]
+ * node -> helper  'S' key:u32 argc:u32 envc:u32 uid:i32 gid:i32 ngroups:u32 nlimits:u32,
+ *                 then groups:u32[ngroups], then nlimits of (resource:u32 soft:u64 hard:u64),
+ *                 then NUL-terminated cwd, argv[argc], env[envc]. The environment is the
+ *                 task's whole environment (the node builds it clean; nothing is inherited).
+ *                 uid -1 and no limits: posix_spawn. Otherwise fork, then in the child
+ *                 setrlimit, setgroups, setgid, setuid (uid -1: keep the helper's), chdir, exec.
  * helper -> node  'P' key pid:i32        started (pid = process group id: setsid)
- *                 'E' key errno:i32      could not start
+ *                 'E' key errno:i32 step:i32  could not start; step says which call failed:
+ *                                        0 exec, 1 chdir, 2 setrlimit, 3 setgroups, 4 setgid,
+ *                                        5 setuid, 6 fork or pipe
  *                 'O' key bytes...       output (stdout and stderr share one pipe)
  *                 'X' key status:i32 user_ms:u32 system_ms:u32 maxrss_kb:u32
  *                                        the leader exited (raw wait status), and what it used
@@ -28,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <grp.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,17 +97,98 @@ static void reply_int(char type, uint32_t key, int32_t value) {
   reply(type, key, v, 4);
 }
 
+static void reply_error(uint32_t key, int err, int step) {
+  char v[8];
+  put_u32(v, (uint32_t)err);
+  put_u32(v + 4, (uint32_t)step);
+  reply('E', key, v, 8);
+}
+
+static uint64_t get_u64(const char *p) {
+  return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+/* What a task needs beyond posix_spawn: another user, or resource limits. */
+struct creds {
+  int32_t uid, gid; /* -1: keep the helper's */
+  uint32_t ngroups, nlimits;
+  const char *groups, *limits; /* raw, in the frame */
+};
+
+/*
+ * The slow path: fork, then in the child the calls posix_spawn cannot make, then exec. A
+ * failing call is reported through a CLOEXEC pipe (errno and step); a successful exec closes
+ * it, so the parent's read returns 0. fork, not vfork: the child calls setrlimit and setuid,
+ * and the helper is a few hundred kilobytes, so the copy is cheap.
+ */
+static pid_t fork_task(const struct creds *c, const char *cwd, char **argv, char **envp, int out, int *err, int *step) {
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) { *err = errno; *step = 6; return -1; }
+  gid_t groups[c->ngroups ? c->ngroups : 1];
+  for (uint32_t i = 0; i < c->ngroups; i++) groups[i] = (gid_t)get_u32(c->groups + 4 * i);
+  pid_t pid = fork();
+  if (pid < 0) { *err = errno; *step = 6; close(ep[0]); close(ep[1]); return -1; }
+  if (pid == 0) {
+    int s = 0;
+    sigset_t none;
+    sigemptyset(&none);
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    setsid();
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0 && devnull != 0) { dup2(devnull, 0); close(devnull); }
+    dup2(out, 1);
+    dup2(out, 2);
+    for (uint32_t i = 0; i < c->nlimits; i++) {
+      const char *l = c->limits + 20 * i;
+      struct rlimit rl = {(rlim_t)get_u64(l + 4), (rlim_t)get_u64(l + 12)};
+      if (setrlimit((int)get_u32(l), &rl) < 0) { s = 2; goto fail; }
+    }
+    if (c->uid >= 0) {
+      if (setgroups(c->ngroups, groups) < 0) { s = 3; goto fail; }
+      if (setgid((gid_t)c->gid) < 0) { s = 4; goto fail; }
+      if (setuid((uid_t)c->uid) < 0) { s = 5; goto fail; }
+    }
+    /* After setuid: the cwd must be usable by the user the task runs as. */
+    if (cwd[0] && chdir(cwd) < 0) { s = 1; goto fail; }
+    /* execvp searches the PATH of environ: the task's. */
+    environ = envp;
+    execvp(argv[0], argv);
+    s = 0;
+  fail:;
+    int v[2] = {errno, s};
+    (void)!write(ep[1], v, sizeof v);
+    _exit(127);
+  }
+  close(ep[1]);
+  int v[2];
+  ssize_t n;
+  do n = read(ep[0], v, sizeof v); while (n < 0 && errno == EINTR);
+  close(ep[0]);
+  if (n == (ssize_t)sizeof v) {
+    waitpid(pid, NULL, 0);
+    *err = v[0];
+    *step = v[1];
+    return -1;
+  }
+  return pid;
+}
+
 static void start_task(const char *msg, size_t len) {
-  if (len < 13) return;
+  if (len < 29) return;
   uint32_t key = get_u32(msg + 1), argc = get_u32(msg + 5), envc = get_u32(msg + 9);
+  struct creds c = {(int32_t)get_u32(msg + 13), (int32_t)get_u32(msg + 17), get_u32(msg + 21), get_u32(msg + 25), NULL, NULL};
+  size_t fixed = 29 + 4 * (size_t)c.ngroups + 20 * (size_t)c.nlimits;
   size_t nstr = 1 + (size_t)argc + envc;
-  if (argc == 0 || nstr > len) { reply_int('E', key, EINVAL); return; }
+  if (argc == 0 || c.ngroups > 65536 || c.nlimits > 16 || fixed > len || nstr > len - fixed) { reply_error(key, EINVAL, 0); return; }
+  c.groups = msg + 29;
+  c.limits = c.groups + 4 * c.ngroups;
   char **strs = calloc(nstr + 2, sizeof(char *));
   if (!strs) die("calloc");
-  const char *p = msg + 13, *end = msg + len;
+  const char *p = msg + fixed, *end = msg + len;
   for (size_t i = 0; i < nstr; i++) {
     const char *z = memchr(p, 0, (size_t)(end - p));
-    if (!z) { free(strs); reply_int('E', key, EINVAL); return; }
+    if (!z) { free(strs); reply_error(key, EINVAL, 0); return; }
     strs[i] = (char *)p;
     p = z + 1;
   }
@@ -110,7 +199,19 @@ static void start_task(const char *msg, size_t len) {
   memcpy(envp, strs + 1 + argc, envc * sizeof(char *));
 
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) { reply_int('E', key, errno); goto out; }
+  if (pipe2(fds, O_CLOEXEC) < 0) { reply_error(key, errno, 6); goto out; }
+  pid_t pid;
+  if (c.uid >= 0 || c.nlimits > 0) {
+    int err = 0, step = 0;
+    pid = fork_task(&c, strs[0], argv, envp, fds[1], &err, &step);
+    close(fds[1]);
+    if (pid < 0) {
+      close(fds[0]);
+      reply_error(key, err, step);
+      goto out;
+    }
+    goto started;
+  }
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   sigset_t none, all;
@@ -127,7 +228,6 @@ static void start_task(const char *msg, size_t len) {
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setsigmask(&at, &none);
   posix_spawnattr_setsigdefault(&at, &all);
-  pid_t pid;
   /* posix_spawnp searches the PATH of the environment the task gets, like Node's spawn. */
   char **saved = environ;
   environ = envp;
@@ -138,9 +238,10 @@ static void start_task(const char *msg, size_t len) {
   close(fds[1]);
   if (rc != 0) {
     close(fds[0]);
-    reply_int('E', key, rc);
+    reply_error(key, rc, 0);
     goto out;
   }
+started:
   fcntl(fds[0], F_SETFL, O_NONBLOCK);
   if (ntasks == captasks) {
     captasks = captasks ? captasks * 2 : 64;

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import type { RLimit } from './limits.js';
 
 /**
  * The node's side of the spawn helper (spawner.c): a small C process that starts the task
@@ -19,11 +20,23 @@ export type SpawnerMode = 'auto' | 'helper' | 'node';
 
 export interface HelperCallbacks {
   started(pid: number): void;
-  failed(errno: number): void;
+  /** step: the call that failed (SpawnStep); the exec itself unless run_as or limits. */
+  failed(errno: number, step: SpawnStep): void;
   output(chunk: Buffer): void;
   /** status -1: unknown (the helper died). usage: what the leader used, from wait4. */
   exited(status: number, usage?: ResourceUsage): void;
   closed(): void;
+}
+
+/** Which call of the start failed, as spawner.c numbers them. */
+export type SpawnStep = 'exec' | 'chdir' | 'setrlimit' | 'setgroups' | 'setgid' | 'setuid' | 'fork';
+const STEPS: SpawnStep[] = ['exec', 'chdir', 'setrlimit', 'setgroups', 'setgid', 'setuid', 'fork'];
+
+/** Who the task runs as (set only when the node switches user: it runs as root). */
+export interface SpawnCreds {
+  uid: number;
+  gid: number;
+  groups: number[];
 }
 
 const SOURCE = fileURLToPath(new URL('../../src/node/spawner.c', import.meta.url));
@@ -39,9 +52,6 @@ export class Spawner {
   private child: ChildProcess | null = null;
   private readonly tasks = new Map<number, { callbacks: HelperCallbacks; exited: boolean; closed: boolean }>();
   private nextKey = 1;
-  private readonly envAtStart: Record<string, string> = {};
-  private readonly baseEnv: Buffer;
-  private readonly baseEnvCount: number;
   private pending = Buffer.alloc(0);
   /** Set when the helper died under the node: the callers fall back to child_process. */
   dead = false;
@@ -51,15 +61,7 @@ export class Spawner {
   private constructor(
     private readonly binary: string,
     private readonly log: Logger,
-  ) {
-    for (const [k, v] of Object.entries(process.env)) {
-      if (v === undefined || k.includes('\0') || v.includes('\0')) continue;
-      this.envAtStart[k] = v;
-    }
-    const entries = Object.entries(this.envAtStart);
-    this.baseEnv = Buffer.from(entries.map(([k, v]) => `${k}=${v}\0`).join(''), 'utf8');
-    this.baseEnvCount = entries.length;
-  }
+  ) {}
 
   /** The helper, or null where it cannot be built ('auto') or is not wanted ('node'). */
   static async create(mode: SpawnerMode, log: Logger): Promise<Spawner | null> {
@@ -90,33 +92,38 @@ export class Spawner {
   }
 
   /**
-   * Asks the helper to start argv in cwd with the node's environment (as it was when the
-   * helper started: copying process.env costs more than the rest of a start) plus taskEnv.
-   * Throws, like spawn(), for what cannot be passed to the kernel (a NUL byte).
+   * Asks the helper to start argv in cwd with exactly the environment env ("NAME=VALUE"; the
+   * node builds it clean, see task-env.ts). With creds or limits the helper forks and makes
+   * the calls before exec; without, it uses posix_spawn. Throws, like spawn(), for what cannot
+   * be passed to the kernel (a NUL byte).
    */
-  spawn(argv: string[], cwd: string, taskEnv: Record<string, string>, callbacks: HelperCallbacks): void {
-    const own = Object.keys(taskEnv);
-    let base = this.baseEnv;
-    let envc = this.baseEnvCount;
-    if (own.some((k) => Object.hasOwn(this.envAtStart, k))) {
-      const entries = Object.entries(this.envAtStart).filter(([k]) => !own.includes(k));
-      base = Buffer.from(entries.map(([k, v]) => `${k}=${v}\0`).join(''), 'utf8');
-      envc = entries.length;
-    }
-    const strings = [cwd, ...argv, ...own.map((k) => `${k}=${taskEnv[k]}`)];
+  spawn(argv: string[], cwd: string, env: string[], callbacks: HelperCallbacks, creds: SpawnCreds | null = null, limits: RLimit[] = []): void {
+    const strings = [cwd, ...argv, ...env];
     for (const s of strings) {
       if (s.includes('\0')) throw new TypeError('an argument, the cwd or an environment variable contains a NUL byte');
     }
     const body = Buffer.from(strings.join('\0') + '\0', 'utf8');
+    const groups = creds?.groups ?? [];
     const key = this.nextKey++;
-    const head = Buffer.alloc(17);
-    head.writeUInt32LE(13 + body.length + base.length, 0);
+    const head = Buffer.alloc(33 + 4 * groups.length + 20 * limits.length);
+    head.writeUInt32LE(head.length - 4 + body.length, 0);
     head.write('S', 4, 'latin1');
     head.writeUInt32LE(key, 5);
     head.writeUInt32LE(argv.length, 9);
-    head.writeUInt32LE(envc + own.length, 13);
+    head.writeUInt32LE(env.length, 13);
+    head.writeInt32LE(creds ? creds.uid : -1, 17);
+    head.writeInt32LE(creds ? creds.gid : -1, 21);
+    head.writeUInt32LE(groups.length, 25);
+    head.writeUInt32LE(limits.length, 29);
+    let off = 33;
+    for (const g of groups) off = head.writeUInt32LE(g, off);
+    for (const l of limits) {
+      off = head.writeUInt32LE(l.resource, off);
+      off = head.writeBigUInt64LE(l.soft, off);
+      off = head.writeBigUInt64LE(l.hard, off);
+    }
     this.tasks.set(key, { callbacks, exited: false, closed: false });
-    this.child!.stdin!.write(Buffer.concat([head, body, base]));
+    this.child!.stdin!.write(Buffer.concat([head, body]));
   }
 
   private onData(chunk: Buffer): void {
@@ -146,7 +153,7 @@ export class Spawner {
         break;
       case 'E':
         this.tasks.delete(key);
-        task.failed(frame.readInt32LE(5));
+        task.failed(frame.readInt32LE(5), STEPS[frame.length >= 13 ? frame.readInt32LE(9) : 0] ?? 'exec');
         break;
       case 'O':
         task.output(Buffer.from(frame.subarray(5)));

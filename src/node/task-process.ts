@@ -4,14 +4,32 @@ import os from 'node:os';
 import path from 'node:path';
 import { OutputTail } from './output-tail.js';
 import { killProcessGroup, waitProcessGroupGone } from './process-group.js';
-import type { ResourceUsage, Spawner } from './spawner.js';
+import { NO_LIMITS, describeLimits, hasLimits, prlimitArgv, rlimits, type TaskLimits } from './limits.js';
+import { RunAs, type RunAsUser } from './run-as.js';
+import type { ResourceUsage, SpawnStep, Spawner } from './spawner.js';
+import { TaskEnv, type GroupEnv } from './task-env.js';
 
 export interface TaskSpec {
   id: number;
   command: string[];
   cwd: string | null;
   params: unknown;
+  /** The run's number (PG_TASKS_ATTEMPT); 0 when not known. */
+  attempt?: number;
+  /** The effective run_as (the task's, else its group's); null: the node's own user. */
+  runAs?: string | null;
+  /** The group's pass_env and env, as claimed. */
+  groupEnv?: GroupEnv | null;
+  limits?: TaskLimits;
 }
+
+/** What the node allows and passes: its environment rules and its run_as rules. */
+export interface SpawnPolicy {
+  env: TaskEnv;
+  runAs: RunAs;
+}
+
+let defaultPolicy: SpawnPolicy | null = null;
 
 export interface ProcessOptions {
   /** Where a relative or missing cwd resolves. */
@@ -20,6 +38,8 @@ export interface ProcessOptions {
   outputLimit: number;
   /** Also given every chunk of output as it is read (live output). */
   sink?: ((chunk: Buffer) => void) | null;
+  /** The node's; by default a clean environment with nothing passed, and no run_as allowed. */
+  policy?: SpawnPolicy;
 }
 
 export interface ProcessResult {
@@ -27,6 +47,8 @@ export interface ProcessResult {
   signal: NodeJS.Signals | null;
   /** Set when the process could not be started at all. */
   spawnError: string | null;
+  /** Set when the node would not start it (a run_as it cannot or may not honour). */
+  refused?: string;
   output: string;
   /** The node ended it (cancel, stop code, shutdown, fencing). */
   killed: boolean;
@@ -68,17 +90,50 @@ export class TaskProcess {
     const argv = taskArgv(task);
     const cwd = taskCwd(task, options.rootDir);
     this.tail = new OutputTail(options.outputLimit);
-    const taskEnv: Record<string, string> = {
-      PG_TASKS_TASK_ID: String(task.id),
-      PG_TASKS_PARAMS: task.params === null || task.params === undefined ? '' : JSON.stringify(task.params),
-    };
     let resolveStarted!: (pid: number | undefined) => void;
     this.started = new Promise((resolve) => (resolveStarted = resolve));
     let resolveDone!: (result: ProcessResult) => void;
     this.done = new Promise((resolve) => (resolveDone = resolve));
-    const spawnFailed = (error: NodeJS.ErrnoException): void => {
+    this.resolveStarted = resolveStarted;
+    this.resolveDone = resolveDone;
+    const policy = options.policy ?? (defaultPolicy ??= { env: new TaskEnv({ passEnv: [], env: {} }), runAs: RunAs.disabled() });
+    if (!task.runAs) {
+      // The fast path: no lookup, nothing awaited before the spawn.
+      this.launch(argv, cwd, policy.env.build(this.envTask(), task.groupEnv ?? null, null), null, null, spawner);
+      return;
+    }
+    void policy.runAs.decide(task.runAs).then((decision) => {
+      if ('refused' in decision) {
+        resolveStarted(undefined);
+        resolveDone({ exitCode: null, signal: null, spawnError: null, refused: decision.refused, output: '', killed: false });
+        return;
+      }
+      try {
+        const env = policy.env.build(this.envTask(), task.groupEnv ?? null, decision.user);
+        this.launch(argv, cwd, env, decision.user, decision.switchTo, spawner);
+      } catch (error) {
+        // What the fast path throws to its caller (a NUL byte) ends the run here instead.
+        resolveStarted(undefined);
+        resolveDone({ exitCode: null, signal: null, spawnError: `could not start the process: ${(error as Error).message}`, output: '', killed: false });
+      }
+    });
+  }
+
+  private readonly resolveStarted: (pid: number | undefined) => void;
+  private readonly resolveDone: (result: ProcessResult) => void;
+
+  private envTask(): { id: number; attempt: number; params: unknown } {
+    return { id: this.task.id, attempt: this.task.attempt ?? 0, params: this.task.params };
+  }
+
+  /** Starts the process: through the spawn helper when the node has one, else child_process. */
+  private launch(argv: string[], cwd: string, env: string[], user: RunAsUser | null, switchTo: RunAsUser | null, spawner: Spawner | null | undefined): void {
+    const resolveStarted = this.resolveStarted;
+    const resolveDone = this.resolveDone;
+    const limits = this.task.limits ?? NO_LIMITS;
+    const spawnFailed = (error: NodeJS.ErrnoException, step: SpawnStep = 'exec', program = argv[0]!): void => {
       resolveStarted(undefined);
-      void describeSpawnError(error, argv[0]!, cwd).then((spawnError) =>
+      void describeSpawnError(error, program, cwd, step, user, limits).then((spawnError) =>
         resolveDone({ exitCode: null, signal: null, spawnError, output: '', killed: false }),
       );
     };
@@ -96,12 +151,13 @@ export class TaskProcess {
     if (spawner && !spawner.dead) {
       let closed!: () => void;
       const outputClosed = new Promise<void>((resolve) => (closed = resolve));
-      spawner.spawn(argv, cwd, taskEnv, {
+      const creds = switchTo ? { uid: switchTo.uid, gid: switchTo.gid, groups: switchTo.groups } : null;
+      spawner.spawn(argv, cwd, env, {
         started: (pid) => {
           this.pid = pid;
           resolveStarted(pid);
         },
-        failed: (errno) => spawnFailed(errnoException(errno, argv[0]!)),
+        failed: (errno, step) => spawnFailed(errnoException(errno, argv[0]!), step),
         output: (chunk) => this.onOutput(chunk),
         exited: (status, usage) => {
           if (status === -1 && this.pid === undefined) {
@@ -119,19 +175,24 @@ export class TaskProcess {
           leaderExited(exitCode, signal, Promise.race([outputClosed, delay(1_000)]), undefined, usage);
         },
         closed: () => closed(),
-      });
+      }, creds, hasLimits(limits) ? rlimits(limits) : []);
       return;
     }
 
-    const env = { ...process.env, ...taskEnv };
-    const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+    // The fallback: child_process. Limits through util-linux prlimit (which then execs the
+    // program); the user through spawn's uid and gid, which leave no supplementary groups.
+    const envObject = Object.fromEntries(env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+    const full = hasLimits(limits) ? prlimitArgv(limits, argv) : argv;
+    const ids = switchTo ? { uid: switchTo.uid, gid: switchTo.gid } : {};
+    const child = spawn(full[0]!, full.slice(1), { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: envObject, ...ids });
     this.pid = child.pid;
     const onData = (chunk: Buffer): void => this.onOutput(chunk);
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.once('error', (error: NodeJS.ErrnoException) => {
       if (this.pid !== undefined) return; // an error after a successful spawn (e.g. kill) is not a spawn failure
-      spawnFailed(error);
+      // With limits the program spawned is prlimit: a "command not found" is about it.
+      spawnFailed(error, 'exec', full === argv ? argv[0]! : 'prlimit (util-linux: it applies the limits with --spawner node)');
     });
     if (this.pid !== undefined) resolveStarted(this.pid);
     child.once('exit', (exitCode, signal) => {
@@ -202,13 +263,24 @@ async function streamsClosed(child: ChildProcess, timeoutMs: number): Promise<vo
 }
 
 /** Node says "spawn x ENOENT" for a missing program and for a missing cwd alike. */
-async function describeSpawnError(error: NodeJS.ErrnoException, program: string, cwd: string): Promise<string> {
+async function describeSpawnError(error: NodeJS.ErrnoException, program: string, cwd: string, step: SpawnStep, user: RunAsUser | null, limits: TaskLimits): Promise<string> {
+  const as = user ? ` by ${user.name} (uid ${user.uid}, gid ${user.gid})` : '';
+  if (step === 'chdir') {
+    if (error.code === 'ENOENT') return `working directory does not exist: ${cwd}`;
+    if (error.code === 'ENOTDIR') return `working directory is not a directory: ${cwd}`;
+    return `working directory is not usable${as}: ${cwd}: ${error.code}`;
+  }
+  if (step === 'setrlimit') return `could not apply the limits (${describeLimits(limits)}): ${error.code}`;
+  if (step === 'setgroups' || step === 'setgid' || step === 'setuid') return `could not switch to ${user?.name ?? 'the user'} (${step}): ${error.code}`;
+  if (step === 'fork') return `could not start ${program}: ${error.message}`;
+  if (error.code === 'EAGAIN' && limits.pidsMax !== null) return `could not start ${program}: the user it runs as already has pids_max (${limits.pidsMax}) processes`;
+  if ((error.code === 'ENOMEM' || error.code === 'E2BIG') && limits.memoryMax !== null) return `could not start ${program}: memory_max (${limits.memoryMax} bytes) is too small to load it`;
   if (error.code === 'ENOENT' || error.code === 'ENOTDIR') {
     const dir = await stat(cwd).catch(() => null);
     if (!dir) return `working directory does not exist: ${cwd}`;
     if (!dir.isDirectory()) return `working directory is not a directory: ${cwd}`;
     return `command not found: ${program}`;
   }
-  if (error.code === 'EACCES') return `permission denied: ${program}`;
+  if (error.code === 'EACCES') return user ? `permission denied: ${program}, or its working directory ${cwd}${as}` : `permission denied: ${program}`;
   return `could not start ${program}: ${error.message}`;
 }

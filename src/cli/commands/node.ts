@@ -8,6 +8,7 @@ import type { CliContext } from '../context.js';
 import { CliError } from '../io.js';
 import { serveNode, type NodeServer } from '../../http/node-server.js';
 import { LOG_FORMATS, makeLogger, type LogFormat } from '../logger.js';
+import { parseEnvAssignment, validEnvName } from '../../node/task-env.js';
 import { parseDuration, parseInteger, parseNonNegative, parsePort, parsePositive, parseTimerDuration, shown } from '../parse.js';
 
 export interface NodeCliOptions {
@@ -30,6 +31,10 @@ export interface NodeCliOptions {
   /** false: off (commander turns a parser's null into ''). */
   metricsPort: number | false;
   metricsHost: string;
+  passEnv: string[];
+  env: Array<[string, string]>;
+  allowRunAs: string[];
+  allowRunAsRoot: boolean;
 }
 
 /** Where a node serves /metrics, /healthz and /readyz; anyPort: a free one when `port` is taken. */
@@ -87,6 +92,10 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number; m
         .default(defaults.metricsPort, defaults.metricsPort === false ? 'off' : `${defaults.metricsPort}, or a free port when it is taken`),
     )
     .option('--metrics-host <host>', 'address the metrics port listens on', '127.0.0.1')
+    .option('--pass-env <names>', "the node's environment variables every task gets, by name (NAME[,NAME…]; repeatable)", collectNames, [] as string[])
+    .option('--env <NAME=VALUE>', 'a variable every task gets (repeatable)', collectEnv, [] as Array<[string, string]>)
+    .option('--allow-run-as <users>', 'users tasks may run as, by run_as on the task or its group (USER[,USER…]; repeatable; the node must run as root)', collectUsers, [] as string[])
+    .option('--allow-run-as-root', 'also allow run_as root (uid 0 or group 0)', false)
     .option('--no-migrate', 'do not apply migrations at start')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info')
     .addOption(
@@ -119,9 +128,36 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     commands: opts.commands,
     retentionEveryMs: opts.pruneEvery,
     migrate: opts.migrate,
+    passEnv: opts.passEnv,
+    env: Object.fromEntries(opts.env),
+    allowRunAs: opts.allowRunAs,
+    allowRunAsRoot: opts.allowRunAsRoot,
     logger,
   };
 }
+
+function collectNames(value: string, previous: string[]): string[] {
+  const names = value.split(',').map((n) => n.trim()).filter(Boolean);
+  const bad = names.find((n) => !validEnvName(n));
+  if (bad !== undefined || names.length === 0) throw new InvalidArgumentError(`--pass-env takes variable names (letters, digits, _), got "${bad ?? value}"`);
+  return [...previous, ...names];
+}
+
+function collectEnv(value: string, previous: Array<[string, string]>): Array<[string, string]> {
+  try {
+    return [...previous, parseEnvAssignment(value)];
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function collectUsers(value: string, previous: string[]): string[] {
+  const users = value.split(',').map((n) => n.trim()).filter(Boolean);
+  const bad = users.find((u) => !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(u));
+  if (bad !== undefined || users.length === 0) throw new InvalidArgumentError(`--allow-run-as takes user names or ids (USER[,USER…]), got "${bad ?? value}"`);
+  return [...previous, ...users];
+}
+
 
 function parseMetricsPort(value: string): number | false {
   return value === 'off' ? false : parsePort(value, '--metrics-port', 'off');

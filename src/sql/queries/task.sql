@@ -17,8 +17,13 @@
 -- What may run (migration 14): for a node started with --commands allowlist ($6), or a group
 -- whose commands = 'allowlist', each claimed task carries the matcher's answer: exec_path to
 -- run, or why it is refused. Otherwise the matcher is never called (one probe of task_group).
+-- Spawn (issue 13): the group's run_as, pass_env, env and limits are read once (grp); each
+-- limit returned is the smaller of the task's and the group's (least ignores nulls).
 -- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name, $6 check every command
-WITH term AS (
+WITH grp AS MATERIALIZED (
+  SELECT run_as, pass_env, env, memory_max, cpu_seconds_max, open_files_max, pids_max
+    FROM {{schema}}.task_group WHERE id = $1
+), term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
 ), commands AS (
@@ -65,7 +70,13 @@ RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_
           (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = $1))) * 1000)::float8 AS timeout_ms,
           (SELECT count(*) FROM candidates)::int AS candidates,
           CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_allowed($1, CAST(t.command AS text[]), t.id) END AS exec_path,
-          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_refusal($1, CAST(t.command AS text[]), t.id) END AS refusal;
+          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_refusal($1, CAST(t.command AS text[]), t.id) END AS refusal,
+          coalesce(t.run_as, (SELECT run_as FROM grp)) AS run_as,
+          (SELECT pass_env FROM grp) AS pass_env, (SELECT env FROM grp) AS env,
+          least(t.memory_max, (SELECT memory_max FROM grp))::float8 AS memory_max,
+          least(t.cpu_seconds_max, (SELECT cpu_seconds_max FROM grp)) AS cpu_seconds_max,
+          least(t.open_files_max, (SELECT open_files_max FROM grp)) AS open_files_max,
+          least(t.pids_max, (SELECT pids_max FROM grp)) AS pids_max;
 
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
