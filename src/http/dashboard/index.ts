@@ -118,9 +118,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   app.setNotFoundHandler((request, reply) => reply.code(404).type('text/plain; charset=utf-8').send(`no page at ${request.method} ${request.url.split('?')[0]}\n`));
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const status = error.validation ? 400 : error.statusCode && error.statusCode < 500 ? error.statusCode : 500;
+    // A database user without the privilege (its role, docs/security.md "Roles"): 403.
+    const denied = (error as { code?: string }).code === '42501';
+    const status = error.validation ? 400 : denied ? 403 : error.statusCode && error.statusCode < 500 ? error.statusCode : 500;
     // One line, never a stack: the request's fault in its words, else the database's or ours.
-    const message = error.validation ? validationMessage(error) : status < 500 ? error.message : describeError(error, schema);
+    const message = error.validation ? validationMessage(error) : status < 500 && !denied ? error.message : describeError(error, schema);
     if (status >= 500) options.logger.error({ err: error.message, url: request.url }, 'dashboard request failed');
     return reply.code(status).type('text/plain; charset=utf-8').send(`${message.split('\n')[0]}\n`);
   });
