@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { startDashboard } from '../src/http/dashboard/index.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startNode, stopAllNodes, waitEnded } from './helpers/node.js';
+import { startNode, stopAllNodes, testLogger, waitEnded } from './helpers/node.js';
 
 const PREFIX = `pgt_${randomBytes(3).toString('hex')}_`;
 const OTHER_PREFIX = `pgt_${randomBytes(3).toString('hex')}_`;
@@ -256,5 +257,48 @@ describe('each role, as a login user granted it', () => {
       `CREATE OR REPLACE FUNCTION long_task.recover_worker_tasks(p_worker_id int) RETURNS void
        LANGUAGE sql SET search_path = long_task, pg_catalog AS $body$${rows[0]!.body}$body$`,
     );
+  });
+
+  it('the dashboard reads as reader and shows a refused action as one line; as submitter it cancels', async () => {
+    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (command, state_id, group_id) VALUES ('{true}', 'AW', 70) RETURNING id");
+    const id = rows[0]!.id;
+    process.env.PGTASKS_ROLE_PREFIX = PREFIX;
+    try {
+      for (const kind of ['reader', 'submitter'] as const) {
+        const token = randomBytes(8).toString('hex');
+        const dashboard = await startDashboard({ connectionString: urlAs(users[kind]), schema: 'long_task', host: '127.0.0.1', port: 0, token, logger: testLogger });
+        try {
+          const base = `http://127.0.0.1:${dashboard.port}`;
+          const headers = { authorization: `Bearer ${token}` };
+          for (const page of ['/tasks', `/tasks/${id}`, '/workers', '/groups']) {
+            const response = await fetch(`${base}${page}`, { headers });
+            assert.equal(response.status, 200, `${kind} GET ${page}: ${await response.text()}`);
+          }
+          const cancel = await fetch(`${base}/tasks/${id}/cancel`, {
+            method: 'POST',
+            headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
+            body: '',
+            redirect: 'manual',
+          });
+          assert.equal(cancel.status, 303);
+          // The flash message rides in a cookie: base64url JSON { kind, message }.
+          const cookie = /pgtasks_flash=([^;]*)/.exec(cancel.headers.get('set-cookie') ?? '')?.[1] ?? '';
+          const flash = (JSON.parse(Buffer.from(cookie, 'base64url').toString('utf8')) as { message: string }).message;
+          assert.doesNotMatch(flash, /\n/);
+          const state = (await db.query<{ state_id: string }>('SELECT state_id FROM long_task.task WHERE id = $1', [id])).rows[0]!.state_id;
+          if (kind === 'reader') {
+            assert.match(flash, new RegExp(`refused: permission denied for table task: .*${PREFIX}submitter`));
+            assert.equal(state, 'AW');
+          } else {
+            assert.match(flash, /cancelled/);
+            assert.equal(state, 'CC');
+          }
+        } finally {
+          await dashboard.close();
+        }
+      }
+    } finally {
+      delete process.env.PGTASKS_ROLE_PREFIX;
+    }
   });
 });

@@ -12,7 +12,8 @@ const INT = '^-?[0-9]{1,10}$';
 const FORM = { csrf: { type: 'string', maxLength: 200 }, back: { type: 'string', maxLength: 2000 } } as const;
 
 /** SQLSTATEs a person caused, shown as the database says them: the triggers' and constraints' refusals. */
-const REFUSALS = new Set(['23514', '23503', '23502', '22P02', '22003', 'P0001']);
+// 42501: the database user lacks the role for this change (docs/security.md, "Roles").
+const REFUSALS = new Set(['23514', '23503', '23502', '22P02', '22003', 'P0001', '42501']);
 
 export function registerActions(app: FastifyInstance, dashboard: Dashboard): void {
   const { store } = dashboard;
