@@ -28,7 +28,6 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
         else print(ctx.io, `schema "${ctx.schema()}" migrated from version ${result.from} to ${result.to}: ${result.applied.join(', ')}`);
         const roles = result.roles;
         if (roles?.created.length) print(ctx.io, `created roles: ${roles.created.join(', ')}`);
-        if (roles?.granted) print(ctx.io, `roles ${prefix}{reader,submitter,operator,admin,node} granted their privileges on "${ctx.schema()}"`);
         for (const warning of roles?.warnings ?? []) ctx.io.stderr.write(`warning: ${warning}\n`);
       } finally {
         await client.end();
