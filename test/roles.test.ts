@@ -140,6 +140,25 @@ describe('pg-tasks migrate and the roles', () => {
     assert.match(bad.stderr, /invalid role prefix "Bad-Prefix"/);
   });
 
+  it('run by the owner without CREATEROLE: the schema migrates, one warning line, exit 0', async () => {
+    const owner = `${PREFIX}u_owner`;
+    const prefix = `pgt_${randomBytes(3).toString('hex')}_`;
+    await db.query(`CREATE ROLE "${owner}" LOGIN PASSWORD '${PASSWORD}'`);
+    try {
+      await db.query(`GRANT CREATE ON DATABASE "${db.name}" TO "${owner}"`);
+      const r = await runCli(urlAs(owner), ['--schema', 'owned', 'migrate', '--role-prefix', prefix]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /schema "owned" migrated from version 0/);
+      assert.match(r.stderr, new RegExp(`^warning: roles not set up: ${prefix}reader, .* do not exist and ${owner} may not create roles \\(CREATEROLE\\)`));
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+      assert.deepEqual(await rolesOf(prefix), []);
+    } finally {
+      await db.query('DROP SCHEMA IF EXISTS owned CASCADE');
+      await db.query(`REVOKE CREATE ON DATABASE "${db.name}" FROM "${owner}"`);
+      await db.query(`DROP ROLE "${owner}"`);
+    }
+  });
+
   it('run by a user who does not own the tables: a one-line warning, no change, exit 0', async () => {
     const r = await runCli(urlAs(users.node), ['migrate', '--role-prefix', PREFIX]);
     assert.equal(r.code, 0, r.stderr);
