@@ -21,6 +21,7 @@ Environment:
   PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE
                       the standard PostgreSQL connection variables, used without DATABASE_URL
   PGTASKS_SCHEMA      schema of the pg-tasks tables (default long_task; --schema overrides it)
+  PGTASKS_ROLE_PREFIX prefix of the group roles migrate creates (default pgtasks_; --role-prefix overrides it)
   PGTASKS_LOG_LEVEL   node log level (default info)
   PGTASKS_LOG_FORMAT  node log lines: pretty, json, or auto (pretty on a terminal; default)
   PGTASKS_SPAWNER     what starts task processes: auto, helper or node

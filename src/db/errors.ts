@@ -1,4 +1,5 @@
 // Turns errors from the driver and the database into one line a person can act on.
+import { DEFAULT_ROLE_PREFIX } from './roles.js';
 
 interface PgLikeError {
   code?: string;
@@ -32,9 +33,35 @@ export function describeError(error: unknown, schema?: string): string {
     case '42P01':
     case '3F000':
       return `the pg-tasks tables are missing${schema ? ` in schema "${schema}"` : ''}: run "pg-tasks migrate" first (${e.message})`;
+    case '42501':
+      return describePermissionDenied(e.message);
     case '23503':
       return e.detail ? `${e.message}: ${e.detail}` : e.message;
     default:
       return e.message || e.name;
   }
+}
+
+// What each table's writes need (docs/security.md, "Roles"): the message names the role to
+// ask for, not only the table. Reads need reader at least, so a denied read says that.
+const WRITERS: Record<string, string> = {
+  task: 'submitter to add, queue or cancel tasks, operator to set schedules',
+  worker: 'operator to set a worker\'s stop code',
+  task_group: 'admin to change groups',
+  concurrency_limit: 'admin to change limits',
+  task_allowlist: 'admin to change allowlists',
+  task_run: 'node',
+  task_output: 'node',
+  maintenance: 'node',
+  task_id_seq: 'submitter to add tasks',
+};
+
+function describePermissionDenied(message: string): string {
+  const prefix = process.env.PGTASKS_ROLE_PREFIX ?? DEFAULT_ROLE_PREFIX;
+  const table = /permission denied for (?:table|relation|sequence) (\S+)/.exec(message)?.[1];
+  if (table === undefined) {
+    return `${message}: your database user needs one of the ${prefix}* roles, ${prefix}reader at least (see docs/security.md, "Roles")`;
+  }
+  const need = (WRITERS[table] ?? 'admin').replace(/^(\w+)/, `${prefix}$1`).replace(/, (\w+) to/g, `, ${prefix}$1 to`);
+  return `${message}: your database user lacks the privilege; reading needs ${prefix}reader, writing needs ${need} (see docs/security.md, "Roles")`;
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { SQL_DIR } from './queries.js';
 import { checkoutClient, quoteIdent } from './connection.js';
+import { ensureRoles, rolePrefix, type EnsureRolesResult } from './roles.js';
 
 export interface Migration {
   id: number;
@@ -42,6 +43,19 @@ export interface MigrateResult {
   from: number;
   to: number;
   applied: string[];
+  /** What the roles step did, when it ran (see `MigrateOptions.roles`). */
+  roles?: EnsureRolesResult;
+}
+
+export interface MigrateOptions {
+  target?: number;
+  /**
+   * The group roles (src/db/roles.ts). `always`: set them up even when the schema is up to
+   * date (the explicit `pg-tasks migrate`); otherwise only after migrations were applied, so
+   * that what a new version adds is granted. `create`: create missing roles, else grant to
+   * the ones that exist. Only at the newest version. Absent: no roles step.
+   */
+  roles?: { prefix: string; create: boolean; always: boolean };
 }
 
 /**
@@ -52,7 +66,7 @@ export interface MigrateResult {
 export async function migrate(
   client: pg.ClientBase,
   schema: string,
-  options: { target?: number } = {},
+  options: MigrateOptions = {},
 ): Promise<MigrateResult> {
   const migrations = loadMigrations();
   const known = migrations.length;
@@ -64,10 +78,16 @@ export async function migrate(
   const found = await existingVersion(client, schema);
   if (found !== null) {
     if (found > known) throw new SchemaTooNewError(schema, found, known);
-    if (found >= target) return { from: found, to: found, applied: [] };
+    if (found >= target && !(options.roles?.always && found === known)) return { from: found, to: found, applied: [] };
   }
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
   try {
+    if (found !== null && found >= target) {
+      // Up to date, and asked for the roles: no DDL on the schema, only the roles step (which
+      // warns and does nothing for a user who does not own the tables).
+      const roles = await ensureRoles(client, schema, options.roles!.prefix, options.roles!);
+      return { from: found, to: found, applied: [], roles };
+    }
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${ident}.migrations (
@@ -97,7 +117,12 @@ export async function migrate(
       }
       applied.push(migration.name);
     }
-    return { from, to: Math.max(from, Math.min(target, known)), applied };
+    const to = Math.max(from, Math.min(target, known));
+    const result: MigrateResult = { from, to, applied };
+    if (options.roles && to === known && (options.roles.always || applied.length > 0)) {
+      result.roles = await ensureRoles(client, schema, options.roles.prefix, options.roles);
+    }
+    return result;
   } finally {
     await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
   }
@@ -135,7 +160,12 @@ export async function checkSchemaVersion(client: pg.ClientBase, schema: string):
 export async function prepareSchema(pool: pg.Pool, schema: string, migrateFirst: boolean): Promise<string[]> {
   const client = await checkoutClient(pool);
   try {
-    if (migrateFirst) return (await migrate(client, schema)).applied;
+    // A node never creates roles; when it upgrades the schema it grants the roles that exist
+    // what the new version adds. Up to date (the usual case, and the only one for a node
+    // connected as pgtasks_node), this is a read only.
+    if (migrateFirst) {
+      return (await migrate(client, schema, { roles: { prefix: rolePrefix(), create: false, always: false } })).applied;
+    }
     await checkSchemaVersion(client, schema);
     return [];
   } finally {

@@ -127,9 +127,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     // SQLSTATE class 22 (data exception: a number out of range, a NUL byte) is a value of the
     // request that the database refused.
     const dataError = typeof error.code === 'string' && /^22[0-9A-Z]{3}$/.test(error.code);
-    const status = error.validation || dataError ? 400 : error.statusCode && error.statusCode < 500 ? error.statusCode : 500;
+    // A database user without the privilege (its role, docs/security.md "Roles"): 403.
+    const denied = (error as { code?: string }).code === '42501';
+    const status = error.validation || dataError ? 400 : denied ? 403 : error.statusCode && error.statusCode < 500 ? error.statusCode : 500;
     // One line, never a stack: the request's fault in its words, else the database's or ours.
-    const message = error.validation ? validationMessage(error) : status < 500 ? error.message : describeError(error, schema);
+    const message = error.validation ? validationMessage(error) : status < 500 && !denied ? error.message : describeError(error, schema);
     if (status >= 500) options.logger.error({ err: error.message, url: request.url }, 'dashboard request failed');
     return reply.code(status).type('text/plain; charset=utf-8').send(`${message.split('\n')[0]}\n`);
   });

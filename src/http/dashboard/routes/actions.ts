@@ -10,9 +10,9 @@ const ID = { type: 'object', required: ['id'], properties: { id: { type: 'string
 const INT = '^-?[0-9]{1,10}$';
 /** Every form carries the CSRF token (checked before the route by the access hook) and where to return. */
 const FORM = { csrf: { type: 'string', maxLength: 200 }, back: { type: 'string', maxLength: 2000 } } as const;
-
 /** SQLSTATEs a person caused, shown as the database says them: the triggers' and constraints' refusals, a number out of range, a NUL byte (22021). */
-const REFUSALS = new Set(['23514', '23503', '23502', '22P02', '22003', '22021', 'P0001']);
+// 42501: the database user lacks the role for this change (docs/security.md, "Roles").
+const REFUSALS = new Set(['23514', '23503', '23502', '22P02', '22003', '22021', 'P0001', '42501']);
 
 export function registerActions(app: FastifyInstance, dashboard: Dashboard): void {
   const { store } = dashboard;
