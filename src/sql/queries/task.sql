@@ -16,18 +16,18 @@
 -- Each claimed task starts its next run: attempt + 1, marked live for this worker and term.
 -- What may run (migration 14): for a node started with --commands allowlist ($6), or a group
 -- whose commands = 'allowlist', each claimed task carries the matcher's answer: exec_path to
--- run, or why it is refused. Otherwise the matcher is never called (one probe of task_group).
+-- run, or why it is refused. Otherwise the matcher is never called (grp's one probe of task_group).
 -- Spawn (issue 13): the group's run_as, pass_env, env and limits are read once (grp); each
 -- limit returned is the smaller of the task's and the group's (least ignores nulls).
 -- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name, $6 check every command
 WITH grp AS MATERIALIZED (
-  SELECT run_as, pass_env, env, memory_max, cpu_seconds_max, open_files_max, pids_max
+  SELECT commands, run_as, pass_env, env, memory_max, cpu_seconds_max, open_files_max, pids_max
     FROM {{schema}}.task_group WHERE id = $1
 ), term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
                   WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
 ), commands AS (
-  SELECT $6::boolean OR EXISTS (SELECT 1 FROM {{schema}}.task_group g WHERE g.id = $1 AND g.commands = 'allowlist') AS checked
+  SELECT $6::boolean OR EXISTS (SELECT 1 FROM grp WHERE grp.commands = 'allowlist') AS checked
 ), lim AS MATERIALIZED (
   SELECT * FROM {{schema}}.claim_limits($1, $3, (SELECT held FROM term))
 ), any_worker AS (
