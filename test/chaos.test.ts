@@ -31,7 +31,7 @@ async function stateCounts(db: Pick<TestDatabase, 'query'>, group: number): Prom
 }
 
 describe('PostgreSQL restarted under a running cluster', () => {
-  it('loses no task, keeps both nodes active, and the listeners reconnect', async (t) => {
+  it('loses no task, keeps both nodes active (a standby does not take over), and the listeners reconnect', async (t) => {
     const G = 5;
     const dataDir = tempDir('chaos-pg');
     let server: EmbeddedServer | null = await startEmbedded({ dataDir, fast: true });
@@ -64,6 +64,11 @@ describe('PostgreSQL restarted under a running cluster', () => {
         [1, 2].map((i) => startNode(db, { workerId: 50 + i, groupId: G, maxTasks: 4, leaseSeconds: 10, nodeName: `restart-${i}` })),
       );
       for (const node of nodes) assert.equal(node.state, 'active');
+      // A restart ends every session, the holder's lock session too: its standby must not
+      // read that as the holder's death (see LockSession's grace).
+      const standby = await startNode(db, { workerId: 51, groupId: G, maxTasks: 4, leaseSeconds: 10, nodeName: 'restart-standby' });
+      assert.equal(standby.state, 'standby');
+      const { rows: [term] } = await pool.query<{ lease_epoch: string }>('SELECT lease_epoch FROM long_task.worker WHERE id = 51');
       const leftActive = new Set<number>();
       watch.push(setInterval(() => nodes.forEach((node, i) => node.state !== 'active' && leftActive.add(i + 1)), 10));
 
@@ -102,10 +107,10 @@ describe('PostgreSQL restarted under a running cluster', () => {
       assert.ok(total >= inserted);
       assert.deepEqual(states, [{ state_id: 'CS', error: null, n: total }], 'every task ends CS');
 
-      // Both listeners are back (LISTEN is their last statement), and a task inserted now runs.
+      // The listeners are back (LISTEN is their last statement), and a task inserted now runs.
       await until(async () => (await pool.query(
         "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-      )).rowCount === 2, 'both listeners to reconnect', 30_000);
+      )).rowCount === 3, 'the three listeners (the standby\'s too) to reconnect', 30_000);
       const lateAt = performance.now();
       const late = await addTask(db, ['true'], { group: G });
       await until(async () => (await pool.query("SELECT 1 FROM long_task.task WHERE id = $1 AND state_id = 'CS'", [late])).rowCount === 1, 'the task inserted after the restart to run', 30_000);
@@ -114,6 +119,9 @@ describe('PostgreSQL restarted under a running cluster', () => {
       for (const node of nodes) assert.equal(node.state, 'active');
       const { rows: workers } = await pool.query<{ id: number; active: boolean }>('SELECT id, active FROM long_task.worker WHERE id IN (51, 52) ORDER BY id');
       assert.deepEqual(workers, [{ id: 51, active: true }, { id: 52, active: true }]);
+      const { rows: [held] } = await pool.query<{ lease_epoch: string; node_name: string }>('SELECT lease_epoch, node_name FROM long_task.worker WHERE id = 51');
+      assert.deepEqual(held, { lease_epoch: term!.lease_epoch, node_name: 'restart-1' }, 'the standby took over a holder that lived through the restart');
+      assert.equal(standby.state, 'standby');
       // Not asserted: an outage that begins just before a renewal may outlast the fence (7 s after the last renewal).
       t.diagnostic(leftActive.size === 0 ? 'both nodes stayed active throughout' : `nodes ${[...leftActive].join(', ')} left the active state during the outage`);
     } finally {

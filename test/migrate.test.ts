@@ -237,10 +237,10 @@ describe('migrate', () => {
     const db = await emptyDatabase('migrate_policy');
     const client = await connect(db);
     await migrate(client, 'long_task');
-    // A custom policy: fail with the policy's own message, then re-queue the task for
-    // worker 1 only.
+    // A custom policy (since version 15 it names the terms it recovers, which this one
+    // ignores): fail with the policy's own message, then re-queue the task for worker 1 only.
     await db.query(`
-      CREATE OR REPLACE FUNCTION long_task.recover_worker_tasks(p_worker_id int) RETURNS void
+      CREATE OR REPLACE FUNCTION long_task.recover_worker_tasks(p_worker_id int, p_epoch bigint) RETURNS void
       LANGUAGE plpgsql AS $$
       BEGIN
         UPDATE long_task.task SET state_id = 'CF', error = 'custom'
@@ -250,7 +250,7 @@ describe('migrate', () => {
       END;
       $$`);
     const body = async (): Promise<string> =>
-      (await db.query<{ src: string }>("SELECT prosrc AS src FROM pg_proc WHERE proname = 'recover_worker_tasks'")).rows[0]!.src;
+      (await db.query<{ src: string }>("SELECT prosrc AS src FROM pg_proc WHERE oid = 'long_task.recover_worker_tasks(int, bigint)'::regprocedure")).rows[0]!.src;
     const custom = await body();
     assert.match(custom, /recovered_by/);
 
@@ -290,7 +290,7 @@ describe('migrate', () => {
     const client = await connect(db);
     await migrate(client, 'long_task');
     await db.query(`
-      CREATE OR REPLACE FUNCTION long_task.recover_worker_tasks(p_worker_id int) RETURNS void
+      CREATE OR REPLACE FUNCTION long_task.recover_worker_tasks(p_worker_id int, p_epoch bigint) RETURNS void
       LANGUAGE sql AS $$
         UPDATE long_task.task SET state_id = 'CF', error = 'custom', finished = now()
          WHERE worker_id = p_worker_id AND state_id IN ('AE', 'AC');

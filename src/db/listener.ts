@@ -12,6 +12,8 @@ export interface Notification {
   /** ping: the lease term and sequence number of the renewal that sent it. */
   k?: number;
   n?: number;
+  /** ping: the lease length (seconds) of the worker that renewed. */
+  l?: number;
 }
 
 /**

@@ -131,7 +131,9 @@ export async function ensureRoles(
     // may not; then the migrator keeps it and says so.
     await client.query('SAVEPOINT recover_owner');
     try {
-      await client.query(`ALTER FUNCTION ${quoteIdent(schema)}.recover_worker_tasks(int) OWNER TO ${quoteIdent(names.admin)}`);
+      for (const signature of ['int', 'int, bigint']) {
+        await client.query(`ALTER FUNCTION ${quoteIdent(schema)}.recover_worker_tasks(${signature}) OWNER TO ${quoteIdent(names.admin)}`);
+      }
     } catch (error) {
       if (code(error) !== NOT_ALLOWED) throw error;
       await client.query('ROLLBACK TO SAVEPOINT recover_owner');

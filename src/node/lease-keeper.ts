@@ -2,11 +2,15 @@ import type { Logger } from 'pino';
 import { describeError } from '../db/errors.js';
 import { Backoff } from '../lib/backoff.js';
 import type { Lease, RenewResult } from './lease.js';
+import type { LockSession } from './lock-session.js';
 
 /** What the keeper tells its node. */
 export interface LeaseEvents {
-  /** A term began: the node may run this worker's tasks. */
-  gained(epoch: number, stop: number): void;
+  /**
+   * A term began: the node may run this worker's tasks. oldDueInMs: the previous term's runs
+   * wait this long for their recovery (database time); null when none waits.
+   */
+  gained(epoch: number, stop: number, oldDueInMs: number | null): void;
   /** Another live node holds the worker: this one waits as its hot standby (told once per wait). */
   standingBy(heldBy: string | null, lockedUntil: Date | null): void;
   /** A renewal is about to be sent: the running count and the LISTEN ping it carries. */
@@ -15,6 +19,8 @@ export interface LeaseEvents {
   renewed(result: RenewResult, epoch: number, ms: number): void;
   /** The term is over (renewal refused, or not renewed in time): nothing of it may run on. */
   lost(reason: string): void;
+  /** The term is trusted for this many ms more (from a take or a renewal): the fence moved. */
+  fenceMoved(ms: number): void;
 }
 
 /**
@@ -28,6 +34,8 @@ export class LeaseKeeper {
   private fenceTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private wakeStandby: (() => void) | null = null;
+  /** The last wake of the standby came from the lock session (see acquire). */
+  private lockWake = false;
   /** A term is held and its timers run. */
   private holding = false;
   /** No new term will be taken (the node is stopping). */
@@ -39,6 +47,7 @@ export class LeaseKeeper {
     private readonly schema: string,
     private readonly log: Logger,
     private readonly events: LeaseEvents,
+    private readonly session: LockSession,
   ) {}
 
   get epoch(): number | null {
@@ -58,6 +67,23 @@ export class LeaseKeeper {
   /** A notification says the worker row changed: a standby looks again at once. */
   wake(): void {
     this.wakeStandby?.();
+  }
+
+  /** The lock session says the holder's lock was let go: a standby looks at once. */
+  lockReleased(): void {
+    this.lockWake = true;
+    this.wakeStandby?.();
+  }
+
+  /** This node's lock session got the worker's lock: the term's row names it (lock_pid). */
+  lockHeld(pid: number): void {
+    if (!this.holding) return;
+    this.lease.setLockPid(pid).catch((error: unknown) => this.log.warn({ err: describeError(error, this.schema) }, 'could not record the lock session'));
+  }
+
+  /** The worker row has a newer term than the one held: it was taken over. */
+  takenOver(epoch: number): void {
+    if (this.holding && this.lease.epoch !== null && epoch > this.lease.epoch) this.lose('another node took over this worker');
   }
 
   /** Takes no new term; the one held (if any) is still renewed until close(). */
@@ -84,19 +110,27 @@ export class LeaseKeeper {
     const halfLease = (this.leaseSeconds * 1000) / 2;
     while (!this.stopped) {
       try {
-        const result = await this.lease.take();
+        const lockWake = this.lockWake;
+        this.lockWake = false;
+        const result = await this.lease.take(this.session.heldPid, lockWake);
         backoff.reset();
         if (result.taken) {
           this.holding = true;
           this.armFence();
           this.renewTimer = setInterval(() => void this.renew(), halfLease);
-          this.events.gained(result.epoch, result.stop);
+          this.session.hold();
+          this.events.gained(result.epoch, result.stop, result.oldDueInMs);
           return;
         }
         if (!announced) {
           this.events.standingBy(result.heldBy, result.lockedUntil);
           announced = true;
         }
+        // Wait for the holder's lock to be let go. Not again at once after a wake that found
+        // the holder alive (it runs its term without the lock for now, which a standby's
+        // shared request does not wait behind): the next notification about the worker (it
+        // got the lock: lock_pid) or the timer below watches again, so nothing spins.
+        if (!lockWake) this.session.watch();
         // Try again when the holder's lease would become recoverable, or after half a lease
         // (by then a live holder has renewed).
         const wait = result.recoverableInMs === null ? halfLease : result.recoverableInMs + 10;
@@ -125,7 +159,7 @@ export class LeaseKeeper {
     try {
       const { taskCount, ping } = this.events.renewing(epoch);
       const sentAt = performance.now();
-      const result = await this.lease.renew(taskCount, this.schema, ping);
+      const result = await this.lease.renew(taskCount, this.schema, ping, this.session.heldPid);
       if (!this.holding) return;
       if (!result) {
         this.lose('another node took over this worker');
@@ -151,6 +185,7 @@ export class LeaseKeeper {
   /** Fencing: when the lease can no longer be trusted, nothing of this term may run on. */
   private armFence(): void {
     if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    this.events.fenceMoved(this.lease.remainingMs());
     this.fenceTimer = setTimeout(() => {
       this.fenceTimer = null;
       // A timer may fire a little before performance.now() reaches its deadline (its start is
@@ -165,6 +200,8 @@ export class LeaseKeeper {
     this.holding = false;
     this.clearTimers();
     this.lease.drop();
+    // Let go of the lock at once, so that whoever holds the term now can take it.
+    this.session.watch();
     this.events.lost(reason);
     if (!this.stopped) void this.acquire();
   }

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
+import { recoverOldTerms } from './recovery.js';
 
 export interface LeaseOptions {
   workerId: number;
@@ -18,15 +19,25 @@ export interface LeaseOptions {
 }
 
 export type TakeResult =
-  | { taken: true; epoch: number; stop: number; recovered: boolean }
+  | {
+      taken: true;
+      epoch: number;
+      stop: number;
+      /** Old terms of the worker were recovered in the take-over. */
+      recovered: boolean;
+      /** The previous term was still active: 'lock' its holder's session ended, 'lapse' its lease lapsed. */
+      tookOver: 'lock' | 'lapse' | null;
+      /** Old terms wait for their recovery this long (database time); null: none waits. */
+      oldDueInMs: number | null;
+    }
   | { taken: false; heldBy: string | null; lockedUntil: Date | null; recoverableInMs: number | null };
 
 export interface RenewResult {
   stop: number;
   hasWaiting: boolean;
   hasCancels: boolean;
-  /** Other workers that are active with a lease lapsed past the recovery delay. */
-  failedWorkers: number[];
+  /** Workers that may need recovering, and in how many ms (database time) each is due. */
+  watch: Array<{ id: number; lapse: number | null; old: number | null }>;
   /** Live runs of this term that started more than half a lease ago. */
   owned: Array<{ id: number; attempt: number }>;
 }
@@ -63,7 +74,17 @@ export class Lease {
     return this.trustedUntilMs - performance.now();
   }
 
-  async take(now: Date | null = null): Promise<TakeResult> {
+  /**
+   * Takes the next term if the worker is free: not active, or its holder's lease lapsed past
+   * the recovery delay, or its holder's lock session has ended (lock_gone: the node died or
+   * was cut off). In the last case its runs are left to recovery when their term's lease +
+   * delay has passed, and this term starts on new work at once. `lockPid`: the backend of
+   * this node's lock session if it holds the worker's lock, else null. `lockWake`: this look
+   * follows this node's own wait for the lock being granted. Only then is lock_gone read as a
+   * death: after a database restart every session has ended, the holder's too, and a standby
+   * that merely reconnected first must not take over a holder that is about to lock again.
+   */
+  async take(lockPid: number | null, lockWake: boolean, now: Date | null = null): Promise<TakeResult> {
     const o = this.options;
     const q = this.queries;
     const sentAt = performance.now();
@@ -77,36 +98,42 @@ export class Lease {
         locked_until: Date | null;
         recoverable_in_ms: number | null;
         lease_epoch: number;
+        lock_gone: boolean;
       }>(
         q.lockWorker,
         [o.workerId, o.recoveryDelaySeconds, now],
       );
       const row = rows[0]!;
-      if (row.held || (row.active && !row.failed)) {
+      const lockGone = lockWake && row.lock_gone;
+      if (!lockGone && (row.held || (row.active && !row.failed))) {
         // Seen as this worker's standby (pg-tasks workers) until a lease after the last attempt.
         await client.query(q.markStandby, [o.workerId, o.nodeName]);
         return { taken: false, heldBy: row.node_name, lockedUntil: row.locked_until, recoverableInMs: row.recoverable_in_ms };
       }
-      // An active row with a lapsed lease is a failed worker: its tasks have no one
-      // answering for them. The recovery policy runs once, in the take-over's transaction.
-      if (row.failed) {
-        await client.query(q.recoverWorker, [o.workerId]);
-        await client.query(q.endWorkerRuns, [o.workerId]);
-      } else {
-        await client.query(q.failOrphanRuns, [o.workerId, row.lease_epoch]);
-      }
-      const taken = await client.query<{ lease_epoch: number; stop: number }>(q.takeLease, [
-        o.workerId, o.leaseSeconds, now, o.nodeName, os.hostname(), process.pid, o.groupId, o.maxTasks,
+      // A term that ended cleanly may have left runs no node ever started (orphans). One that
+      // is still active ends now: takeLease puts its runs with the old terms, and the recovery
+      // policy runs on them once they are due — in this transaction if they already are (the
+      // lease lapsed past the delay), else later (RecoveryWatch).
+      if (!row.active) await client.query(q.failOrphanRuns, [o.workerId, row.lease_epoch]);
+      const taken = await client.query<{ lease_epoch: number; stop: number; old_epoch: number | null; old_due_in_ms: number | null }>(q.takeLease, [
+        o.workerId, o.leaseSeconds, now, o.nodeName, os.hostname(), process.pid, o.groupId, o.maxTasks, lockPid, o.recoveryDelaySeconds,
       ]);
-      const { lease_epoch: epoch, stop } = taken.rows[0]!;
-      return { taken: true, epoch, stop, recovered: row.failed, previousNode: row.node_name };
+      const { lease_epoch: epoch, stop, old_epoch: oldEpoch, old_due_in_ms: oldDue } = taken.rows[0]!;
+      const recovered = oldEpoch !== null && (await recoverOldTerms(client, q, o.workerId, o.recoveryDelaySeconds, now)) !== null;
+      const tookOver = !row.active ? null : row.failed ? 'lapse' : 'lock';
+      const oldDueInMs = oldEpoch !== null && !recovered ? oldDue : null;
+      return { taken: true, epoch, stop, recovered, tookOver, oldDueInMs, previousNode: row.node_name };
     });
     if (!result.taken) return result;
     // Trusted only once committed: a take-over whose COMMIT failed holds nothing.
     const { previousNode, ...taken } = result;
     this.epoch = taken.epoch;
     this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
-    if (taken.recovered) this.log.warn({ worker: o.workerId, previousNode }, 'recovered failed worker');
+    if (taken.tookOver === 'lock') {
+      this.log.warn({ worker: o.workerId, previousNode, oldTermsDueInMs: taken.oldDueInMs }, "took over: the holder's session ended; its runs are recovered when its lease + delay has passed");
+    } else if (taken.recovered) {
+      this.log.warn({ worker: o.workerId, previousNode }, 'recovered failed worker');
+    }
     return taken;
   }
 
@@ -114,14 +141,17 @@ export class Lease {
    * Renews the held term; null when the lease was lost (another term began). `ping` is sent
    * on `channel` by the same statement (see renewLease).
    */
-  async renew(taskCount: number, channel: string, ping: string): Promise<RenewResult | null> {
+  async renew(taskCount: number, channel: string, ping: string, lockPid: number | null): Promise<RenewResult | null> {
     if (this.epoch === null) return null;
     const o = this.options;
     const sentAt = performance.now();
-    const { rows } = await this.pool.query<{ stop: number; has_waiting: boolean; has_cancels: boolean; failed_workers: number[]; owned: Array<{ id: number | string; attempt: number }> }>(
-      this.queries.renewLease,
-      [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId, o.recoveryDelaySeconds, channel, ping],
-    );
+    const { rows } = await this.pool.query<{
+      stop: number;
+      has_waiting: boolean;
+      has_cancels: boolean;
+      watch: Array<{ id: number; lapse: number | null; old: number | null }>;
+      owned: Array<{ id: number | string; attempt: number }>;
+    }>(this.queries.renewLease, [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId, o.recoveryDelaySeconds, channel, ping, lockPid]);
     const row = rows[0];
     if (!row) {
       this.epoch = null;
@@ -129,7 +159,13 @@ export class Lease {
     }
     this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
     // bigints in json arrive as numbers or strings: the int8 parser covers columns only.
-    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, failedWorkers: row.failed_workers, owned: row.owned.map((r) => ({ id: Number(r.id), attempt: r.attempt })) };
+    return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, watch: row.watch, owned: row.owned.map((r) => ({ id: Number(r.id), attempt: r.attempt })) };
+  }
+
+  /** Names this node's lock session on the term's row (lock_pid): see migration 15. */
+  async setLockPid(pid: number | null): Promise<void> {
+    if (this.epoch === null) return;
+    await this.pool.query(this.queries.setLockPid, [this.options.workerId, this.epoch, pid]);
   }
 
   /** Ends the term cleanly; call only when none of its processes lives and every result is written. */

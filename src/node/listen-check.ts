@@ -8,7 +8,11 @@ export class ListenCheck {
   private sending = 0;
   private received = 0;
 
-  constructor(private readonly workerId: number) {}
+  /** leaseSeconds travels in each ping: other nodes put off their watch of this worker by it. */
+  constructor(
+    private readonly workerId: number,
+    private readonly leaseSeconds: number,
+  ) {}
 
   /** The listener (re)connected: what was sent before is not expected any more. */
   reset(): void {
@@ -23,7 +27,7 @@ export class ListenCheck {
   /** The payload of the next renewal's ping. */
   nextPing(epoch: number): string {
     this.sending = this.sent + 1;
-    return JSON.stringify({ e: 'ping', w: this.workerId, k: epoch, n: this.sending });
+    return JSON.stringify({ e: 'ping', w: this.workerId, k: epoch, n: this.sending, l: this.leaseSeconds });
   }
 
   /** The renewal carrying the last ping committed (one that failed sent nothing). */

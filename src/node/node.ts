@@ -16,7 +16,9 @@ import { ListenCheck } from './listen-check.js';
 import { Scheduler } from './scheduler.js';
 import { DelayedTasks } from './delayed.js';
 import { Retention } from './retention.js';
-import { recoverFailedWorker } from './recovery.js';
+import { recoverWorker } from './recovery.js';
+import { RecoveryWatch, type WatchTimes } from './recovery-watch.js';
+import { LockSession } from './lock-session.js';
 import { Reaper } from './reaper.js';
 import { Spawner } from './spawner.js';
 import { spawnPolicy } from './spawn-policy.js';
@@ -26,6 +28,9 @@ import { NodeEvents, type NodeState } from './events.js';
 import { logNodeEvents } from './event-log.js';
 
 export type { NodeState };
+
+/** See LockSession: a standby's pause before it watches again after its session was lost. */
+const LOCK_WATCH_GRACE_MS = 2_000;
 
 /**
  * A pg-tasks node: serves one worker id of one group. The parts are wired here:
@@ -46,6 +51,8 @@ export class TaskNode {
   private pool: pg.Pool | null = null;
   private listener: Listener | null = null;
   private lease: LeaseKeeper | null = null;
+  private lockSession: LockSession | null = null;
+  private recoveryWatch: RecoveryWatch | null = null;
   private writer: ResultWriter | null = null;
   private output: OutputWriter | null = null;
   private scheduler: Scheduler | null = null;
@@ -64,7 +71,7 @@ export class TaskNode {
     this.schema = resolveSchema(options.schema);
     this.queries = loadQueries(this.schema);
     this.log = options.logger.child({ worker: options.workerId, group: options.groupId });
-    this.listenCheck = new ListenCheck(options.workerId);
+    this.listenCheck = new ListenCheck(options.workerId, options.leaseSeconds);
     this.events = new NodeEvents(this.log);
     logNodeEvents(this.events, this.log);
     this.exited = new Promise((resolve) => {
@@ -122,8 +129,13 @@ export class TaskNode {
       const policy = await spawnPolicy(o);
       const runs = new LiveRuns({ pool, queries: this.queries, workerId: o.workerId }, { ...o, policy }, () => this.spawner, this.reaper, writer, this.log, { ended: () => this.onRunEnded() }, this.events, output);
       this.runs = runs;
+      const lockSession = new LockSession(clientConfig({ connectionString: o.connectionString }), this.queries, o.workerId, LOCK_WATCH_GRACE_MS, this.log, {
+        released: () => this.lease?.lockReleased(),
+        held: (pid) => this.lease?.lockHeld(pid),
+      });
+      this.lockSession = lockSession;
       this.lease = new LeaseKeeper(new Lease(pool, this.queries, o, this.log), o.leaseSeconds, this.schema, this.log, {
-        gained: (epoch, stop) => this.onLeaseGained(epoch, stop),
+        gained: (epoch, stop, oldDueInMs) => this.onLeaseGained(epoch, stop, oldDueInMs),
         standingBy: (heldBy, lockedUntil) => {
           this.state = 'standby';
           this.events.publish('lease:standby', { heldBy, lockedUntil });
@@ -131,11 +143,19 @@ export class TaskNode {
         renewing: (epoch) => this.renewal(epoch),
         renewed: (result, epoch, ms) => this.onRenewed(result, epoch, ms),
         lost: (reason) => this.onLeaseLost(reason),
-      });
+        // The reaper keeps the fence too, should this process be paused (see reaper-process.js).
+        fenceMoved: (ms) => this.reaper.fence(ms),
+      }, lockSession);
       this.scheduler = new Scheduler(pool, this.queries, o.groupId, this.log, () => this.hint(), this.events);
       this.delayed = new DelayedTasks(pool, this.queries, o.groupId, this.log);
       const retention = new Retention(pool, this.queries, o.nodeName, o.retentionEveryMs, this.log);
-      this.termParts = [this.scheduler, this.delayed, retention];
+      this.recoveryWatch = new RecoveryWatch(
+        (id) => recoverWorker(pool, this.queries, id, o.workerId, o.recoveryDelaySeconds, this.log),
+        (id) => this.readWatchTimes(id),
+        o.recoveryDelaySeconds * 1000,
+        this.log,
+      );
+      this.termParts = [this.scheduler, this.delayed, retention, this.recoveryWatch];
       this.claimer = new Claimer(pool, this.queries, this.schema, o, this.log, {
         canClaim: () => this.canClaim(),
         freeSlots: () => o.maxTasks - runs.size,
@@ -154,6 +174,7 @@ export class TaskNode {
       await listener.start();
       this.reaper.start();
       this.spawner = await Spawner.create(o.spawner, this.log);
+      lockSession.start();
     } catch (error) {
       await this.close();
       throw error;
@@ -161,7 +182,7 @@ export class TaskNode {
     this.lease.start();
   }
 
-  private onLeaseGained(epoch: number, stop: number): void {
+  private onLeaseGained(epoch: number, stop: number, oldDueInMs: number | null): void {
     const o = this.options;
     this.writer!.dropStale(epoch);
     if (this.stopping) return;
@@ -171,6 +192,8 @@ export class TaskNode {
     this.applyStop(stop, true);
     this.resync();
     if (!this.stopping) for (const part of this.termParts) part.start();
+    // A take-over from a node whose session ended: its runs are recovered when due.
+    if (oldDueInMs !== null) this.recoveryWatch?.oldTerms(o.workerId, oldDueInMs);
   }
 
   /** What a renewal carries: the running count, and a ping that checks LISTEN end to end. */
@@ -189,33 +212,38 @@ export class TaskNode {
     this.applyStop(result.stop);
     if (result.hasWaiting) this.hint();
     if (result.hasCancels) this.checkCancels();
-    for (const id of result.failedWorkers) this.recoverWorker(id);
+    this.recoveryWatch?.update(result.watch);
     this.runs!.checkOwned(result.owned, epoch);
   }
 
   private onLeaseLost(reason: string): void {
+    this.reaper.fence(null);
     this.events.publish('lease:lost', { reason });
     for (const part of this.termParts) part.stop();
     this.runs!.killAll({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true });
     if (!this.stopping) this.state = 'standby';
   }
 
-  private recoverWorker(id: number): void {
-    recoverFailedWorker(this.pool!, this.queries, id, this.options.recoveryDelaySeconds, this.log)
-      .catch((error: unknown) => this.log.warn({ failedWorker: id, err: describeError(error) }, 'could not recover a failed worker'));
+  private async readWatchTimes(id: number): Promise<WatchTimes | null> {
+    const { rows } = await this.pool!.query<{ lapse_in_ms: number | null; old_in_ms: number | null }>(this.queries.watchWorker, [id, this.options.recoveryDelaySeconds, this.options.workerId]);
+    const row = rows[0];
+    return row ? { lapse: row.lapse_in_ms, old: row.old_in_ms } : null;
   }
 
   private onNotification(n: Notification): void {
     const o = this.options;
     if (n.e === 'queued' && n.g === o.groupId) this.hint();
-    else if (n.e === 'ping') this.listenCheck.onPing(n as { w?: number; k?: number; n?: number }, this.lease?.epoch);
+    else if (n.e === 'ping') {
+      if (n.w === o.workerId) this.listenCheck.onPing(n as { w?: number; k?: number; n?: number }, this.lease?.epoch);
+      else if (typeof n.w === 'number') this.recoveryWatch?.renewed(n.w, n.l);
+    }
     else if (n.e === 'schedule' && n.g === o.groupId) this.scheduler?.rearm();
     else if (n.e === 'delayed' && n.g === o.groupId) this.delayed?.rearm();
     else if (n.e === 'cancel' && n.w === o.workerId) this.checkCancels();
     else if (n.e === 'worker' && n.w === o.workerId) {
       if (this.state === 'standby') this.lease?.wake();
       else void this.refreshWorker();
-    }
+    } else if (n.e === 'worker' && typeof n.w === 'number' && this.state === 'active') this.recoveryWatch?.changed(n.w);
   }
 
   /** After (re)connecting: notifications may have been missed, so read the rows again. */
@@ -248,8 +276,12 @@ export class TaskNode {
 
   private async refreshWorker(): Promise<void> {
     try {
-      const { rows } = await this.pool!.query<{ stop: number }>(this.queries.readWorker, [this.options.workerId]);
-      if (rows[0]) this.applyStop(rows[0].stop);
+      const { rows } = await this.pool!.query<{ stop: number; lease_epoch: number }>(this.queries.readWorker, [this.options.workerId]);
+      if (!rows[0]) return;
+      // A newer term: another node took this worker over (its standby, after this node's
+      // lock session ended). End this term's processes now, not at the next renewal.
+      this.lease?.takenOver(rows[0].lease_epoch);
+      this.applyStop(rows[0].stop);
     } catch (error) {
       this.log.warn({ err: describeError(error) }, 'could not read the worker row');
     }
@@ -314,6 +346,9 @@ export class TaskNode {
   }
 
   private async close(): Promise<void> {
+    // Let go of the worker's lock only now: after the lease's release, so that a standby
+    // woken by it finds the worker free, not a holder without its lock.
+    await this.lockSession?.stop();
     this.reaper.stop();
     this.spawner?.stop();
     for (const part of this.termParts) part.stop();

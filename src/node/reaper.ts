@@ -26,6 +26,14 @@ export class Reaper {
     this.child?.stdin?.write(`-${pgid}\n`);
   }
 
+  /**
+   * The node trusts its lease for `ms` more (null: it holds no term). Past that with no word,
+   * the reaper kills every group it tracks: the fence, kept even while the node is paused.
+   */
+  fence(ms: number | null): void {
+    this.child?.stdin?.write(ms === null ? '@\n' : `@${Math.max(0, Math.ceil(ms))}\n`);
+  }
+
   /** A clean stop: the node ended its tasks itself; the reaper exits with nothing to kill. */
   stop(): void {
     this.child?.stdin?.end();

@@ -4,22 +4,57 @@ import { withTransaction } from '../db/connection.js';
 import type { Queries } from '../db/queries.js';
 
 /**
- * Recovers a failed worker — active, its lease lapsed past the recovery delay — on behalf of
- * the cluster: any node that notices may call this, and the row lock makes sure the recovery
- * policy, recover_worker_tasks(worker_id), runs once. The worker's lease_epoch moves on, so
- * the node that held it can neither renew nor write about its tasks if it comes back.
- * Returns true if this call did the recovery.
+ * Recovers a worker's old terms if their recovery is due, in a transaction that has locked
+ * the worker row: the recover policy, recover_worker_tasks(worker, last old term), then the
+ * end of their live runs. Due means the latest locked_until of those terms + the recovery
+ * delay has passed in database time: by then the node that ran them has fenced itself (its
+ * fence, renewal + lease − margin on its own clock, comes before locked_until). Returns the
+ * last term recovered, or null if none was due.
  */
-export async function recoverFailedWorker(pool: pg.Pool, queries: Queries, workerId: number, recoveryDelaySeconds: number, log: Logger, now: Date | null = null): Promise<boolean> {
-  const failed = await withTransaction(pool, async (client) => {
-    const { rows } = await client.query<{ node_name: string | null; lease_epoch: number }>(queries.lockFailedWorker, [workerId, recoveryDelaySeconds, now]);
-    if (!rows[0]) return null; // not failed (any more), or another node is recovering it
-    await client.query(queries.markRecovering);
-    await client.query(queries.recoverWorker, [workerId]);
-    await client.query(queries.endWorkerRuns, [workerId]);
-    await client.query(queries.markRecovered, [workerId]);
-    return rows[0];
+export async function recoverOldTerms(client: pg.PoolClient, queries: Queries, workerId: number, recoveryDelaySeconds: number, now: Date | null = null): Promise<number | null> {
+  const { rows } = await client.query<{ old_epoch: number }>(queries.dueOldTerms, [workerId, recoveryDelaySeconds, now]);
+  if (!rows[0]) return null;
+  const epoch = rows[0].old_epoch;
+  await client.query(queries.markRecovering);
+  await client.query(queries.recoverWorker, [workerId, epoch]);
+  await client.query(queries.endWorkerRuns, [workerId, epoch]);
+  await client.query(queries.clearOldTerms, [workerId]);
+  return epoch;
+}
+
+export interface RecoveryResult {
+  /** This call ended a lapsed term or recovered old terms. */
+  recovered: boolean;
+  /** Milliseconds (database time) until the worker's lease has lapsed past the delay; null: not watched. */
+  lapseInMs: number | null;
+  /** Milliseconds (database time) until its old terms are due; null: none wait. */
+  oldInMs: number | null;
+}
+
+/**
+ * Recovery on behalf of the cluster: any node may call this for any worker, and the row lock
+ * (SKIP LOCKED) makes sure one does it at a time. A worker whose lease lapsed past the
+ * recovery delay without a standby taking it over is no longer active, and its term (with any
+ * older one pending) joins the old terms, recovered at once when due. `selfId`: the caller's
+ * own worker, whose lease it takes back itself rather than end. Null when another node is at
+ * it (it will say when it is done: the row's change is notified).
+ */
+export async function recoverWorker(pool: pg.Pool, queries: Queries, workerId: number, selfId: number, recoveryDelaySeconds: number, log: Logger, now: Date | null = null): Promise<RecoveryResult | null> {
+  const result = await withTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ node_name: string | null; lease_epoch: number; lapsed: boolean; lapse_in_ms: number | null; old_in_ms: number | null }>(
+      queries.lockRecoverable,
+      [workerId, recoveryDelaySeconds, now, selfId],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    if (row.lapsed) await client.query(queries.endLapsedTerm, [workerId]);
+    const epoch = await recoverOldTerms(client, queries, workerId, recoveryDelaySeconds, now);
+    // Ending the lapsed term made its lease's end the old terms' due time, if later.
+    const oldInMs = epoch !== null ? null : row.lapsed ? Math.max(row.old_in_ms ?? -Infinity, row.lapse_in_ms!) : row.old_in_ms;
+    return { recovered: row.lapsed || epoch !== null, lapseInMs: row.lapsed ? null : row.lapse_in_ms, oldInMs, failed: row.lapsed ? row : null, epoch };
   });
-  if (failed) log.warn({ failedWorker: workerId, failedNode: failed.node_name, epoch: failed.lease_epoch }, 'recovered a failed worker');
-  return failed !== null;
+  if (!result) return null;
+  if (result.failed) log.warn({ failedWorker: workerId, failedNode: result.failed.node_name, epoch: result.failed.lease_epoch }, 'ended the term of a failed worker');
+  if (result.epoch !== null) log.warn({ worker: workerId, throughEpoch: result.epoch }, "recovered a worker's old terms");
+  return { recovered: result.recovered, lapseInMs: result.lapseInMs, oldInMs: result.oldInMs };
 }

@@ -8,12 +8,16 @@ ON CONFLICT (id) DO NOTHING;
 
 -- name: lockWorker
 -- Read the row under a lock, so that two nodes deciding to take it over decide in turn.
+-- lock_gone: the holder held the worker's advisory lock (lock_pid) and holds it no more: its
+-- session has ended (the node died, or its connection was cut), so a standby takes the next
+-- term at once instead of waiting for the lease to lapse.
 -- $1 worker, $2 recovery delay (seconds), $3 now or null
 SELECT id, active, stop, node_name, lease_epoch, locked_until,
        -- milliseconds until a lapsed lease becomes recoverable: when a standby tries again
        (extract(epoch FROM locked_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8 AS recoverable_in_ms,
        (active AND locked_until > coalesce($3::timestamptz, now())) AS held,
-       (active AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS failed
+       (active AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS failed,
+       (active AND lock_pid IS NOT NULL AND NOT {{schema}}.worker_lock_held(id, lock_pid)) AS lock_gone
   FROM {{schema}}.worker
  WHERE id = $1
    FOR UPDATE;
@@ -24,20 +28,22 @@ SELECT id, active, stop, node_name, lease_epoch, locked_until,
 SELECT set_config('pg_tasks.recovering', 'on', true);
 
 -- name: recoverWorker
-SELECT {{schema}}.recover_worker_tasks($1);
+-- The recover policy, on the runs of worker $1's terms up to $2.
+SELECT {{schema}}.recover_worker_tasks($1, $2::bigint);
 
 -- name: endWorkerRuns
--- With the recovery of a failed worker, whatever the policy: its live runs are over (its
--- node fenced itself and killed their processes before its lease could lapse), so their
--- tasks may run again: each gets its task_run row, and its live-run mark is cleared.
--- $1 worker
+-- With the recovery of a worker's old terms, whatever the policy: their live runs are over
+-- (the node fenced itself and killed their processes before its lease could lapse), so their
+-- tasks may run again: each gets its task_run row, and its live-run mark is cleared. Runs of
+-- a newer term of the worker are not touched.
+-- $1 worker, $2 the last term recovered
 WITH live AS (
-  SELECT id, live_epoch FROM {{schema}}.task WHERE live_worker_id = $1
+  SELECT id, live_epoch FROM {{schema}}.task WHERE live_worker_id = $1 AND live_epoch <= $2
 ), ended AS (
   UPDATE {{schema}}.task t
      SET live_worker_id = NULL, live_epoch = NULL
     FROM live
-   WHERE t.id = live.id AND t.live_worker_id = $1
+   WHERE t.id = live.id AND t.live_worker_id = $1 AND t.live_epoch <= $2
   RETURNING t.id, t.attempt, t.node_name, t.pid, t.started, live.live_epoch
 )
 INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, pid, started, finished, end_reason, error)
@@ -46,28 +52,37 @@ SELECT id, attempt, $1, live_epoch, node_name, pid, coalesce(started, now()), no
 ON CONFLICT (task_id, attempt) DO NOTHING;
 
 -- name: takeLease
+-- A new term. If the row was still active, the term it ends did not end cleanly: its runs are
+-- left to recovery, due once its locked_until + the recovery delay has passed (old_epoch,
+-- old_until; see recoverOldTerms). old_due_in_ms says when, in database time.
 -- $1 worker, $2 lease (seconds), $3 now or null, $4 node name, $5 host, $6 pid, $7 group,
--- $8 max tasks
+-- $8 max tasks, $9 lock_pid (the backend holding the worker's lock for this node, or null),
+-- $10 recovery delay (seconds)
 UPDATE {{schema}}.worker
-   SET active = true,
+   SET old_epoch = CASE WHEN active THEN lease_epoch ELSE old_epoch END,
+       old_until = CASE WHEN active THEN greatest(old_until, locked_until) ELSE old_until END,
+       active = true,
        locked_until = coalesce($3::timestamptz, now()) + make_interval(secs => $2),
        lease_epoch = lease_epoch + 1,
        lease_taken = coalesce($3::timestamptz, now()),
-       node_name = $4, host = $5, pid = $6, group_id = $7, max_task_count = $8, task_count = 0
+       node_name = $4, host = $5, pid = $6, group_id = $7, max_task_count = $8, task_count = 0,
+       lock_pid = $9
  WHERE id = $1
-RETURNING lease_epoch, stop;
+-- (RETURNING sees the new values: old_until as just set.)
+RETURNING lease_epoch, stop, old_epoch,
+          (extract(epoch FROM old_until + make_interval(secs => $10) - coalesce($3::timestamptz, now())) * 1000)::float8 AS old_due_in_ms;
 
 -- name: renewLease
 -- Renews only the term the node holds ($2). No row back = the lease is lost. The renewal
 -- doubles as the node's safety resync at no extra statement: it says whether work is waiting
 -- for the node, whether cancellations are pending (in case a notification was missed), and
--- which other workers have failed (active, lease lapsed past the recovery delay). It also
+-- when each worker that may need recovering becomes due (watch: see RecoveryWatch). It also
 -- sends the node a ping on its own channel: if the ping does not come back, LISTEN is broken.
 -- $1 worker, $2 lease epoch, $3 lease (seconds), $4 running tasks, $5 now or null, $6 group,
--- $7 recovery delay (seconds), $8 channel, $9 ping payload
+-- $7 recovery delay (seconds), $8 channel, $9 ping payload, $10 lock_pid (or null)
 UPDATE {{schema}}.worker w
    SET locked_until = coalesce($5::timestamptz, now()) + make_interval(secs => $3),
-       task_count = $4
+       task_count = $4, lock_pid = $10
  WHERE w.id = $1 AND w.lease_epoch = $2 AND w.active
 RETURNING w.stop,
   -- Two EXISTS, one per waiting-task index: tasks pinned to other workers are not read.
@@ -77,9 +92,17 @@ RETURNING w.stop,
                WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1 AND t.run_after IS NULL AND t.live_worker_id IS NULL AND t.deps_left = 0)) AS has_waiting,
   EXISTS (SELECT 1 FROM {{schema}}.task t
            WHERE t.live_worker_id = $1 AND t.live_epoch = $2 AND t.state_id = 'AC') AS has_cancels,
-  ARRAY(SELECT f.id FROM {{schema}}.worker f
-         WHERE f.active AND f.id <> $1
-           AND f.locked_until + make_interval(secs => $7) <= coalesce($5::timestamptz, now())) AS failed_workers,
+  -- Milliseconds (database time) until each other active worker's lease has lapsed past the
+  -- recovery delay (lapse), and until a worker's old terms are due (old; this one's too): the
+  -- node arms a timer for each, and a renewal's ping puts off the lapse. Negative: due now.
+  (SELECT coalesce(json_agg(json_build_object(
+            'id', f.id,
+            'lapse', (extract(epoch FROM f.locked_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8
+                     * CASE WHEN f.active AND f.id <> $1 THEN 1 END,
+            'old', (extract(epoch FROM f.old_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8
+                   * CASE WHEN f.old_epoch IS NOT NULL THEN 1 END)), '[]')
+     FROM {{schema}}.worker f
+    WHERE (f.active AND f.id <> $1) OR f.old_epoch IS NOT NULL) AS watch,
   -- Live runs of this term that started a while ago: the node checks it has a process for
   -- each (a claim whose reply was lost on the wire would leave one without).
   (SELECT coalesce(json_agg(json_build_object('id', t.id, 'attempt', t.attempt)), '[]')
@@ -94,12 +117,14 @@ RETURNING w.stop,
 -- without ever hearing of it. Called when a term ends cleanly (every process of it is gone
 -- by then) and when a term begins without a recovery. Each ends 'lost', like a lost run the
 -- node notices itself: an executing task retries if its retry_on allows (after its backoff,
--- on any worker), else ends CF; one being cancelled ends CC.
+-- on any worker), else ends CF; one being cancelled ends CC. Runs of old terms awaiting their
+-- recovery (up to old_epoch) are not orphans: their node may still be running them.
 -- $1 worker, $2 lease epoch
 WITH orphan AS (
   SELECT t.id, t.live_epoch, CASE WHEN t.state_id = 'AE' THEN {{schema}}.retry_delay(t, 'lost') END AS delay
     FROM {{schema}}.task t
    WHERE t.live_worker_id = $1 AND t.live_epoch <= $2
+     AND t.live_epoch > coalesce((SELECT w.old_epoch FROM {{schema}}.worker w WHERE w.id = $1), 0)
 ), ended AS (
   UPDATE {{schema}}.task t
      SET live_worker_id = NULL, live_epoch = NULL,
@@ -124,7 +149,7 @@ ON CONFLICT (task_id, attempt) DO NOTHING;
 -- name: releaseLease
 -- $1 worker, $2 lease epoch, $3 clear the stop code (the node fulfilled a stop request)
 UPDATE {{schema}}.worker
-   SET active = false, locked_until = now(), task_count = 0,
+   SET active = false, locked_until = now(), task_count = 0, lock_pid = NULL,
        stop = CASE WHEN $3::boolean THEN 0 ELSE stop END
  WHERE id = $1 AND lease_epoch = $2;
 
@@ -151,21 +176,79 @@ SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, act
 UPDATE {{schema}}.worker SET stop = $2 WHERE id = $1
 RETURNING *;
 
--- name: lockFailedWorker
--- A failed worker, locked for its recovery; nothing if another node is recovering it (SKIP
--- LOCKED) or has already (active is false by then, or a new lease was taken).
--- $1 worker, $2 recovery delay (seconds), $3 now or null
-SELECT id, node_name, lease_epoch
+-- name: lockRecoverable
+-- A worker that may need recovering, locked; nothing if another node is at it (SKIP LOCKED).
+-- lapsed: active, its lease lapsed past the recovery delay (not this node's own worker: that
+-- one this node takes back through its lease). lapse_in_ms, old_in_ms: until that, and until
+-- its old terms' recovery, in database time (see watchWorker).
+-- $1 worker, $2 recovery delay (seconds), $3 now or null, $4 this node's worker
+SELECT id, node_name, lease_epoch,
+       (active AND id <> $4 AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS lapsed,
+       (extract(epoch FROM locked_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8
+         * CASE WHEN active AND id <> $4 THEN 1 END AS lapse_in_ms,
+       (extract(epoch FROM old_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8
+         * CASE WHEN old_epoch IS NOT NULL THEN 1 END AS old_in_ms
   FROM {{schema}}.worker
- WHERE id = $1 AND active AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())
+ WHERE id = $1 AND ((active AND id <> $4) OR old_epoch IS NOT NULL)
    FOR UPDATE SKIP LOCKED;
 
--- name: markRecovered
--- After recover_worker_tasks: the worker is no longer active, and the new term (epoch + 1)
--- fences off the node that held it, should it come back.
+-- name: endLapsedTerm
+-- A failed worker nobody took over: it is no longer active, the new term (epoch + 1) fences
+-- off the node that held it should it come back, and its runs join the old terms to recover.
+-- $1 worker
 UPDATE {{schema}}.worker
-   SET active = false, task_count = 0, lease_epoch = lease_epoch + 1
+   SET active = false, task_count = 0, lease_epoch = lease_epoch + 1, lock_pid = NULL,
+       old_epoch = lease_epoch, old_until = greatest(old_until, locked_until)
  WHERE id = $1;
+
+-- name: dueOldTerms
+-- The worker's old terms, if their recovery is due (in the transaction that locked the row).
+-- $1 worker, $2 recovery delay (seconds), $3 now or null
+SELECT old_epoch FROM {{schema}}.worker
+ WHERE id = $1 AND old_epoch IS NOT NULL
+   AND old_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now());
+
+-- name: clearOldTerms
+-- $1 worker
+UPDATE {{schema}}.worker SET old_epoch = NULL, old_until = NULL WHERE id = $1;
+
+-- name: watchWorker
+-- When worker $1 may need recovering (see renewLease's watch), after a notification about it:
+-- null when it will not (not active, or this node's own; no old terms).
+-- $1 worker, $2 recovery delay (seconds), $3 this node's worker
+SELECT (extract(epoch FROM locked_until + make_interval(secs => $2) - now()) * 1000)::float8
+         * CASE WHEN active AND id <> $3 THEN 1 END AS lapse_in_ms,
+       (extract(epoch FROM old_until + make_interval(secs => $2) - now()) * 1000)::float8
+         * CASE WHEN old_epoch IS NOT NULL THEN 1 END AS old_in_ms
+  FROM {{schema}}.worker
+ WHERE id = $1;
+
+-- name: setLockPid
+-- The holder got (or lost) the worker's lock after taking its term.
+-- $1 worker, $2 lease epoch, $3 lock_pid or null
+UPDATE {{schema}}.worker SET lock_pid = $3 WHERE id = $1 AND lease_epoch = $2 AND active;
+
+-- name: lockSession
+-- The holder's advisory lock on its worker, held by its lock session until that ends.
+-- $1 worker
+SELECT pg_advisory_lock({{schema}}.worker_lock_class(), $1);
+
+-- name: backendPid
+SELECT pg_backend_pid() AS pid;
+
+-- name: unlockSession
+-- $1 worker
+SELECT pg_advisory_unlock({{schema}}.worker_lock_class(), $1);
+
+-- name: awaitLockRelease
+-- A standby's wait: granted as soon as no holder holds the worker's lock (a shared request
+-- is queued behind a holder's exclusive one), then let go at once.
+-- $1 worker
+SELECT pg_advisory_lock_shared({{schema}}.worker_lock_class(), $1);
+
+-- name: releaseShared
+-- $1 worker
+SELECT pg_advisory_unlock_shared({{schema}}.worker_lock_class(), $1);
 
 -- name: markStandby
 -- $1 worker, $2 node name

@@ -1,0 +1,291 @@
+// Failover in a second (issue 14): a standby takes the next term as soon as the holder's
+// session ends, never recovers the old term's tasks before that term's lease + delay, and one
+// task never has two live processes: a holder cut off by a TCP proxy, a holder whose lock
+// session alone is terminated, a standby woken while the holder is alive. And recovery
+// without a standby at lease + delay. Real PostgreSQL, real node processes, real signals;
+// time bounds are liveness bounds.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { proxyFor } from './helpers/proxy.js';
+import { until } from './helpers/wait.js';
+import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+let db: TestDatabase;
+const children = new Set<ChildProcess>();
+const taskPids = new Set<number>();
+
+before(async () => {
+  db = await createTestDatabase('failover');
+});
+after(async () => {
+  await stopAllNodes();
+  for (const child of children) await killChild(child);
+  for (const pid of taskPids) if (isProcessGroupAlive(pid)) killProcessGroup(pid, 'SIGKILL');
+  await db?.close();
+});
+
+/** A node as a child process, its output kept for the failure message. */
+function spawnNode(url: string, args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--no-migrate', '--log-level', 'warn', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let out = '';
+  const keep = (chunk: Buffer): void => {
+    out = (out + chunk.toString()).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  return { child, output: () => out };
+}
+
+async function killChild(child: ChildProcess): Promise<void> {
+  children.delete(child);
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+async function withOutput(t: TestContext, output: () => string, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (error) {
+    t.diagnostic(`child node output:\n${output()}`);
+    throw error;
+  }
+}
+
+interface WorkerRow {
+  active: boolean;
+  node_name: string | null;
+  lease_epoch: number;
+  lock_pid: number | null;
+  old_epoch: number | null;
+  /** old_until + 2 s (the recovery delay of every node here). */
+  old_due: Date | null;
+  standby_seen: Date | null;
+}
+
+async function worker(id: number): Promise<WorkerRow | undefined> {
+  const { rows } = await db.query<WorkerRow>(
+    `SELECT active, node_name, lease_epoch::int AS lease_epoch, lock_pid, old_epoch::int AS old_epoch,
+            old_until + interval '2 s' AS old_due, standby_seen
+       FROM long_task.worker WHERE id = $1`,
+    [id],
+  );
+  return rows[0];
+}
+
+/**
+ * A task that says if it ever ran beside another process of itself: each process holds an
+ * flock on the task's file while it runs, and writes "overlap" to it if it cannot take it.
+ * Re-queued when its worker fails, so that it runs again on the new term.
+ */
+async function addWitness(group: number, dir: string): Promise<number> {
+  const script = `exec 9>>"${dir}/lock"; flock -n 9 || echo overlap >> "${dir}/log"; echo run >> "${dir}/log"; exec sleep 300`;
+  const { rows } = await db.query<{ id: number }>(
+    "INSERT INTO long_task.task (command, group_id, state_id, recover_policy) VALUES ($1, $2, 'AW', 'requeue') RETURNING id",
+    [['sh', '-c', script], group],
+  );
+  return Number(rows[0]!.id);
+}
+
+async function taskPid(id: number, what: string, other = 0): Promise<number> {
+  const pid = Number(await until(async () => {
+    const p = Number((await getTask(db, id)).pid ?? 0);
+    return p !== other ? p : 0;
+  }, what, 30_000));
+  taskPids.add(pid);
+  return pid;
+}
+
+function runs(dir: string): string[] {
+  return existsSync(`${dir}/log`) ? readFileSync(`${dir}/log`, 'utf8').trim().split('\n') : [];
+}
+
+describe('a holder cut off by a TCP proxy', () => {
+  it('its standby takes the next term at once and runs new work; the old task runs again only after its lease + delay, its first process dead by then', async (t) => {
+    const W = 10;
+    const G = 10;
+    const dir = tempDir('failover-cut');
+    const { proxy, url } = await proxyFor(db.url);
+    const { child, output } = spawnNode(url, ['--worker-id', String(W), '--group', String(G), '--lease', '4s', '--name', 'cut']);
+    try {
+      await withOutput(t, output, async () => {
+        await until(async () => (await worker(W))?.lock_pid != null, 'the holder to take its lease and its lock', 30_000);
+        const standby = await startNode(db, { workerId: W, groupId: G, leaseSeconds: 4, nodeName: 'standby' });
+        assert.equal(standby.state, 'standby');
+        const task = await addWitness(G, dir);
+        const pid1 = await taskPid(task, 'the holder to start the task');
+        const before = (await worker(W))!;
+
+        proxy.pause();
+        const cutAt = performance.now();
+        await until(() => standby.state === 'active', 'the standby to take over', 10_000);
+        const tookMs = performance.now() - cutAt;
+        // Liveness: well inside the lease (4 s) + delay (2 s) that the old way waited.
+        assert.ok(tookMs < 3_000, `take-over ${Math.round(tookMs)} ms after the cut`);
+        const taken = (await worker(W))!;
+        assert.equal(taken.node_name, 'standby');
+        assert.ok(taken.lease_epoch > before.lease_epoch);
+        assert.equal(taken.old_epoch, before.lease_epoch, 'the cut-off term waits for its recovery');
+        // New work runs at once under the new term, while the old task is still the old term's.
+        const fresh = await addTask(db, ['true'], { group: G });
+        await waitEnded(db, [fresh]);
+        assert.equal((await getTask(db, fresh)).node_name, 'standby');
+        assert.equal((await getTask(db, task)).pid, pid1);
+        assert.equal((await getTask(db, task)).state_id, 'AE');
+
+        // Recovered (re-queued) at its lease + delay, then run again by the standby.
+        const pid2 = await taskPid(task, 'the old task to run again on the new term', pid1);
+        const rerunAt = (await getTask(db, task)).started as Date;
+        assert.ok(+rerunAt >= +taken.old_due!, `ran again at ${rerunAt.toISOString()}, before its lease + delay ${taken.old_due!.toISOString()}`);
+        t.diagnostic(`take-over ${Math.round(tookMs)} ms after the cut; the old task ran again ${+rerunAt - +taken.old_due!} ms after its lease + delay`);
+        assert.equal(isProcessGroupAlive(pid1), false, 'the cut-off holder\'s process still lives');
+        assert.equal(isProcessGroupAlive(pid2), true);
+        assert.deepEqual(runs(dir), ['run', 'run'], 'two live processes of one task');
+        proxy.resume();
+      });
+    } finally {
+      await killChild(child);
+      await stopAllNodes();
+      await proxy.close();
+    }
+  });
+});
+
+describe('a holder whose lock session alone ends', () => {
+  it('is taken over, hears of it and kills its process at once; the task runs again only after its lease + delay', async (t) => {
+    const W = 20;
+    const G = 20;
+    const dir = tempDir('failover-lock');
+    const { child, output } = spawnNode(db.url, ['--worker-id', String(W), '--group', String(G), '--lease', '4s', '--name', 'holder']);
+    try {
+      await withOutput(t, output, async () => {
+        await until(async () => (await worker(W))?.lock_pid != null, 'the holder to take its lease and its lock', 30_000);
+        const standby = await startNode(db, { workerId: W, groupId: G, leaseSeconds: 4, nodeName: 'standby' });
+        const task = await addWitness(G, dir);
+        const pid1 = await taskPid(task, 'the holder to start the task');
+        const { lock_pid: lockPid } = (await worker(W))!;
+
+        // The holder lives and renews on its other connections; only its lock session ends.
+        await db.query('SELECT pg_terminate_backend($1)', [lockPid]);
+        const endedAt = performance.now();
+        await until(() => standby.state === 'active', 'the standby to take over', 10_000);
+        const taken = (await worker(W))!;
+        assert.equal(taken.node_name, 'standby');
+        // The take-over is notified: the holder ends its process at once, not at its fence.
+        await until(() => !isProcessGroupAlive(pid1), 'the holder to kill its process', 10_000);
+        const killedMs = performance.now() - endedAt;
+        assert.equal((await getTask(db, task)).state_id, 'AE', 'recovered before its lease + delay');
+        const pid2 = await taskPid(task, 'the task to run again on the new term', pid1);
+        const rerunAt = (await getTask(db, task)).started as Date;
+        assert.ok(+rerunAt >= +taken.old_due!, `ran again at ${rerunAt.toISOString()}, before ${taken.old_due!.toISOString()}`);
+        t.diagnostic(`the holder killed its process ${Math.round(killedMs)} ms after its lock session ended; the task ran again ${+rerunAt - +taken.old_due!} ms after its lease + delay`);
+        assert.equal(isProcessGroupAlive(pid2), true);
+        assert.deepEqual(runs(dir), ['run', 'run'], 'two live processes of one task');
+        // The old holder stands by: it waits for the new holder's lock.
+        await until(async () => (await worker(W))?.lock_pid != null, 'the new holder to take the lock', 10_000);
+        assert.equal(child.exitCode, null, 'the old holder stands by, it does not exit');
+      });
+    } finally {
+      await killChild(child);
+      await stopAllNodes();
+    }
+  });
+});
+
+describe('the lock is a wake-up, not a permission', () => {
+  it('a standby does not take over a holder that runs its term without the lock, and does not spin on it', async () => {
+    const W = 30;
+    // A holder whose lease runs for an hour and which holds no lock (lock_pid null): as a node
+    // that took its term while a paused node still held the lock.
+    await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch, node_name) VALUES ($1, 30, true, now() + interval '1 hour', 3, 'lockless')", [W]);
+    const standby = await startNode(db, { workerId: W, groupId: 30, nodeName: 'standby' });
+    assert.equal(standby.state, 'standby');
+    // Nobody holds the lock, so the standby's wait is granted at once: one look, then it
+    // waits for a notification or half a lease (10 s), not a loop.
+    const seen = new Set<number>();
+    const until3s = performance.now() + 3_000;
+    while (performance.now() < until3s) {
+      const w = (await worker(W))!;
+      assert.equal(w.node_name, 'lockless');
+      assert.equal(w.lease_epoch, 3);
+      if (w.standby_seen) seen.add(+w.standby_seen);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(standby.state, 'standby');
+    assert.ok(seen.size <= 3, `the standby looked at the worker ${seen.size} times in 3 s`);
+    await standby.shutdown();
+  });
+
+  it('a session holding the lock as the holder (lock_pid) keeps the standby waiting; when it ends, the standby takes over at once', async () => {
+    const W = 31;
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    await holder.query('SELECT pg_advisory_lock(long_task.worker_lock_class(), $1)', [W]);
+    await db.query(
+      "INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch, node_name, lock_pid) VALUES ($1, 31, true, now() + interval '1 hour', 7, 'holder', $2)",
+      [W, rows[0]!.pid],
+    );
+    const standby = await startNode(db, { workerId: W, groupId: 31, nodeName: 'standby' });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.equal(standby.state, 'standby');
+    await holder.end();
+    const endedAt = performance.now();
+    await until(() => standby.state === 'active', 'the standby to take over', 5_000);
+    assert.ok(performance.now() - endedAt < 5_000);
+    const w = (await worker(W))!;
+    assert.equal(w.node_name, 'standby');
+    assert.equal(w.old_epoch, 7, 'the holder\'s term waits for its lease + delay: an hour here');
+    await standby.shutdown();
+    // A clean stop releases the lease; the old term still waits for its time.
+    assert.equal((await worker(W))!.old_epoch, 7);
+  });
+});
+
+describe('recovery without a standby', () => {
+  it('another node recovers a SIGKILLed worker\'s task at its lease + delay, not at its own next renewal', async (t) => {
+    const W = 40;
+    const G = 40;
+    // A 12 s lease: renewals every 6 s, so noticing at the recoverer's next renewal would come
+    // up to 6 s after the task became recoverable.
+    const { child, output } = spawnNode(db.url, ['--worker-id', String(W), '--group', String(G), '--lease', '12s', '--name', 'victim']);
+    try {
+      await withOutput(t, output, async () => {
+        await until(async () => (await worker(W))?.lock_pid != null, 'the victim to take its lease', 30_000);
+        await startNode(db, { workerId: 41, groupId: G + 1, leaseSeconds: 12, nodeName: 'recoverer' });
+        const task = await addTask(db, ['sleep', '300'], { group: G });
+        await taskPid(task, 'the victim to start the task');
+        child.kill('SIGKILL');
+        // Its last renewal is final now.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const { rows } = await db.query<{ due: Date }>("SELECT locked_until + interval '2 s' AS due FROM long_task.worker WHERE id = $1", [W]);
+        const due = rows[0]!.due;
+        await until(async () => (await getTask(db, task)).state_id === 'CF', 'the task to be recovered', 30_000);
+        const finished = (await getTask(db, task)).finished as Date;
+        const lagMs = +finished - +due;
+        t.diagnostic(`recovered ${lagMs} ms after its lease + delay (lease 12 s)`);
+        assert.ok(lagMs >= 0, `recovered ${-lagMs} ms before its lease + delay`);
+        // Liveness: the recoverer's renewals are 6 s apart; the timer is what makes this short.
+        assert.ok(lagMs < 3_000, `recovered ${lagMs} ms after its lease + delay`);
+      });
+    } finally {
+      await killChild(child);
+      await stopAllNodes();
+    }
+  });
+});
