@@ -12,6 +12,7 @@
 //    alive; SIGKILL A; t0 to A's task's run end.
 // 3. Cut connection: A reaches the database through a TCP proxy, B (standby) directly; the
 //    proxy cuts A at t0. t0 to B's new term and to A's task's run end.
+// Each failure comes at a random point of the holder's renewal cycle (randomPause).
 // Every t0-relative figure is seen by the bench polling the rows every 5 ms, on its own clock.
 // The "lag" of a recovery is measured on the database's clock: the run's end (the recovery's
 // now()) minus (A's last locked_until + the recovery delay). It must never be negative: A may
@@ -221,6 +222,17 @@ function check(where: string, seen: Seen, pid: number): void {
   if (seen.pidAlive) fail(`${where}: the task's process ${pid} was still alive when the task was recovered (two live processes)`);
 }
 
+/**
+ * Waits a random part of a renewal interval (half a lease) before a failure. Set-up takes about
+ * the same time after every take-over, so without it each failure would come at the same
+ * point of the lease, just before its first renewal: the slowest case for a lapse-driven
+ * takeover, and a fixed phase against the renewals of the other nodes. With it the failure
+ * falls at a uniformly random point of the renewal cycle, as a crash would.
+ */
+function randomPause(run: Run): Promise<void> {
+  return sleep(Math.random() * (run.setting.leaseMs / 2));
+}
+
 /** Reads the worker row just before t0: the term and locked_until of the node about to fail. */
 async function beforeFailure(run: Run, workerId: number): Promise<WorkerRow> {
   const row = await readWorker(run, workerId);
@@ -235,6 +247,7 @@ async function standbyTakeover(setting: Setting, kills: number): Promise<void> {
     for (let i = 1; i <= kills; i++) {
       const task = await startLongTask(run, 1, holder.name);
       const standby = await startStandby(run, 1);
+      await randomPause(run);
       const before = await beforeFailure(run, 1);
       const stampFile = path.join(db.dir, `first-task-${setting.key}-${i}`);
       const t0 = nowMs();
@@ -258,6 +271,7 @@ async function recoveryWithoutStandby(setting: Setting, samples: number): Promis
     for (let i = 1; i <= samples; i++) {
       const holder = await startHolder(run, 1);
       const task = await startLongTask(run, 1, holder.name);
+      await randomPause(run);
       const before = await beforeFailure(run, 1);
       const t0 = nowMs();
       crashNode(holder.child);
@@ -279,6 +293,7 @@ async function cutConnection(setting: Setting, samples: number): Promise<void> {
         const holder = await startHolder(run, i, url);
         const task = await startLongTask(run, i, holder.name);
         const standby = await startStandby(run, i);
+        await randomPause(run);
         const before = await beforeFailure(run, i);
         const t0 = nowMs();
         proxy.pause();
