@@ -71,13 +71,12 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Checks `condition` every `everyMs` until it returns a value; a query error counts as not yet. */
+/** Checks `condition` every `everyMs` until it returns a value; an error it throws ends the wait. */
 export async function until<T>(condition: () => Promise<T | null | undefined | false>, what: string, timeoutMs: number, everyMs = 20): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (abortReason) throw new Error(`stopped waiting for ${what}: ${abortReason}`);
-    // Before the first node has created the schema, the tables do not exist yet.
-    const value = await condition().catch(() => null);
+    const value = await condition();
     if (value !== null && value !== undefined && value !== false) return value;
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
