@@ -150,6 +150,16 @@ export async function readStamp(file: string): Promise<number> {
   return Number(BigInt(readFileSync(file, 'utf8').trim())) / 1e6;
 }
 
+/** A stamp file's time in ms since the epoch, or null until its program has written it whole. */
+export function stampTime(file: string): number | null {
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.endsWith('\n') ? Number(BigInt(text.trim())) / 1e6 : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The value after a command-line option of a bench part (`--n 300`), if given. */
 export function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
