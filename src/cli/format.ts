@@ -150,7 +150,8 @@ export function formatWorkerTable(workers: Worker[]): string {
     workers.map((w) => [
       String(w.id),
       String(w.group_id),
-      w.status,
+      // A take-over's previous term: its tasks are recovered at its lease's end + the delay.
+      w.recovers_at ? `${w.status} (old term's tasks recovered at ${when(w.recovers_at)})` : w.status,
       String(w.stop),
       `${w.task_count}/${w.max_task_count ?? '-'}`,
       when(w.locked_until),

@@ -197,6 +197,8 @@ export interface Worker {
   lease_taken: Date | null;
   /** The node waiting to take this worker over, if one was seen within a lease. */
   standby: string | null;
+  /** A term taken over before its lease ended waits for this moment to have its tasks recovered; null when none waits. */
+  recovers_at: Date | null;
   /** ok; stopping (stop code set); late (lease lapsed, not yet recoverable); failed; standby (no holder, a standby waiting); stopped. */
   status: 'ok' | 'stopping' | 'late' | 'failed' | 'standby' | 'stopped';
 }

@@ -160,6 +160,8 @@ SELECT * FROM {{schema}}.worker WHERE id = $1;
 -- $1 recovery delay (seconds), $2 lease (seconds): a standby seen within a lease is waiting
 SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, active, locked_until, lease_epoch, lease_taken,
        CASE WHEN standby_seen > now() - make_interval(secs => $2) THEN standby_node END AS standby,
+       -- a term taken over before its lease ended: when its tasks are recovered
+       CASE WHEN old_epoch IS NOT NULL THEN old_until + make_interval(secs => $1) END AS recovers_at,
        CASE
          WHEN NOT active AND standby_seen > now() - make_interval(secs => $2) THEN 'standby'
          WHEN NOT active THEN 'stopped'
