@@ -17,8 +17,12 @@ export interface LeaseEvents {
   renewing(epoch: number): { taskCount: number; ping: string };
   /** ms: how long the renewal statement took. */
   renewed(result: RenewResult, epoch: number, ms: number): void;
-  /** The term is over (renewal refused, or not renewed in time): nothing of it may run on. */
-  lost(reason: string): void;
+  /**
+   * The term is over (renewal refused, taken over, or not renewed in time): nothing of it may
+   * run on. trustedForMs: how long the fence was still ahead (≤ 0: it has passed); the term's
+   * processes must be dead by then.
+   */
+  lost(reason: string, trustedForMs: number): void;
   /** The term is trusted for this many ms more (from a take or a renewal): the fence moved. */
   fenceMoved(ms: number): void;
 }
@@ -75,8 +79,8 @@ export class LeaseKeeper {
     this.wakeStandby?.();
   }
 
-  /** This node's lock session got the worker's lock: the term's row names it (lock_pid). */
-  lockHeld(pid: number): void {
+  /** This node's lock session got the worker's lock (or lost it: null): the term's row names it (lock_pid). */
+  lockHeld(pid: number | null): void {
     if (!this.holding) return;
     this.lease.setLockPid(pid).catch((error: unknown) => this.log.warn({ err: describeError(error, this.schema) }, 'could not record the lock session'));
   }
@@ -159,13 +163,16 @@ export class LeaseKeeper {
     try {
       const { taskCount, ping } = this.events.renewing(epoch);
       const sentAt = performance.now();
-      const result = await this.lease.renew(taskCount, this.schema, ping, this.session.heldPid);
+      const lockPid = this.session.heldPid;
+      const result = await this.lease.renew(taskCount, this.schema, ping, lockPid);
       if (!this.holding) return;
       if (!result) {
         this.lose('another node took over this worker');
         return;
       }
       this.armFence();
+      // The lock was taken (or lost) while the renewal was on its way: the row says so now.
+      if (this.session.heldPid !== lockPid) this.lockHeld(this.session.heldPid);
       this.events.renewed(result, epoch, performance.now() - sentAt);
     } catch (error) {
       // Try again soon, not at the next half lease: that comes after the lease is distrusted,
@@ -199,10 +206,11 @@ export class LeaseKeeper {
     if (!this.holding) return;
     this.holding = false;
     this.clearTimers();
+    const trustedForMs = this.lease.remainingMs();
     this.lease.drop();
     // Let go of the lock at once, so that whoever holds the term now can take it.
     this.session.watch();
-    this.events.lost(reason);
+    this.events.lost(reason, trustedForMs);
     if (!this.stopped) void this.acquire();
   }
 

@@ -131,8 +131,8 @@ export class LiveRuns {
   }
 
   /** Ends every live run (SIGTERM, SIGKILL after the grace period); the first reason stands. */
-  killAll(reason: KillReason): void {
-    for (const run of this.running.values()) run.kill(reason, this.options.killGraceMs);
+  killAll(reason: KillReason, graceMs = this.options.killGraceMs): void {
+    for (const run of this.running.values()) run.kill(reason, graceMs);
   }
 
   /** Reads which runs of lease term `epoch` are asked to be cancelled (AC), and kills them. */

@@ -37,6 +37,10 @@ export class LockSession {
   private connecting = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
+  /** performance.now() before which no watch is sent: the grace after the session was lost. */
+  private watchNotBefore = 0;
+  /** A session was lost (or could not be had) since the last connection. */
+  private hadLoss = false;
   private readonly backoff = new Backoff(100, 1_000, 0.3);
   private stopped = false;
 
@@ -77,7 +81,7 @@ export class LockSession {
 
   start(): void {
     this.stopped = false;
-    void this.connect(false);
+    void this.connect();
   }
 
   /** Ends the session: whatever it held is let go. */
@@ -88,7 +92,7 @@ export class LockSession {
     await client?.end().catch(() => undefined);
   }
 
-  private async connect(afterLoss: boolean): Promise<void> {
+  private async connect(): Promise<void> {
     if (this.stopped || this.connecting || this.client) return;
     this.connecting = true;
     const client = new pg.Client({ ...this.config, keepAlive: true });
@@ -96,7 +100,7 @@ export class LockSession {
       client.on('error', (error) => this.lost(client, error));
       client.on('end', () => this.lost(client, new Error('connection ended')));
       await client.connect();
-      const { rows } = await client.query<{ pid: number }>(this.queries.backendPid);
+      const { rows } = await client.query<{ pid: number }>(this.queries.lockSessionStart);
       if (this.stopped) {
         await client.end().catch(() => undefined);
         return;
@@ -105,23 +109,21 @@ export class LockSession {
       this.backendPid = rows[0]!.pid;
       this.generation++;
       this.backoff.reset();
+      // The grace starts when the database answers again: after a restart, the holder needs
+      // that long to take its lock back, whatever this node was doing meanwhile.
+      if (this.hadLoss) this.watchNotBefore = performance.now() + this.watchGraceMs;
+      this.hadLoss = false;
     } catch (error) {
       client.removeAllListeners('end');
       await client.end().catch(() => undefined);
       this.log.warn({ err: (error as Error).message }, 'worker lock session: could not connect; retrying');
-      this.scheduleConnect(this.backoff.next(), afterLoss);
+      this.hadLoss = true;
+      this.scheduleConnect(this.backoff.next());
       return;
     } finally {
       this.connecting = false;
     }
-    if (afterLoss && this.want === 'watch') {
-      this.graceTimer = setTimeout(() => {
-        this.graceTimer = null;
-        this.apply();
-      }, this.watchGraceMs);
-    } else {
-      this.apply();
-    }
+    this.apply();
   }
 
   /** Sends the request the node wants, on an idle connection. */
@@ -143,6 +145,14 @@ export class LockSession {
         (error: unknown) => this.failed(generation, error),
       );
     } else if (this.want === 'watch' && !this.graceTimer) {
+      const waitMs = this.watchNotBefore - performance.now();
+      if (waitMs > 0) {
+        this.graceTimer = setTimeout(() => {
+          this.graceTimer = null;
+          this.apply();
+        }, waitMs);
+        return;
+      }
       if (this.holding) {
         this.holding = false;
         client.query(this.queries.unlockSession, [this.workerId]).catch((error: unknown) => this.failed(generation, error));
@@ -179,7 +189,7 @@ export class LockSession {
 
   /**
    * A new connection: the only way to take back a request that is waiting (the server lets
-   * go of it once it notices the session ended). afterLoss: the old one failed.
+   * go of it once it notices the session ended: client_connection_check_interval). afterLoss: the old one failed.
    */
   private reconnect(afterLoss: boolean): void {
     const client = this.client;
@@ -188,15 +198,19 @@ export class LockSession {
       client.removeAllListeners('end');
       client.end().catch(() => undefined);
     }
-    if (afterLoss) this.scheduleConnect(this.backoff.next(), true);
-    else void this.connect(false);
+    if (afterLoss) {
+      this.hadLoss = true;
+      this.scheduleConnect(this.backoff.next());
+    } else {
+      void this.connect();
+    }
   }
 
-  private scheduleConnect(ms: number, afterLoss: boolean): void {
+  private scheduleConnect(ms: number): void {
     if (this.stopped || this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      void this.connect(afterLoss);
+      void this.connect();
     }, ms);
   }
 

@@ -16,8 +16,8 @@ import { ListenCheck } from './listen-check.js';
 import { Scheduler } from './scheduler.js';
 import { DelayedTasks } from './delayed.js';
 import { Retention } from './retention.js';
-import { recoverWorker } from './recovery.js';
-import { RecoveryWatch, type WatchTimes } from './recovery-watch.js';
+import { readWatchAll, readWatchTimes, recoverWorker, settleOldTerms } from './recovery.js';
+import { RecoveryWatch } from './recovery-watch.js';
 import { LockSession } from './lock-session.js';
 import { Reaper } from './reaper.js';
 import { Spawner } from './spawner.js';
@@ -142,7 +142,7 @@ export class TaskNode {
         },
         renewing: (epoch) => this.renewal(epoch),
         renewed: (result, epoch, ms) => this.onRenewed(result, epoch, ms),
-        lost: (reason) => this.onLeaseLost(reason),
+        lost: (reason, trustedForMs) => this.onLeaseLost(reason, trustedForMs),
         // The reaper keeps the fence too, should this process be paused (see reaper-process.js).
         fenceMoved: (ms) => this.reaper.fence(ms),
       }, lockSession);
@@ -151,7 +151,7 @@ export class TaskNode {
       const retention = new Retention(pool, this.queries, o.nodeName, o.retentionEveryMs, this.log);
       this.recoveryWatch = new RecoveryWatch(
         (id) => recoverWorker(pool, this.queries, id, o.workerId, o.recoveryDelaySeconds, this.log),
-        (id) => this.readWatchTimes(id),
+        (id) => readWatchTimes(pool, this.queries, id, o.workerId, o.recoveryDelaySeconds),
         o.recoveryDelaySeconds * 1000,
         this.log,
       );
@@ -160,7 +160,12 @@ export class TaskNode {
         canClaim: () => this.canClaim(),
         freeSlots: () => o.maxTasks - runs.size,
         epoch: () => this.lease!.epoch!,
-        start: (row, epoch, claimedAt) => runs.start(row, epoch, claimedAt),
+        start: (row, epoch, claimedAt) => {
+          // A claim's reply that comes back after the fence (or a take-over) starts nothing:
+          // its rows stay marked live under that term and are recovered with it.
+          if (this.lease!.held && this.lease!.epoch === epoch) runs.start(row, epoch, claimedAt);
+          else this.log.warn({ task: row.id, attempt: row.attempt, epoch }, 'claimed after the lease ended: not started, left to recovery');
+        },
       }, this.events);
       const listener = new Listener(clientConfig({ connectionString: o.connectionString }), this.schema, this.log);
       listener.on('notification', (n: Notification) => this.onNotification(n));
@@ -192,8 +197,21 @@ export class TaskNode {
     this.applyStop(stop, true);
     this.resync();
     if (!this.stopping) for (const part of this.termParts) part.start();
-    // A take-over from a node whose session ended: its runs are recovered when due.
-    if (oldDueInMs !== null) this.recoveryWatch?.oldTerms(o.workerId, oldDueInMs);
+    if (!this.stopping) void this.watchWorkers(o.workerId, oldDueInMs);
+  }
+
+  /**
+   * Arms the recovery timers as soon as a term begins (the first renewal is half a lease
+   * away), including the old terms of a take-over from a node whose session ended.
+   */
+  private async watchWorkers(workerId: number, oldDueInMs: number | null): Promise<void> {
+    if (oldDueInMs !== null) this.recoveryWatch?.oldTerms(workerId, oldDueInMs);
+    try {
+      const rows = await readWatchAll(this.pool!, this.queries, workerId, this.options.recoveryDelaySeconds);
+      if (this.state === 'active') this.recoveryWatch?.update(rows);
+    } catch (error) {
+      this.log.warn({ err: describeError(error) }, 'could not read the workers to watch; the next renewal will');
+    }
   }
 
   /** What a renewal carries: the running count, and a ping that checks LISTEN end to end. */
@@ -216,18 +234,14 @@ export class TaskNode {
     this.runs!.checkOwned(result.owned, epoch);
   }
 
-  private onLeaseLost(reason: string): void {
-    this.reaper.fence(null);
+  private onLeaseLost(reason: string, trustedForMs: number): void {
     this.events.publish('lease:lost', { reason });
     for (const part of this.termParts) part.stop();
-    this.runs!.killAll({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true });
+    // Dead by the fence, whatever --kill-grace says: another node may recover these tasks at
+    // the lease's end + the delay (the reaper's fence stays armed, should this node stall).
+    const graceMs = Math.min(this.options.killGraceMs, Math.max(0, Math.floor(trustedForMs)));
+    this.runs!.killAll({ state: 'CF', endReason: 'worker_failed', error: `Worker lost its lease: ${reason}`, leaveToRecovery: true }, graceMs);
     if (!this.stopping) this.state = 'standby';
-  }
-
-  private async readWatchTimes(id: number): Promise<WatchTimes | null> {
-    const { rows } = await this.pool!.query<{ lapse_in_ms: number | null; old_in_ms: number | null }>(this.queries.watchWorker, [id, this.options.recoveryDelaySeconds, this.options.workerId]);
-    const row = rows[0];
-    return row ? { lapse: row.lapse_in_ms, old: row.old_in_ms } : null;
   }
 
   private onNotification(n: Notification): void {
@@ -329,6 +343,7 @@ export class TaskNode {
     if (mode === 'cancel') this.runs?.killAll(cancelReason);
     await this.runs?.idle();
     await this.writer?.drain(15_000);
+    if (wasActive && this.lease?.held) await settleOldTerms(this.pool!, this.queries, this.options.workerId, this.options.recoveryDelaySeconds, this.log);
     this.lease?.close();
     if (wasActive && this.lease?.epoch !== null) {
       // Released only when every result is written: otherwise the row stays active, and

@@ -27,11 +27,12 @@ export class Reaper {
   }
 
   /**
-   * The node trusts its lease for `ms` more (null: it holds no term). Past that with no word,
-   * the reaper kills every group it tracks: the fence, kept even while the node is paused.
+   * The node trusts its lease for `ms` more. Past that with no word, the reaper kills every
+   * group it tracks: the fence, kept even while the node is paused. A term that ends leaves
+   * the deadline in place: its processes must be dead by then anyway.
    */
-  fence(ms: number | null): void {
-    this.child?.stdin?.write(ms === null ? '@\n' : `@${Math.max(0, Math.ceil(ms))}\n`);
+  fence(ms: number): void {
+    this.child?.stdin?.write(`@${Math.max(0, Math.ceil(ms))}\n`);
   }
 
   /** A clean stop: the node ended its tasks itself; the reaper exits with nothing to kill. */

@@ -23,6 +23,7 @@ interface Watched {
 // time came over the wire: a few ms late costs nothing, early costs a statement.
 const SLACK_MS = 5;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const SKIPPED_RETRY_MS = 200;
 
 /**
  * Recovery at lease + delay, without polling (issue 14). Every renewal already reads when each
@@ -130,9 +131,16 @@ export class RecoveryWatch implements Part {
       (result) => {
         this.inFlight.delete(id);
         this.retry.reset();
-        // null: another node is at it, or nothing is left to do; either way this one is done.
-        if (result) this.set(id, { lapse: result.lapseInMs, old: result.oldInMs });
-        else this.forget(id);
+        if (result) {
+          this.set(id, { lapse: result.lapseInMs, old: result.oldInMs });
+        } else {
+          // The row was locked (a renewal, a take-over, another node's recovery: SKIP LOCKED)
+          // or needs nothing. Look again shortly rather than wait for the next renewal.
+          watched.timer = setTimeout(() => {
+            watched.timer = null;
+            this.changed(id);
+          }, SKIPPED_RETRY_MS);
+        }
       },
       (error: unknown) => {
         this.inFlight.delete(id);

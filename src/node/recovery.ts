@@ -1,7 +1,9 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../db/connection.js';
+import { describeError } from '../db/errors.js';
 import type { Queries } from '../db/queries.js';
+import type { WatchTimes } from './recovery-watch.js';
 
 /**
  * Recovers a worker's old terms if their recovery is due, in a transaction that has locked
@@ -57,4 +59,46 @@ export async function recoverWorker(pool: pg.Pool, queries: Queries, workerId: n
   if (result.failed) log.warn({ failedWorker: workerId, failedNode: result.failed.node_name, epoch: result.failed.lease_epoch }, 'ended the term of a failed worker');
   if (result.epoch !== null) log.warn({ worker: workerId, throughEpoch: result.epoch }, "recovered a worker's old terms");
   return { recovered: result.recovered, lapseInMs: result.lapseInMs, oldInMs: result.oldInMs };
+}
+
+/** When worker `id` may need recovering (see RecoveryWatch); null when it will not. */
+export async function readWatchTimes(pool: pg.Pool, queries: Queries, id: number, selfId: number, recoveryDelaySeconds: number): Promise<WatchTimes | null> {
+  const { rows } = await pool.query<{ lapse_in_ms: number | null; old_in_ms: number | null }>(queries.watchWorker, [id, recoveryDelaySeconds, selfId]);
+  const row = rows[0];
+  return row && (row.lapse_in_ms !== null || row.old_in_ms !== null) ? { lapse: row.lapse_in_ms, old: row.old_in_ms } : null;
+}
+
+/** Every worker that may need recovering, and when (what a renewal's watch says). */
+export async function readWatchAll(pool: pg.Pool, queries: Queries, selfId: number, recoveryDelaySeconds: number): Promise<Array<{ id: number } & WatchTimes>> {
+  const { rows } = await pool.query<{ id: number } & WatchTimes>(queries.watchAll, [selfId, recoveryDelaySeconds]);
+  return rows;
+}
+
+/** See settleOldTerms: how long a stopping node waits for its take-over's old terms. */
+const OLD_TERMS_WAIT_MS = 60_000;
+
+/**
+ * A node that took its worker over from one whose session ended, and stops before that
+ * term's tasks are due for recovery, waits for them and recovers them first (still holding
+ * its lease): with no other node running, nobody else would. Not past OLD_TERMS_WAIT_MS.
+ */
+export async function settleOldTerms(pool: pg.Pool, queries: Queries, workerId: number, recoveryDelaySeconds: number, log: Logger): Promise<void> {
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const times = await readWatchTimes(pool, queries, workerId, workerId, recoveryDelaySeconds);
+      const dueInMs = times?.old ?? null;
+      if (dueInMs === null) return;
+      if (dueInMs > OLD_TERMS_WAIT_MS) {
+        log.warn({ dueInMs: Math.round(dueInMs) }, "stopping before the old term's tasks are due: left to the other nodes' recovery");
+        return;
+      }
+      if (dueInMs > 0) {
+        log.info({ dueInMs: Math.round(dueInMs) }, "waiting to recover the old term's tasks before stopping");
+        await new Promise((resolve) => setTimeout(resolve, dueInMs + 5));
+      }
+      await recoverWorker(pool, queries, workerId, workerId, recoveryDelaySeconds, log);
+    }
+  } catch (error) {
+    log.warn({ err: describeError(error) }, "could not recover the old term's tasks before stopping; left to the other nodes");
+  }
 }

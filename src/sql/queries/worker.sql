@@ -225,6 +225,18 @@ SELECT (extract(epoch FROM locked_until + make_interval(secs => $2) - now()) * 1
   FROM {{schema}}.worker
  WHERE id = $1;
 
+-- name: watchAll
+-- What a renewal's watch says (see renewLease), read once when a term begins: until the first
+-- renewal, half a lease later, this node would not know when to recover a dead worker.
+-- $1 worker, $2 recovery delay (seconds)
+SELECT f.id,
+       (extract(epoch FROM f.locked_until + make_interval(secs => $2) - now()) * 1000)::float8
+         * CASE WHEN f.active AND f.id <> $1 THEN 1 END AS lapse,
+       (extract(epoch FROM f.old_until + make_interval(secs => $2) - now()) * 1000)::float8
+         * CASE WHEN f.old_epoch IS NOT NULL THEN 1 END AS old
+  FROM {{schema}}.worker f
+ WHERE (f.active AND f.id <> $1) OR f.old_epoch IS NOT NULL;
+
 -- name: setLockPid
 -- The holder got (or lost) the worker's lock after taking its term.
 -- $1 worker, $2 lease epoch, $3 lock_pid or null
@@ -235,8 +247,19 @@ UPDATE {{schema}}.worker SET lock_pid = $3 WHERE id = $1 AND lease_epoch = $2 AN
 -- $1 worker
 SELECT pg_advisory_lock({{schema}}.worker_lock_class(), $1);
 
--- name: backendPid
-SELECT pg_backend_pid() AS pid;
+-- name: lockSessionStart
+-- The lock session's backend, and its settings: no statement, lock or idle timeout of the
+-- role or database may end it (a holder's session that ends looks like a death to its
+-- standby; a standby's wait may last for days). Server-side keepalives notice a holder whose
+-- host vanished without closing its connection, and a connection check notices a standby
+-- that let go of its wait by reconnecting. Settings this server does not have are skipped.
+SELECT pg_backend_pid() AS pid,
+       (SELECT count(set_config(s.name, v.value, false))
+          FROM (VALUES ('statement_timeout', '0'), ('lock_timeout', '0'), ('idle_session_timeout', '0'),
+                       ('idle_in_transaction_session_timeout', '0'), ('tcp_keepalives_idle', '10'),
+                       ('tcp_keepalives_interval', '2'), ('tcp_keepalives_count', '3'),
+                       ('client_connection_check_interval', '1000')) AS v(name, value)
+          JOIN pg_settings s ON s.name = v.name)::int AS settings;
 
 -- name: unlockSession
 -- $1 worker
