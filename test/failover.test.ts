@@ -91,10 +91,11 @@ async function worker(id: number): Promise<WorkerRow | undefined> {
 /**
  * A task that says if it ever ran beside another process of itself: each process holds an
  * flock on the task's file while it runs, and writes "overlap" to it if it cannot take it.
+ * It ignores SIGTERM, so only a SIGKILL ends it, by the fence whatever --kill-grace says.
  * Re-queued when its worker fails, so that it runs again on the new term.
  */
 async function addWitness(group: number, dir: string): Promise<number> {
-  const script = `exec 9>>"${dir}/lock"; flock -n 9 || echo overlap >> "${dir}/log"; echo run >> "${dir}/log"; exec sleep 300`;
+  const script = `trap '' TERM; exec 9>>"${dir}/lock"; flock -n 9 || echo overlap >> "${dir}/log"; echo run >> "${dir}/log"; exec sleep 300`;
   const { rows } = await db.query<{ id: number }>(
     "INSERT INTO long_task.task (command, group_id, state_id, recover_policy) VALUES ($1, $2, 'AW', 'requeue') RETURNING id",
     [['sh', '-c', script], group],
@@ -167,11 +168,12 @@ describe('a holder cut off by a TCP proxy', () => {
 });
 
 describe('a holder whose lock session alone ends', () => {
-  it('is taken over, hears of it and kills its process at once; the task runs again only after its lease + delay', async (t) => {
+  it('is taken over, hears of it and ends its process by its fence at the latest (SIGTERM ignored, a kill grace of 20 s); the task runs again only after its lease + delay', async (t) => {
     const W = 20;
     const G = 20;
     const dir = tempDir('failover-lock');
-    const { child, output } = spawnNode(db.url, ['--worker-id', String(W), '--group', String(G), '--lease', '4s', '--name', 'holder']);
+    // A kill grace longer than the time left to the fence: the fence wins.
+    const { child, output } = spawnNode(db.url, ['--worker-id', String(W), '--group', String(G), '--lease', '4s', '--kill-grace', '20s', '--name', 'holder']);
     try {
       await withOutput(t, output, async () => {
         await until(async () => (await worker(W))?.lock_pid != null, 'the holder to take its lease and its lock', 30_000);
@@ -252,8 +254,34 @@ describe('the lock is a wake-up, not a permission', () => {
     assert.equal(w.node_name, 'standby');
     assert.equal(w.old_epoch, 7, 'the holder\'s term waits for its lease + delay: an hour here');
     await standby.shutdown();
-    // A clean stop releases the lease; the old term still waits for its time.
+    // A clean stop releases the lease; an old term due in an hour is left to the other nodes.
     assert.equal((await worker(W))!.old_epoch, 7);
+  });
+
+  it('a node that took over by lock and is stopped at once recovers the old term before it lets the worker go', async () => {
+    const W = 32;
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    await holder.query('SELECT pg_advisory_lock(long_task.worker_lock_class(), $1)', [W]);
+    await db.query(
+      "INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch, node_name, lock_pid) VALUES ($1, 32, true, now() + interval '3 s', 7, 'holder', $2)",
+      [W, rows[0]!.pid],
+    );
+    // What the holder's claim did.
+    const task = await addTask(db, ['true'], { group: 32, state: 'DR' });
+    await db.query("UPDATE long_task.task SET state_id = 'AW' WHERE id = $1", [task]);
+    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = $2, lease_epoch = 7 WHERE id = $1", [task, W]);
+    const standby = await startNode(db, { workerId: W, groupId: 32, nodeName: 'standby' });
+    await holder.end();
+    await until(() => standby.state === 'active', 'the standby to take over', 5_000);
+    assert.equal((await worker(W))!.old_epoch, 7);
+    assert.equal((await getTask(db, task)).state_id, 'AE');
+    await standby.shutdown();
+    // No other node runs: it waited for the old term's lease + delay and recovered it.
+    assert.equal((await worker(W))!.old_epoch, null);
+    assert.equal((await getTask(db, task)).state_id, 'CF');
+    assert.equal((await getTask(db, task)).end_reason, 'worker_failed');
   });
 });
 
