@@ -5,22 +5,17 @@
 // without a standby at lease + delay. Real PostgreSQL, real node processes, real signals;
 // time bounds are liveness bounds.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { after, before, describe, it, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
+import { children, killChild, spawnNode, withOutput } from './helpers/child-node.js';
 import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
 let db: TestDatabase;
-const children = new Set<ChildProcess>();
 const taskPids = new Set<number>();
 
 before(async () => {
@@ -33,39 +28,7 @@ after(async () => {
   await db?.close();
 });
 
-/** A node as a child process, its output kept for the failure message. */
-function spawnNode(url: string, args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--no-migrate', '--log-level', 'warn', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: url },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let out = '';
-  const keep = (chunk: Buffer): void => {
-    out = (out + chunk.toString()).slice(-20_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  return { child, output: () => out };
-}
 
-async function killChild(child: ChildProcess): Promise<void> {
-  children.delete(child);
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGKILL');
-  await exited;
-}
-
-async function withOutput(t: TestContext, output: () => string, body: () => Promise<void>): Promise<void> {
-  try {
-    await body();
-  } catch (error) {
-    t.diagnostic(`child node output:\n${output()}`);
-    throw error;
-  }
-}
 
 interface WorkerRow {
   active: boolean;

@@ -3,19 +3,15 @@
 // writes nothing over its successor; every database connection killed at once changes nothing
 // the tasks can see. Real PostgreSQL, real node processes; bounds are liveness bounds only.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { after, before, describe, it, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { TEST_APPLICATION_NAME, createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { Proxy, proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
+import { children, killChild, spawnNode, withOutput } from './helpers/child-node.js';
 import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 let db: TestDatabase;
 before(async () => {
@@ -29,7 +25,6 @@ after(async () => {
   await db?.close();
 });
 
-const children = new Set<ChildProcess>();
 
 /**
  * Every backend of the test database but the test's own: its pooled connections are spared, or
@@ -39,34 +34,6 @@ const TERMINATE_NODE_BACKENDS = `SELECT pg_terminate_backend(pid) FROM pg_stat_a
   WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> '${TEST_APPLICATION_NAME}'`;
 const taskPids = new Set<number>();
 
-/** A node as a child process (`pg-tasks node`), its output kept for the failure message. */
-function spawnNode(url: string, args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--no-migrate', '--log-level', 'warn', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: url },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let out = '';
-  const keep = (chunk: Buffer): void => {
-    out = (out + chunk.toString()).slice(-20_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  return { child, output: () => out };
-}
-
-/** SIGTERM (a SIGCONT first, in case it is stopped), then SIGKILL if it does not exit in 10 s. */
-async function killChild(child: ChildProcess): Promise<void> {
-  children.delete(child);
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  process.kill(child.pid, 'SIGCONT');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 async function worker(id: number): Promise<{ active: boolean; node_name: string | null; lease_epoch: number; locked_until: Date }> {
   const { rows } = await db.query('SELECT active, node_name, lease_epoch::int AS lease_epoch, locked_until FROM long_task.worker WHERE id = $1', [id]);
@@ -88,15 +55,6 @@ async function taskPid(id: number, what: string, timeoutMs = 20_000): Promise<nu
   return pid;
 }
 
-/** On failure, the child's log helps more than the assertion alone. */
-async function withOutput(t: TestContext, output: () => string, body: () => Promise<void>): Promise<void> {
-  try {
-    await body();
-  } catch (error) {
-    t.diagnostic(`child node output:\n${output()}`);
-    throw error;
-  }
-}
 
 describe('a cluster under load', () => {
   it('runs every task exactly once across 4 nodes', async (t) => {

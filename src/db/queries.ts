@@ -11,7 +11,7 @@ const QUERY_NAMES = [
   'cancelTask', 'getTask', 'listTasks',
   'ensureWorker', 'lockWorker', 'markRecovering', 'recoverWorker', 'endWorkerRuns', 'takeLease', 'renewLease', 'failOrphanRuns', 'releaseLease',
   'readWorker', 'listWorkers', 'setWorkerStop', 'markStandby',
-  'lockRecoverable', 'endLapsedTerm', 'dueOldTerms', 'clearOldTerms', 'watchWorker', 'watchAll', 'setLockPid',
+  'lockRecoverable', 'endLapsedTerm', 'dueOldTerms', 'clearOldTerms', 'watchWorkers', 'setLockPid',
   'lockSession', 'lockSessionStart', 'unlockSession', 'awaitLockRelease', 'releaseShared',
   'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',

@@ -63,14 +63,13 @@ export async function recoverWorker(pool: pg.Pool, queries: Queries, workerId: n
 
 /** When worker `id` may need recovering (see RecoveryWatch); null when it will not. */
 export async function readWatchTimes(pool: pg.Pool, queries: Queries, id: number, selfId: number, recoveryDelaySeconds: number): Promise<WatchTimes | null> {
-  const { rows } = await pool.query<{ lapse_in_ms: number | null; old_in_ms: number | null }>(queries.watchWorker, [id, recoveryDelaySeconds, selfId]);
-  const row = rows[0];
-  return row && (row.lapse_in_ms !== null || row.old_in_ms !== null) ? { lapse: row.lapse_in_ms, old: row.old_in_ms } : null;
+  const { rows } = await pool.query<WatchTimes>(queries.watchWorkers, [selfId, recoveryDelaySeconds, id]);
+  return rows[0] ?? null;
 }
 
 /** Every worker that may need recovering, and when (what a renewal's watch says). */
 export async function readWatchAll(pool: pg.Pool, queries: Queries, selfId: number, recoveryDelaySeconds: number): Promise<Array<{ id: number } & WatchTimes>> {
-  const { rows } = await pool.query<{ id: number } & WatchTimes>(queries.watchAll, [selfId, recoveryDelaySeconds]);
+  const { rows } = await pool.query<{ id: number } & WatchTimes>(queries.watchWorkers, [selfId, recoveryDelaySeconds, null]);
   return rows;
 }
 

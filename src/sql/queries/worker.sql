@@ -97,10 +97,10 @@ RETURNING w.stop,
   -- node arms a timer for each, and a renewal's ping puts off the lapse. Negative: due now.
   (SELECT coalesce(json_agg(json_build_object(
             'id', f.id,
-            'lapse', (extract(epoch FROM f.locked_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8
-                     * CASE WHEN f.active AND f.id <> $1 THEN 1 END,
-            'old', (extract(epoch FROM f.old_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8
-                   * CASE WHEN f.old_epoch IS NOT NULL THEN 1 END)), '[]')
+            'lapse', CASE WHEN f.active AND f.id <> $1
+                     THEN (extract(epoch FROM f.locked_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8 END,
+            'old', CASE WHEN f.old_epoch IS NOT NULL
+                   THEN (extract(epoch FROM f.old_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8 END)), '[]')
      FROM {{schema}}.worker f
     WHERE (f.active AND f.id <> $1) OR f.old_epoch IS NOT NULL) AS watch,
   -- Live runs of this term that started a while ago: the node checks it has a process for
@@ -186,10 +186,10 @@ RETURNING *;
 -- $1 worker, $2 recovery delay (seconds), $3 now or null, $4 this node's worker
 SELECT id, node_name, lease_epoch,
        (active AND id <> $4 AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS lapsed,
-       (extract(epoch FROM locked_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8
-         * CASE WHEN active AND id <> $4 THEN 1 END AS lapse_in_ms,
-       (extract(epoch FROM old_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8
-         * CASE WHEN old_epoch IS NOT NULL THEN 1 END AS old_in_ms
+       CASE WHEN active AND id <> $4
+         THEN (extract(epoch FROM locked_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8 END AS lapse_in_ms,
+       CASE WHEN old_epoch IS NOT NULL
+         THEN (extract(epoch FROM old_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8 END AS old_in_ms
   FROM {{schema}}.worker
  WHERE id = $1 AND ((active AND id <> $4) OR old_epoch IS NOT NULL)
    FOR UPDATE SKIP LOCKED;
@@ -214,28 +214,19 @@ SELECT old_epoch FROM {{schema}}.worker
 -- $1 worker
 UPDATE {{schema}}.worker SET old_epoch = NULL, old_until = NULL WHERE id = $1;
 
--- name: watchWorker
--- When worker $1 may need recovering (see renewLease's watch), after a notification about it:
--- null when it will not (not active, or this node's own; no old terms).
--- $1 worker, $2 recovery delay (seconds), $3 this node's worker
-SELECT (extract(epoch FROM locked_until + make_interval(secs => $2) - now()) * 1000)::float8
-         * CASE WHEN active AND id <> $3 THEN 1 END AS lapse_in_ms,
-       (extract(epoch FROM old_until + make_interval(secs => $2) - now()) * 1000)::float8
-         * CASE WHEN old_epoch IS NOT NULL THEN 1 END AS old_in_ms
-  FROM {{schema}}.worker
- WHERE id = $1;
-
--- name: watchAll
--- What a renewal's watch says (see renewLease), read once when a term begins: until the first
--- renewal, half a lease later, this node would not know when to recover a dead worker.
--- $1 worker, $2 recovery delay (seconds)
+-- name: watchWorkers
+-- What a renewal's watch says (see renewLease), read on its own: for every worker when a term
+-- begins (the first renewal is half a lease away), or for worker $3 after a notification
+-- about it. lapse and old are null when that will not be needed.
+-- $1 this node's worker, $2 recovery delay (seconds), $3 one worker, or null for all
 SELECT f.id,
-       (extract(epoch FROM f.locked_until + make_interval(secs => $2) - now()) * 1000)::float8
-         * CASE WHEN f.active AND f.id <> $1 THEN 1 END AS lapse,
-       (extract(epoch FROM f.old_until + make_interval(secs => $2) - now()) * 1000)::float8
-         * CASE WHEN f.old_epoch IS NOT NULL THEN 1 END AS old
+       CASE WHEN f.active AND f.id <> $1
+            THEN (extract(epoch FROM f.locked_until + make_interval(secs => $2) - now()) * 1000)::float8 END AS lapse,
+       CASE WHEN f.old_epoch IS NOT NULL
+            THEN (extract(epoch FROM f.old_until + make_interval(secs => $2) - now()) * 1000)::float8 END AS old
   FROM {{schema}}.worker f
- WHERE (f.active AND f.id <> $1) OR f.old_epoch IS NOT NULL;
+ WHERE ((f.active AND f.id <> $1) OR f.old_epoch IS NOT NULL)
+   AND ($3::int IS NULL OR f.id = $3);
 
 -- name: setLockPid
 -- The holder got (or lost) the worker's lock after taking its term.
