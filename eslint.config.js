@@ -7,7 +7,7 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'bin/*.js', 'src/node/reaper-process.js', 'src/http/dashboard/public/*.js'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'bin/*.js', 'src/node/reaper-process.js', 'src/http/dashboard/public/*.js', 'bench/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
       globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
     },
     rules: {
@@ -22,7 +22,7 @@ export default tseslint.config(
   },
   {
     // The dashboard's one browser script: plain JavaScript, no build step, no type checking.
-    files: ['src/http/dashboard/public/*.js'],
+    files: ['src/http/dashboard/public/*.js', 'bench/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       sourceType: 'script',

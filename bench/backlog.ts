@@ -168,6 +168,8 @@ await sleep(3_500);
 rss.push(['5 s after it', mb(rssMb(pid))]);
 const { rows: failed } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id <> 'CS'`);
 if (failed[0]!.n > 0) throw new Error(`${failed[0]!.n} bulk tasks did not complete`);
+metric('backlog.bulk.rate', bulk / allDone);
+metric('backlog.bulk.seqScans', scansAfter.seq - scansBefore.seq);
 const bulkLine =
   `backlog, bulk insert of ${fmt(bulk)} × /bin/true picked up by an idle node at ${MAX_TASKS}: first task started ${firstStarted.toFixed(1)} ms after the INSERT's commit, ` +
   `all done in ${allDone.toFixed(1)} s, ${(bulk / allDone).toFixed(0)} tasks/s` +

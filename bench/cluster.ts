@@ -22,7 +22,7 @@
 // worker kept the lease term it had before the resume, which each task carries (lease_epoch).
 import { spawn, type ChildProcess } from 'node:child_process';
 import type pg from 'pg';
-import { setUpDatabase, arg } from './lib.js';
+import { setUpDatabase, arg, metric } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const verbose = process.argv.includes('--verbose');
@@ -171,6 +171,7 @@ try {
   const cluster = await run([1, 2, 3, 4], 8, stats);
   const single = await run([1], 32, stats);
   if (verbose) console.error(`${describe('4 × 8', cluster)}\n${describe('1 × 32', single)}`);
+  metric('cluster.ratio', cluster.rate / single.rate);
   const c = cluster.claims;
   const claims = c
     ? `claims: ${c.calls} calls, ${c.rows} rows, ${(c.rows / c.calls).toFixed(2)} per claim, ${c.calls - c.nonEmpty} empty`

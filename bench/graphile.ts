@@ -1,11 +1,11 @@
 // graphile-worker, the peer pg-tasks is compared against, measured the same way on the same
-// PostgreSQL: throughput of N × /bin/true against the Node spawn ceiling, and start latency on an
+// PostgreSQL: throughput of N × /bin/true against the C posix_spawn ceiling, and start latency on an
 // idle worker. graphile-worker runs as a separate process (bench/graphile-worker-process.ts) with
 // its defaults: LISTEN/NOTIFY, pollInterval 2000 ms.
-//   npx tsx bench/graphile.ts [--quick] [--n 5000] [--concurrency 8,32] [--latency-n 300]
+//   npx tsx bench/graphile.ts [--quick] [--fast] [--n 5000] [--concurrency 8,32] [--latency-n 300]
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { nodeSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric, arg } from './lib.js';
+import { cSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric, arg, latencyText } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
@@ -83,21 +83,25 @@ async function graphileThroughput(count: number, concurrency: number): Promise<n
   }
 }
 
-/** From the commit of add_job (client clock) to the child's own start stamp, on an idle worker. */
-async function graphileStartLatency(count: number): Promise<number[]> {
+/** From the send and from the acknowledgement of add_job (client clock) to the child's own start stamp, on an idle worker. */
+async function graphileStartLatency(count: number): Promise<{ send: number[]; ack: number[] }> {
   const worker = await startWorker(db, 8, false);
   try {
     await worker.next('listening');
     await new Promise((resolve) => setTimeout(resolve, 200)); // its first look for jobs found none
-    const latencies: number[] = [];
+    const send: number[] = [];
+    const ack: number[] = [];
     for (let i = 0; i < count; i++) {
       const file = path.join(db.dir, `g${i}`);
+      const sent = nowMs();
       await db.client.query(`SELECT ${s}.add_job('run', $1::json)`, [JSON.stringify({ command: [...db.stamp, file] })]);
-      const committed = nowMs();
-      latencies.push((await readStamp(file)) - committed);
+      const acked = nowMs();
+      const started = await readStamp(file);
+      send.push(started - sent);
+      ack.push(started - acked);
       await new Promise((resolve) => setTimeout(resolve, 20)); // idle between jobs
     }
-    return latencies;
+    return { send, ack };
   } finally {
     await stopWorker(worker);
   }
@@ -105,18 +109,21 @@ async function graphileStartLatency(count: number): Promise<number[]> {
 
 try {
   for (const concurrency of levels) {
-    const ceiling = await nodeSpawnCeiling(n, concurrency);
+    const before = cSpawnCeiling(db, n, concurrency);
     const theirs = await graphileThroughput(n, concurrency);
+    const after = cSpawnCeiling(db, n, concurrency);
     metric(`graphile.throughput.${concurrency}.rate`, theirs);
-    metric(`graphile.throughput.${concurrency}.ceiling`, ceiling);
+    const ceiling = before === null || after === null ? null : (before + after) / 2;
+    if (ceiling !== null) metric(`graphile.throughput.${concurrency}.ceiling`, ceiling);
     console.log(
-      `throughput, ${n} × /bin/true at ${concurrency}: graphile-worker ${theirs.toFixed(0)}/s, Node spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(theirs / ceiling).toFixed(2)}`,
+      `throughput, ${n} × /bin/true at ${concurrency}: graphile-worker ${theirs.toFixed(0)}/s` +
+        (ceiling === null ? '' : `, C posix_spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(theirs / ceiling).toFixed(2)}`),
     );
   }
-  const p = percentiles(await graphileStartLatency(latencyN));
-  metric('graphile.start.p50', Number(p.p50));
-  metric('graphile.start.p99', Number(p.p99));
-  console.log(`start latency, ${latencyN} sequential jobs on an idle graphile-worker: p50 ${p.p50} ms, p95 ${p.p95} ms, p99 ${p.p99} ms`);
+  const latencies = await graphileStartLatency(latencyN);
+  metric('graphile.start.ack.p50', Number(percentiles(latencies.ack).p50));
+  metric('graphile.start.send.p50', Number(percentiles(latencies.send).p50));
+  console.log(`start latency, ${latencyN} sequential jobs on an idle graphile-worker: ${latencyText(latencies)}`);
 } finally {
   await db.close();
 }

@@ -16,6 +16,8 @@ export interface BenchDatabase {
   stamp: string[];
   /** argv of a program that waits for SIGTERM and writes the time it arrived to the file given after it. */
   stampTerm: string[];
+  /** The spawn-ceiling program (bench/spawn-ceiling.c), or null without a C compiler. */
+  spawnCeiling: string | null;
   /** Ends the client, stops the embedded server (if any) and removes the scratch directory. */
   close(): Promise<void>;
 }
@@ -27,16 +29,27 @@ export interface Bench extends BenchDatabase {
   nodeRole: string | null;
 }
 
+/**
+ * `--fast` (any part, or npm run bench): the embedded server runs with fsync, synchronous_commit
+ * and full_page_writes off, as the tests do. No user runs that, and it flatters every figure that
+ * waits on a commit, so the default is PostgreSQL's own durable settings and a fast run says so
+ * in its report.
+ */
+export const fast = process.argv.includes('--fast');
+
 /** preload: libraries the embedded server loads at start (ignored with DATABASE_URL). */
 export async function setUpDatabase(options: { preload?: string[] } = {}): Promise<BenchDatabase> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgt-bench-'));
   let stamp: string[];
   let stampTerm: string[];
+  let spawnCeiling: string | null = null;
   try {
     execFileSync('cc', ['-O2', '-o', path.join(dir, 'stamp'), path.join(import.meta.dirname, 'stamp.c')]);
     execFileSync('cc', ['-O2', '-o', path.join(dir, 'stamp-term'), path.join(import.meta.dirname, 'stamp-term.c')]);
+    execFileSync('cc', ['-O2', '-o', path.join(dir, 'spawn-ceiling'), path.join(import.meta.dirname, 'spawn-ceiling.c')]);
     stamp = [path.join(dir, 'stamp')];
     stampTerm = [path.join(dir, 'stamp-term')];
+    spawnCeiling = path.join(dir, 'spawn-ceiling');
   } catch {
     // Without a compiler: the same through the shell, a millisecond or two slower.
     stamp = ['sh', '-c', 'date +%s%N > "$0"'];
@@ -45,7 +58,7 @@ export async function setUpDatabase(options: { preload?: string[] } = {}): Promi
   let embedded: EmbeddedServer | null = null;
   // Removed again by close(): a backlog benchmark leaves hundreds of MB in it.
   const pgDataDir = process.env.DATABASE_URL ? null : mkdtempSync(path.join(os.tmpdir(), 'pgt-bench-pg-'));
-  if (pgDataDir) embedded = await startEmbedded({ dataDir: pgDataDir, fast: true, preload: options.preload ?? [] });
+  if (pgDataDir) embedded = await startEmbedded({ dataDir: pgDataDir, fast, preload: options.preload ?? [] });
   const url = process.env.DATABASE_URL ?? embedded!.url;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -55,6 +68,7 @@ export async function setUpDatabase(options: { preload?: string[] } = {}): Promi
     client,
     stamp,
     stampTerm,
+    spawnCeiling,
     async close() {
       await client.end();
       await embedded?.stop();
@@ -123,24 +137,33 @@ export async function timedRun(bench: Bench, count: number, insert?: () => Promi
   return rate;
 }
 
-/** The ceiling: Node's child_process.spawn of /bin/true, `concurrency` at a time, with no database; ends/s. */
-export async function nodeSpawnCeiling(count: number, concurrency: number): Promise<number> {
-  const started = performance.now();
-  let next = 0;
-  const runOne = (): Promise<void> =>
-    new Promise((resolve) => {
-      const child = spawn('/bin/true', [], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-      child.on('close', () => resolve());
-    });
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next++;
-        await runOne();
-      }
-    }),
+/**
+ * The machine's limit: bench/spawn-ceiling.c's posix_spawn of /bin/true, `concurrency` at a
+ * time, each child in its own process group, with no database; ends/s. Null without a compiler.
+ */
+export function cSpawnCeiling(db: BenchDatabase, count: number, concurrency: number): number | null {
+  if (!db.spawnCeiling) return null;
+  return Number(execFileSync(db.spawnCeiling, [String(count), String(concurrency)], { encoding: 'utf8' }).trim());
+}
+
+/**
+ * Node's limit: child_process.spawn of /bin/true, `concurrency` at a time, in a small process of
+ * its own (bench/node-spawn-ceiling.mjs), not in the benchmark's large one; ends/s.
+ */
+export function nodeSpawnCeiling(count: number, concurrency: number): number {
+  const script = path.join(import.meta.dirname, 'node-spawn-ceiling.mjs');
+  return Number(execFileSync(process.execPath, [script, String(count), String(concurrency)], { encoding: 'utf8' }).trim());
+}
+
+/** How the server keeps commits, from the server itself: `durable (fsync on, …)` or what is off. */
+export async function serverDurability(client: pg.Client): Promise<string> {
+  const { rows } = await client.query<{ name: string; setting: string }>(
+    `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') ORDER BY name`,
   );
-  return count / ((performance.now() - started) / 1000);
+  const { rows: v } = await client.query<{ version: string }>(`SELECT current_setting('server_version') AS version`);
+  const settings = rows.map((r) => `${r.name} ${r.setting}`).join(', ');
+  const durable = rows.every((r) => r.setting === 'on');
+  return `PostgreSQL ${v[0]!.version}, ${durable ? 'durable' : 'NOT durable'} (${settings})`;
 }
 
 /** Waits for a stamp file and returns its time in ms since the epoch. */
@@ -183,4 +206,11 @@ export function percentiles(values: number[]): { p50: string; p95: string; p99: 
   const sorted = [...values].sort((a, b) => a - b);
   const pct = (p: number): string => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!.toFixed(2);
   return { p50: pct(50), p95: pct(95), p99: pct(99) };
+}
+
+/** `from the send p50 a, p95 b, p99 c ms; from the acknowledgement p50 …` */
+export function latencyText(figures: { send: number[]; ack: number[] }): string {
+  const send = percentiles(figures.send);
+  const ack = percentiles(figures.ack);
+  return `from the send p50 ${send.p50}, p95 ${send.p95}, p99 ${send.p99} ms; from the acknowledgement p50 ${ack.p50}, p95 ${ack.p95}, p99 ${ack.p99} ms`;
 }

@@ -1,8 +1,8 @@
 // Schedule accuracy on an idle node: one-shot schedules due at known instants; how late after
 // its next_start each process runs (it stamps its own start time).
-//   npx tsx bench/schedule-latency.ts [--quick] [--n 50]
+//   npx tsx bench/schedule-latency.ts [--quick] [--fast] [--n 50]
 import path from 'node:path';
-import { percentiles, readStamp, setUpBench } from './lib.js';
+import { metric, percentiles, readStamp, setUpBench } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const nArg = process.argv.indexOf('--n');
@@ -20,5 +20,7 @@ for (let i = 0; i < n; i++) {
   delays.push((await readStamp(file)) - rows[0]!.due.getTime());
 }
 const p = percentiles(delays);
+metric('schedule.p50', Number(p.p50));
+metric('schedule.p99', Number(p.p99));
 console.log(`schedule delay, ${n} one-shot tasks on an idle node (start − next_start): p50 ${p.p50} ms, p95 ${p.p95} ms, p99 ${p.p99} ms`);
 await bench.close();

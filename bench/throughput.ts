@@ -1,29 +1,41 @@
-// Throughput: N × /bin/true on one node at a concurrency, against the ceiling of a plain Node
-// spawner doing the same with no database, measured in the same run.
-//   npx tsx bench/throughput.ts [--quick] [--n 5000] [--concurrency 8,32]
-import { nodeSpawnCeiling, setUpBench, metric, arg, timedRun } from './lib.js';
+// Throughput: N × /bin/true on one node at a concurrency, against the machine's own limit (C
+// posix_spawn of the same count at the same concurrency, each child in its own process group;
+// bench/spawn-ceiling.c) measured in the same run, just before and just after. Node's own
+// child_process.spawn from a small process of its own is reported beside it.
+//   npx tsx bench/throughput.ts [--quick] [--fast] [--n 5000] [--concurrency 8,32]
+import { cSpawnCeiling, nodeSpawnCeiling, serverDurability, setUpBench, metric, arg, timedRun } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
 const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
 
 /** pg-tasks: the tasks are queued while the node is paused (stop 1), then timed from resume. */
-async function pgTasks(count: number, concurrency: number, spawner = process.env.PGTASKS_SPAWNER ?? 'auto'): Promise<number> {
+async function pgTasks(count: number, concurrency: number, spawner = process.env.PGTASKS_SPAWNER ?? 'auto'): Promise<{ rate: number; c: number | null; server: string }> {
   const bench = await setUpBench(['--max-tasks', String(concurrency), '--spawner', spawner]);
-  const rate = await timedRun(bench, count);
-  await bench.close();
-  return rate;
+  try {
+    const before = cSpawnCeiling(bench, count, concurrency);
+    const rate = await timedRun(bench, count);
+    const after = cSpawnCeiling(bench, count, concurrency);
+    const c = before === null || after === null ? null : (before + after) / 2;
+    return { rate, c, server: await serverDurability(bench.client) };
+  } finally {
+    await bench.close();
+  }
 }
 
-for (const concurrency of levels) {
-  const ceiling = await nodeSpawnCeiling(n, concurrency);
+for (const [i, concurrency] of levels.entries()) {
   const ours = await pgTasks(n, concurrency);
-  metric(`throughput.${concurrency}.rate`, ours);
-  metric(`throughput.${concurrency}.ceiling`, ceiling);
+  if (i === 0) console.log(`server: ${ours.server}`);
+  const node = nodeSpawnCeiling(n, concurrency);
   // The gain of the spawn helper: the same run with tasks started by child_process.spawn.
   const plain = await pgTasks(n, concurrency, 'node');
+  metric(`throughput.${concurrency}.rate`, ours.rate);
+  if (ours.c !== null) metric(`throughput.${concurrency}.ceiling`, ours.c);
+  metric(`throughput.${concurrency}.node`, node);
+  const vsC = ours.c === null ? 'C posix_spawn ceiling not measured (no C compiler)' : `C posix_spawn ceiling ${ours.c.toFixed(0)}/s, ratio ${(ours.rate / ours.c).toFixed(2)}`;
   console.log(
-    `throughput, ${n} × /bin/true at ${concurrency}: pg-tasks ${ours.toFixed(0)}/s, Node spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(ours / ceiling).toFixed(2)}; ` +
-      `pg-tasks with --spawner node ${plain.toFixed(0)}/s (ratio ${(plain / ceiling).toFixed(2)}; the helper's gain ${(ours / plain).toFixed(2)}×)`,
+    `throughput, ${n} × /bin/true at ${concurrency}: pg-tasks ${ours.rate.toFixed(0)}/s, ${vsC}; ` +
+      `Node spawn ceiling (a process of its own) ${node.toFixed(0)}/s, ratio ${(ours.rate / node).toFixed(2)}; ` +
+      `pg-tasks with --spawner node ${plain.rate.toFixed(0)}/s (the helper's gain ${(ours.rate / plain.rate).toFixed(2)}×)`,
   );
 }
