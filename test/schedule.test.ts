@@ -321,12 +321,12 @@ describe('Scheduler', () => {
     await db.query("UPDATE long_task.task SET next_start = now() + interval '1 hour', shed_period_id = 'HOU' WHERE id = $1", [id]);
     const scheduler = new Scheduler(db.pool, queries, group, testLogger);
     // Its loop (src/node/timed-loop.ts) holds the timer and the cycle in flight.
-    const inside = (scheduler as unknown as { loop: { timer: NodeJS.Timeout | null; busy: boolean } }).loop;
+    const inside = (scheduler as unknown as { loop: { cancel: (() => void) | null; busy: boolean } }).loop;
     scheduler.start();
     assert.equal(inside.busy, true, 'the cycle is in flight');
     scheduler.stop();
     await until(() => !inside.busy, 'the cycle to finish');
-    assert.equal(inside.timer, null, 'a stopped scheduler armed a timer');
+    assert.equal(inside.cancel, null, 'a stopped scheduler armed a timer');
     await unschedule(id);
   });
 });

@@ -13,7 +13,7 @@ const QUERY_NAMES = [
   'readWorker', 'listWorkers', 'setWorkerStop', 'markStandby',
   'lockRecoverable', 'endLapsedTerm', 'dueOldTerms', 'clearOldTerms', 'watchWorkers', 'setLockPid',
   'lockSession', 'lockSessionStart', 'unlockSession', 'awaitLockRelease', 'releaseShared',
-  'nextScheduleDue', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
+  'nextScheduleDue', 'upcomingSchedules', 'fireSlots', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
   'pruneTasks', 'pruneRuns', 'startRetention', 'pruneEndedBatch', 'pruneRunsBatch', 'pruneRerunRuns', 'holdRetention', 'finishRetention',
   'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',

@@ -141,13 +141,63 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
   }, `BEGIN; ${queries.markAdvancing}`);
 }
 
+/** A row upcomingSchedules returned (the id and schedule columns are null when nothing is scheduled). */
+export interface UpcomingRow {
+  delay_ms: number | null;
+  uninitialised: boolean;
+  id: number | null;
+  next_start: Date | null;
+  shed_period_id: PeriodId | null;
+  shed_period_count: number | null;
+  shed_cron: string | null;
+  shed_tz: string;
+  shed_anchor: Date | null;
+}
+
+/** What the timer fires with fireSlots: each row's next_start as read, and the slot after it. */
+interface ArmedSlots {
+  ids: number[];
+  expected: Date[];
+  next: Array<Date | null>;
+}
+
+/**
+ * The rows the timer can fire in one statement, with each one's following slot worked out now:
+ * the first slot after next_start is the first after the fire's now as long as the fire comes
+ * before it (fire_slots checks). A period schedule without an anchor, or one whose slot cannot
+ * be computed, is left to the general fire (which disables the latter).
+ */
+export function armSlots(rows: UpcomingRow[]): ArmedSlots | null {
+  const armed: ArmedSlots = { ids: [], expected: [], next: [] };
+  for (const row of rows) {
+    if (row.id === null || row.next_start === null) continue;
+    if (row.shed_period_id !== null && row.shed_anchor === null) continue;
+    try {
+      const next = nextSlot(
+        { anchor: row.shed_anchor, periodId: row.shed_period_id, periodCount: row.shed_period_count, cron: row.shed_cron, tz: row.shed_tz },
+        row.next_start,
+      );
+      armed.ids.push(row.id);
+      armed.expected.push(row.next_start);
+      armed.next.push(next);
+    } catch {
+      continue;
+    }
+  }
+  return armed.ids.length > 0 ? armed : null;
+}
+
 /**
  * One timer per node, armed to the earliest due schedule of its group and re-armed when a
  * notification says schedules changed. A schedule a year away costs nothing until it is due.
+ * When the timer is armed, the rows due first and their following slots are known: the timer
+ * fires them in one statement (fireSlots), and the general fire (fireDueSchedules: a
+ * transaction of four round trips) runs only for what that left due.
  */
 export class Scheduler {
   private readonly loop = new TimedLoop((due) => this.cycle(due));
   private readonly backoff = new Backoff(200, 5_000);
+  private armed: ArmedSlots | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -172,11 +222,33 @@ export class Scheduler {
     this.loop.request();
   }
 
-  private async fire(): Promise<FireResult> {
-    const result = await fireDueSchedules(this.pool, this.queries, this.groupId, null, this.log);
+  private fired(result: FireResult): void {
     if (result.fired + result.initialised + result.disabled > 0) this.events?.publish('schedule:fired', result);
     if (result.cloned + result.requeued > 0) this.onQueued();
+  }
+
+  private async fire(): Promise<FireResult> {
+    const result = await fireDueSchedules(this.pool, this.queries, this.groupId, null, this.log);
+    this.fired(result);
     return result;
+  }
+
+  /** The timer's fire: the armed rows in one statement; returns how many fired. */
+  private async fireArmed(armed: ArmedSlots): Promise<number> {
+    const { rows } = await this.pool.query<{ id: number; action: 'requeued' | 'cloned' | 'skipped' }>(this.queries.fireSlots, [
+      this.groupId,
+      armed.ids,
+      armed.expected,
+      armed.next,
+      null,
+    ]);
+    const result: FireResult = { fired: rows.length, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: rows.length };
+    for (const row of rows) {
+      result[row.action]++;
+      if (row.action === 'skipped') this.log.warn({ task: row.id }, 'schedule slot skipped: the task has not ended');
+    }
+    this.fired(result);
+    return rows.length;
   }
 
   /**
@@ -191,16 +263,19 @@ export class Scheduler {
         if (!this.loop.active) return null;
         if (fireFirst) {
           fireFirst = false;
-          const result = await this.fire();
-          // Nothing was due after all (the schedule moved, or another node holds it): read.
-          if (result.rows === 0) continue;
+          const armed = this.armed;
+          this.armed = null;
+          // Nothing fired (the schedule moved, or another node holds it): read.
+          if (armed) await this.fireArmed(armed);
+          else if ((await this.fire()).rows === 0) continue;
         }
-        const { rows } = await this.pool.query<{ delay_ms: number | null; uninitialised: boolean }>(this.queries.nextScheduleDue, [this.groupId, null]);
+        const { rows } = await this.pool.query<UpcomingRow>(this.queries.upcomingSchedules, [this.groupId, null, 100]);
         const { delay_ms: delay, uninitialised } = rows[0]!;
         if (!uninitialised && (delay === null || delay > 0)) {
           this.backoff.reset();
-          // +1 ms: the timer must not wake a hair before the slot and find nothing due.
-          return delay === null ? null : Math.ceil(delay) + 1;
+          this.armed = delay === null ? null : armSlots(rows);
+          // Without armed rows the general fire must find the slot due: 1 ms past it.
+          return delay === null ? null : this.armed ? delay : delay + 1;
         }
         const result = await this.fire();
         // Another node holds the due rows (SKIP LOCKED). Its commit notifies and re-arms us;
@@ -208,6 +283,7 @@ export class Scheduler {
         if (result.rows === 0) return 100;
       }
     } catch (error) {
+      this.armed = null;
       const retryMs = this.backoff.next();
       if (this.loop.active) this.log.warn({ err: describeError(error), retryInMs: retryMs }, 'scheduler failed; retrying');
       return retryMs;

@@ -6,9 +6,14 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * cycle at a time, requests that arrive meanwhile folded into one more cycle, and one timer,
  * armed to the delay the last cycle returned (null: none). A stopped loop arms nothing: a
  * cycle still in flight at stop() must not leave a timer behind.
+ *
+ * The timer keeps sub-millisecond time: setTimeout wakes on the event loop's whole-millisecond
+ * clock, up to a millisecond or two off the instant asked for. So it is armed to wake about a
+ * millisecond early, and the rest is waited out one turn of the event loop at a time (I/O is
+ * still served meanwhile): at most ~1.5 ms of a core per wake, for a slot that starts on time.
  */
 export class TimedLoop {
-  private timer: NodeJS.Timeout | null = null;
+  private cancel: (() => void) | null = null;
   private running = false;
   private busy = false;
   private again = false;
@@ -49,7 +54,26 @@ export class TimedLoop {
   }
 
   private arm(ms: number | null): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = ms !== null && this.running ? setTimeout(() => this.request(true), Math.min(Math.max(ms, 0), MAX_TIMER_MS)) : null;
+    this.cancel?.();
+    this.cancel = null;
+    if (ms === null || !this.running) return;
+    const deadline = performance.now() + Math.min(Math.max(ms, 0), MAX_TIMER_MS);
+    // Never fires in the caller's turn: a cycle still finishing must see the wake as due.
+    const wait = (): void => {
+      const left = deadline - performance.now();
+      if (left > 2) {
+        const timer = setTimeout(wake, left - 1);
+        this.cancel = () => clearTimeout(timer);
+      } else {
+        const immediate = setImmediate(wake);
+        this.cancel = () => clearImmediate(immediate);
+      }
+    };
+    const wake = (): void => {
+      if (performance.now() < deadline) return wait();
+      this.cancel = null;
+      this.request(true);
+    };
+    wait();
   }
 }

@@ -10,6 +10,36 @@ SELECT (extract(epoch FROM min(next_start) - coalesce($2::timestamptz, now())) *
   FROM {{schema}}.task
  WHERE group_id = $1 AND (next_start IS NOT NULL OR shed_cron IS NOT NULL);
 
+-- name: upcomingSchedules
+-- nextScheduleDue, and with it the rows that come due first (at that same next_start), with
+-- what the node needs to work out each one's following slot before the timer fires: the timer
+-- then fires them with fireSlots, in one statement. Only rows fireSlots can fire are listed
+-- (clones with an overlap policy other than allow are the general fire's). Every row of the
+-- result carries delay_ms and uninitialised; with nothing scheduled, one row of nulls.
+-- $1 group, $2 now or null, $3 limit
+WITH first AS (
+  SELECT min(next_start) AS at, coalesce(bool_or(next_start IS NULL), false) AS uninitialised
+    FROM {{schema}}.task
+   WHERE group_id = $1 AND (next_start IS NOT NULL OR shed_cron IS NOT NULL)
+)
+SELECT (extract(epoch FROM f.at - coalesce($2::timestamptz, now())) * 1000)::float8 AS delay_ms, f.uninitialised,
+       t.id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_cron, t.shed_tz, t.shed_anchor
+  FROM first f
+  LEFT JOIN LATERAL (
+    SELECT t.id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_cron, t.shed_tz, t.shed_anchor
+      FROM {{schema}}.task t
+     WHERE t.group_id = $1 AND t.next_start = f.at
+       AND (NOT t.shed_clone OR t.shed_overlap = 'allow')
+     ORDER BY t.id
+     LIMIT $3
+  ) t ON true;
+
+-- name: fireSlots
+-- The timer's fire (migration 16): the rows upcomingSchedules listed, with the next_start read
+-- and the slot after it; fires those still as read and due, in one statement.
+-- $1 group, $2 ids, $3 next_start read, $4 the following slot (null: one-shot), $5 now or null
+SELECT id, action FROM {{schema}}.fire_slots($1, $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz);
+
 -- name: dueSchedules
 -- The due schedules of a group, locked. SKIP LOCKED lets racing nodes split the work; a row
 -- another node just advanced no longer matches once its lock is released, because the
