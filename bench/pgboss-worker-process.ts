@@ -2,8 +2,8 @@
 // bench/graphile-worker-process.ts.
 //   node --import tsx bench/pgboss-worker-process.ts --schema S --concurrency C [--wait-for-go]
 // The database is DATABASE_URL. The settings (LISTEN/NOTIFY on, the shortest polling the docs
-// allow, burst fetching) are all here, in bossOptions, queueOptions and workOptions; why, in
-// short, is beside each, and at length in the header of bench/pgboss.ts.
+// allow, burst fetching) are all here, in bossOptions, queueOptions, workOptions and the pool's
+// `max`; why, in short, is beside each, and at length in the header of bench/pgboss.ts.
 // Talks to its parent over IPC: 'migrated' once its schema and queue exist; with --wait-for-go it
 // then waits for 'go' before working; 'ready' once its workers run (its LISTEN connection is up by
 // then: start() opens it before it returns). SIGTERM stops it: pg-boss's graceful stop (the jobs in
