@@ -26,11 +26,11 @@
 //   - `schedule: false` (no cron polling) and OpenTelemetry off; the rest are pg-boss's defaults.
 // Jobs are sent by a second PgBoss instance in this process (not the worker's), as an application
 // would: `insert` of all N in one statement for throughput, `send` of one for start latency.
-//   npx tsx bench/pgboss.ts [--quick] [--n 5000] [--concurrency 8,32] [--latency-n 300]
+//   npx tsx bench/pgboss.ts [--quick] [--fast] [--n 5000] [--concurrency 8,32] [--latency-n 300]
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { PgBoss } from 'pg-boss';
-import { nowMs, percentiles, readStamp, setUpDatabase, metric, arg } from './lib.js';
+import { cSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, metric, arg } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
@@ -172,9 +172,16 @@ async function pgbossStartLatency(count: number): Promise<{ fromSend: number[]; 
 
 try {
   for (const concurrency of levels) {
+    const before = cSpawnCeiling(db, n, concurrency);
     const rate = await pgbossThroughput(n, concurrency);
+    const after = cSpawnCeiling(db, n, concurrency);
     metric(`pgboss.throughput.${concurrency}.rate`, rate);
-    console.log(`throughput, ${n} × /bin/true at ${concurrency}: pg-boss ${rate.toFixed(0)}/s`);
+    const ceiling = before === null || after === null ? null : (before + after) / 2;
+    if (ceiling !== null) metric(`pgboss.throughput.${concurrency}.ceiling`, ceiling);
+    console.log(
+      `throughput, ${n} × /bin/true at ${concurrency}: pg-boss ${rate.toFixed(0)}/s` +
+        (ceiling === null ? '' : `, C posix_spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(rate / ceiling).toFixed(2)}`),
+    );
   }
   const { fromSend, fromAck } = await pgbossStartLatency(latencyN);
   const a = percentiles(fromSend);
