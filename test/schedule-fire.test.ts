@@ -127,6 +127,20 @@ describe('the timer fire (fire_slots)', () => {
     assert.equal(again.rows.length, 0, 'the slot fired once');
   });
 
+  it('compares next_start to the microsecond (a Date keeps milliseconds)', async () => {
+    const group = 166;
+    const id = await addTask(db, ['true'], { group, state: 'DR' });
+    const { rows: set } = await db.query<{ due: Date; us: number }>(
+      "UPDATE long_task.task SET next_start = now() + interval '1 s' + interval '123 microseconds' WHERE id = $1 RETURNING next_start AS due, extract(microseconds FROM next_start)::int % 1000 AS us",
+      [id],
+    );
+    const { rows } = await db.query(queries.upcomingSchedules, [group, null, 100]);
+    const armed = armSlots(rows as UpcomingRow[])!;
+    const fired = await db.query(queries.fireSlots, [group, armed.ids, armed.expected, armed.next, new Date(set[0]!.due.getTime() + 1)]);
+    assert.equal(fired.rows.length, 1, `fired (next_start had ${set[0]!.us} µs past the millisecond)`);
+    assert.equal((await getTask(db, id)).state_id, 'AW');
+  });
+
   it('an empty group: one row of nulls, nothing armed', async () => {
     const { rows } = await db.query(queries.upcomingSchedules, [165, null, 100]);
     assert.equal(rows.length, 1);

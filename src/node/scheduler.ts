@@ -147,6 +147,8 @@ export interface UpcomingRow {
   uninitialised: boolean;
   id: number | null;
   next_start: Date | null;
+  /** next_start to the microsecond, as text (a Date keeps milliseconds). */
+  next_start_exact: string | null;
   shed_period_id: PeriodId | null;
   shed_period_count: number | null;
   shed_cron: string | null;
@@ -157,7 +159,8 @@ export interface UpcomingRow {
 /** What the timer fires with fireSlots: each row's next_start as read, and the slot after it. */
 interface ArmedSlots {
   ids: number[];
-  expected: Date[];
+  /** next_start as read, exact: fire_slots fires a row only while it is still that. */
+  expected: string[];
   next: Array<Date | null>;
 }
 
@@ -170,7 +173,7 @@ interface ArmedSlots {
 export function armSlots(rows: UpcomingRow[]): ArmedSlots | null {
   const armed: ArmedSlots = { ids: [], expected: [], next: [] };
   for (const row of rows) {
-    if (row.id === null || row.next_start === null) continue;
+    if (row.id === null || row.next_start === null || row.next_start_exact === null) continue;
     if (row.shed_period_id !== null && row.shed_anchor === null) continue;
     try {
       const next = nextSlot(
@@ -178,7 +181,7 @@ export function armSlots(rows: UpcomingRow[]): ArmedSlots | null {
         row.next_start,
       );
       armed.ids.push(row.id);
-      armed.expected.push(row.next_start);
+      armed.expected.push(row.next_start_exact);
       armed.next.push(next);
     } catch {
       continue;

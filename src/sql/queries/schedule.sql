@@ -22,8 +22,10 @@ WITH first AS (
     FROM {{schema}}.task
    WHERE group_id = $1 AND (next_start IS NOT NULL OR shed_cron IS NOT NULL)
 )
+-- next_start_exact: next_start as text, to the microsecond (a JavaScript Date keeps milliseconds),
+-- for fireSlots to compare with.
 SELECT (extract(epoch FROM f.at - coalesce($2::timestamptz, now())) * 1000)::float8 AS delay_ms, f.uninitialised,
-       t.id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_cron, t.shed_tz, t.shed_anchor
+       t.id, t.next_start, t.next_start::text AS next_start_exact, t.shed_period_id, t.shed_period_count, t.shed_cron, t.shed_tz, t.shed_anchor
   FROM first f
   LEFT JOIN LATERAL (
     SELECT t.id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_cron, t.shed_tz, t.shed_anchor
@@ -37,7 +39,7 @@ SELECT (extract(epoch FROM f.at - coalesce($2::timestamptz, now())) * 1000)::flo
 -- name: fireSlots
 -- The timer's fire (migration 16): the rows upcomingSchedules listed, with the next_start read
 -- and the slot after it; fires those still as read and due, in one statement.
--- $1 group, $2 ids, $3 next_start read, $4 the following slot (null: one-shot), $5 now or null
+-- $1 group, $2 ids, $3 next_start read (next_start_exact), $4 the following slot (null: one-shot), $5 now or null
 SELECT id, action FROM {{schema}}.fire_slots($1, $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz);
 
 -- name: dueSchedules
