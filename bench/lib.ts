@@ -1,6 +1,6 @@
 // Shared set-up of the benchmarks: a database, the stamp program, a node process.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -88,7 +88,10 @@ export async function setUpBench(nodeArgs: string[] = [], options: { statements?
   const { url, client } = db;
   const schema = `bench_${process.pid}`;
   const role = options.statements ? await createNodeRole(client, url) : null;
-  const node = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--schema', schema, 'node', '--worker-id', '1', '--log-level', 'warn', ...nodeArgs], {
+  // PGTASKS_BENCH_CPU_PROF=DIR: the node writes a V8 CPU profile there when it stops (how the
+  // node's share of the CPU was looked into; open it in Chrome's DevTools).
+  const profile = process.env.PGTASKS_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PGTASKS_BENCH_CPU_PROF}`] : [];
+  const node = spawn(process.execPath, [...profile, '--import', 'tsx', 'src/cli/main.ts', '--schema', schema, 'node', '--worker-id', '1', '--log-level', 'warn', ...nodeArgs], {
     env: { ...process.env, DATABASE_URL: role?.url ?? url },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -120,18 +123,21 @@ export async function setUpBench(nodeArgs: string[] = [], options: { statements?
  * (default: `count` × /bin/true in group 0); the clock starts at the resume and stops once
  * every task has ended. Returns ends/s; throws unless every task ended CS.
  */
-export async function timedRun(bench: Bench, count: number, insert?: () => Promise<unknown>): Promise<number> {
+export async function timedRun(bench: Bench, count: number, insert?: () => Promise<unknown>, cpu?: { text?: string }): Promise<number> {
   const s = `"${bench.schema}"`;
   await bench.client.query(`UPDATE ${s}.worker SET stop = 1 WHERE id = 1`);
   await (insert ? insert() : bench.client.query(`INSERT INTO ${s}.task (state_id, command) SELECT 'AW', '{/bin/true}' FROM generate_series(1, $1)`, [count]));
   const started = performance.now();
+  const cpuBefore = cpuTimes(bench.node.pid!);
   await bench.client.query(`UPDATE ${s}.worker SET stop = 0 WHERE id = 1`);
   for (;;) {
     const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id NOT LIKE 'C%'`);
     if (rows[0]!.n === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const rate = count / ((performance.now() - started) / 1000);
+  const seconds = (performance.now() - started) / 1000;
+  if (cpu) cpu.text = cpuText(cpuBefore, cpuTimes(bench.node.pid!), seconds);
+  const rate = count / seconds;
   const { rows } = await bench.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.task WHERE state_id <> 'CS'`);
   if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} tasks did not complete`);
   return rate;
@@ -213,4 +219,64 @@ export function latencyText(figures: { send: number[]; ack: number[] }): string 
   const send = percentiles(figures.send);
   const ack = percentiles(figures.ack);
   return `from the send p50 ${send.p50}, p95 ${send.p95}, p99 ${send.p99} ms; from the acknowledgement p50 ${ack.p50}, p95 ${ack.p95}, p99 ${ack.p99} ms`;
+}
+
+/** CPU time (ms) used so far, by who: the node process, its helper processes (spawn helper, reaper), the tasks they reaped, and every postgres process. */
+export interface CpuTimes {
+  node: number;
+  helpers: number;
+  tasks: number;
+  postgres: number;
+}
+
+/**
+ * Reads /proc for the CPU time of the node (pid) and its descendants, and of every process
+ * named postgres (embedded or not: an idle server adds next to nothing). Two readings apart
+ * give who used the 2 cores meanwhile. Linux only; zeros elsewhere.
+ */
+export function cpuTimes(nodePid: number): CpuTimes {
+  const ticks = 100; // USER_HZ: 100 on every Linux this runs on
+  const stats = new Map<number, { comm: string; ppid: number; own: number; reaped: number }>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return { node: 0, helpers: 0, tasks: 0, postgres: 0 };
+  }
+  for (const entry of entries) {
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const close = text.lastIndexOf(')');
+      const comm = text.slice(text.indexOf('(') + 1, close);
+      const f = text.slice(close + 2).split(' ');
+      // After the comm: state ppid … utime(12) stime(13) cutime(14) cstime(15), 0-based from state.
+      stats.set(Number(entry), { comm, ppid: Number(f[1]), own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) });
+    } catch {
+      // The process ended while we read.
+    }
+  }
+  const ms = (t: number): number => (t * 1000) / ticks;
+  const times: CpuTimes = { node: 0, helpers: 0, tasks: 0, postgres: 0 };
+  const inTree = (pid: number): boolean => {
+    for (let p = pid, depth = 0; p > 1 && depth < 20; depth++) {
+      if (p === nodePid) return true;
+      p = stats.get(p)?.ppid ?? 0;
+    }
+    return false;
+  };
+  for (const [pid, s] of stats) {
+    if (s.comm === 'postgres') times.postgres += ms(s.own + s.reaped);
+    else if (pid === nodePid) times.node += ms(s.own);
+    else if (inTree(pid)) {
+      times.helpers += ms(s.own);
+      times.tasks += ms(s.reaped);
+    }
+  }
+  return times;
+}
+
+/** `CPU: node 41%, helpers 9%, tasks 30%, PostgreSQL 95% (of 200%: 2 cores)` between two readings over `seconds`. */
+export function cpuText(before: CpuTimes, after: CpuTimes, seconds: number): string {
+  const pct = (key: keyof CpuTimes): string => `${(((after[key] - before[key]) / 1000 / seconds) * 100).toFixed(0)}%`;
+  return `CPU: node ${pct('node')}, its helpers ${pct('helpers')}, the tasks ${pct('tasks')}, PostgreSQL ${pct('postgres')} (of ${os.cpus().length * 100}%)`;
 }

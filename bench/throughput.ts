@@ -10,14 +10,15 @@ const n = Number(arg('--n') ?? (quick ? 200 : 5000));
 const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
 
 /** pg-tasks: the tasks are queued while the node is paused (stop 1), then timed from resume. */
-async function pgTasks(count: number, concurrency: number, spawner = process.env.PGTASKS_SPAWNER ?? 'auto'): Promise<{ rate: number; c: number | null; server: string }> {
+async function pgTasks(count: number, concurrency: number, spawner = process.env.PGTASKS_SPAWNER ?? 'auto'): Promise<{ rate: number; c: number | null; server: string; cpu: string }> {
   const bench = await setUpBench(['--max-tasks', String(concurrency), '--spawner', spawner]);
   try {
     const before = cSpawnCeiling(bench, count, concurrency);
-    const rate = await timedRun(bench, count);
+    const cpu: { text?: string } = {};
+    const rate = await timedRun(bench, count, undefined, cpu);
     const after = cSpawnCeiling(bench, count, concurrency);
     const c = before === null || after === null ? null : (before + after) / 2;
-    return { rate, c, server: await serverDurability(bench.client) };
+    return { rate, c, server: await serverDurability(bench.client), cpu: cpu.text ?? '' };
   } finally {
     await bench.close();
   }
@@ -36,6 +37,7 @@ for (const [i, concurrency] of levels.entries()) {
   console.log(
     `throughput, ${n} × /bin/true at ${concurrency}: pg-tasks ${ours.rate.toFixed(0)}/s, ${vsC}; ` +
       `Node spawn ceiling (a process of its own) ${node.toFixed(0)}/s, ratio ${(ours.rate / node).toFixed(2)}; ` +
-      `pg-tasks with --spawner node ${plain.rate.toFixed(0)}/s (the helper's gain ${(ours.rate / plain.rate).toFixed(2)}×)`,
+      `pg-tasks with --spawner node ${plain.rate.toFixed(0)}/s (the helper's gain ${(ours.rate / plain.rate).toFixed(2)}×); ` +
+      `during the pg-tasks run, ${ours.cpu}`,
   );
 }

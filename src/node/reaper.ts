@@ -7,6 +7,10 @@ import { fileURLToPath } from 'node:url';
  */
 export class Reaper {
   private child: ChildProcess | null = null;
+  // The lines of this turn of the event loop, written as one: a write to the pipe per task
+  // start and end was a fifth of the node's CPU at 1 000 tasks/s (and as many wake-ups of the
+  // reaper). Written before the turn ends, so what the node ran is told no later than before.
+  private pending = '';
 
   start(): void {
     const script = fileURLToPath(new URL('../../src/node/reaper-process.js', import.meta.url));
@@ -19,11 +23,22 @@ export class Reaper {
   }
 
   track(pgid: number): void {
-    this.child?.stdin?.write(`+${pgid}\n`);
+    this.send(`+${pgid}\n`);
   }
 
   untrack(pgid: number): void {
-    this.child?.stdin?.write(`-${pgid}\n`);
+    this.send(`-${pgid}\n`);
+  }
+
+  private send(line: string): void {
+    if (!this.child) return;
+    if (this.pending === '') queueMicrotask(() => this.flush());
+    this.pending += line;
+  }
+
+  private flush(): void {
+    if (this.pending !== '') this.child?.stdin?.write(this.pending);
+    this.pending = '';
   }
 
   /**
@@ -32,11 +47,12 @@ export class Reaper {
    * the deadline in place: its processes must be dead by then anyway.
    */
   fence(ms: number): void {
-    this.child?.stdin?.write(`@${Math.max(0, Math.ceil(ms))}\n`);
+    this.send(`@${Math.max(0, Math.ceil(ms))}\n`);
   }
 
   /** A clean stop: the node ended its tasks itself; the reaper exits with nothing to kill. */
   stop(): void {
+    this.flush();
     this.child?.stdin?.end();
     this.child = null;
   }

@@ -142,8 +142,10 @@ export class TaskProcess {
     const leaderExited = (exitCode: number | null, signal: NodeJS.Signals | null, outputClosed: Promise<void>, lost?: string, usage?: ResourceUsage): void => {
       this.exited = true;
       const pgid = this.pid!;
-      killProcessGroup(pgid, 'SIGKILL');
-      void Promise.all([waitProcessGroupGone(pgid, 5_000), outputClosed]).then(() =>
+      // No such group (the common case): nothing of it is left, not even a zombie, so there
+      // is nothing to wait for.
+      const left = killProcessGroup(pgid, 'SIGKILL');
+      void Promise.all([left ? waitProcessGroupGone(pgid, 5_000) : true, outputClosed]).then(() =>
         resolveDone({ exitCode, signal, spawnError: null, output: this.tail.toString(), killed: this.killed, ...(lost ? { lost } : {}), ...(usage ? { usage } : {}) }),
       );
     };
