@@ -21,7 +21,7 @@
 // itself would run it shows the other case, a backlog the claimer owns.
 import path from 'node:path';
 import { loadQueries } from '../src/db/queries.js';
-import { nowMs, percentiles, readStamp, setUpBench, metric } from './lib.js';
+import { busy, nowMs, percentiles, readStamp, setUpBench, metric } from './lib.js';
 import { assertNodeProcess, readStatements, resetStatements, rssMb, sleep, statementsUnavailable } from './statements.js';
 
 const quick = process.argv.includes('--quick');
@@ -78,6 +78,8 @@ interface Explained {
 async function explainClaim(workerId: number): Promise<Explained> {
   await client.query('BEGIN');
   try {
+    // Planned as the node plans it (the bench's own client runs with enable_seqscan off).
+    await client.query('SET LOCAL enable_seqscan = on');
     let epoch: number;
     if (workerId === 1) {
       const { rows } = await client.query<{ e: number }>(`SELECT lease_epoch AS e FROM ${s}.worker WHERE id = 1`);
@@ -128,7 +130,8 @@ async function phase(waiting: number): Promise<Phase> {
 // 2. Bulk pick-up, run first: on the fresh table, never analysed, as after a new deployment
 // (and as in throughput.ts). Autovacuum analyses it at its next round during the run.
 if (bench.nodeRole) await resetStatements(client, bench.nodeRole);
-// Sequential scans of the task table: a claim planned while the table looks small reads it whole.
+// Sequential scans of the task table: a claim planned while the table looks small would read it
+// whole. (The bench's own client does not seq-scan: setUpBench.)
 const scans = async (): Promise<{ seq: number; idx: number }> => {
   await sleep(1_500); // backends report their table counters at most once a second
   const { rows } = await client.query<{ seq: string; idx: string }>(
@@ -151,12 +154,7 @@ await client.query(
 const committed = nowMs();
 const firstStarted = (await readStamp(firstFile)) - committed;
 for (;;) {
-  // Both read partial indexes: cheap however many tasks have completed.
-  const { rows } = await client.query<{ busy: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM ${s}.task WHERE state_id = 'AW' AND group_id = 0)
-         OR EXISTS (SELECT 1 FROM ${s}.task WHERE state_id IN ('AE', 'AC') AND worker_id = 1) AS busy`,
-  );
-  if (!rows[0]!.busy) break;
+  if (!(await busy(bench))) break;
   await sleep(50);
 }
 const allDone = (nowMs() - committed) / 1000;
