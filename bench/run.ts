@@ -9,7 +9,7 @@ import path from 'node:path';
 
 const quick = process.argv.includes('--quick');
 const fast = process.argv.includes('--fast');
-const parts = ['throughput', 'start-latency', 'graphile', 'pgboss', 'cancel-latency', 'schedule-latency', 'cluster', 'idle-cost', 'backlog', 'memory', 'limits', 'retention', 'output', 'dashboard', 'failover'];
+const parts = ['floors', 'throughput', 'start-latency', 'graphile', 'pgboss', 'cancel-latency', 'schedule-latency', 'cluster', 'idle-cost', 'backlog', 'memory', 'limits', 'retention', 'output', 'dashboard', 'failover'];
 const lines: string[] = [];
 const metrics = new Map<string, number>();
 for (const part of parts) {
