@@ -16,7 +16,7 @@ SET LOCAL search_path TO {{schema}}, pg_catalog;
 -- catches up, and that is the general fire's to compute). p_now: null = now().
 -- Returns each row fired, and what its slot did: 'requeued', 'cloned' or 'skipped' (the task
 -- has not ended: the slot is counted in shed_skip_count, as the general fire does).
-CREATE FUNCTION fire_slots(p_group int, p_ids bigint[], p_expected timestamptz[], p_next timestamptz[], p_now timestamptz)
+CREATE OR REPLACE FUNCTION fire_slots(p_group int, p_ids bigint[], p_expected timestamptz[], p_next timestamptz[], p_now timestamptz)
 RETURNS TABLE (id bigint, action text)
 LANGUAGE plpgsql
 SET search_path = {{schema}}, pg_catalog
