@@ -86,7 +86,8 @@ UPDATE {{schema}}.task t
    SET pid = r.pid
   FROM unnest($3::bigint[], $4::int[], $5::int[]) AS r(id, attempt, pid)
  WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
-   AND t.state_id IN ('AE', 'AC');
+   -- A row queued again meanwhile (AW, DR) no longer shows the run; one set to C* while it runs does.
+   AND t.state_id NOT IN ('AW', 'DR');
 
 -- name: finishRuns
 -- Writes the ends of runs, one statement per batch, each conditional on its run being live
@@ -127,7 +128,10 @@ WITH r AS (
          exit_code   = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.exit_code ELSE r.exit_code END,
          exit_signal = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.exit_signal ELSE r.exit_signal END,
          output      = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.output ELSE r.output END,
-         finished    = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.finished ELSE now() END
+         finished    = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.finished ELSE now() END,
+         -- The node writes a run's pid with its end when the run ended before the pid was
+         -- written on its own (recordPids waits a little: most short runs end first).
+         pid         = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.pid ELSE coalesce(r.pid, t.pid) END
     FROM r
    WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
   RETURNING t.id, t.attempt, t.started, r.pid, r.timeout_ms, r.exit_code, r.exit_signal, r.end_reason, r.error, r.output,
