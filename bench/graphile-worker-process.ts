@@ -8,27 +8,14 @@
 // Talks to its parent over IPC: 'migrated' once its schema exists; with --wait-for-go it then
 // waits for 'go' before starting; 'listening' once its LISTEN connection is up. SIGTERM stops it
 // (graphile-worker's own handler: graceful shutdown, then it re-raises the signal).
-import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { Logger, run, runMigrations, type Task, type WorkerEvents } from 'graphile-worker';
+import { peerArgs, runCommand } from './peer-process.js';
 
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
-const schema = arg('--schema');
-const concurrency = Number(arg('--concurrency') ?? 1);
-if (!schema || !process.send) throw new Error('usage: --schema S --concurrency C [--wait-for-go], started with an IPC channel');
-const send = (message: string): void => void process.send!(message);
+const { schema, concurrency, waitForGo, send } = peerArgs();
 
-/** Runs payload.command (argv) like the Node spawn ceiling does; fails on a non-zero exit. */
-const runCommand: Task = (payload) =>
-  new Promise<void>((resolve, reject) => {
-    const [file, ...args] = (payload as { command: string[] }).command;
-    const child = spawn(file!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.on('error', reject);
-    child.on('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${file} ended with ${code ?? signal}`))));
-  });
+/** Runs payload.command (argv); fails on a non-zero exit. */
+const runJob: Task = (payload) => runCommand((payload as { command: string[] }).command);
 
 const logger = new Logger(() => (level, message) => {
   if (level === 'error' || level === 'warning') console.error(`graphile-worker ${level}: ${message}`);
@@ -37,7 +24,7 @@ const options = { connectionString: process.env.DATABASE_URL!, schema, logger };
 
 await runMigrations(options);
 send('migrated');
-if (process.argv.includes('--wait-for-go')) await new Promise((resolve) => process.once('message', resolve));
+if (waitForGo) await new Promise((resolve) => process.once('message', resolve));
 const events: WorkerEvents = new EventEmitter();
 events.on('pool:listen:success', () => send('listening'));
 const runner = await run({
@@ -46,7 +33,7 @@ const runner = await run({
   maxPoolSize: Math.max(10, concurrency),
   events,
   crontab: '',
-  taskList: { run: runCommand },
+  taskList: { run: runJob },
 });
 // The parent gone (IPC closed) without stopping us: stop as on SIGTERM.
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));

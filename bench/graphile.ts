@@ -5,7 +5,7 @@
 //   npx tsx bench/graphile.ts [--quick] [--fast] [--n 5000] [--concurrency 8,32] [--latency-n 300]
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { cSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric, arg, latencyText } from './lib.js';
+import { againstCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric, arg, latencyText } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
@@ -109,16 +109,10 @@ async function graphileStartLatency(count: number): Promise<{ send: number[]; ac
 
 try {
   for (const concurrency of levels) {
-    const before = cSpawnCeiling(db, n, concurrency);
-    const theirs = await graphileThroughput(n, concurrency);
-    const after = cSpawnCeiling(db, n, concurrency);
-    metric(`graphile.throughput.${concurrency}.rate`, theirs);
-    const ceiling = before === null || after === null ? null : (before + after) / 2;
+    const { rate, ceiling, line } = await againstCeiling(db, n, concurrency, () => graphileThroughput(n, concurrency));
+    metric(`graphile.throughput.${concurrency}.rate`, rate);
     if (ceiling !== null) metric(`graphile.throughput.${concurrency}.ceiling`, ceiling);
-    console.log(
-      `throughput, ${n} × /bin/true at ${concurrency}: graphile-worker ${theirs.toFixed(0)}/s` +
-        (ceiling === null ? '' : `, C posix_spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(theirs / ceiling).toFixed(2)}`),
-    );
+    console.log(`throughput, ${n} × /bin/true at ${concurrency}: graphile-worker ${line}`);
   }
   const latencies = await graphileStartLatency(latencyN);
   metric('graphile.start.ack.p50', Number(percentiles(latencies.ack).p50));

@@ -169,6 +169,20 @@ export function cSpawnCeiling(db: BenchDatabase, count: number, concurrency: num
 }
 
 /**
+ * `run` (a throughput, ends/s) between two measures of the C posix_spawn ceiling at the same
+ * count and concurrency, just before and just after it; the ceiling is their mean (null without
+ * a C compiler). `line` says both: `X/s, C posix_spawn ceiling Y/s, ratio R`.
+ */
+export async function againstCeiling(db: BenchDatabase, count: number, concurrency: number, run: () => Promise<number>): Promise<{ rate: number; ceiling: number | null; line: string }> {
+  const before = cSpawnCeiling(db, count, concurrency);
+  const rate = await run();
+  const after = cSpawnCeiling(db, count, concurrency);
+  const ceiling = before === null || after === null ? null : (before + after) / 2;
+  const line = `${rate.toFixed(0)}/s, ` + (ceiling === null ? 'C posix_spawn ceiling not measured (no C compiler)' : `C posix_spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(rate / ceiling).toFixed(2)}`);
+  return { rate, ceiling, line };
+}
+
+/**
  * Node's limit: child_process.spawn of /bin/true, `concurrency` at a time, in a small process of
  * its own (bench/node-spawn-ceiling.mjs), not in the benchmark's large one; ends/s.
  */

@@ -8,8 +8,8 @@
 // then waits for 'go' before working; 'ready' once its workers run (its LISTEN connection is up by
 // then: start() opens it before it returns). SIGTERM stops it: pg-boss's graceful stop (the jobs in
 // hand finish), then exit.
-import { spawn } from 'node:child_process';
 import { PgBoss, type ConstructorOptions, type Job, type JobResult, type Queue, type WorkOptions } from 'pg-boss';
+import { peerArgs, runCommand } from './peer-process.js';
 
 /** The queue the benchmark's jobs go to. */
 const queueName = 'run';
@@ -56,15 +56,6 @@ function workOptions(concurrency: number): WorkOptions {
   };
 }
 
-/** Runs command (argv) like the Node spawn ceiling does; rejects on a non-zero exit. */
-const runCommand = (command: string[]): Promise<void> =>
-  new Promise<void>((resolve, reject) => {
-    const [file, ...args] = command;
-    const child = spawn(file!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.on('error', reject);
-    child.on('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${file} ended with ${code ?? signal}`))));
-  });
-
 /** A batch's jobs one after the other (one process per worker at a time), each settled on its own. */
 async function runBatch(jobs: Array<Job<{ command: string[] }>>): Promise<JobResult[]> {
   const results: JobResult[] = [];
@@ -80,14 +71,7 @@ async function runBatch(jobs: Array<Job<{ command: string[] }>>): Promise<JobRes
 }
 
 async function main(): Promise<void> {
-  const arg = (name: string): string | undefined => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? process.argv[i + 1] : undefined;
-  };
-  const schema = arg('--schema');
-  const concurrency = Number(arg('--concurrency') ?? 1);
-  if (!schema || !process.send) throw new Error('usage: --schema S --concurrency C [--wait-for-go], started with an IPC channel');
-  const send = (message: string): void => void process.send!(message);
+  const { schema, concurrency, waitForGo, send } = peerArgs();
 
   // The pool: one connection per worker so a fetch or completion never waits for another's
   // (pg-boss's default max is 10), plus a few for its own supervision; the listener has its own.
@@ -111,7 +95,7 @@ async function main(): Promise<void> {
   await boss.start();
   await boss.createQueue(queueName, queueOptions);
   send('migrated');
-  if (process.argv.includes('--wait-for-go')) await new Promise((resolve) => process.once('message', resolve));
+  if (waitForGo) await new Promise((resolve) => process.once('message', resolve));
   await boss.work<{ command: string[] }>(queueName, workOptions(concurrency), runBatch);
   send('ready');
 }

@@ -30,7 +30,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { PgBoss } from 'pg-boss';
-import { cSpawnCeiling, nowMs, percentiles, readStamp, setUpDatabase, metric, arg } from './lib.js';
+import { againstCeiling, latencyText, nowMs, percentiles, readStamp, setUpDatabase, metric, arg } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
@@ -172,16 +172,10 @@ async function pgbossStartLatency(count: number): Promise<{ fromSend: number[]; 
 
 try {
   for (const concurrency of levels) {
-    const before = cSpawnCeiling(db, n, concurrency);
-    const rate = await pgbossThroughput(n, concurrency);
-    const after = cSpawnCeiling(db, n, concurrency);
+    const { rate, ceiling, line } = await againstCeiling(db, n, concurrency, () => pgbossThroughput(n, concurrency));
     metric(`pgboss.throughput.${concurrency}.rate`, rate);
-    const ceiling = before === null || after === null ? null : (before + after) / 2;
     if (ceiling !== null) metric(`pgboss.throughput.${concurrency}.ceiling`, ceiling);
-    console.log(
-      `throughput, ${n} × /bin/true at ${concurrency}: pg-boss ${rate.toFixed(0)}/s` +
-        (ceiling === null ? '' : `, C posix_spawn ceiling ${ceiling.toFixed(0)}/s, ratio ${(rate / ceiling).toFixed(2)}`),
-    );
+    console.log(`throughput, ${n} × /bin/true at ${concurrency}: pg-boss ${line}`);
   }
   const { fromSend, fromAck } = await pgbossStartLatency(latencyN);
   const a = percentiles(fromSend);
@@ -190,9 +184,7 @@ try {
     metric(`pgboss.start.send.${p}`, Number(a[p]));
     metric(`pgboss.start.ack.${p}`, Number(b[p]));
   }
-  console.log(
-    `start latency, ${latencyN} sequential jobs on an idle pg-boss (from the send | from the acknowledgement): p50 ${a.p50} | ${b.p50} ms, p95 ${a.p95} | ${b.p95} ms, p99 ${a.p99} | ${b.p99} ms`,
-  );
+  console.log(`start latency, ${latencyN} sequential jobs on an idle pg-boss: ${latencyText({ send: fromSend, ack: fromAck })}`);
 } finally {
   await db.close();
 }

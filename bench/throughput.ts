@@ -3,22 +3,19 @@
 // bench/spawn-ceiling.c) measured in the same run, just before and just after. Node's own
 // child_process.spawn from a small process of its own is reported beside it.
 //   npx tsx bench/throughput.ts [--quick] [--fast] [--n 5000] [--concurrency 8,32]
-import { cSpawnCeiling, nodeSpawnCeiling, serverDurability, setUpBench, metric, arg, timedRun } from './lib.js';
+import { againstCeiling, nodeSpawnCeiling, serverDurability, setUpBench, metric, arg, timedRun } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const n = Number(arg('--n') ?? (quick ? 200 : 5000));
 const levels = (arg('--concurrency') ?? '8,32').split(',').map(Number);
 
 /** pg-tasks: the tasks are queued while the node is paused (stop 1), then timed from resume. */
-async function pgTasks(count: number, concurrency: number, spawner = process.env.PGTASKS_SPAWNER ?? 'auto'): Promise<{ rate: number; c: number | null; server: string; cpu: string }> {
+async function pgTasks(count: number, concurrency: number, spawner = process.env.PGTASKS_SPAWNER ?? 'auto'): Promise<{ rate: number; c: number | null; line: string; server: string; cpu: string }> {
   const bench = await setUpBench(['--max-tasks', String(concurrency), '--spawner', spawner]);
   try {
-    const before = cSpawnCeiling(bench, count, concurrency);
     const cpu: { text?: string } = {};
-    const rate = await timedRun(bench, count, undefined, cpu);
-    const after = cSpawnCeiling(bench, count, concurrency);
-    const c = before === null || after === null ? null : (before + after) / 2;
-    return { rate, c, server: await serverDurability(bench.client), cpu: cpu.text ?? '' };
+    const { rate, ceiling, line } = await againstCeiling(bench, count, concurrency, () => timedRun(bench, count, undefined, cpu));
+    return { rate, c: ceiling, line, server: await serverDurability(bench.client), cpu: cpu.text ?? '' };
   } finally {
     await bench.close();
   }
@@ -33,9 +30,8 @@ for (const [i, concurrency] of levels.entries()) {
   metric(`throughput.${concurrency}.rate`, ours.rate);
   if (ours.c !== null) metric(`throughput.${concurrency}.ceiling`, ours.c);
   metric(`throughput.${concurrency}.node`, node);
-  const vsC = ours.c === null ? 'C posix_spawn ceiling not measured (no C compiler)' : `C posix_spawn ceiling ${ours.c.toFixed(0)}/s, ratio ${(ours.rate / ours.c).toFixed(2)}`;
   console.log(
-    `throughput, ${n} × /bin/true at ${concurrency}: pg-tasks ${ours.rate.toFixed(0)}/s, ${vsC}; ` +
+    `throughput, ${n} × /bin/true at ${concurrency}: pg-tasks ${ours.line}; ` +
       `Node spawn ceiling (a process of its own) ${node.toFixed(0)}/s, ratio ${(ours.rate / node).toFixed(2)}; ` +
       `pg-tasks with --spawner node ${plain.rate.toFixed(0)}/s (the helper's gain ${(ours.rate / plain.rate).toFixed(2)}×); ` +
       `during the pg-tasks run, ${ours.cpu}`,
