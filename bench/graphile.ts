@@ -3,8 +3,8 @@
 // idle worker. graphile-worker runs as a separate process (bench/graphile-worker-process.ts) with
 // its defaults: LISTEN/NOTIFY, pollInterval 2000 ms.
 //   npx tsx bench/graphile.ts [--quick] [--fast] [--n 5000] [--concurrency 8,32] [--latency-n 300]
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { spawnPeer, stopPeer, type PeerProcess } from './peers.js';
 import { againstCeiling, nowMs, percentiles, readStamp, setUpDatabase, type BenchDatabase, metric, arg, latencyText } from './lib.js';
 
 const quick = process.argv.includes('--quick');
@@ -16,44 +16,16 @@ const db = await setUpDatabase();
 const schema = `graphile_bench_${process.pid}`;
 const s = `"${schema}"`;
 
-interface WorkerProcess {
-  child: ChildProcess;
-  /** Resolves on the next IPC message equal to `message`. */
-  next(message: string): Promise<void>;
-}
-
 /** Starts the graphile-worker process; resolves once it has created its schema. */
-async function startWorker(bench: BenchDatabase, concurrency: number, waitForGo: boolean): Promise<WorkerProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(import.meta.dirname, 'graphile-worker-process.ts'), '--schema', schema, '--concurrency', String(concurrency), ...(waitForGo ? ['--wait-for-go'] : [])],
-    // Its stdout goes to our stderr: our stdout carries only the result lines.
-    { env: { ...process.env, DATABASE_URL: bench.url }, stdio: ['ignore', 2, 'inherit', 'ipc'] },
-  );
-  const next = (message: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onMessage = (m: unknown): void => {
-        if (m !== message) return;
-        child.off('message', onMessage);
-        child.off('exit', onExit);
-        resolve();
-      };
-      const onExit = (code: number | null, signal: string | null): void =>
-        reject(new Error(`the graphile-worker process ended (${code ?? signal}) before '${message}'`));
-      child.on('message', onMessage);
-      child.once('exit', onExit);
-    });
-  await next('migrated');
-  return { child, next };
+async function startWorker(bench: BenchDatabase, concurrency: number, waitForGo: boolean): Promise<PeerProcess> {
+  const worker = spawnPeer('graphile-worker-process.ts', 'graphile-worker', bench.url, schema, concurrency, waitForGo);
+  await worker.next('migrated');
+  return worker;
 }
 
-/** SIGTERM to the worker's pid, wait for its exit, drop its schema. */
-async function stopWorker(worker: WorkerProcess): Promise<void> {
-  if (worker.child.exitCode === null && worker.child.signalCode === null) {
-    const exited = new Promise((resolve) => worker.child.once('exit', resolve));
-    worker.child.kill('SIGTERM');
-    await exited;
-  }
+/** Stops the worker, drops its schema. */
+async function stopWorker(worker: PeerProcess): Promise<void> {
+  await stopPeer(worker);
   await db.client.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
 }
 

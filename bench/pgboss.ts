@@ -27,9 +27,9 @@
 // Jobs are sent by a second PgBoss instance in this process (not the worker's), as an application
 // would: `insert` of all N in one statement for throughput, `send` of one for start latency.
 //   npx tsx bench/pgboss.ts [--quick] [--fast] [--n 5000] [--concurrency 8,32] [--latency-n 300]
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { PgBoss } from 'pg-boss';
+import { spawnPeer, stopPeer, type PeerProcess } from './peers.js';
 import { againstCeiling, latencyText, nowMs, percentiles, readStamp, setUpDatabase, metric, arg } from './lib.js';
 
 const quick = process.argv.includes('--quick');
@@ -43,48 +43,25 @@ const s = `"${schema}"`;
 /** The queue bench/pgboss-worker-process.ts creates and works. */
 const queue = 'run';
 
-interface WorkerProcess {
-  child: ChildProcess;
+interface WorkerProcess extends PeerProcess {
   /** Resolves on the worker's 'ready': its workers are fetching, its LISTEN connection is up. */
   ready: Promise<void>;
 }
 
 /** Starts the pg-boss worker process; resolves once it has created its schema and queue. */
 async function startWorker(concurrency: number, waitForGo: boolean): Promise<WorkerProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(import.meta.dirname, 'pgboss-worker-process.ts'), '--schema', schema, '--concurrency', String(concurrency), ...(waitForGo ? ['--wait-for-go'] : [])],
-    // Its stdout goes to our stderr: our stdout carries only the result lines.
-    { env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 2, 'inherit', 'ipc'] },
-  );
-  const next = (message: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onMessage = (m: unknown): void => {
-        if (m !== message) return;
-        child.off('message', onMessage);
-        child.off('exit', onExit);
-        resolve();
-      };
-      const onExit = (code: number | null, signal: string | null): void =>
-        reject(new Error(`the pg-boss worker process ended (${code ?? signal}) before '${message}'`));
-      child.on('message', onMessage);
-      child.once('exit', onExit);
-    });
+  const worker = spawnPeer('pgboss-worker-process.ts', 'pg-boss worker', db.url, schema, concurrency, waitForGo);
   // Listened for from the start, so a 'ready' right after 'migrated' is not missed; a rejection
   // (the worker ended first) is only an error to whoever awaits it.
-  const ready = next('ready');
+  const ready = worker.next('ready');
   ready.catch(() => undefined);
-  await next('migrated');
-  return { child, ready };
+  await worker.next('migrated');
+  return { ...worker, ready };
 }
 
-/** SIGTERM to the worker's pid, wait for its exit, drop its schema. */
+/** Stops the worker, drops its schema. */
 async function stopWorker(worker: WorkerProcess): Promise<void> {
-  if (worker.child.exitCode === null && worker.child.signalCode === null) {
-    const exited = new Promise((resolve) => worker.child.once('exit', resolve));
-    worker.child.kill('SIGTERM');
-    await exited;
-  }
+  await stopPeer(worker);
   await db.client.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
 }
 
