@@ -13,7 +13,7 @@ const QUERY_NAMES = [
   'readWorker', 'listWorkers', 'setWorkerStop', 'markStandby',
   'lockRecoverable', 'endLapsedTerm', 'dueOldTerms', 'clearOldTerms', 'watchWorkers', 'setLockPid',
   'lockSession', 'lockSessionStart', 'unlockSession', 'awaitLockRelease', 'releaseShared',
-  'nextScheduleDue', 'upcomingSchedules', 'fireSlots', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
+  'upcomingSchedules', 'fireSlots', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
   'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
   'pruneTasks', 'pruneRuns', 'startRetention', 'pruneEndedBatch', 'pruneRunsBatch', 'pruneRerunRuns', 'holdRetention', 'finishRetention',
   'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',

@@ -236,8 +236,8 @@ export class Scheduler {
     return result;
   }
 
-  /** The timer's fire: the armed rows in one statement; returns how many fired. */
-  private async fireArmed(armed: ArmedSlots): Promise<number> {
+  /** The timer's fire: the armed rows in one statement. */
+  private async fireArmed(armed: ArmedSlots): Promise<void> {
     const { rows } = await this.pool.query<{ id: number; action: 'requeued' | 'cloned' | 'skipped' }>(this.queries.fireSlots, [
       this.groupId,
       armed.ids,
@@ -251,7 +251,6 @@ export class Scheduler {
       if (row.action === 'skipped') this.log.warn({ task: row.id }, 'schedule slot skipped: the task has not ended');
     }
     this.fired(result);
-    return rows.length;
   }
 
   /**

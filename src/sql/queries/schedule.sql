@@ -1,19 +1,12 @@
 -- Runtime queries of the scheduler. $now is null in production (the database's now()) and a
 -- fixed instant in tests.
 
--- name: nextScheduleDue
--- How long until the group's earliest schedule is due (negative: overdue), and whether a cron
--- schedule still needs its first slot computed. Served by task_schedule_idx.
--- $1 group, $2 now or null
-SELECT (extract(epoch FROM min(next_start) - coalesce($2::timestamptz, now())) * 1000)::float8 AS delay_ms,
-       coalesce(bool_or(next_start IS NULL), false) AS uninitialised
-  FROM {{schema}}.task
- WHERE group_id = $1 AND (next_start IS NOT NULL OR shed_cron IS NOT NULL);
-
 -- name: upcomingSchedules
--- nextScheduleDue, and with it the rows that come due first (at that same next_start), with
--- what the node needs to work out each one's following slot before the timer fires: the timer
--- then fires them with fireSlots, in one statement. Only rows fireSlots can fire are listed
+-- How long until the group's earliest schedule is due (negative: overdue; served by
+-- task_schedule_idx), whether a cron schedule still needs its first slot computed, and the rows
+-- that come due first (at that same next_start), with what the node needs to work out each
+-- one's following slot before the timer fires: the timer then fires them with fireSlots, in
+-- one statement. Only rows fireSlots can fire are listed
 -- (clones with an overlap policy other than allow are the general fire's). Every row of the
 -- result carries delay_ms and uninitialised; with nothing scheduled, one row of nulls.
 -- $1 group, $2 now or null, $3 limit
