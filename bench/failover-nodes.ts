@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
-import { isProcessGroupAlive } from '../src/node/process-group.js';
+import { isProcessGroupAlive } from '../src/node/process/process-group.js';
 
 const running = new Set<ChildProcess>();
 /** Set by a signal to the bench or a failed lane: every wait stops at its next check. */

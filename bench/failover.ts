@@ -26,7 +26,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import { NODE_DEFAULTS } from '../src/node/options.js';
-import { isProcessAlive } from '../src/node/process-group.js';
+import { isProcessAlive } from '../src/node/process/process-group.js';
 import { proxyFor } from '../test/helpers/proxy.js';
 import { abortWaits, checkAborted, crashNode, hasExited, killAllNodes, killLeftoverTasks, sleep, startNode, stopNode, until } from './failover-nodes.js';
 import { metric, nowMs, percentiles, setUpDatabase, stampTime } from './lib.js';

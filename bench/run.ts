@@ -86,7 +86,7 @@ const header = [
   '',
   'Ratios compare figures measured in the same run; absolute numbers move with the load of this shared machine.',
   '',
-  'Goals (from the issue), then every figure. Tasks start through the spawn helper (src/node/spawner.c) unless PGTASKS_SPAWNER says otherwise.',
+  'Goals (from the issue), then every figure. Tasks start through the spawn helper (src/node/process/spawner.c) unless PGTASKS_SPAWNER says otherwise.',
   '',
 ];
 const report = [...header, ...table, '', ...lines.map((l) => `- ${l}`)].join('\n');

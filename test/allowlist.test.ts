@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { loadQueries } from '../src/db/queries.js';
-import { recoverWorker } from '../src/node/recovery.js';
+import { recoverWorker } from '../src/node/recovery/recovery.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 

@@ -9,7 +9,7 @@ import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { startEmbedded, type EmbeddedServer } from '../src/embedded/index.js';
-import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
+import { isProcessGroupAlive, killProcessGroup } from '../src/node/process/process-group.js';
 import { ROOT } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, startNode, stopAllNodes, tempDir } from './helpers/node.js';

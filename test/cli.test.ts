@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Task } from '../src/client/types.js';
 import type { TaskNode } from '../src/node/node.js';
-import { isProcessAlive } from '../src/node/process-group.js';
+import { isProcessAlive } from '../src/node/process/process-group.js';
 import { runCli as runCliOn, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { getTask, startNode, waitEnded } from './helpers/node.js';

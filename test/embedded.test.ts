@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { EmbeddedError, startEmbedded, type EmbeddedServer } from '../src/embedded/index.js';
-import { isProcessAlive, isProcessGroupAlive } from '../src/node/process-group.js';
+import { isProcessAlive, isProcessGroupAlive } from '../src/node/process/process-group.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/node.js';
 import { until } from './helpers/wait.js';

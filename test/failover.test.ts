@@ -13,7 +13,7 @@ import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from '.
 import { proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
 import { children, killChild, spawnNode, withOutput } from './helpers/child-node.js';
-import { isProcessGroupAlive, killProcessGroup } from '../src/node/process-group.js';
+import { isProcessGroupAlive, killProcessGroup } from '../src/node/process/process-group.js';
 
 let db: TestDatabase;
 const taskPids = new Set<number>();

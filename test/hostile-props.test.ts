@@ -22,9 +22,9 @@ import {
 } from '../src/cli/parse.js';
 import { addRunOptions } from '../src/cli/run-options.js';
 import { TASK_STATES } from '../src/client/types.js';
-import { Spawner } from '../src/node/spawner.js';
-import { TaskProcess, type ProcessResult } from '../src/node/task-process.js';
-import { MAX_TIMER_MS } from '../src/node/timed-loop.js';
+import { Spawner } from '../src/node/process/spawner.js';
+import { TaskProcess, type ProcessResult } from '../src/node/process/task-process.js';
+import { MAX_TIMER_MS } from '../src/lib/timed-loop.js';
 import { tempDir } from './helpers/node.js';
 
 const seed = Number(process.env.PGTASKS_FC_SEED ?? 13_2026);

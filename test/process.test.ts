@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
-import { isProcessAlive, isProcessGroupAlive } from '../src/node/process-group.js';
+import { isProcessAlive, isProcessGroupAlive } from '../src/node/process/process-group.js';
 import type { TaskNode } from '../src/node/node.js';
 
 let db: TestDatabase;

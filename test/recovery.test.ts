@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { migrate } from '../src/db/migrate.js';
-import { isProcessGroupAlive } from '../src/node/process-group.js';
+import { isProcessGroupAlive } from '../src/node/process/process-group.js';
 import type { Listener } from '../src/db/listener.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { TaskClient, TaskNotFoundError, WaitTimeoutError } from '../src/index.js';
-import { isProcessAlive } from '../src/node/process-group.js';
+import { isProcessAlive } from '../src/node/process/process-group.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadQueries } from '../src/db/queries.js';
-import { armSlots, fireDueSchedules, type UpcomingRow } from '../src/node/scheduler.js';
+import { armSlots, fireDueSchedules, type UpcomingRow } from '../src/node/timers/scheduler.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, testLogger } from './helpers/node.js';
 

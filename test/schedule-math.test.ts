@@ -1,7 +1,7 @@
 // Slot arithmetic with fixed instants: no database, no sleeping.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nextCronSlot, nextPeriodSlot, nextSlot, parseCron, periodSlot } from '../src/node/schedule-math.js';
+import { nextCronSlot, nextPeriodSlot, nextSlot, parseCron, periodSlot } from '../src/lib/schedule-math.js';
 import { parseEvery, parseTime } from '../src/cli/parse.js';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { DateTime } from 'luxon';
 import type { Task } from '../src/client/types.js';
 import { loadQueries } from '../src/db/queries.js';
-import { fireDueSchedules, Scheduler } from '../src/node/scheduler.js';
+import { fireDueSchedules, Scheduler } from '../src/node/timers/scheduler.js';
 import { runCli as runCliOn, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
@@ -320,7 +320,7 @@ describe('Scheduler', () => {
     // A slot an hour away: the cycle's read ends by arming a timer for it.
     await db.query("UPDATE long_task.task SET next_start = now() + interval '1 hour', shed_period_id = 'HOU' WHERE id = $1", [id]);
     const scheduler = new Scheduler(db.pool, queries, group, testLogger);
-    // Its loop (src/node/timed-loop.ts) holds the timer and the cycle in flight.
+    // Its loop (src/lib/timed-loop.ts) holds the timer and the cycle in flight.
     const inside = (scheduler as unknown as { loop: { cancel: (() => void) | null; busy: boolean } }).loop;
     scheduler.start();
     assert.equal(inside.busy, true, 'the cycle is in flight');

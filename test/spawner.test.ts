@@ -1,4 +1,4 @@
-// The spawn helper (src/node/spawner.c): the node falls back to child_process.spawn when it
+// The spawn helper (src/node/process/spawner.c): the node falls back to child_process.spawn when it
 // cannot be built, and a helper that dies under the node loses no task silently.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -6,8 +6,8 @@ import pino from 'pino';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
-import { isProcessGroupAlive } from '../src/node/process-group.js';
-import { Spawner } from '../src/node/spawner.js';
+import { isProcessGroupAlive } from '../src/node/process/process-group.js';
+import { Spawner } from '../src/node/process/spawner.js';
 
 let db: TestDatabase;
 before(async () => {

@@ -4,8 +4,8 @@ import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { parseNamedQueries, loadQueries } from '../src/db/queries.js';
 import { loadMigrations } from '../src/db/migrate.js';
-import { OutputTail } from '../src/node/output-tail.js';
-import { taskArgv, taskCwd } from '../src/node/task-process.js';
+import { OutputTail } from '../src/node/process/output-tail.js';
+import { taskArgv, taskCwd } from '../src/node/process/task-process.js';
 import { parseDuration, parseTaskId, parseState } from '../src/cli/parse.js';
 import { makeLogger } from '../src/cli/logger.js';
 

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { TASK_STATES, type PeriodId, type TaskState } from '../client/types.js';
-import { MAX_TIMER_MS } from '../node/timed-loop.js';
+import { MAX_TIMER_MS } from '../lib/timed-loop.js';
 
 /**
  * A value as an error message quotes it: in double quotes, control characters escaped (a

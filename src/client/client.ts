@@ -3,7 +3,7 @@ import { clientConfig, poolConfig, resolveSchema, type ConnectionOptions } from 
 import { loadQueries, type Queries } from '../db/queries.js';
 import type { AddTaskInput, AllowRule, Limit, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
 import { NODE_DEFAULTS } from '../node/options.js';
-import { assertTimeZone, nextCronSlot } from '../node/schedule-math.js';
+import { assertTimeZone, nextCronSlot } from '../lib/schedule-math.js';
 import { TaskWaiter } from './waiter.js';
 import { readRunOutput, type FollowOptions, type OutputChunk, type OutputRun } from './output.js';
 

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { isProcessAlive } from '../node/process-group.js';
+import { isProcessAlive } from '../node/process/process-group.js';
 import type { ServerAccount } from './account.js';
 import { stateHome, type Binaries } from './binaries.js';
 import { EmbeddedError, describeServerOutput, describeSystemError } from './errors.js';

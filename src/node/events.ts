@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { EndReason } from '../client/types.js';
-import type { FireResult } from './scheduler.js';
+import type { FireResult } from './timers/scheduler.js';
 
 export type NodeState = 'starting' | 'standby' | 'active' | 'stopping' | 'stopped';
 

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
-import type { SpawnerMode } from './spawner.js';
+import type { SpawnerMode } from './process/spawner.js';
 
 export type ShutdownMode = 'cancel' | 'drain';
 

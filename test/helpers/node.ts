@@ -4,7 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { TaskNode } from '../../src/node/node.js';
 import { NODE_DEFAULTS, type NodeOptions } from '../../src/node/options.js';
-import type { SpawnerMode } from '../../src/node/spawner.js';
+import type { SpawnerMode } from '../../src/node/process/spawner.js';
 import type { TestDatabase } from './db.js';
 import { until } from './wait.js';
 

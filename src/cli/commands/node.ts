@@ -2,13 +2,13 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { TaskNode } from '../../node/node.js';
 import { NODE_DEFAULTS, defaultNodeName, type CommandsMode, type NodeOptions, type ShutdownMode } from '../../node/options.js';
-import type { SpawnerMode } from '../../node/spawner.js';
+import type { SpawnerMode } from '../../node/process/spawner.js';
 import type { Logger } from 'pino';
 import type { CliContext } from '../context.js';
 import { CliError } from '../io.js';
 import { serveNode, type NodeServer } from '../../http/node-server.js';
 import { LOG_FORMATS, makeLogger, type LogFormat } from '../logger.js';
-import { parseEnvAssignment, validEnvName } from '../../node/task-env.js';
+import { parseEnvAssignment, validEnvName } from '../../node/process/task-env.js';
 import { parseDuration, parseInteger, parseNonNegative, parsePort, parsePositive, parseTimerDuration, shown } from '../parse.js';
 
 export interface NodeCliOptions {

@@ -15,7 +15,7 @@ import type { ServerResponse } from 'node:http';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Listener, type Notification } from '../../db/listener.js';
-import { MAX_TIMER_MS } from '../../node/timed-loop.js';
+import { MAX_TIMER_MS } from '../../lib/timed-loop.js';
 import type { DashboardStore, WorkerRow } from './store.js';
 
 const TASK_EVENTS = new Set(['queued', 'delayed', 'cancel', 'ended', 'schedule']);

@@ -1,5 +1,5 @@
-// A schedule's next start times, computed as the nodes compute them (src/node/schedule-math).
-import { nextSlot, type PeriodId } from '../../node/schedule-math.js';
+// A schedule's next start times, computed as the nodes compute them (src/lib/schedule-math).
+import { nextSlot, type PeriodId } from '../../lib/schedule-math.js';
 
 export interface ScheduleFields {
   next_start: Date | null;

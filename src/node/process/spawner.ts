@@ -39,7 +39,7 @@ export interface SpawnCreds {
   groups: number[];
 }
 
-const SOURCE = fileURLToPath(new URL('../../src/node/spawner.c', import.meta.url));
+const SOURCE = fileURLToPath(new URL('../../../src/node/process/spawner.c', import.meta.url));
 
 /** CPU time and peak memory of a task's leader process (and the children it waited for). */
 export interface ResourceUsage {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { describeError } from '../db/errors.js';
-import { Backoff } from '../lib/backoff.js';
+import { describeError } from '../../db/errors.js';
+import { Backoff } from '../../lib/backoff.js';
 import type { Lease, RenewResult } from './lease.js';
 import type { LockSession } from './lock-session.js';
 

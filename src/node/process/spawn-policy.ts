@@ -1,5 +1,5 @@
 import { detectCgroup } from './limits.js';
-import type { NodeOptions } from './options.js';
+import type { NodeOptions } from '../options.js';
 import { RunAs } from './run-as.js';
 import { TaskEnv } from './task-env.js';
 import type { SpawnPolicy } from './task-process.js';

@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { describeError } from '../db/errors.js';
-import type { Queries } from '../db/queries.js';
-import { Backoff } from '../lib/backoff.js';
-import { TimedLoop } from './timed-loop.js';
+import { describeError } from '../../db/errors.js';
+import type { Queries } from '../../db/queries.js';
+import { Backoff } from '../../lib/backoff.js';
+import { TimedLoop } from '../../lib/timed-loop.js';
 
 /**
  * Waiting tasks with a run_after (a retry's backoff, a delayed start) are kept out of the

@@ -1,12 +1,12 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { withTransaction } from '../db/connection.js';
-import { Backoff } from '../lib/backoff.js';
-import type { NodeEvents } from './events.js';
-import { TimedLoop } from './timed-loop.js';
-import type { Queries } from '../db/queries.js';
-import { describeError } from '../db/errors.js';
-import { nextCronSlot, nextSlot, type PeriodId } from './schedule-math.js';
+import { withTransaction } from '../../db/connection.js';
+import { Backoff } from '../../lib/backoff.js';
+import type { NodeEvents } from '../events.js';
+import { TimedLoop } from '../../lib/timed-loop.js';
+import type { Queries } from '../../db/queries.js';
+import { describeError } from '../../db/errors.js';
+import { nextCronSlot, nextSlot, type PeriodId } from '../../lib/schedule-math.js';
 
 interface DueRow {
   id: number;

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { describeError } from '../db/errors.js';
-import type { Queries } from '../db/queries.js';
-import { TimedLoop } from './timed-loop.js';
+import { describeError } from '../../db/errors.js';
+import type { Queries } from '../../db/queries.js';
+import { TimedLoop } from '../../lib/timed-loop.js';
 
 const TASK_BATCH = 1_000;
 const RUN_BATCH = 5_000;

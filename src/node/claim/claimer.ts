@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { describeError } from '../db/errors.js';
-import type { Queries } from '../db/queries.js';
-import type { NodeEvents } from './events.js';
-import type { CommandsMode } from './options.js';
+import { describeError } from '../../db/errors.js';
+import type { Queries } from '../../db/queries.js';
+import type { NodeEvents } from '../events.js';
+import type { CommandsMode } from '../options.js';
 
 export interface ClaimedRow {
   id: number;

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { withTransaction } from '../db/connection.js';
-import { describeError } from '../db/errors.js';
-import type { Queries } from '../db/queries.js';
+import { withTransaction } from '../../db/connection.js';
+import { describeError } from '../../db/errors.js';
+import type { Queries } from '../../db/queries.js';
 import type { WatchTimes } from './recovery-watch.js';
 
 /**

@@ -1,15 +1,15 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { describeError } from '../db/errors.js';
-import type { Queries } from '../db/queries.js';
-import type { ClaimedRow } from './claimer.js';
-import type { NodeEvents } from './events.js';
+import { describeError } from '../../db/errors.js';
+import type { Queries } from '../../db/queries.js';
+import type { ClaimedRow } from '../claim/claimer.js';
+import type { NodeEvents } from '../events.js';
 import type { OutputWriter } from './output-writer.js';
-import type { Reaper } from './reaper.js';
+import type { Reaper } from '../process/reaper.js';
 import type { ResultWriter } from './result-writer.js';
 import { Run, type KillReason } from './run.js';
-import type { Spawner } from './spawner.js';
-import { TaskProcess, type ProcessResult, type SpawnPolicy, type TaskSpec } from './task-process.js';
+import type { Spawner } from '../process/spawner.js';
+import { TaskProcess, type ProcessResult, type SpawnPolicy, type TaskSpec } from '../process/task-process.js';
 
 /** What the live runs need from their node. */
 export interface LiveRunsHost {

@@ -1,7 +1,7 @@
-import { limitNote, NO_LIMITS } from './limits.js';
+import { limitNote, NO_LIMITS } from '../process/limits.js';
 import type { EndReason, TaskOutcome } from './result-writer.js';
-import type { ProcessResult, TaskProcess } from './task-process.js';
-import { MAX_TIMER_MS } from './timed-loop.js';
+import type { ProcessResult, TaskProcess } from '../process/task-process.js';
+import { MAX_TIMER_MS } from '../../lib/timed-loop.js';
 
 /** Why the node itself ended a run, and what its task becomes. */
 export interface KillReason {

@@ -1,9 +1,9 @@
 import os from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { withTransaction } from '../db/connection.js';
-import type { Queries } from '../db/queries.js';
-import { recoverOldTerms } from './recovery.js';
+import { withTransaction } from '../../db/connection.js';
+import type { Queries } from '../../db/queries.js';
+import { recoverOldTerms } from '../recovery/recovery.js';
 
 export interface LeaseOptions {
   workerId: number;

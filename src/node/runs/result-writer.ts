@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { EndReason } from '../client/types.js';
-import type { Queries } from '../db/queries.js';
-import { Backoff } from '../lib/backoff.js';
-import type { NodeEvents } from './events.js';
-import type { ResourceUsage } from './spawner.js';
+import type { EndReason } from '../../client/types.js';
+import type { Queries } from '../../db/queries.js';
+import { Backoff } from '../../lib/backoff.js';
+import type { NodeEvents } from '../events.js';
+import type { ResourceUsage } from '../process/spawner.js';
 
 export type { EndReason };
 

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { Queries } from '../db/queries.js';
-import { Backoff } from '../lib/backoff.js';
+import type { Queries } from '../../db/queries.js';
+import { Backoff } from '../../lib/backoff.js';
 
 /** What the lock session tells the lease keeper. */
 export interface LockSessionEvents {

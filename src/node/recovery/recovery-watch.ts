@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { describeError } from '../db/errors.js';
-import { Backoff } from '../lib/backoff.js';
-import type { Part } from './part.js';
+import { describeError } from '../../db/errors.js';
+import { Backoff } from '../../lib/backoff.js';
+import type { Part } from '../part.js';
 import type { RecoveryResult } from './recovery.js';
 
 /** When a worker may need recovering, in milliseconds from now (database time); null: never. */

@@ -13,7 +13,7 @@ export class Reaper {
   private pending = '';
 
   start(): void {
-    const script = fileURLToPath(new URL('../../src/node/reaper-process.js', import.meta.url));
+    const script = fileURLToPath(new URL('../../../src/node/process/reaper-process.js', import.meta.url));
     // Its own process group: a signal sent to the node's group (a Ctrl-C, kill -- -PGID)
     // leaves it alive to do its job.
     this.child = spawn(process.execPath, [script], { stdio: ['pipe', 'ignore', 'inherit'], detached: true });

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { describeError } from '../db/errors.js';
-import type { Queries } from '../db/queries.js';
-import { Backoff } from '../lib/backoff.js';
-import type { NodeEvents } from './events.js';
-import type { Part } from './part.js';
+import { describeError } from '../../db/errors.js';
+import type { Queries } from '../../db/queries.js';
+import { Backoff } from '../../lib/backoff.js';
+import type { NodeEvents } from '../events.js';
+import type { Part } from '../part.js';
 
 /**
  * How often output is written while runs print: a run that prints 100 MB as fast as it can
