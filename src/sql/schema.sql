@@ -14,6 +14,7 @@ CREATE SCHEMA long_task;
 -- FUNCTION long_task.cron_valid(text): src/sql/functions/cron_valid.sql
 -- FUNCTION long_task.fire_slots(integer, bigint[], timestamp with time zone[], timestamp with time zone[], timestamp with time zone): src/sql/functions/fire_slots.sql
 -- FUNCTION long_task.is_named_prerequisite(bigint): src/sql/functions/is_named_prerequisite.sql
+-- FUNCTION long_task.notify_event(text, text, integer, integer, bigint[], bigint, integer, double precision): src/sql/functions/notify_event.sql
 -- FUNCTION long_task.recover_worker_tasks(integer): src/sql/functions/recover_worker_tasks.sql
 -- FUNCTION long_task.recover_worker_tasks(integer, bigint): src/sql/functions/recover_worker_tasks.sql
 

@@ -13,7 +13,7 @@ BEGIN
   END IF;
   FOR g IN SELECT DISTINCT t.group_id FROM task t
             WHERE t.state_id = 'AW' AND t.concurrency_key = ANY (keys) LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'queued', 'g', g)::text);
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => g);
   END LOOP;
   RETURN NULL;
 END;

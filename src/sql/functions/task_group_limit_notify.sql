@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.task_group_limit_notify()
  SET search_path TO {{schema}}, pg_catalog
 AS $function$
 BEGIN
-  PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'queued', 'g', NEW.id)::text);
+  PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => NEW.id);
   RETURN NULL;
 END;
 $function$;

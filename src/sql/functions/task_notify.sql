@@ -54,24 +54,24 @@ BEGIN
     queued := coalesce(queued, '{}') || ARRAY(SELECT DISTINCT t.group_id FROM task t
                                                WHERE t.state_id = 'AW' AND t.concurrency_key = ANY (freed_keys));
   END IF;
-  -- (pg_notify sends a payload once per transaction, however often it is called with it.)
+  -- (A payload is sent once per transaction, however often it is notified: see notify_event.)
   FOREACH g IN ARRAY coalesce(queued, '{}') LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'queued', 'g', g)::text);
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => g);
   END LOOP;
   -- Waiting for a time (a retry's backoff): the group's nodes re-arm their retry timers.
   FOREACH g IN ARRAY coalesce(delayed, '{}') LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'delayed', 'g', g)::text);
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'delayed', p_group => g);
   END LOOP;
   FOREACH g IN ARRAY coalesce(cancels, '{}') LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'cancel', 'w', g)::text);
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'cancel', p_worker => g);
   END LOOP;
   FOREACH g IN ARRAY coalesce(schedules, '{}') LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'schedule', 'g', g)::text);
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'schedule', p_group => g);
   END LOOP;
   IF ended_count > 100 THEN
-    PERFORM pg_notify(TG_TABLE_SCHEMA, '{"e":"ended"}');
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'ended');
   ELSIF ended_count > 0 THEN
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'ended', 'ids', ended)::text);
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'ended', p_ids => ended);
   END IF;
   RETURN NULL;
 END;

@@ -6,11 +6,12 @@
 CREATE OR REPLACE FUNCTION {{schema}}.worker_notify_row()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO {{schema}}, pg_catalog
 AS $function$
 BEGIN
   IF TG_OP = 'INSERT' OR NEW.stop IS DISTINCT FROM OLD.stop OR NEW.active IS DISTINCT FROM OLD.active
      OR NEW.lease_epoch IS DISTINCT FROM OLD.lease_epoch OR NEW.lock_pid IS DISTINCT FROM OLD.lock_pid THEN
-    PERFORM pg_notify(TG_TABLE_SCHEMA, json_build_object('e', 'worker', 'w', NEW.id)::text);
+    PERFORM notify_event(TG_TABLE_SCHEMA, 'worker', p_worker => NEW.id);
   END IF;
   RETURN NULL;
 END;
