@@ -90,6 +90,18 @@ async function recoverBody(schema: string): Promise<string> {
   return rows[0]!.src;
 }
 
+/** A new database's schema, migrated; returns its quoted name. */
+async function migrated(schema: string): Promise<string> {
+  await setup();
+  await migrate(client, schema);
+  return quoteIdent(schema);
+}
+
+/** What a newer pg-tasks finds in a schema an older one migrated: a file whose text is not the recorded one. */
+async function fileChanged(schema: string, name: string): Promise<void> {
+  await client.query(`UPDATE ${quoteIdent(schema)}.function_source SET checksum = 'older' WHERE name = $1`, [name]);
+}
+
 const CUSTOM_POLICY = (ident: string): string => `
   CREATE OR REPLACE FUNCTION ${ident}.recover_worker_tasks(p_worker_id int, p_epoch bigint) RETURNS void
   LANGUAGE sql AS $$ UPDATE ${ident}.task SET state_id = 'CF', error = 'custom' WHERE worker_id = p_worker_id AND state_id = 'AE' $$`;
@@ -117,14 +129,11 @@ describe('function files', () => {
   });
 
   it('applies a changed file on the next migrate, and only that one', async () => {
-    await setup();
     const schema = 'Changed Schema';
-    const ident = quoteIdent(schema);
-    await migrate(client, schema);
+    const ident = await migrated(schema);
     const before = await recorded(schema);
-    // What a new pg-tasks does to a schema that an older one migrated: a file whose text is not
-    // the recorded one. (The schema's function is altered too, to see it replaced.)
-    await client.query(`UPDATE ${ident}.function_source SET checksum = 'older' WHERE name = 'task_limit_rules'`);
+    // (The schema's function is altered too, to see it replaced.)
+    await fileChanged(schema, 'task_limit_rules');
     await client.query(`CREATE OR REPLACE FUNCTION ${ident}.task_limit_rules() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`);
     await assert.rejects(checkSchemaVersion(client, schema), /other functions than this pg-tasks \(task_limit_rules\): run "pg-tasks migrate"/);
 
@@ -141,21 +150,19 @@ describe('function files', () => {
   });
 
   it("never replaces a user's own recover_worker_tasks, and replaces its own when its file changes", async () => {
-    await setup();
     const schema = 'Policy Schema';
-    const ident = quoteIdent(schema);
-    await migrate(client, schema);
+    const ident = await migrated(schema);
     const shipped = await recoverBody(schema);
 
     // Its own, when the file changed: replaced.
-    await client.query(`UPDATE ${ident}.function_source SET checksum = 'older' WHERE name = 'recover_worker_tasks'`);
+    await fileChanged(schema, 'recover_worker_tasks');
     assert.deepEqual((await migrate(client, schema)).functions, ['recover_worker_tasks']);
 
     // The user's, when the file changed: kept, and said so.
     await client.query(CUSTOM_POLICY(ident));
     const custom = await recoverBody(schema);
     assert.notEqual(custom, shipped);
-    await client.query(`UPDATE ${ident}.function_source SET checksum = 'older' WHERE name = 'recover_worker_tasks'`);
+    await fileChanged(schema, 'recover_worker_tasks');
     const result = await migrate(client, schema);
     assert.deepEqual(result.functions, []);
     assert.deepEqual(result.kept, ['recover_worker_tasks']);

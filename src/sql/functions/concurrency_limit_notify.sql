@@ -5,16 +5,13 @@ CREATE OR REPLACE FUNCTION {{schema}}.concurrency_limit_notify()
 AS $function$
 DECLARE
   keys text[];
-  g int;
 BEGIN
   keys := ARRAY(SELECT key FROM new_rows);
   IF TG_OP = 'UPDATE' THEN
     keys := keys || ARRAY(SELECT key FROM old_rows);
   END IF;
-  FOR g IN SELECT DISTINCT t.group_id FROM task t
-            WHERE t.state_id = 'AW' AND t.concurrency_key = ANY (keys) LOOP
-    PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => g);
-  END LOOP;
+  PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => w.group_id)
+     FROM (SELECT DISTINCT t.group_id FROM task t WHERE t.state_id = 'AW' AND t.concurrency_key = ANY (keys)) w;
   RETURN NULL;
 END;
 $function$;

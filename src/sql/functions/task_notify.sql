@@ -27,7 +27,6 @@ DECLARE
   ended_count bigint;
   freed_groups int[];
   freed_keys text[];
-  g int;
 BEGIN
   -- Most of a node's statements (its claims, its pids) leave every row executing, with no
   -- schedule: nothing to say, found in one pass.
@@ -55,19 +54,11 @@ BEGIN
                                                WHERE t.state_id = 'AW' AND t.concurrency_key = ANY (freed_keys));
   END IF;
   -- (A payload is sent once per transaction, however often it is notified: see notify_event.)
-  FOREACH g IN ARRAY coalesce(queued, '{}') LOOP
-    PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => g);
-  END LOOP;
+  PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => q.id) FROM unnest(queued) AS q(id);
   -- Waiting for a time (a retry's backoff): the group's nodes re-arm their retry timers.
-  FOREACH g IN ARRAY coalesce(delayed, '{}') LOOP
-    PERFORM notify_event(TG_TABLE_SCHEMA, 'delayed', p_group => g);
-  END LOOP;
-  FOREACH g IN ARRAY coalesce(cancels, '{}') LOOP
-    PERFORM notify_event(TG_TABLE_SCHEMA, 'cancel', p_worker => g);
-  END LOOP;
-  FOREACH g IN ARRAY coalesce(schedules, '{}') LOOP
-    PERFORM notify_event(TG_TABLE_SCHEMA, 'schedule', p_group => g);
-  END LOOP;
+  PERFORM notify_event(TG_TABLE_SCHEMA, 'delayed', p_group => d.id) FROM unnest(delayed) AS d(id);
+  PERFORM notify_event(TG_TABLE_SCHEMA, 'cancel', p_worker => c.id) FROM unnest(cancels) AS c(id);
+  PERFORM notify_event(TG_TABLE_SCHEMA, 'schedule', p_group => s.id) FROM unnest(schedules) AS s(id);
   IF ended_count > 100 THEN
     PERFORM notify_event(TG_TABLE_SCHEMA, 'ended');
   ELSIF ended_count > 0 THEN
