@@ -441,7 +441,7 @@ describe('--help', () => {
 describe('migrate', () => {
   it('says an already migrated schema is up to date', async () => {
     assert.equal(await ok(['migrate', '--no-roles']), `schema "long_task" is up to date (version ${LATEST})\n`);
-    assert.deepEqual(await okJson(['migrate', '--no-roles', '--json']), { from: LATEST, to: LATEST, applied: [] });
+    assert.deepEqual(await okJson(['migrate', '--no-roles', '--json']), { from: LATEST, to: LATEST, applied: [], functions: [] });
   });
 
   it('--schema other creates another schema whose tasks are its own', async () => {

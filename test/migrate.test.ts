@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, describe, it } from 'node:test';
 import pg from 'pg';
+import { loadFunctionSources } from '../src/db/functions.js';
 import { SchemaTooNewError, loadMigrations, migrate } from '../src/db/migrate.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startNode } from './helpers/node.js';
@@ -38,6 +39,7 @@ after(async () => {
 const LATEST = loadMigrations().length;
 const ALL_NAMES = loadMigrations().map((m) => m.name);
 const ALL_VERSIONS = loadMigrations().map((m) => ({ id: m.id, name: m.name }));
+const FUNCTION_NAMES = loadFunctionSources().map((f) => f.name);
 
 async function versions(db: TestDatabase, schema = 'long_task'): Promise<Array<{ id: number; name: string }>> {
   const ident = `"${schema.replace(/"/g, '""')}"`;
@@ -53,13 +55,13 @@ describe('migrate', () => {
     assert.equal(schemaBefore.rowCount, 0);
 
     const result = await migrate(client, 'long_task');
-    assert.deepEqual(result, { from: 0, to: LATEST, applied: loadMigrations().map((m) => m.name) });
+    assert.deepEqual(result, { from: 0, to: LATEST, applied: loadMigrations().map((m) => m.name), functions: FUNCTION_NAMES });
     assert.deepEqual(await versions(db), ALL_VERSIONS);
 
     const { rows } = await db.query<{ table_name: string }>(
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'long_task' ORDER BY table_name",
     );
-    assert.deepEqual(rows.map((r) => r.table_name), ['concurrency_limit', 'maintenance', 'migrations', 'period', 'task', 'task_allowlist', 'task_group', 'task_output', 'task_run', 'task_state', 'worker']);
+    assert.deepEqual(rows.map((r) => r.table_name), ['concurrency_limit', 'function_source', 'maintenance', 'migrations', 'period', 'task', 'task_allowlist', 'task_group', 'task_output', 'task_run', 'task_state', 'worker']);
   });
 
   it('upgrades step by step: each version applies on top of the one before, keeping the rows', async () => {
@@ -67,7 +69,7 @@ describe('migrate', () => {
     const client = await connect(db);
     for (const step of loadMigrations()) {
       const result = await migrate(client, 'long_task', { target: step.id });
-      assert.deepEqual(result, { from: step.id - 1, to: step.id, applied: [step.name] });
+      assert.deepEqual(result, { from: step.id - 1, to: step.id, applied: [step.name], functions: step.id === LATEST ? FUNCTION_NAMES : [] });
       // A row written at every version survives the next ones.
       await db.query("INSERT INTO long_task.task (state_id, command) VALUES ('DR', $1)", [[`v${step.id}`]]);
     }
@@ -104,7 +106,7 @@ describe('migrate', () => {
     const applied = await db.query<{ applied_at: Date }>('SELECT applied_at FROM long_task.migrations');
 
     const again = await migrate(client, 'long_task');
-    assert.deepEqual(again, { from: LATEST, to: LATEST, applied: [] });
+    assert.deepEqual(again, { from: LATEST, to: LATEST, applied: [], functions: [] });
     assert.deepEqual(await versions(db), ALL_VERSIONS);
     const still = await db.query<{ applied_at: Date }>('SELECT applied_at FROM long_task.migrations');
     assert.deepEqual(still.rows, applied.rows);
@@ -214,7 +216,7 @@ describe('migrate', () => {
       await app.connect();
       clients.push(app);
       await assert.rejects(app.query('CREATE SCHEMA IF NOT EXISTS long_task'), /permission denied/);
-      assert.deepEqual(await migrate(app, 'long_task'), { from: LATEST, to: LATEST, applied: [] });
+      assert.deepEqual(await migrate(app, 'long_task'), { from: LATEST, to: LATEST, applied: [], functions: [] });
 
       const node = await startNode(db, { migrate: true, connectionString: url.toString() });
       nodes.push(node);

@@ -76,6 +76,7 @@ describe('recovery of failed workers', () => {
     await client.query('DROP FUNCTION long_task.worker_lock_class()');
     await client.query('ALTER TABLE long_task.worker DROP COLUMN lock_pid, DROP COLUMN old_epoch, DROP COLUMN old_until');
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
+    await client.query('DROP TABLE long_task.function_source');
     await client.query('DROP TABLE long_task.task_run');
     // Migrations 6 to 9's triggers read columns dropped here; they create them again.
     for (const trigger of ['task_before_update', 'task_schedule_rules_update', 'task_deps_rules_insert', 'task_deps_rules_update',

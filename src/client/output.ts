@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import pino from 'pino';
-import { Listener, type Notification } from '../db/listener.js';
+import { Listener } from '../db/listener.js';
+import type { Notification } from '../db/notifications.js';
 import type { Queries } from '../db/queries.js';
 
 /** Chunks read in one statement; a run keeps at most --output-keep bytes (1 MiB, 16 chunks). */
@@ -66,11 +67,11 @@ export async function readRunOutput(
   let listener: Listener | null = null;
   if (options.follow && !run.ended) {
     listener = new Listener(listen.config, listen.channel, pino({ level: 'silent' }));
-    listener.on('notification', (n: Notification & { ids?: number[] }) => {
+    listener.on('notification', (n: Notification) => {
       if (n.e === 'ping' || n.e === 'worker' || n.e === 'cancel') return;
-      if (n.ids) {
+      if ('ids' in n && n.ids) {
         if (n.ids.includes(taskId)) poke();
-      } else if (n.g === undefined || n.g === run.groupId) {
+      } else if (!('g' in n) || n.g === run.groupId) {
         poke();
       }
     });

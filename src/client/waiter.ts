@@ -1,7 +1,8 @@
 import pg from 'pg';
 import pino from 'pino';
 import type { Queries } from '../db/queries.js';
-import { Listener, type Notification } from '../db/listener.js';
+import { Listener } from '../db/listener.js';
+import type { Notification } from '../db/notifications.js';
 import type { Task } from './types.js';
 
 export class WaitTimeoutError extends Error {
@@ -83,7 +84,7 @@ export class TaskWaiter {
   private listen(): Promise<void> {
     if (this.listening) return this.listening;
     const listener = new Listener(this.listenConfig, this.channel, pino({ level: 'silent' }));
-    listener.on('notification', (n: Notification & { ids?: number[] }) => {
+    listener.on('notification', (n: Notification) => {
       if (n.e !== 'ended') return;
       if (!n.ids) this.schedule('all');
       else this.schedule(new Set(n.ids.map(Number).filter((id) => this.waiters.has(id))));

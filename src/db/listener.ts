@@ -3,25 +3,14 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { Backoff } from '../lib/backoff.js';
 import { quoteIdent } from './connection.js';
-
-export interface Notification {
-  /** queued, cancel or worker; unknown kinds are ignored. */
-  e: string;
-  g?: number;
-  w?: number | null;
-  /** ping: the lease term and sequence number of the renewal that sent it. */
-  k?: number;
-  n?: number;
-  /** ping: the lease length (seconds) of the worker that renewed. */
-  l?: number;
-}
+import { NotificationParser } from './notifications.js';
 
 /**
  * One dedicated connection that LISTENs on the schema's channel. When the connection drops
  * it reconnects with backoff and jitter and emits 'connected' again, so that the owner
  * re-reads the rows: a notification sent while nobody listened is lost for good.
  *
- * Events: 'notification' (Notification), 'connected' (true on a reconnect), 'disconnected' (Error).
+ * Events: 'notification' (Notification, src/db/notifications.ts), 'connected' (true on a reconnect), 'disconnected' (Error).
  */
 export class Listener extends EventEmitter {
   private client: pg.Client | null = null;
@@ -29,6 +18,7 @@ export class Listener extends EventEmitter {
   // 0.1 s, 0.2 s, 0.4 s … capped at 10 s, each ±30 % so a cluster does not reconnect in step.
   private readonly backoff = new Backoff(100, 10_000, 0.3);
   private retryTimer: NodeJS.Timeout | null = null;
+  private readonly parser: NotificationParser;
 
   constructor(
     private readonly config: pg.ClientConfig,
@@ -36,6 +26,7 @@ export class Listener extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
+    this.parser = new NotificationParser(log);
   }
 
   /** Resolves once listening for the first time; rejects if that first attempt fails. */
@@ -47,11 +38,8 @@ export class Listener extends EventEmitter {
     const client = new pg.Client({ ...this.config, keepAlive: true });
     client.on('notification', (message) => {
       if (message.channel !== this.channel || !message.payload) return;
-      try {
-        this.emit('notification', JSON.parse(message.payload) as Notification);
-      } catch {
-        this.log.warn({ payload: message.payload }, 'ignored a notification that is not JSON');
-      }
+      const notification = this.parser.parse(message.payload);
+      if (notification) this.emit('notification', notification);
     });
     client.on('error', (error) => this.onLost(client, error));
     client.on('end', () => this.onLost(client, new Error('connection ended')));

@@ -1,8 +1,15 @@
+// The schema in two parts (src/sql/README.md):
+//   src/sql/migrations  numbered, applied once each, in order. 000001–000016 are frozen
+//                       history; a new migration changes tables, indexes and data only.
+//   src/sql/functions   the current text of every function and trigger, one file each,
+//                       re-applied after the migrations whenever a file's text changed.
+// Both run under one advisory lock per schema, so concurrent migrators take turns.
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { SQL_DIR } from './queries.js';
 import { checkoutClient, quoteIdent } from './connection.js';
+import { applyFunctions, staleFunctions } from './functions.js';
 import { ensureRoles, rolePrefix, type EnsureRolesResult } from './roles.js';
 
 export interface Migration {
@@ -43,6 +50,10 @@ export interface MigrateResult {
   from: number;
   to: number;
   applied: string[];
+  /** The files of src/sql/functions applied (at the newest version only, when changed). */
+  functions: string[];
+  /** User-replaceable functions whose file changed, left as the user wrote them. */
+  kept?: string[];
   /** What the roles step did, when it ran (see `MigrateOptions.roles`). */
   roles?: EnsureRolesResult;
 }
@@ -59,9 +70,10 @@ export interface MigrateOptions {
 }
 
 /**
- * Brings the schema up to the newest migration this package ships (or `target`).
- * A session advisory lock serialises concurrent migrators: the second one waits, then finds
- * nothing left to do. Each migration runs in its own transaction with its record.
+ * Brings the schema up to the newest migration this package ships (or `target`), then, at the
+ * newest, applies the function files that changed. A session advisory lock serialises
+ * concurrent migrators: the second one waits, then finds nothing left to do. Each migration
+ * runs in its own transaction with its record; the function files in one more.
  */
 export async function migrate(
   client: pg.ClientBase,
@@ -78,53 +90,64 @@ export async function migrate(
   const found = await existingVersion(client, schema);
   if (found !== null) {
     if (found > known) throw new SchemaTooNewError(schema, found, known);
-    if (found >= target && !(options.roles?.always && found === known)) return { from: found, to: found, applied: [] };
+    const functionsDue = found === known && (await staleFunctions(client, schema)).length > 0;
+    if (found >= target && !functionsDue && !(options.roles?.always && found === known)) {
+      return { from: found, to: found, applied: [], functions: [] };
+    }
   }
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
   try {
-    if (found !== null && found >= target) {
-      // Up to date, and asked for the roles: no DDL on the schema, only the roles step (which
-      // warns and does nothing for a user who does not own the tables).
-      const roles = await ensureRoles(client, schema, options.roles!.prefix, options.roles!);
-      return { from: found, to: found, applied: [], roles };
-    }
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${ident}.migrations (
-         id         int         PRIMARY KEY,
-         name       text        NOT NULL,
-         applied_at timestamptz NOT NULL DEFAULT now()
-       )`,
-    );
-    const from = await currentVersion(client, schema);
-    if (from > known) throw new SchemaTooNewError(schema, from, known);
     const applied: string[] = [];
-    for (const migration of migrations) {
-      if (migration.id <= from || migration.id > target) continue;
-      await client.query('BEGIN');
-      try {
-        // A function, not a string: in a replacement string `$$` and `$&` are patterns, and
-        // they are legal in a quoted schema name.
-        await client.query(migration.sql.replaceAll('{{schema}}', () => ident));
-        await client.query(`INSERT INTO ${ident}.migrations (id, name) VALUES ($1, $2)`, [
-          migration.id,
-          migration.name,
-        ]);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK');
-        throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
+    let from: number;
+    if (found !== null && found >= target) {
+      // Up to date: no DDL on the schema but the function files that changed, and the roles
+      // step when asked (which warns and does nothing for a user who does not own the tables).
+      from = found;
+    } else {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${ident}.migrations (
+           id         int         PRIMARY KEY,
+           name       text        NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now()
+         )`,
+      );
+      from = await currentVersion(client, schema);
+      if (from > known) throw new SchemaTooNewError(schema, from, known);
+      for (const migration of migrations) {
+        if (migration.id <= from || migration.id > target) continue;
+        await applyMigration(client, ident, migration);
+        applied.push(migration.name);
       }
-      applied.push(migration.name);
     }
     const to = Math.max(from, Math.min(target, known));
-    const result: MigrateResult = { from, to, applied };
-    if (options.roles && to === known && (options.roles.always || applied.length > 0)) {
+    // The files are the functions of the newest version: an older one has other columns.
+    const functions = to === known ? await applyFunctions(client, schema) : { applied: [], kept: [] };
+    const result: MigrateResult = { from, to, applied, functions: functions.applied };
+    if (functions.kept.length > 0) result.kept = functions.kept;
+    // CREATE OR REPLACE FUNCTION resets what the roles step sets on a function (SECURITY
+    // DEFINER, see src/sql/roles.sql): it runs again after any function was applied.
+    const changed = applied.length > 0 || functions.applied.length > 0;
+    if (options.roles && to === known && (options.roles.always || changed)) {
       result.roles = await ensureRoles(client, schema, options.roles.prefix, options.roles);
     }
     return result;
   } finally {
     await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
+  }
+}
+
+async function applyMigration(client: pg.ClientBase, ident: string, migration: Migration): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    // A function, not a string: in a replacement string `$$` and `$&` are patterns, and
+    // they are legal in a quoted schema name.
+    await client.query(migration.sql.replaceAll('{{schema}}', () => ident));
+    await client.query(`INSERT INTO ${ident}.migrations (id, name) VALUES ($1, $2)`, [migration.id, migration.name]);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -143,13 +166,21 @@ export async function currentVersion(client: pg.ClientBase, schema: string): Pro
   return rows[0]?.version ?? 0;
 }
 
-/** For a node started without migrating: the schema must be exactly the version it knows. */
+/**
+ * For a node started without migrating: the schema must be exactly the version it knows, with
+ * the functions of this pg-tasks.
+ */
 export async function checkSchemaVersion(client: pg.ClientBase, schema: string): Promise<void> {
   const known = loadMigrations().length;
   const found = (await existingVersion(client, schema)) ?? 0;
   if (found > known) throw new SchemaTooNewError(schema, found, known);
   if (found < known) {
     throw new Error(`schema "${schema}" is at migration ${found}, this pg-tasks needs ${known}: run "pg-tasks migrate"`);
+  }
+  const stale = await staleFunctions(client, schema);
+  if (stale.length > 0) {
+    const names = stale.map((source) => source.name).join(', ');
+    throw new Error(`schema "${schema}" has other functions than this pg-tasks (${names}): run "pg-tasks migrate"`);
   }
 }
 

@@ -2,7 +2,8 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { clientConfig, poolConfig, resolveSchema } from '../db/connection.js';
 import { describeError } from '../db/errors.js';
-import { Listener, type Notification } from '../db/listener.js';
+import { Listener } from '../db/listener.js';
+import type { Notification } from '../db/notifications.js';
 import { prepareSchema } from '../db/migrate.js';
 import { loadQueries, type Queries } from '../db/queries.js';
 import { Lease, type RenewResult } from './lease/lease.js';
@@ -71,7 +72,7 @@ export class TaskNode {
     this.schema = resolveSchema(options.schema);
     this.queries = loadQueries(this.schema);
     this.log = options.logger.child({ worker: options.workerId, group: options.groupId });
-    this.listenCheck = new ListenCheck(options.workerId, options.leaseSeconds);
+    this.listenCheck = new ListenCheck(options.workerId);
     this.events = new NodeEvents(this.log);
     logNodeEvents(this.events, this.log);
     this.exited = new Promise((resolve) => {
@@ -140,7 +141,7 @@ export class TaskNode {
           this.state = 'standby';
           this.events.publish('lease:standby', { heldBy, lockedUntil });
         },
-        renewing: (epoch) => this.renewal(epoch),
+        renewing: () => this.renewal(),
         renewed: (result, epoch, ms) => this.onRenewed(result, epoch, ms),
         lost: (reason, trustedForMs) => this.onLeaseLost(reason, trustedForMs),
         // The reaper keeps the fence too, should this process be paused (see reaper-process.js).
@@ -215,12 +216,12 @@ export class TaskNode {
   }
 
   /** What a renewal carries: the running count, and a ping that checks LISTEN end to end. */
-  private renewal(epoch: number): { taskCount: number; ping: string } {
+  private renewal(): { taskCount: number; ping: number } {
     if (this.listener?.connected && this.listenCheck.silent) {
       this.log.warn('LISTEN delivered nothing since the last renewal, not even its ping: reconnecting the listener');
       this.listener.reconnect();
     }
-    return { taskCount: this.runs!.size, ping: this.listenCheck.nextPing(epoch) };
+    return { taskCount: this.runs!.size, ping: this.listenCheck.nextPing() };
   }
 
   /** The renewal doubles as the node's safety resync (see renewLease). */
@@ -248,7 +249,7 @@ export class TaskNode {
     const o = this.options;
     if (n.e === 'queued' && n.g === o.groupId) this.hint();
     else if (n.e === 'ping') {
-      if (n.w === o.workerId) this.listenCheck.onPing(n as { w?: number; k?: number; n?: number }, this.lease?.epoch);
+      if (n.w === o.workerId) this.listenCheck.onPing(n, this.lease?.epoch);
       else if (typeof n.w === 'number') this.recoveryWatch?.renewed(n.w, n.l);
     }
     else if (n.e === 'schedule' && n.g === o.groupId) this.scheduler?.rearm();

@@ -24,8 +24,17 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
           printJson(ctx.io, result);
           return;
         }
-        if (result.applied.length === 0) print(ctx.io, `schema "${ctx.schema()}" is up to date (version ${result.to})`);
-        else print(ctx.io, `schema "${ctx.schema()}" migrated from version ${result.from} to ${result.to}: ${result.applied.join(', ')}`);
+        // Named only when they alone changed: a migration is usually followed by function files.
+        if (result.applied.length > 0) {
+          print(ctx.io, `schema "${ctx.schema()}" migrated from version ${result.from} to ${result.to}: ${result.applied.join(', ')}`);
+        } else if (result.functions.length > 0) {
+          print(ctx.io, `schema "${ctx.schema()}" is at version ${result.to}; functions applied: ${result.functions.join(', ')}`);
+        } else {
+          print(ctx.io, `schema "${ctx.schema()}" is up to date (version ${result.to})`);
+        }
+        for (const name of result.kept ?? []) {
+          ctx.io.stderr.write(`warning: ${name} is your own and was kept; compare it with src/sql/functions/${name}.sql of this pg-tasks\n`);
+        }
         const roles = result.roles;
         if (roles?.created.length) print(ctx.io, `created roles: ${roles.created.join(', ')}`);
         for (const warning of roles?.warnings ?? []) ctx.io.stderr.write(`warning: ${warning}\n`);

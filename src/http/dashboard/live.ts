@@ -14,11 +14,11 @@
 import type { ServerResponse } from 'node:http';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { Listener, type Notification } from '../../db/listener.js';
+import { Listener } from '../../db/listener.js';
+import type { Notification } from '../../db/notifications.js';
 import { MAX_TIMER_MS } from '../../lib/timed-loop.js';
 import type { DashboardStore, WorkerRow } from './store.js';
 
-const TASK_EVENTS = new Set(['queued', 'delayed', 'cancel', 'ended', 'schedule']);
 /** Read a little after the lease end, so that the database's now() is past it. */
 const LAPSE_MARGIN_MS = 50;
 /** A comment line now and then keeps proxies from closing an idle stream. */
@@ -42,7 +42,7 @@ export class LiveFeed {
     private readonly log: Logger,
   ) {
     this.listener = new Listener(config, channel, log);
-    this.listener.on('notification', (n: Notification & { ids?: number[] }) => this.onNotification(n));
+    this.listener.on('notification', (n: Notification) => this.onNotification(n));
     this.listener.on('connected', () => {
       // After a reconnect, notifications sent meanwhile are lost: every page reads again.
       if (this.everConnected) this.broadcast('resync', {});
@@ -88,10 +88,28 @@ export class LiveFeed {
     await this.reading;
   }
 
-  private onNotification(n: Notification & { ids?: number[] }): void {
-    if (TASK_EVENTS.has(n.e)) this.broadcast('tasks', { ...(n.ids ? { ids: n.ids } : {}), ...(n.g !== undefined ? { g: n.g } : {}) });
-    else if (n.e === 'output') this.broadcast('output', n.ids ? { ids: n.ids } : {});
-    else if (n.e === 'worker') this.readWorkers(true);
+  private onNotification(n: Notification): void {
+    switch (n.e) {
+      case 'queued':
+      case 'delayed':
+      case 'schedule':
+        this.broadcast('tasks', { g: n.g });
+        break;
+      case 'cancel':
+        this.broadcast('tasks', {});
+        break;
+      case 'ended':
+        this.broadcast('tasks', n.ids ? { ids: n.ids } : {});
+        break;
+      case 'output':
+        this.broadcast('output', n.ids ? { ids: n.ids } : {});
+        break;
+      case 'worker':
+        this.readWorkers(true);
+        break;
+      case 'ping':
+        break;
+    }
   }
 
   private broadcast(event: string, data: object): void {

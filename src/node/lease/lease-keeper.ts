@@ -14,7 +14,7 @@ export interface LeaseEvents {
   /** Another live node holds the worker: this one waits as its hot standby (told once per wait). */
   standingBy(heldBy: string | null, lockedUntil: Date | null): void;
   /** A renewal is about to be sent: the running count and the LISTEN ping it carries. */
-  renewing(epoch: number): { taskCount: number; ping: string };
+  renewing(epoch: number): { taskCount: number; ping: number };
   /** ms: how long the renewal statement took. */
   renewed(result: RenewResult, epoch: number, ms: number): void;
   /**

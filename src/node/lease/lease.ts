@@ -141,7 +141,7 @@ export class Lease {
    * Renews the held term; null when the lease was lost (another term began). `ping` is sent
    * on `channel` by the same statement (see renewLease).
    */
-  async renew(taskCount: number, channel: string, ping: string, lockPid: number | null): Promise<RenewResult | null> {
+  async renew(taskCount: number, channel: string, ping: number, lockPid: number | null): Promise<RenewResult | null> {
     if (this.epoch === null) return null;
     const o = this.options;
     const sentAt = performance.now();

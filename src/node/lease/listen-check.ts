@@ -8,11 +8,7 @@ export class ListenCheck {
   private sending = 0;
   private received = 0;
 
-  /** leaseSeconds travels in each ping: other nodes put off their watch of this worker by it. */
-  constructor(
-    private readonly workerId: number,
-    private readonly leaseSeconds: number,
-  ) {}
+  constructor(private readonly workerId: number) {}
 
   /** The listener (re)connected: what was sent before is not expected any more. */
   reset(): void {
@@ -24,10 +20,10 @@ export class ListenCheck {
     return this.sent > this.received;
   }
 
-  /** The payload of the next renewal's ping. */
-  nextPing(epoch: number): string {
+  /** The sequence number of the next renewal's ping (renewLease sends it, with the term). */
+  nextPing(): number {
     this.sending = this.sent + 1;
-    return JSON.stringify({ e: 'ping', w: this.workerId, k: epoch, n: this.sending, l: this.leaseSeconds });
+    return this.sending;
   }
 
   /** The renewal carrying the last ping committed (one that failed sent nothing). */
@@ -36,9 +32,9 @@ export class ListenCheck {
   }
 
   /** A ping arrived; true if it was ours (this worker, this term). */
-  onPing(n: { w?: number; k?: number; n?: number }, epoch: number | null | undefined): boolean {
+  onPing(n: { w: number; k: number; n: number }, epoch: number | null | undefined): boolean {
     if (n.w !== this.workerId || n.k !== epoch) return false;
-    this.received = Math.max(this.received, n.n ?? 0);
+    this.received = Math.max(this.received, n.n);
     return true;
   }
 }

@@ -193,10 +193,10 @@ export class OutputWriter implements Part {
       return { run, kept, keptBytes, size, chunks: Math.ceil(size / CHUNK_BYTES) };
     });
     const named = [...new Set(sent.map((r) => r.taskId))];
-    const payload = JSON.stringify(named.length > NOTIFY_IDS ? { e: 'output' } : { e: 'output', ids: named });
+    const notifyIds = named.length > NOTIFY_IDS ? null : named;
     const startedAt = performance.now();
     try {
-      await this.pool.query(this.queries.appendOutput, [ids, attempts, seqs, positions, data, trimIds, trimAttempts, trimFrom, this.channel, payload]);
+      await this.pool.query(this.queries.appendOutput, [ids, attempts, seqs, positions, data, trimIds, trimAttempts, trimFrom, this.channel, notifyIds]);
       this.backoff.reset();
       for (const { run, kept, keptBytes, size, chunks } of plans) {
         run.kept = kept;

@@ -8,7 +8,7 @@
 -- meanwhile is not written.
 -- $1 task ids, $2 attempts, $3 seqs, $4 byte positions, $5 data (one element per chunk);
 -- $6 task ids, $7 attempts, $8 lowest seq kept (one element per run trimmed);
--- $9 the channel, $10 the notification
+-- $9 the channel, $10 the task ids to name (null: more than 100)
 WITH added AS (
   INSERT INTO {{schema}}.task_output (task_id, attempt, seq, pos, data)
   SELECT c.task_id, c.attempt, c.seq, c.pos, c.data
@@ -22,7 +22,8 @@ WITH added AS (
    WHERE o.task_id = k.task_id AND o.attempt = k.attempt AND o.seq < k.keep_from
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM trimmed)::int AS trimmed, pg_notify($9, $10);
+SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM trimmed)::int AS trimmed,
+       {{schema}}.notify_event($9, 'output', p_ids => $10::bigint[]);
 
 -- name: readOutput
 -- A run's chunks after seq $3 (−1: from the first kept), in order, at most $4 of them.

@@ -78,8 +78,9 @@ RETURNING lease_epoch, stop, old_epoch,
 -- for the node, whether cancellations are pending (in case a notification was missed), and
 -- when each worker that may need recovering becomes due (watch: see RecoveryWatch). It also
 -- sends the node a ping on its own channel: if the ping does not come back, LISTEN is broken.
+-- The ping carries the lease too: other nodes put off their watch of this worker by it.
 -- $1 worker, $2 lease epoch, $3 lease (seconds), $4 running tasks, $5 now or null, $6 group,
--- $7 recovery delay (seconds), $8 channel, $9 ping payload, $10 lock_pid (or null)
+-- $7 recovery delay (seconds), $8 channel, $9 the ping's sequence number, $10 lock_pid (or null)
 UPDATE {{schema}}.worker w
    SET locked_until = coalesce($5::timestamptz, now()) + make_interval(secs => $3),
        task_count = $4, lock_pid = $10
@@ -109,7 +110,7 @@ RETURNING w.stop,
      FROM {{schema}}.task t
     WHERE t.live_worker_id = $1 AND t.live_epoch = $2
       AND t.started <= coalesce($5::timestamptz, now()) - make_interval(secs => $3 / 2)) AS owned,
-  pg_notify($8, $9) IS NULL AS pinged;
+  {{schema}}.notify_event($8, 'ping', p_worker => $1, p_epoch => $2, p_seq => $9, p_lease => $3) IS NULL AS pinged;
 
 -- name: failOrphanRuns
 -- Live runs of this worker's terms up to $2 that no node answers for: a claim that committed

@@ -1,0 +1,6 @@
+CREATE OR REPLACE FUNCTION {{schema}}.command_refusal(p_group integer, p_command text[], p_task_id bigint DEFAULT NULL::bigint)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO {{schema}}, pg_catalog
+AS $function$ SELECT (command_check(p_group, p_command, p_task_id)).refusal $function$;
