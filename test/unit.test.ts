@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { parseNamedQueries, loadQueries } from '../src/db/queries.js';
+import { compilePlaceholders, parseNamedQueries } from '../src/db/queries.js';
+import { loadStatements } from '../src/sql/queries/index.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { OutputTail } from '../src/node/process/output-tail.js';
 import { taskArgv, taskCwd } from '../src/node/process/task-process.js';
@@ -50,9 +51,19 @@ describe('SQL files', () => {
     assert.equal(q.get('b'), '-- why\nSELECT 2');
   });
   it('loads every runtime query with the schema quoted', () => {
-    const q = loadQueries('my"schema');
-    assert.match(q.claimTasks, /"my""schema"\.task/);
-    assert.doesNotMatch(q.claimTasks, /\{\{schema\}\}/);
+    const q = loadStatements('my"schema');
+    assert.match(q.claimTasks.text, /"my""schema"\.task/);
+    assert.doesNotMatch(q.claimTasks.text, /\{\{schema\}\}/);
+  });
+  it('numbers named parameters in order of first use, outside comments, strings and casts', () => {
+    const q = compilePlaceholders("-- :ignored\nSELECT :b::int, ':no', :a, :b");
+    assert.equal(q.text, "-- :ignored\nSELECT $1::int, ':no', $2, $1");
+    assert.deepEqual(q.params, ['b', 'a']);
+    assert.throws(() => compilePlaceholders('SELECT $1'), /positional parameter \$1/);
+  });
+  it('sends the values of named parameters in $n order', () => {
+    const q = loadStatements('long_task');
+    assert.deepEqual(q.setLockPid.values({ workerId: 7, epoch: 3, lockPid: 99 }), [99, 7, 3]);
   });
   it('numbers migrations in sequence', () => {
     const migrations = loadMigrations();

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import type { Part } from '../part.js';
@@ -53,7 +53,7 @@ export class OutputWriter implements Part {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     /** The notification channel: the schema's name. */
     private readonly channel: string,
     private readonly keepBytes: number,
@@ -196,7 +196,9 @@ export class OutputWriter implements Part {
     const payload = JSON.stringify(named.length > NOTIFY_IDS ? { e: 'output' } : { e: 'output', ids: named });
     const startedAt = performance.now();
     try {
-      await this.pool.query(this.queries.appendOutput, [ids, attempts, seqs, positions, data, trimIds, trimAttempts, trimFrom, this.channel, payload]);
+      await this.queries.appendOutput(this.pool, {
+        taskIds: ids, attempts, seqs, positions, data, trimTaskIds: trimIds, trimAttempts, keepFrom: trimFrom, channel: this.channel, payload,
+      });
       this.backoff.reset();
       for (const { run, kept, keptBytes, size, chunks } of plans) {
         run.kept = kept;
