@@ -1,14 +1,14 @@
 -- The allowlist of migration 14, as the CLI and the client read and write it.
 
 -- name: insertAllowRule
--- :groupId group, :program program, :argsPattern args pattern or null, :note note or null. The rule's own checks (an
--- absolute program, a pattern that compiles) refuse a bad one with a clear error.
+-- The rule's own checks (an absolute program, a pattern that compiles) refuse a bad one with a
+-- clear error.
 INSERT INTO {{schema}}.task_allowlist (group_id, program, args_pattern, note) VALUES (:groupId, :program, :argsPattern, :note)
 RETURNING id, group_id, program, args_pattern, note,
           coalesce((SELECT g.commands FROM {{schema}}.task_group g WHERE g.id = :groupId), 'any') AS commands;
 
 -- name: listAllowRules
--- :groupId group or null: every group's
+-- :groupId null: every group's.
 SELECT r.id, r.group_id, r.program, r.args_pattern, r.note, coalesce(g.commands, 'any') AS commands
   FROM {{schema}}.task_allowlist r
   LEFT JOIN {{schema}}.task_group g ON g.id = r.group_id
@@ -16,7 +16,6 @@ SELECT r.id, r.group_id, r.program, r.args_pattern, r.note, coalesce(g.commands,
  ORDER BY r.group_id, r.program, r.id;
 
 -- name: deleteAllowRule
--- :ruleId rule id
 DELETE FROM {{schema}}.task_allowlist WHERE id = :ruleId
 RETURNING id, group_id, program, args_pattern, note,
           coalesce((SELECT g.commands FROM {{schema}}.task_group g WHERE g.id = group_id), 'any') AS commands;

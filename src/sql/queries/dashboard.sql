@@ -3,10 +3,10 @@
 -- pages (never OFFSET): each page starts after the last row of the one before, by index.
 
 -- name: dashboardTasksNewest
--- Tasks, newest first. :state state or null, :groupId group or null, :text text or null (a substring of the
--- command or the error, case-insensitive: a scan, stopped as soon as the page is full), :taskId a
--- task id or null (a search for a number: the primary key, not a scan), :afterId after this id
--- (the last id of the page before) or null, :limit rows
+-- Tasks, newest first, each filter null when not used: :state, :groupId, :text (a substring of
+-- the command or the error, case-insensitive: a scan, stopped as soon as the page is full),
+-- :taskId (a search for a number: the primary key, not a scan); :afterId: the last id of the
+-- page before (null: the first page).
 SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
@@ -42,8 +42,8 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
 -- takes waiting tasks. The cursor is the last row's (priority, last_state_change in
 -- microseconds since the epoch, id): microseconds as an integer, because a JavaScript Date
 -- would round them to milliseconds and skip or repeat rows at the page's edge.
--- :state..:taskId as dashboardTasksNewest, :afterPriority priority, :afterAgeKey microseconds, :afterId id (all null: the first
--- page), :limit rows
+-- The filters as dashboardTasksNewest; :afterPriority, :afterAgeKey (microseconds) and :afterId: the
+-- cursor (all null: the first page).
 SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
@@ -62,7 +62,6 @@ SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason
 -- name: dashboardDependents
 -- The tasks still waiting (AW or DR) for this one, from the dependents' index
 -- (task_dependents_idx, migration 7); ended dependents are history and not looked up.
--- :taskId task id
 SELECT id, state_id
   FROM {{schema}}.task
  WHERE depends_on @> ARRAY[:taskId::bigint] AND depends_on IS NOT NULL AND state_id IN ('AW', 'DR')
@@ -87,7 +86,7 @@ SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, act
  ORDER BY id;
 
 -- name: dashboardSchedules
--- Scheduled tasks, the next due first (task_schedule_idx holds only them). :limit rows
+-- Scheduled tasks, the next due first (task_schedule_idx holds only them).
 SELECT id, state_id, group_id, command, next_start, shed_period_id, shed_period_count, shed_cron, shed_tz,
        shed_anchor, shed_clone, shed_overlap, shed_skip_count, last_state_change
   FROM {{schema}}.task
@@ -113,13 +112,11 @@ SELECT group_id, state_id, count(*)::bigint AS tasks,
 -- name: dashboardCancel
 -- The seed's cancel, for any state: the trigger refuses what may not be cancelled ("can't
 -- cancel an inactive task"), and ends a waiting task at once (CC).
--- :taskId task id
 UPDATE {{schema}}.task SET state_id = 'AC' WHERE id = :taskId
 RETURNING id, state_id;
 
 -- name: dashboardQueue
 -- The seed's queue and re-queue (a draft, or an ended task, for any worker of its group),
 -- for any state: the trigger refuses an executing one ("cancel it first").
--- :taskId task id
 UPDATE {{schema}}.task SET state_id = 'AW', worker_id = NULL WHERE id = :taskId
 RETURNING id, state_id;

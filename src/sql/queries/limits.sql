@@ -1,14 +1,13 @@
 -- The limits of migration 9, as the CLI and the client read and write them.
 
 -- name: setGroupLimit
--- :groupId group, :maxRunning max running (null: no limit). A group with no row gets one (its other settings
--- take their defaults).
+-- :maxRunning null: no limit. A group with no row gets one (its other settings take their
+-- defaults).
 INSERT INTO {{schema}}.task_group (id, max_running) VALUES (:groupId, :maxRunning)
 ON CONFLICT (id) DO UPDATE SET max_running = excluded.max_running
 RETURNING id, max_running;
 
 -- name: setKeyLimit
--- :key key, :maxRunning max running
 INSERT INTO {{schema}}.concurrency_limit (key, max_running) VALUES (:key, :maxRunning)
 ON CONFLICT (key) DO UPDATE SET max_running = excluded.max_running
 RETURNING key, max_running;

@@ -6,9 +6,8 @@
 -- older chunks of runs past --output-keep deleted (each run's lowest seq kept), then one
 -- notification naming the tasks (up to 100; none: "look again"). A chunk of a task deleted
 -- meanwhile is not written.
--- :taskIds task ids, :attempts attempts, :seqs seqs, :positions byte positions, :data data (one element per chunk);
--- :trimTaskIds task ids, :trimAttempts attempts, :keepFrom lowest seq kept (one element per run trimmed);
--- :channel the channel, :payload the notification
+-- :taskIds to :data have one element per chunk; :trimTaskIds, :trimAttempts and :keepFrom (the
+-- lowest seq kept) one per run trimmed.
 WITH added AS (
   INSERT INTO {{schema}}.task_output (task_id, attempt, seq, pos, data)
   SELECT c.task_id, c.attempt, c.seq, c.pos, c.data
@@ -26,7 +25,6 @@ SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM trimmed
 
 -- name: readOutput
 -- A run's chunks after seq :afterSeq (−1: from the first kept), in order, at most :limit of them.
--- :taskId task id, :attempt attempt, :afterSeq after seq, :limit limit
 SELECT seq, pos, at, data
   FROM {{schema}}.task_output
  WHERE task_id = :taskId AND attempt = :attempt AND seq > :afterSeq
@@ -36,7 +34,6 @@ SELECT seq, pos, at, data
 -- name: outputRun
 -- Which run `logs` shows: run :attempt of task :taskId, or its latest (null); live: its process may
 -- still be running (the task row's live-run mark names it).
--- :taskId task id, :attempt attempt or null
 SELECT t.id, t.group_id, t.attempt AS latest,
        coalesce(:attempt::int, t.attempt) AS attempt,
        (t.live_worker_id IS NOT NULL AND t.attempt = coalesce(:attempt::int, t.attempt)) AS live

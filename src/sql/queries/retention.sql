@@ -7,7 +7,6 @@
 -- still lives, and a prerequisite that a waiting or draft task still names (deleting it would
 -- cancel that task). Rows another statement holds are skipped, not waited for. Their runs go
 -- with them (task_delete_runs).
--- :olderThanMs older than (ms), :groupId group or null, :limit batch size
 WITH doomed AS (
   SELECT t.id
     FROM {{schema}}.task t
@@ -28,7 +27,6 @@ DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id AND NOT {{sche
 -- Up to :limit runs that ended before now − :olderThanMs ms, of the tasks that stay (a schedule's, a task
 -- run again and again), group :groupId (null: all); a task's latest run is kept, as the task row
 -- still shows it.
--- :olderThanMs older than (ms), :groupId group or null, :limit batch size
 WITH doomed AS (
   SELECT r.task_id, r.attempt
     FROM {{schema}}.task_run r
@@ -43,7 +41,7 @@ DELETE FROM {{schema}}.task_run r USING doomed WHERE r.task_id = doomed.task_id 
 -- The nodes' own pass (migration 10). One node at a time: the one whose UPDATE moves next_at.
 
 -- name: startRetention
--- :nodeName node name, :everyMs ms between passes. The node that wins gets the row: the pass's token
+-- :everyMs between passes. The node that wins gets the row: the pass's token
 -- (last_started, as text), where the runs scan goes on from, and what is in force; the others
 -- get nothing. next_at moves at least a minute ahead while the pass runs (holdRetention keeps
 -- it there); finishRetention sets the real one. Timestamps go out and back as text: a
@@ -71,7 +69,6 @@ RETURNING m.last_started::text AS token, m.rerun_since::text AS rerun_since, k.s
 -- name: pruneEndedBatch
 -- Up to :limit tasks of group :groupId that ended more than its keep_ended ago, oldest first (what is
 -- kept whatever its age: as in pruneTasks). Served by task_ended_idx.
--- :groupId group, :limit batch size
 WITH doomed AS (
   SELECT t.id
     FROM {{schema}}.task t
@@ -91,7 +88,6 @@ DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id AND NOT {{sche
 -- The next :limit runs by age after the cursor (:cursorFinished..:cursorAttempt) that ended more than :olderThanMs ms ago; of these,
 -- the older runs of tasks whose group's keep_runs (30 days with no row; null keeps them) has
 -- passed are deleted. Returns how many were deleted and read, and the new cursor.
--- :olderThanMs cutoff (ms ago), :limit batch size, :cursorFinished cursor finished (text), :cursorTask cursor task, :cursorAttempt cursor attempt
 WITH scanned AS (
   SELECT r.task_id, r.attempt, r.finished
     FROM {{schema}}.task_run r
@@ -120,7 +116,6 @@ SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM scanne
 -- Runs behind the cursor that became "older runs" since: their task ran again after the scan
 -- had passed them (a task re-run after more than its keep_runs). Found from the runs that
 -- ended since the last finished pass began (:since), which are few.
--- :since since (text), :cursorFinished cursor finished (text)
 WITH rerun AS (
   SELECT DISTINCT r.task_id FROM {{schema}}.task_run r WHERE r.finished >= :since::timestamptz AND r.attempt > 1
 ), doomed AS (
@@ -137,7 +132,6 @@ DELETE FROM {{schema}}.task_run r USING doomed d WHERE r.task_id = d.task_id AND
 -- name: holdRetention
 -- A pass that runs long keeps the others off: next_at stays a minute ahead while it works (a
 -- node that dies in a pass holds it back a minute at most).
--- :nodeName node name, :token the pass's token
 UPDATE {{schema}}.maintenance
    SET next_at = greatest(next_at, now() + interval '1 minute')
  WHERE name = 'retention' AND node_name = :nodeName AND last_started = :token::timestamptz;
@@ -146,8 +140,8 @@ UPDATE {{schema}}.maintenance
 -- Only the pass that holds the row (node and token) writes its end: the cursor it reached
 -- (kept no later than :settled, see startRetention), and where the next pass looks for re-runs (this
 -- pass's start, less a minute: a run's finished is its statement's start, not its commit).
--- :tasks tasks deleted, :runs runs deleted, :cursorFinished..:cursorAttempt the runs cursor (:cursorFinished text; null: none read yet),
--- :nextInMs ms until the next pass, :nodeName node name, :token token, :settled settled (text)
+-- :tasks and :runs: what it deleted; :cursorFinished (text; null: none read yet), :cursorTask and
+-- :cursorAttempt: the runs cursor; :nextInMs: until the next pass.
 UPDATE {{schema}}.maintenance
    SET last_finished = now(), last_tasks = :tasks, last_runs = :runs, next_at = now() + make_interval(secs => :nextInMs::float8 / 1000),
        runs_cursor_finished = CASE WHEN :cursorFinished::text IS NULL THEN runs_cursor_finished

@@ -1,4 +1,4 @@
--- Runtime queries of the scheduler. $now is null in production (the database's now()) and a
+-- Runtime queries of the scheduler. :now is null in production (the database's now()) and a
 -- fixed instant in tests.
 
 -- name: upcomingSchedules
@@ -9,7 +9,6 @@
 -- one statement. Only rows fireSlots can fire are listed
 -- (clones with an overlap policy other than allow are the general fire's). Every row of the
 -- result carries delay_ms and uninitialised; with nothing scheduled, one row of nulls.
--- :groupId group, :now now or null, :limit limit
 WITH first AS (
   SELECT min(next_start) AS at, coalesce(bool_or(next_start IS NULL), false) AS uninitialised
     FROM {{schema}}.task
@@ -32,7 +31,7 @@ SELECT (extract(epoch FROM f.at - coalesce(:now::timestamptz, now())) * 1000)::f
 -- name: fireSlots
 -- The timer's fire (migration 16): the rows upcomingSchedules listed, with the next_start read
 -- and the slot after it; fires those still as read and due, in one statement.
--- :groupId group, :taskIds ids, :readSlots next_start read (next_start_exact), :nextSlots the following slot (null: one-shot), :now now or null
+-- :readSlots: each row's next_start as read (next_start_exact); :nextSlots: the slot after it (null: one-shot).
 SELECT id, action FROM {{schema}}.fire_slots(:groupId, :taskIds::bigint[], :readSlots::timestamptz[], :nextSlots::timestamptz[], :now::timestamptz);
 
 -- name: dueSchedules
@@ -40,7 +39,6 @@ SELECT id, action FROM {{schema}}.fire_slots(:groupId, :taskIds::bigint[], :read
 -- another node just advanced no longer matches once its lock is released, because the
 -- condition is checked again on the newest version of the row. That is what makes each slot
 -- fire once across the cluster.
--- :groupId group, :now now or null, :limit limit
 -- For a cloned schedule with an overlap policy, its copies not ended yet, and whether one waits
 -- (task_shed_parent_idx).
 SELECT t.id, t.state_id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_clone, t.shed_cron, t.shed_tz,
@@ -67,7 +65,6 @@ SELECT set_config('pg_tasks.advancing', 'on', true);
 -- shed_clone: a copy of each scheduled task, pointing back at it, with its recover policy,
 -- timeout and retry settings: queued (AW), or waiting in DR for earlier copies to end (the
 -- overlap policies queue and cancel_previous). The copy has no schedule of its own.
--- :taskIds scheduled task ids, :states the copies' states
 INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
                              timeout, max_attempts, backoff_base, backoff_cap, retry_on)
 SELECT t.params, c.state_id, t.priority, t.group_id, t.command, t.cwd, t.id, t.recover_policy,
@@ -78,7 +75,6 @@ SELECT t.params, c.state_id, t.priority, t.group_id, t.command, t.cwd, t.id, t.r
 -- name: queueWaitingCopies
 -- A copy left waiting (DR) by the queue or cancel_previous policy with nothing left to wait
 -- for (its copies ended by a path that did not queue it): queued at the next slot.
--- :taskIds scheduled task ids
 UPDATE {{schema}}.task
    SET state_id = 'AW', worker_id = NULL
  WHERE shed_parent_id = ANY(:taskIds::bigint[]) AND state_id = 'DR';
@@ -86,7 +82,6 @@ UPDATE {{schema}}.task
 -- name: cancelCopies
 -- cancel_previous: the copies of these schedules that have not ended are cancelled (a waiting
 -- one ends CC at once; an executing one has its process group killed).
--- :taskIds scheduled task ids
 UPDATE {{schema}}.task
    SET state_id = 'AC'
  WHERE shed_parent_id = ANY(:taskIds::bigint[]) AND state_id IN ('AW', 'AE');
@@ -94,7 +89,6 @@ UPDATE {{schema}}.task
 -- name: advanceSchedules
 -- One statement per batch: move next_start, re-queue (the seed's statement: AW, any worker),
 -- count skipped slots, or switch off a schedule the node cannot compute.
--- :taskIds ids, :nextStarts next starts, :requeues re-queue, :skips skipped, :disabled disable with this error (or null)
 UPDATE {{schema}}.task t
    SET next_start = r.next_start,
        state_id = CASE WHEN r.requeue THEN 'AW' ELSE t.state_id END,
@@ -107,9 +101,8 @@ UPDATE {{schema}}.task t
  WHERE t.id = r.id;
 
 -- name: setSchedule
--- :taskId id, :nextStart next_start, :periodId period, :periodCount count, :cron cron, :tz tz, :clone clone; then the run settings
--- set where given (null: left as they are): :timeoutMs timeout (ms), :maxAttempts max attempts, :backoffBaseMs backoff
--- base (ms), :backoffCapMs backoff cap (ms), :retryOn retry on; :overlap overlap policy (null: left as it is)
+-- The schedule, then the run settings (:timeoutMs to :retryOn) and the :overlap policy, each set
+-- where given (null: left as it is).
 UPDATE {{schema}}.task
    SET next_start = :nextStart, shed_period_id = :periodId, shed_period_count = :periodCount, shed_cron = :cron, shed_tz = :tz, shed_clone = :clone,
        shed_overlap = coalesce(:overlap, shed_overlap),
@@ -128,7 +121,6 @@ UPDATE {{schema}}.task
 RETURNING *;
 
 -- name: listScheduled
--- :groupId group or null, :limit limit
 SELECT * FROM {{schema}}.task
  WHERE (next_start IS NOT NULL OR shed_cron IS NOT NULL)
    AND (:groupId::int IS NULL OR group_id = :groupId)

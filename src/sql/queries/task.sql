@@ -1,5 +1,6 @@
 -- Runtime queries about tasks. Each "-- name:" block is one statement, loaded by
--- src/db/queries.ts; values are always bound parameters.
+-- src/db/queries.ts; values are always bound parameters, named (:workerId; numbered $1… at load)
+-- and typed in task.ts beside this file.
 
 -- name: claimTasks
 -- The node's only claim: as many waiting tasks of its group as it has free slots, smallest
@@ -19,7 +20,6 @@
 -- run, or why it is refused. Otherwise the matcher is never called (grp's one probe of task_group).
 -- Spawn (issue 13): the group's run_as, pass_env, env and limits are read once (grp); each
 -- limit returned is the smaller of the task's and the group's (least ignores nulls).
--- :groupId group, :workerId worker, :freeSlots free slots, :epoch lease epoch, :nodeName node name, :checkCommands check every command
 WITH grp AS MATERIALIZED (
   SELECT commands, run_as, pass_env, env, memory_max, cpu_seconds_max, open_files_max, pids_max
     FROM {{schema}}.task_group WHERE id = :groupId
@@ -81,7 +81,6 @@ RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
 -- run's own row takes it with the run's end).
--- :workerId worker, :epoch lease epoch, :taskIds task ids, :attempts attempts, :pids pids
 UPDATE {{schema}}.task t
    SET pid = r.pid
   FROM unnest(:taskIds::bigint[], :attempts::int[], :pids::int[]) AS r(id, attempt, pid)
@@ -101,7 +100,6 @@ UPDATE {{schema}}.task t
 -- retry_on, before max_attempts runs, queues the task again with run_after = now + its
 -- backoff (retry_delay, in migration 5, says whether and when), on any worker of the group
 -- unless the run was claimed as pinned to this one.
--- :workerId worker, :epoch lease epoch, :nodeName node name, then one array per column
 WITH r AS (
   SELECT * FROM unnest(:taskIds::bigint[], :attempts::int[], :stateIds::text[], :endReasons::text[], :exitCodes::int[], :exitSignals::text[], :errors::text[], :outputs::text[], :pids::int[],
                        :cpuUserMs::bigint[], :cpuSystemMs::bigint[], :maxRssKb::bigint[], :timeoutMs::float8[], :pinned::boolean[])
@@ -151,7 +149,6 @@ RETURNING task_id AS id, attempt;
 
 -- name: cancelRequests
 -- The live runs of this term whose task asks to be cancelled.
--- :workerId worker, :epoch lease epoch
 SELECT id, attempt
   FROM {{schema}}.task
  WHERE live_worker_id = :workerId AND live_epoch = :epoch AND state_id = 'AC';
@@ -159,7 +156,6 @@ SELECT id, attempt
 -- name: nextDelayedDue
 -- How long until the group's earliest waiting task with a run_after is due (negative: it is);
 -- null when there is none. Served by task_delayed_idx.
--- :groupId group
 SELECT (extract(epoch FROM min(run_after) - now()) * 1000)::float8 AS delay_ms
   FROM {{schema}}.task
  WHERE group_id = :groupId AND state_id = 'AW' AND run_after IS NOT NULL;
@@ -167,7 +163,6 @@ SELECT (extract(epoch FROM min(run_after) - now()) * 1000)::float8 AS delay_ms
 -- name: releaseDelayed
 -- Due waiting tasks become claimable: run_after cleared puts them in the claim's indexes, and
 -- the update notifies the group ('queued'). Racing nodes release each row once.
--- :groupId group
 UPDATE {{schema}}.task
    SET run_after = NULL
  WHERE group_id = :groupId AND state_id = 'AW' AND run_after IS NOT NULL AND run_after <= now();
@@ -175,7 +170,6 @@ UPDATE {{schema}}.task
 -- name: taskRuns
 -- The runs that ended, then the live one (from the task row: its task_run row is written
 -- when it ends).
--- :taskId task id
 SELECT task_id, attempt, worker_id, lease_epoch, node_name, pid, started, deadline, finished,
        exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb
   FROM {{schema}}.task_run WHERE task_id = :taskId
@@ -190,9 +184,6 @@ SELECT t.id, t.attempt, t.live_worker_id, t.live_epoch, t.node_name, t.pid, t.st
  ORDER BY attempt;
 
 -- name: insertTask
--- :command command, :groupId group, :priority priority, :stateId state, :cwd cwd, :params params, :workerId worker, :recoverPolicy recover policy,
--- :timeoutMs timeout (ms), :maxAttempts max attempts, :backoffBaseMs backoff base (ms), :backoffCapMs backoff cap (ms), :retryOn retry on,
--- :dependsOn depends on, :concurrencyKey concurrency key
 INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy,
                              timeout, max_attempts, backoff_base, backoff_cap, retry_on, depends_on, concurrency_key)
 VALUES (:command, :groupId, :priority, :stateId, :cwd, :params, :workerId, :recoverPolicy, make_interval(secs => :timeoutMs::float8 / 1000), :maxAttempts,
@@ -200,7 +191,6 @@ VALUES (:command, :groupId, :priority, :stateId, :cwd, :params, :workerId, :reco
 RETURNING *;
 
 -- name: prerequisites
--- :taskId task id
 SELECT p.id, p.state_id
   FROM {{schema}}.task t
   CROSS JOIN LATERAL unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
@@ -226,11 +216,9 @@ RETURNING *;
 SELECT * FROM {{schema}}.task WHERE id = :taskId;
 
 -- name: getTasks
--- :taskIds task ids
 SELECT * FROM {{schema}}.task WHERE id = ANY(:taskIds::bigint[]);
 
 -- name: listTasks
--- :stateId state or null, :groupId group or null, :limit limit
 SELECT * FROM {{schema}}.task
  WHERE (:stateId::char(2) IS NULL OR state_id = :stateId)
    AND (:groupId::int IS NULL OR group_id = :groupId)

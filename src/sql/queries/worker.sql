@@ -1,8 +1,7 @@
--- Runtime queries about workers and their leases. Time-based statements take $now, null
+-- Runtime queries about workers and their leases. Time-based statements take :now, null
 -- meaning the database's now(), so tests can move time without sleeping.
 
 -- name: ensureWorker
--- :workerId worker, :groupId group
 INSERT INTO {{schema}}.worker (id, group_id) VALUES (:workerId, :groupId)
 ON CONFLICT (id) DO NOTHING;
 
@@ -11,7 +10,6 @@ ON CONFLICT (id) DO NOTHING;
 -- lock_gone: the holder held the worker's advisory lock (lock_pid) and holds it no more: its
 -- session has ended (the node died, or its connection was cut), so a standby takes the next
 -- term at once instead of waiting for the lease to lapse.
--- :workerId worker, :recoveryDelaySeconds recovery delay (seconds), :now now or null
 SELECT id, active, stop, node_name, lease_epoch, locked_until,
        -- milliseconds until a lapsed lease becomes recoverable: when a standby tries again
        (extract(epoch FROM locked_until + make_interval(secs => :recoveryDelaySeconds) - coalesce(:now::timestamptz, now())) * 1000)::float8 AS recoverable_in_ms,
@@ -36,7 +34,6 @@ SELECT {{schema}}.recover_worker_tasks(:workerId, :epoch::bigint);
 -- (the node fenced itself and killed their processes before its lease could lapse), so their
 -- tasks may run again: each gets its task_run row, and its live-run mark is cleared. Runs of
 -- a newer term of the worker are not touched.
--- :workerId worker, :epoch the last term recovered
 WITH live AS (
   SELECT id, live_epoch FROM {{schema}}.task WHERE live_worker_id = :workerId AND live_epoch <= :epoch
 ), ended AS (
@@ -55,9 +52,6 @@ ON CONFLICT (task_id, attempt) DO NOTHING;
 -- A new term. If the row was still active, the term it ends did not end cleanly: its runs are
 -- left to recovery, due once its locked_until + the recovery delay has passed (old_epoch,
 -- old_until; see recoverOldTerms). old_due_in_ms says when, in database time.
--- :workerId worker, :leaseSeconds lease (seconds), :now now or null, :nodeName node name, :host host, :pid pid, :groupId group,
--- :maxTasks max tasks, :lockPid lock_pid (the backend holding the worker's lock for this node, or null),
--- :recoveryDelaySeconds recovery delay (seconds)
 UPDATE {{schema}}.worker
    SET old_epoch = CASE WHEN active THEN lease_epoch ELSE old_epoch END,
        old_until = CASE WHEN active THEN greatest(old_until, locked_until) ELSE old_until END,
@@ -78,8 +72,6 @@ RETURNING lease_epoch, stop, old_epoch,
 -- for the node, whether cancellations are pending (in case a notification was missed), and
 -- when each worker that may need recovering becomes due (watch: see RecoveryWatch). It also
 -- sends the node a ping on its own channel: if the ping does not come back, LISTEN is broken.
--- :workerId worker, :epoch lease epoch, :leaseSeconds lease (seconds), :taskCount running tasks, :now now or null, :groupId group,
--- :recoveryDelaySeconds recovery delay (seconds), :channel channel, :ping ping payload, :lockPid lock_pid (or null)
 UPDATE {{schema}}.worker w
    SET locked_until = coalesce(:now::timestamptz, now()) + make_interval(secs => :leaseSeconds),
        task_count = :taskCount, lock_pid = :lockPid
@@ -119,7 +111,6 @@ RETURNING w.stop,
 -- node notices itself: an executing task retries if its retry_on allows (after its backoff,
 -- on any worker), else ends CF; one being cancelled ends CC. Runs of old terms awaiting their
 -- recovery (up to old_epoch) are not orphans: their node may still be running them.
--- :workerId worker, :epoch lease epoch
 WITH orphan AS (
   SELECT t.id, t.live_epoch, CASE WHEN t.state_id = 'AE' THEN {{schema}}.retry_delay(t, 'lost') END AS delay
     FROM {{schema}}.task t
@@ -147,7 +138,6 @@ SELECT e.id, e.attempt, :workerId, e.live_epoch, e.node_name, coalesce(e.started
 ON CONFLICT (task_id, attempt) DO NOTHING;
 
 -- name: releaseLease
--- :workerId worker, :epoch lease epoch, :clearStop clear the stop code (the node fulfilled a stop request)
 UPDATE {{schema}}.worker
    SET active = false, locked_until = now(), task_count = 0, lock_pid = NULL,
        stop = CASE WHEN :clearStop::boolean THEN 0 ELSE stop END
@@ -157,7 +147,7 @@ UPDATE {{schema}}.worker
 SELECT * FROM {{schema}}.worker WHERE id = :workerId;
 
 -- name: listWorkers
--- :recoveryDelaySeconds recovery delay (seconds), :leaseSeconds lease (seconds): a standby seen within a lease is waiting
+-- A standby seen within a lease (:leaseSeconds) is waiting.
 SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, active, locked_until, lease_epoch, lease_taken,
        CASE WHEN standby_seen > now() - make_interval(secs => :leaseSeconds) THEN standby_node END AS standby,
        -- a term taken over before its lease ended: when its tasks are recovered
@@ -174,7 +164,6 @@ SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, act
  ORDER BY id;
 
 -- name: setWorkerStop
--- :workerId worker, :stop stop code
 UPDATE {{schema}}.worker SET stop = :stop WHERE id = :workerId
 RETURNING *;
 
@@ -183,7 +172,6 @@ RETURNING *;
 -- lapsed: active, its lease lapsed past the recovery delay (not this node's own worker: that
 -- one this node takes back through its lease). lapse_in_ms, old_in_ms: until that, and until
 -- its old terms' recovery, in database time (see watchWorker).
--- :workerId worker, :recoveryDelaySeconds recovery delay (seconds), :now now or null, :selfId this node's worker
 SELECT id, node_name, lease_epoch,
        (active AND id <> :selfId AND locked_until + make_interval(secs => :recoveryDelaySeconds) <= coalesce(:now::timestamptz, now())) AS lapsed,
        CASE WHEN active AND id <> :selfId
@@ -197,7 +185,6 @@ SELECT id, node_name, lease_epoch,
 -- name: endLapsedTerm
 -- A failed worker nobody took over: it is no longer active, the new term (epoch + 1) fences
 -- off the node that held it should it come back, and its runs join the old terms to recover.
--- :workerId worker
 UPDATE {{schema}}.worker
    SET active = false, task_count = 0, lease_epoch = lease_epoch + 1, lock_pid = NULL,
        old_epoch = lease_epoch, old_until = greatest(old_until, locked_until)
@@ -205,20 +192,17 @@ UPDATE {{schema}}.worker
 
 -- name: dueOldTerms
 -- The worker's old terms, if their recovery is due (in the transaction that locked the row).
--- :workerId worker, :recoveryDelaySeconds recovery delay (seconds), :now now or null
 SELECT old_epoch FROM {{schema}}.worker
  WHERE id = :workerId AND old_epoch IS NOT NULL
    AND old_until + make_interval(secs => :recoveryDelaySeconds) <= coalesce(:now::timestamptz, now());
 
 -- name: clearOldTerms
--- :workerId worker
 UPDATE {{schema}}.worker SET old_epoch = NULL, old_until = NULL WHERE id = :workerId;
 
 -- name: watchWorkers
 -- What a renewal's watch says (see renewLease), read on its own: for every worker when a term
 -- begins (the first renewal is half a lease away), or for worker :workerId after a notification
 -- about it. lapse and old are null when that will not be needed.
--- :selfId this node's worker, :recoveryDelaySeconds recovery delay (seconds), :workerId one worker, or null for all
 SELECT f.id,
        CASE WHEN f.active AND f.id <> :selfId
             THEN (extract(epoch FROM f.locked_until + make_interval(secs => :recoveryDelaySeconds) - now()) * 1000)::float8 END AS lapse,
@@ -230,12 +214,10 @@ SELECT f.id,
 
 -- name: setLockPid
 -- The holder got (or lost) the worker's lock after taking its term.
--- :workerId worker, :epoch lease epoch, :lockPid lock_pid or null
 UPDATE {{schema}}.worker SET lock_pid = :lockPid WHERE id = :workerId AND lease_epoch = :epoch AND active;
 
 -- name: lockSession
 -- The holder's advisory lock on its worker, held by its lock session until that ends.
--- :workerId worker
 SELECT pg_advisory_lock({{schema}}.worker_lock_class(), :workerId);
 
 -- name: lockSessionStart
@@ -253,19 +235,15 @@ SELECT pg_backend_pid() AS pid,
           JOIN pg_settings s ON s.name = v.name)::int AS settings;
 
 -- name: unlockSession
--- :workerId worker
 SELECT pg_advisory_unlock({{schema}}.worker_lock_class(), :workerId);
 
 -- name: awaitLockRelease
 -- A standby's wait: granted as soon as no holder holds the worker's lock (a shared request
 -- is queued behind a holder's exclusive one), then let go at once.
--- :workerId worker
 SELECT pg_advisory_lock_shared({{schema}}.worker_lock_class(), :workerId);
 
 -- name: releaseShared
--- :workerId worker
 SELECT pg_advisory_unlock_shared({{schema}}.worker_lock_class(), :workerId);
 
 -- name: markStandby
--- :workerId worker, :nodeName node name
 UPDATE {{schema}}.worker SET standby_node = :nodeName, standby_seen = now() WHERE id = :workerId;

@@ -51,6 +51,7 @@ export const lockWorker = statement<WorkerParams & NowParams & { recoveryDelaySe
 
 export const markRecovering = statement({});
 
+/** epoch: the last of the worker's old terms recovered (every term up to it is). */
 export const recoverWorker = statement<TermParams>({ workerId: true, epoch: true });
 
 export const endWorkerRuns = statement<TermParams>({ workerId: true, epoch: true });
@@ -62,6 +63,7 @@ export const takeLease = statement<WorkerParams & NowParams & {
   pid: number;
   groupId: number;
   maxTasks: number;
+  /** The backend holding the worker's advisory lock for this node, or null. */
   lockPid: number | null;
   recoveryDelaySeconds: number;
 }, { lease_epoch: number; stop: number; old_epoch: number | null; old_due_in_ms: number | null }>({
@@ -90,6 +92,7 @@ export const renewLease = statement<TermParams & NowParams & {
 
 export const failOrphanRuns = statement<TermParams>({ workerId: true, epoch: true });
 
+/** clearStop: the node fulfilled a stop request, so the stop code goes back to 0. */
 export const releaseLease = statement<TermParams & { clearStop: boolean }>({ workerId: true, epoch: true, clearStop: true });
 
 export const readWorker = statement<WorkerParams, WorkerRecord>({ workerId: true });
@@ -98,6 +101,7 @@ export const listWorkers = statement<{ recoveryDelaySeconds: number; leaseSecond
 
 export const setWorkerStop = statement<WorkerParams & { stop: number }, Worker>({ workerId: true, stop: true });
 
+/** selfId: this node's own worker (it takes that one back through its lease, not here). */
 export const lockRecoverable = statement<WorkerParams & NowParams & { recoveryDelaySeconds: number; selfId: number }, {
   id: number;
   node_name: string | null;
