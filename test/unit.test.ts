@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { compilePlaceholders, parseNamedQueries } from '../src/db/queries.js';
-import { loadStatements } from '../src/sql/queries/index.js';
+import { bindStatements, statement } from '../src/db/statement.js';
+import { definitions, loadStatements } from '../src/sql/queries/index.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { OutputTail } from '../src/node/process/output-tail.js';
 import { taskArgv, taskCwd } from '../src/node/process/task-process.js';
@@ -64,6 +65,12 @@ describe('SQL files', () => {
   it('sends the values of named parameters in $n order', () => {
     const q = loadStatements('long_task');
     assert.deepEqual(q.setLockPid.values({ workerId: 7, epoch: 3, lockPid: 99 }), [99, 7, 3]);
+  });
+  it('refuses at load a statement whose parameters differ from its SQL, and SQL without a typed statement', () => {
+    assert.throws(() => bindStatements('s', { ...definitions, getTask: statement<{ id: number }>({ id: true }) }), /getTask: the SQL uses \(taskId\), its statement declares \(id\)/);
+    const rest: Partial<typeof definitions> = { ...definitions };
+    delete rest.getTask;
+    assert.throws(() => bindStatements('s', rest as typeof definitions), /query getTask has no typed statement/);
   });
   it('numbers migrations in sequence', () => {
     const migrations = loadMigrations();

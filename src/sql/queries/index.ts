@@ -11,7 +11,7 @@ import * as task from './task.js';
 import * as worker from './worker.js';
 
 // Each module exports nothing but its statements, so a statement's name is its export's.
-const definitions = { ...allowlist, ...dashboard, ...limits, ...metrics, ...output, ...retention, ...schedule, ...task, ...worker };
+export const definitions = { ...allowlist, ...dashboard, ...limits, ...metrics, ...output, ...retention, ...schedule, ...task, ...worker };
 
 export type Statements = BoundAll<typeof definitions>;
 
