@@ -1,15 +1,30 @@
 // The typed statements of output.sql: live output, written by the node, read by the rest.
 import type { OutputChunk } from '../../client/output.js';
-import { statement } from '../../db/statement.js';
+import { columns, mappedStatement, statement } from '../../db/statement.js';
 
-export const appendOutput = statement<{
-  /** The new chunks, one element each. */
+/** A chunk of a run's output, as the node writes it. */
+export interface NewChunk {
+  taskId: number;
+  attempt: number;
+  seq: number;
+  /** Byte offset of the chunk's first byte in the run's whole output. */
+  pos: number;
+  data: Buffer;
+}
+
+/** A run whose chunks below keepFrom are deleted. */
+export interface Trim {
+  taskId: number;
+  attempt: number;
+  keepFrom: number;
+}
+
+export const appendOutput = mappedStatement<{ chunks: NewChunk[]; trims: Trim[]; channel: string; payload: string }, {
   taskIds: number[];
   attempts: number[];
   seqs: number[];
   positions: number[];
   data: Buffer[];
-  /** The runs trimmed, one element each: chunks below keepFrom are deleted. */
   trimTaskIds: number[];
   trimAttempts: number[];
   keepFrom: number[];
@@ -17,7 +32,12 @@ export const appendOutput = statement<{
   payload: string;
 }, { added: number; trimmed: number }>({
   taskIds: true, attempts: true, seqs: true, positions: true, data: true, trimTaskIds: true, trimAttempts: true, keepFrom: true, channel: true, payload: true,
-});
+}, ({ chunks, trims, channel, payload }) => ({
+  ...columns(chunks, { taskIds: (c) => c.taskId, attempts: (c) => c.attempt, seqs: (c) => c.seq, positions: (c) => c.pos, data: (c) => c.data }),
+  ...columns(trims, { trimTaskIds: (t) => t.taskId, trimAttempts: (t) => t.attempt, keepFrom: (t) => t.keepFrom }),
+  channel,
+  payload,
+}));
 
 /** afterSeq −1: from the first chunk kept. */
 export const readOutput = statement<{ taskId: number; attempt: number; afterSeq: number; limit: number }, OutputChunk>({
