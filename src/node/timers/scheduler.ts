@@ -5,6 +5,7 @@ import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
 import type { Statements } from '../../sql/queries/index.js';
+import type { Advance, NewCopy } from '../../sql/queries/schedule.js';
 import { describeError } from '../../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from '../../lib/schedule-math.js';
 
@@ -52,13 +53,8 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Statements, group
   return withTransaction(pool, async (client) => {
     const { rows } = await queries.dueSchedules(client, { groupId, now, limit });
     result.rows = rows.length;
-    const ids: number[] = [];
-    const nextStarts: Array<Date | null> = [];
-    const requeues: boolean[] = [];
-    const skips: boolean[] = [];
-    const disabled: Array<string | null> = [];
-    const clones: number[] = [];
-    const cloneStates: string[] = [];
+    const advances: Advance[] = [];
+    const copies: NewCopy[] = [];
     const cancelCopiesOf: number[] = [];
     const waitingToQueue: number[] = [];
     for (const row of rows) {
@@ -81,8 +77,7 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Statements, group
           const overlap = row.shed_clone ? overlapDecision(row.shed_overlap, row.active_copies, row.waiting_copy) : null;
           if (overlap?.cancelPrevious) cancelCopiesOf.push(row.id);
           if (overlap?.copy) {
-            clones.push(row.id);
-            cloneStates.push(overlap.copy);
+            copies.push({ id: row.id, state: overlap.copy });
             result.cloned++;
           } else if (overlap && row.active_copies === 0) {
             waitingToQueue.push(row.id);
@@ -107,18 +102,14 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Statements, group
         result.disabled++;
         log.error({ task: row.id, err: (error as Error).message }, 'schedule disabled');
       }
-      ids.push(row.id);
-      nextStarts.push(next);
-      requeues.push(requeue);
-      skips.push(skipped);
-      disabled.push(disable);
+      advances.push({ id: row.id, nextStart: next, requeue, skipped, disabled: disable });
     }
     // The waiting copy first: cancelling copies that were only waiting ends them at once, and
     // the trigger that queues the waiting copy must find it.
-    if (clones.length > 0) await queries.cloneScheduled(client, { taskIds: clones, states: cloneStates });
+    if (copies.length > 0) await queries.cloneScheduled(client, { copies });
     if (cancelCopiesOf.length > 0) await queries.cancelCopies(client, { taskIds: cancelCopiesOf });
     if (waitingToQueue.length > 0) await queries.queueWaitingCopies(client, { taskIds: waitingToQueue });
-    if (ids.length > 0) await queries.advanceSchedules(client, { taskIds: ids, nextStarts, requeues, skips, disabled });
+    if (advances.length > 0) await queries.advanceSchedules(client, { advances });
     return result;
   }, `BEGIN; ${queries.markAdvancing.text}`);
 }

@@ -1,6 +1,6 @@
 // The typed statements of schedule.sql: the scheduler's fires and the client's schedules.
 import type { EndReason, OverlapPolicy, PeriodId, Task } from '../../client/types.js';
-import { statement } from '../../db/statement.js';
+import { columns, mappedStatement, statement } from '../../db/statement.js';
 import type { UpcomingRow } from '../../node/timers/scheduler.js';
 
 /** null: the database's now(); an instant: tests move time without sleeping. */
@@ -49,19 +49,36 @@ export const dueSchedules = statement<GroupAtParams, DueRow>({ groupId: true, no
 
 export const markAdvancing = statement({});
 
-export const cloneScheduled = statement<TaskIdsParams & { states: string[] }>({ taskIds: true, states: true });
+/** A copy of a cloned schedule to insert, queued (AW) or waiting (DR) for earlier copies to end. */
+export interface NewCopy {
+  id: number;
+  state: 'AW' | 'DR';
+}
+
+export const cloneScheduled = mappedStatement<{ copies: NewCopy[] }, TaskIdsParams & { states: string[] }>({ taskIds: true, states: true }, ({ copies }) =>
+  columns(copies, { taskIds: (c) => c.id, states: (c) => c.state }));
 
 export const queueWaitingCopies = statement<TaskIdsParams>({ taskIds: true });
 
 export const cancelCopies = statement<TaskIdsParams>({ taskIds: true });
 
-export const advanceSchedules = statement<TaskIdsParams & {
+/** What a fire does to one schedule. */
+export interface Advance {
+  id: number;
+  nextStart: Date | null;
+  requeue: boolean;
+  skipped: boolean;
+  /** Switch the schedule off with this error (null: keep it). */
+  disabled: string | null;
+}
+
+export const advanceSchedules = mappedStatement<{ advances: Advance[] }, TaskIdsParams & {
   nextStarts: Array<Date | null>;
   requeues: boolean[];
   skips: boolean[];
-  /** Switch the schedule off with this error (null: keep it). */
   disabled: Array<string | null>;
-}>({ taskIds: true, nextStarts: true, requeues: true, skips: true, disabled: true });
+}>({ taskIds: true, nextStarts: true, requeues: true, skips: true, disabled: true }, ({ advances }) =>
+  columns(advances, { taskIds: (a) => a.id, nextStarts: (a) => a.nextStart, requeues: (a) => a.requeue, skips: (a) => a.skipped, disabled: (a) => a.disabled }));
 
 export const setSchedule = statement<{
   taskId: number;
