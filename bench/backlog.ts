@@ -20,7 +20,7 @@
 // that is down or busy, in a group other nodes serve). The EXPLAIN of the claim as worker 2
 // itself would run it shows the other case, a backlog the claimer owns.
 import path from 'node:path';
-import { loadQueries } from '../src/db/queries.js';
+import { loadStatements } from '../src/sql/queries/index.js';
 import { busy, nowMs, percentiles, readStamp, setUpBench, metric } from './lib.js';
 import { assertNodeProcess, readStatements, resetStatements, rssMb, sleep, statementsUnavailable } from './statements.js';
 
@@ -43,7 +43,7 @@ const statements = (await statementsUnavailable()) === null;
 const bench = await setUpBench(['--max-tasks', String(MAX_TASKS)], { statements });
 const { client } = bench;
 const s = `"${bench.schema}"`;
-const queries = loadQueries(bench.schema);
+const queries = loadStatements(bench.schema);
 const pid = bench.node.pid!;
 assertNodeProcess(pid);
 await sleep(3_000);
@@ -89,7 +89,9 @@ async function explainClaim(workerId: number): Promise<Explained> {
       await client.query(`INSERT INTO ${s}.worker (id, group_id, active, locked_until, lease_epoch) VALUES ($1, 0, true, now() + interval '1 minute', 1)`, [workerId]);
       epoch = 1;
     }
-    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${queries.claimTasks}`, [0, workerId, MAX_TASKS, epoch, 'bench-explain', false]);
+    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${queries.claimTasks.text}`, queries.claimTasks.values({
+      groupId: 0, workerId, freeSlots: MAX_TASKS, epoch, nodeName: 'bench-explain', checkCommands: false,
+    }));
     const plan = rows.map((r) => r['QUERY PLAN']);
     const ms = Number(/Execution Time: ([\d.]+) ms/.exec(plan.join('\n'))?.[1] ?? NaN);
     // The read of the waiting tasks: the scans on task (t is the UPDATE's own).

@@ -86,7 +86,7 @@ export async function readStatements(client: pg.Client, role: string, schema: st
       ORDER BY calls DESC, query`,
     [role],
   );
-  const known = Object.entries(loadQueries(schema)).map(([name, sql]): [string, string] => [name, shape(sql)]);
+  const known = [...loadQueries(schema)].map(([name, query]): [string, string] => [name, shape(query.text)]);
   return rows.map((r) => ({
     name: nameOf(known, r.query) ?? shorten(r.query),
     calls: Number(r.calls),

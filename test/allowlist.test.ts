@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'no
 import { after, before, describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { loadQueries } from '../src/db/queries.js';
+import { loadStatements } from '../src/sql/queries/index.js';
 import { recoverWorker } from '../src/node/recovery/recovery.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
@@ -311,7 +311,7 @@ describe("pg-tasks' own writes of a task that slipped past are not refused by th
     // Its worker, failed: last, since a node running in this file recovers it as soon as it hears of it.
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch, node_name) VALUES (43, 43, true, now() - interval '1 hour', 5, 'gone')");
     // This call, or the watch of a node still running in this file (it hears of the row at once).
-    await recoverWorker(db.pool, loadQueries('long_task'), 43, 0, 2, testLogger);
+    await recoverWorker(db.pool, loadStatements('long_task'), 43, 0, 2, testLogger);
     await until(async () => (await getTask(db, id)).state_id === 'AW', 'the recovery to queue the task again');
     await startNode(db, { workerId: 44, groupId: 43 });
     await expectRefusedAtSpawn(id, /^Refused: program "touch" is not allowed in group 43/);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { loadQueries } from '../src/db/queries.js';
+import { loadStatements } from '../src/sql/queries/index.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
@@ -132,7 +132,9 @@ describe('cluster-wide limits', () => {
     const first = await insertMany(2, ['true'], 12);
     // Worker 120's node claims two tasks and dies: its lease (2 s) lapses with both runs live.
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (120, 12, true, now() + interval '2 seconds', 1)");
-    const { rows: claimed } = await db.query(loadQueries('long_task').claimTasks, [12, 120, 4, 1, 'dead-node', false]);
+    const { rows: claimed } = await loadStatements('long_task').claimTasks(db.pool, {
+      groupId: 12, workerId: 120, freeSlots: 4, epoch: 1, nodeName: 'dead-node', checkCommands: false,
+    });
     assert.equal(claimed.length, 2);
     const rest = await insertMany(3, ['true'], 12);
     await startNode(db, { workerId: 121, groupId: 12, maxTasks: 4, leaseSeconds: 2 });

@@ -4,12 +4,12 @@
 // end as the general fire (fireDueSchedules) leaves them, or are left to it.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { loadQueries } from '../src/db/queries.js';
-import { armSlots, fireDueSchedules, type UpcomingRow } from '../src/node/timers/scheduler.js';
+import { loadStatements } from '../src/sql/queries/index.js';
+import { armSlots, fireDueSchedules } from '../src/node/timers/scheduler.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, testLogger } from './helpers/node.js';
 
-const queries = loadQueries('long_task');
+const queries = loadStatements('long_task');
 let db: TestDatabase;
 before(async () => {
   db = await createTestDatabase('schedule_fire');
@@ -32,11 +32,11 @@ async function endedTask(group: number): Promise<number> {
 
 /** What the node does when it arms its timer (read at `now`), then its fire at `fireAt`. */
 async function armAndFire(group: number, now: Date, fireAt: Date): Promise<{ delay: number | null; fired: Array<{ id: number; action: string }> }> {
-  const { rows } = await db.query(queries.upcomingSchedules, [group, now, 100]);
-  const armed = armSlots(rows as UpcomingRow[]);
-  if (!armed) return { delay: (rows[0] as { delay_ms: number | null }).delay_ms, fired: [] };
-  const fired = await db.query<{ id: string; action: string }>(queries.fireSlots, [group, armed.ids, armed.expected, armed.next, fireAt]);
-  return { delay: (rows[0] as { delay_ms: number }).delay_ms, fired: fired.rows.map((r) => ({ id: Number(r.id), action: r.action })) };
+  const { rows } = await queries.upcomingSchedules(db.pool, { groupId: group, now: now, limit: 100 });
+  const armed = armSlots(rows);
+  if (!armed) return { delay: rows[0]!.delay_ms, fired: [] };
+  const fired = await queries.fireSlots(db.pool, { groupId: group, taskIds: armed.ids, readSlots: armed.expected, nextSlots: armed.next, now: fireAt });
+  return { delay: rows[0]!.delay_ms, fired: fired.rows.map((r) => ({ id: Number(r.id), action: r.action })) };
 }
 
 describe('the timer fire (fire_slots)', () => {
@@ -96,13 +96,13 @@ describe('the timer fire (fire_slots)', () => {
     const policy = await addTask(db, ['true'], { group, state: 'DR' });
     await db.query("UPDATE long_task.task SET next_start = $2, shed_period_id = 'SEC', shed_period_count = 1 WHERE id = ANY($1)", [[moved, late], T0]);
     await db.query("UPDATE long_task.task SET next_start = $2, shed_period_id = 'SEC', shed_period_count = 1, shed_clone = true, shed_overlap = 'skip' WHERE id = $1", [policy, T0]);
-    const { rows } = await db.query(queries.upcomingSchedules, [group, at(-100), 100]);
-    const armed = armSlots(rows as UpcomingRow[])!;
+    const { rows } = await queries.upcomingSchedules(db.pool, { groupId: group, now: at(-100), limit: 100 });
+    const armed = armSlots(rows)!;
     assert.deepEqual([...armed.ids].sort(), [moved, late].sort(), 'a clone with an overlap policy is not armed');
     // The user moves one schedule after the node read it.
     await db.query('UPDATE long_task.task SET next_start = $2 WHERE id = $1', [moved, at(500)]);
     // The fire comes 1.5 s late: the slot after T0 (T0 + 1 s) has passed too.
-    const fired = await db.query(queries.fireSlots, [group, armed.ids, armed.expected, armed.next, at(1_500)]);
+    const fired = await queries.fireSlots(db.pool, { groupId: group, taskIds: armed.ids, readSlots: armed.expected, nextSlots: armed.next, now: at(1_500) });
     assert.equal(fired.rows.length, 0, 'nothing fired');
     assert.equal(ms((await getTask(db, late)).next_start), T0.getTime(), 'the late row is untouched');
     // The general fire catches up once, to the first slot after now, and fires the policy's copy.
@@ -117,12 +117,12 @@ describe('the timer fire (fire_slots)', () => {
     const group = 164;
     const id = await endedTask(group);
     await db.query("UPDATE long_task.task SET next_start = $2, shed_period_id = 'HOU', shed_period_count = 1 WHERE id = $1", [id, T0]);
-    const { rows } = await db.query(queries.upcomingSchedules, [group, at(-100), 100]);
-    const armed = armSlots(rows as UpcomingRow[])!;
-    const early = await db.query(queries.fireSlots, [group, armed.ids, armed.expected, armed.next, at(-1)]);
+    const { rows } = await queries.upcomingSchedules(db.pool, { groupId: group, now: at(-100), limit: 100 });
+    const armed = armSlots(rows)!;
+    const early = await queries.fireSlots(db.pool, { groupId: group, taskIds: armed.ids, readSlots: armed.expected, nextSlots: armed.next, now: at(-1) });
     assert.equal(early.rows.length, 0, 'not before its slot');
-    const first = await db.query(queries.fireSlots, [group, armed.ids, armed.expected, armed.next, at(0)]);
-    const again = await db.query(queries.fireSlots, [group, armed.ids, armed.expected, armed.next, at(1)]);
+    const first = await queries.fireSlots(db.pool, { groupId: group, taskIds: armed.ids, readSlots: armed.expected, nextSlots: armed.next, now: at(0) });
+    const again = await queries.fireSlots(db.pool, { groupId: group, taskIds: armed.ids, readSlots: armed.expected, nextSlots: armed.next, now: at(1) });
     assert.equal(first.rows.length, 1);
     assert.equal(again.rows.length, 0, 'the slot fired once');
   });
@@ -134,17 +134,17 @@ describe('the timer fire (fire_slots)', () => {
       "UPDATE long_task.task SET next_start = now() + interval '1 s' + interval '123 microseconds' WHERE id = $1 RETURNING next_start AS due, extract(microseconds FROM next_start)::int % 1000 AS us",
       [id],
     );
-    const { rows } = await db.query(queries.upcomingSchedules, [group, null, 100]);
-    const armed = armSlots(rows as UpcomingRow[])!;
-    const fired = await db.query(queries.fireSlots, [group, armed.ids, armed.expected, armed.next, new Date(set[0]!.due.getTime() + 1)]);
+    const { rows } = await queries.upcomingSchedules(db.pool, { groupId: group, now: null, limit: 100 });
+    const armed = armSlots(rows)!;
+    const fired = await queries.fireSlots(db.pool, { groupId: group, taskIds: armed.ids, readSlots: armed.expected, nextSlots: armed.next, now: new Date(set[0]!.due.getTime() + 1) });
     assert.equal(fired.rows.length, 1, `fired (next_start had ${set[0]!.us} µs past the millisecond)`);
     assert.equal((await getTask(db, id)).state_id, 'AW');
   });
 
   it('an empty group: one row of nulls, nothing armed', async () => {
-    const { rows } = await db.query(queries.upcomingSchedules, [165, null, 100]);
+    const { rows } = await queries.upcomingSchedules(db.pool, { groupId: 165, now: null, limit: 100 });
     assert.equal(rows.length, 1);
     assert.equal((rows[0] as { delay_ms: null }).delay_ms, null);
-    assert.equal(armSlots(rows as UpcomingRow[]), null);
+    assert.equal(armSlots(rows), null);
   });
 });

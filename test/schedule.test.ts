@@ -9,14 +9,14 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { DateTime } from 'luxon';
 import type { Task } from '../src/client/types.js';
-import { loadQueries } from '../src/db/queries.js';
+import { loadStatements } from '../src/sql/queries/index.js';
 import { fireDueSchedules, Scheduler } from '../src/node/timers/scheduler.js';
 import { runCli as runCliOn, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-const queries = loadQueries('long_task');
+const queries = loadStatements('long_task');
 /** SQL: a timestamptz column as whole microseconds since the epoch. */
 const EPOCH_US = (column: string): string => `(extract(epoch FROM ${column}) * 1000000)::int8`;
 
@@ -45,7 +45,7 @@ async function dbNow(): Promise<Date> {
 
 /** Clears a schedule the way `pg-tasks unschedule` does. */
 async function unschedule(id: number): Promise<void> {
-  await db.query(queries.clearSchedule, [id]);
+  await queries.clearSchedule(db.pool, { taskId: id });
 }
 
 /** Moves a task of a group no node serves through a run by hand: AW → AE (worker 1) → CS. */
@@ -307,7 +307,7 @@ describe('on a node', () => {
     assert.equal(t.shed_skip_count, 0);
     assert.ok(ms(t.started) >= at.getTime(), 'not started before its time');
     assert.match(t.output as string, /once/);
-    const { rows: scheduled } = await db.query(queries.listScheduled, [group, 50]);
+    const { rows: scheduled } = await queries.listScheduled(db.pool, { groupId: group, limit: 50 });
     assert.equal(scheduled.length, 0, 'nothing left scheduled in the group');
     await node.shutdown();
   });

@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { parseNamedQueries, loadQueries } from '../src/db/queries.js';
+import { compilePlaceholders, parseNamedQueries } from '../src/db/queries.js';
+import { bindStatements, statement } from '../src/db/statement.js';
+import { definitions, loadStatements } from '../src/sql/queries/index.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { OutputTail } from '../src/node/process/output-tail.js';
 import { taskArgv, taskCwd } from '../src/node/process/task-process.js';
@@ -50,9 +52,25 @@ describe('SQL files', () => {
     assert.equal(q.get('b'), '-- why\nSELECT 2');
   });
   it('loads every runtime query with the schema quoted', () => {
-    const q = loadQueries('my"schema');
-    assert.match(q.claimTasks, /"my""schema"\.task/);
-    assert.doesNotMatch(q.claimTasks, /\{\{schema\}\}/);
+    const q = loadStatements('my"schema');
+    assert.match(q.claimTasks.text, /"my""schema"\.task/);
+    assert.doesNotMatch(q.claimTasks.text, /\{\{schema\}\}/);
+  });
+  it('numbers named parameters in order of first use, outside comments, strings and casts', () => {
+    const q = compilePlaceholders("-- :ignored\nSELECT :b::int, ':no', :a, :b");
+    assert.equal(q.text, "-- :ignored\nSELECT $1::int, ':no', $2, $1");
+    assert.deepEqual(q.params, ['b', 'a']);
+    assert.throws(() => compilePlaceholders('SELECT $1'), /positional parameter \$1/);
+  });
+  it('sends the values of named parameters in $n order', () => {
+    const q = loadStatements('long_task');
+    assert.deepEqual(q.setLockPid.values({ workerId: 7, epoch: 3, lockPid: 99 }), [99, 7, 3]);
+  });
+  it('refuses at load a statement whose parameters differ from its SQL, and SQL without a typed statement', () => {
+    assert.throws(() => bindStatements('s', { ...definitions, getTask: statement<{ id: number }>({ id: true }) }), /getTask: the SQL uses \(taskId\), its statement declares \(id\)/);
+    const rest: Partial<typeof definitions> = { ...definitions };
+    delete rest.getTask;
+    assert.throws(() => bindStatements('s', rest as typeof definitions), /query getTask has no typed statement/);
   });
   it('numbers migrations in sequence', () => {
     const migrations = loadMigrations();

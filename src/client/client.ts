@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { clientConfig, poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
-import { loadQueries, type Queries } from '../db/queries.js';
+import { loadStatements, type Statements } from '../sql/queries/index.js';
 import type { AddTaskInput, AllowRule, Limit, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
 import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../lib/schedule-math.js';
@@ -30,14 +30,14 @@ export class StateChangeRefusedError extends Error {
  */
 export class TaskClient {
   readonly schema: string;
-  private readonly queries: Queries;
+  private readonly queries: Statements;
   private readonly pool: pg.Pool;
   private readonly waiter: TaskWaiter;
   private readonly listenConfig: pg.ClientConfig;
 
   constructor(options: ConnectionOptions & { pool?: pg.Pool } = {}) {
     this.schema = resolveSchema(options.schema);
-    this.queries = loadQueries(this.schema);
+    this.queries = loadStatements(this.schema);
     this.pool = options.pool ?? new pg.Pool(poolConfig(options, { max: 2 }));
     // An idle connection that drops is not an error of any call; the next call reconnects.
     this.pool.on('error', () => undefined);
@@ -47,29 +47,29 @@ export class TaskClient {
 
   async add(input: AddTaskInput): Promise<Task> {
     if (input.command.length === 0 || !input.command[0]) throw new Error('a task needs a command');
-    const { rows } = await this.pool.query<Task>(this.queries.insertTask, [
-      input.command,
-      input.groupId ?? 0,
-      input.priority ?? 0,
-      input.draft ? 'DR' : 'AW',
-      input.cwd ?? null,
-      input.params === undefined ? null : JSON.stringify(input.params),
-      input.workerId ?? null,
-      input.recoverPolicy ?? null,
-      input.timeoutMs ?? null,
-      input.maxAttempts ?? null,
-      input.backoffBaseMs ?? null,
-      input.backoffCapMs ?? null,
-      input.retryOn ?? null,
-      input.dependsOn ?? null,
-      input.concurrencyKey ?? null,
-    ]);
+    const { rows } = await this.queries.insertTask(this.pool, {
+      command: input.command,
+      groupId: input.groupId ?? 0,
+      priority: input.priority ?? 0,
+      stateId: input.draft ? 'DR' : 'AW',
+      cwd: input.cwd ?? null,
+      params: input.params === undefined ? null : JSON.stringify(input.params),
+      workerId: input.workerId ?? null,
+      recoverPolicy: input.recoverPolicy ?? null,
+      timeoutMs: input.timeoutMs ?? null,
+      maxAttempts: input.maxAttempts ?? null,
+      backoffBaseMs: input.backoffBaseMs ?? null,
+      backoffCapMs: input.backoffCapMs ?? null,
+      retryOn: input.retryOn ?? null,
+      dependsOn: input.dependsOn ?? null,
+      concurrencyKey: input.concurrencyKey ?? null,
+    });
     return rows[0]!;
   }
 
   /** Queues a draft or ended task for any worker of its group (the seed's re-queue). */
   async queue(id: number): Promise<Task> {
-    const { rows } = await this.pool.query<Task>(this.queries.queueTask, [id]);
+    const { rows } = await this.queries.queueTask(this.pool, { taskId: id });
     if (rows[0]) return rows[0];
     const task = await this.get(id);
     if (task.state_id === 'AW') return task;
@@ -83,14 +83,14 @@ export class TaskClient {
    * or one whose row says it ended while a process of it still runs (that process is killed).
    */
   async cancel(id: number): Promise<Task> {
-    const { rows } = await this.pool.query<Task>(this.queries.cancelTask, [id]);
+    const { rows } = await this.queries.cancelTask(this.pool, { taskId: id });
     if (rows[0]) return rows[0];
     const task = await this.get(id);
     throw new StateChangeRefusedError(`can't cancel an inactive task (task ${id} is ${task.state_id})`);
   }
 
   async get(id: number): Promise<Task> {
-    const { rows } = await this.pool.query<Task>(this.queries.getTask, [id]);
+    const { rows } = await this.queries.getTask(this.pool, { taskId: id });
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];
   }
@@ -107,23 +107,19 @@ export class TaskClient {
 
   /** The tasks this one depends on (id and state), in the order of depends_on; deleted ones are left out. */
   async prerequisites(id: number): Promise<Array<Pick<Task, 'id' | 'state_id'>>> {
-    const { rows } = await this.pool.query<Pick<Task, 'id' | 'state_id'>>(this.queries.prerequisites, [id]);
+    const { rows } = await this.queries.prerequisites(this.pool, { taskId: id });
     return rows;
   }
 
   /** The task's runs, oldest first: one row per execution, kept after the task is queued again. */
   async runs(id: number): Promise<TaskRun[]> {
-    const { rows } = await this.pool.query<TaskRun>(this.queries.taskRuns, [id]);
+    const { rows } = await this.queries.taskRuns(this.pool, { taskId: id });
     if (rows.length === 0) await this.get(id); // a task that never ran, or none at all
     return rows;
   }
 
   async list(options: ListOptions = {}): Promise<Task[]> {
-    const { rows } = await this.pool.query<Task>(this.queries.listTasks, [
-      options.state ?? null,
-      options.groupId ?? null,
-      options.limit ?? 50,
-    ]);
+    const { rows } = await this.queries.listTasks(this.pool, { stateId: options.state ?? null, groupId: options.groupId ?? null, limit: options.limit ?? 50 });
     return rows;
   }
 
@@ -138,33 +134,33 @@ export class TaskClient {
     let at = input.at ?? null;
     if (input.cron) at ??= nextCronSlot(input.cron, tz, new Date());
     else if (!input.every && !at) throw new Error('a schedule needs --every, --cron or --at');
-    const { rows } = await this.pool.query<Task>(this.queries.setSchedule, [
-      id,
-      at ?? new Date(),
-      input.every?.periodId ?? null,
-      input.every?.count ?? null,
-      input.cron ?? null,
+    const { rows } = await this.queries.setSchedule(this.pool, {
+      taskId: id,
+      nextStart: at ?? new Date(),
+      periodId: input.every?.periodId ?? null,
+      periodCount: input.every?.count ?? null,
+      cron: input.cron ?? null,
       tz,
-      input.clone ?? false,
-      input.runs?.timeoutMs ?? null,
-      input.runs?.maxAttempts ?? null,
-      input.runs?.backoffBaseMs ?? null,
-      input.runs?.backoffCapMs ?? null,
-      input.runs?.retryOn ?? null,
-      input.overlap ?? null,
-    ]);
+      clone: input.clone ?? false,
+      timeoutMs: input.runs?.timeoutMs ?? null,
+      maxAttempts: input.runs?.maxAttempts ?? null,
+      backoffBaseMs: input.runs?.backoffBaseMs ?? null,
+      backoffCapMs: input.runs?.backoffCapMs ?? null,
+      retryOn: input.runs?.retryOn ?? null,
+      overlap: input.overlap ?? null,
+    });
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];
   }
 
   async unschedule(id: number): Promise<Task> {
-    const { rows } = await this.pool.query<Task>(this.queries.clearSchedule, [id]);
+    const { rows } = await this.queries.clearSchedule(this.pool, { taskId: id });
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];
   }
 
   async listScheduled(options: { groupId?: number; limit?: number } = {}): Promise<Task[]> {
-    const { rows } = await this.pool.query<Task>(this.queries.listScheduled, [options.groupId ?? null, options.limit ?? 50]);
+    const { rows } = await this.queries.listScheduled(this.pool, { groupId: options.groupId ?? null, limit: options.limit ?? 50 });
     return rows;
   }
 
@@ -174,13 +170,13 @@ export class TaskClient {
    * Schedules, tasks whose process still lives and prerequisites of waiting tasks are kept.
    */
   async prune(options: { olderThanMs: number; groupId?: number | null; batch?: number }): Promise<{ tasks: number; runs: number }> {
-    const values = [options.olderThanMs, options.groupId ?? null, options.batch ?? 5_000];
+    const params = { olderThanMs: options.olderThanMs, groupId: options.groupId ?? null, limit: options.batch ?? 5_000 };
     const counted = { tasks: 0, runs: 0 };
-    for (const [query, key] of [[this.queries.pruneTasks, 'tasks'], [this.queries.pruneRuns, 'runs']] as const) {
+    for (const [prune, key] of [[this.queries.pruneTasks, 'tasks'], [this.queries.pruneRuns, 'runs']] as const) {
       for (;;) {
-        const { rowCount } = await this.pool.query(query, values);
-        counted[key] += rowCount ?? 0;
-        if ((rowCount ?? 0) < values[2]!) break;
+        const { rowCount } = await prune(this.pool, params);
+        counted[key] += rowCount;
+        if (rowCount < params.limit) break;
       }
     }
     return counted;
@@ -191,47 +187,47 @@ export class TaskClient {
    * none, a pause). Waiting tasks start as soon as the limit leaves room.
    */
   async setGroupLimit(groupId: number, maxRunning: number | null): Promise<void> {
-    await this.pool.query(this.queries.setGroupLimit, [groupId, maxRunning]);
+    await this.queries.setGroupLimit(this.pool, { groupId, maxRunning });
   }
 
   /** Sets how many tasks with a concurrency_key may run at once, in any group; null: back to the default, 1. */
   async setKeyLimit(key: string, maxRunning: number | null): Promise<void> {
-    if (maxRunning === null) await this.pool.query(this.queries.deleteKeyLimit, [key]);
-    else await this.pool.query(this.queries.setKeyLimit, [key, maxRunning]);
+    if (maxRunning === null) await this.queries.deleteKeyLimit(this.pool, { key });
+    else await this.queries.setKeyLimit(this.pool, { key, maxRunning });
   }
 
   /** The groups with a limit and the keys in use or limited: the limit, what runs, what waits. */
   async limits(): Promise<Limit[]> {
-    const { rows } = await this.pool.query<Limit>(this.queries.listLimits);
+    const { rows } = await this.queries.listLimits(this.pool);
     return rows;
   }
 
   /** Adds a rule to a group's allowlist (see docs/security.md). */
   async allow(groupId: number, program: string, argsPattern: string | null = null, note: string | null = null): Promise<AllowRule> {
-    const { rows } = await this.pool.query<AllowRule>(this.queries.insertAllowRule, [groupId, program, argsPattern, note]);
+    const { rows } = await this.queries.insertAllowRule(this.pool, { groupId, program, argsPattern, note });
     return rows[0]!;
   }
 
   /** The rules of one group's allowlist, or of every group's. */
   async allowRules(groupId: number | null = null): Promise<AllowRule[]> {
-    const { rows } = await this.pool.query<AllowRule>(this.queries.listAllowRules, [groupId]);
+    const { rows } = await this.queries.listAllowRules(this.pool, { groupId });
     return rows;
   }
 
   /** Removes a rule; null when there is no rule with that id. */
   async disallow(ruleId: number): Promise<AllowRule | null> {
-    const { rows } = await this.pool.query<AllowRule>(this.queries.deleteAllowRule, [ruleId]);
+    const { rows } = await this.queries.deleteAllowRule(this.pool, { ruleId });
     return rows[0] ?? null;
   }
 
   async workers(): Promise<Worker[]> {
-    const { rows } = await this.pool.query<Worker>(this.queries.listWorkers, [NODE_DEFAULTS.recoveryDelaySeconds, NODE_DEFAULTS.leaseSeconds]);
+    const { rows } = await this.queries.listWorkers(this.pool, { recoveryDelaySeconds: NODE_DEFAULTS.recoveryDelaySeconds, leaseSeconds: NODE_DEFAULTS.leaseSeconds });
     return rows;
   }
 
   /** Writes a worker's stop code: 0 run, 1 pause, 2 drain and exit, 3 cancel and exit. */
   async setWorkerStop(workerId: number, stop: 0 | 1 | 2 | 3): Promise<Worker> {
-    const { rows } = await this.pool.query<Worker>(this.queries.setWorkerStop, [workerId, stop]);
+    const { rows } = await this.queries.setWorkerStop(this.pool, { workerId, stop });
     if (!rows[0]) throw new Error(`worker ${workerId} not found`);
     return rows[0];
   }

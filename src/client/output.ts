@@ -2,7 +2,7 @@ import type pg from 'pg';
 import pino from 'pino';
 import { Listener } from '../db/listener.js';
 import type { Notification } from '../db/notifications.js';
-import type { Queries } from '../db/queries.js';
+import type { Statements } from '../sql/queries/index.js';
 
 /** Chunks read in one statement; a run keeps at most --output-keep bytes (1 MiB, 16 chunks). */
 const PAGE = 200;
@@ -51,7 +51,7 @@ export class RunNotFoundError extends Error {
  */
 export async function readRunOutput(
   pool: pg.Pool,
-  queries: Queries,
+  queries: Statements,
   listen: { config: pg.ClientConfig; channel: string },
   taskId: number,
   options: FollowOptions,
@@ -88,7 +88,7 @@ export async function readRunOutput(
       if (listener) run = await locateRun(pool, queries, taskId, run.attempt || undefined);
       const ended = !listener || run.ended;
       for (;;) {
-        const { rows } = await pool.query<OutputChunk>(queries.readOutput, [taskId, run.attempt, after, PAGE]);
+        const { rows } = await queries.readOutput(pool, { taskId, attempt: run.attempt, afterSeq: after, limit: PAGE });
         for (const row of rows) {
           write({ ...row, pos: Number(row.pos) }, run);
           after = row.seq;
@@ -107,11 +107,8 @@ export async function readRunOutput(
   }
 }
 
-async function locateRun(pool: pg.Pool, queries: Queries, taskId: number, attempt: number | undefined): Promise<OutputRun> {
-  const { rows } = await pool.query<{ id: number; group_id: number; latest: number; attempt: number; live: boolean }>(queries.outputRun, [
-    taskId,
-    attempt ?? null,
-  ]);
+async function locateRun(pool: pg.Pool, queries: Statements, taskId: number, attempt: number | undefined): Promise<OutputRun> {
+  const { rows } = await queries.outputRun(pool, { taskId, attempt: attempt ?? null });
   const row = rows[0];
   if (!row) throw new RunNotFoundError(`task ${taskId} not found`);
   if (attempt !== undefined && (attempt < 1 || attempt > row.latest)) {

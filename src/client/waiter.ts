@@ -1,6 +1,6 @@
 import pg from 'pg';
 import pino from 'pino';
-import type { Queries } from '../db/queries.js';
+import type { Statements } from '../sql/queries/index.js';
 import { Listener } from '../db/listener.js';
 import type { Notification } from '../db/notifications.js';
 import type { Task } from './types.js';
@@ -37,7 +37,7 @@ export class TaskWaiter {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     private readonly listenConfig: pg.ClientConfig,
     private readonly channel: string,
   ) {}
@@ -122,7 +122,7 @@ export class TaskWaiter {
 
   private async check(ids: number[], notFound: ((id: number) => Error) | null): Promise<void> {
     if (ids.length === 0) return;
-    const { rows } = await this.pool.query<Task>(this.queries.getTasks, [ids]);
+    const { rows } = await this.queries.getTasks(this.pool, { taskIds: ids });
     const found = new Map(rows.map((t) => [Number(t.id), t]));
     for (const id of ids) {
       const task = found.get(id);

@@ -6,25 +6,12 @@ import { quoteIdent } from './connection.js';
 // src/db and dist/db both sit two levels below the package root; the SQL ships in src/sql.
 export const SQL_DIR = fileURLToPath(new URL('../../src/sql/', import.meta.url));
 
-const QUERY_NAMES = [
-  'claimTasks', 'recordPids', 'finishRuns', 'cancelRequests', 'taskRuns', 'nextDelayedDue', 'releaseDelayed', 'insertTask', 'queueTask', 'getTasks', 'prerequisites',
-  'cancelTask', 'getTask', 'listTasks',
-  'ensureWorker', 'lockWorker', 'markRecovering', 'recoverWorker', 'endWorkerRuns', 'takeLease', 'renewLease', 'failOrphanRuns', 'releaseLease',
-  'readWorker', 'listWorkers', 'setWorkerStop', 'markStandby',
-  'lockRecoverable', 'endLapsedTerm', 'dueOldTerms', 'clearOldTerms', 'watchWorkers', 'setLockPid',
-  'lockSession', 'lockSessionStart', 'unlockSession', 'awaitLockRelease', 'releaseShared',
-  'upcomingSchedules', 'fireSlots', 'dueSchedules', 'markAdvancing', 'cloneScheduled', 'advanceSchedules',
-  'setSchedule', 'cancelCopies', 'queueWaitingCopies', 'clearSchedule', 'listScheduled',
-  'pruneTasks', 'pruneRuns', 'startRetention', 'pruneEndedBatch', 'pruneRunsBatch', 'pruneRerunRuns', 'holdRetention', 'finishRetention',
-  'setGroupLimit', 'setKeyLimit', 'deleteKeyLimit', 'listLimits',
-  'insertAllowRule', 'listAllowRules', 'deleteAllowRule',
-  'appendOutput', 'readOutput', 'outputRun', 'queueDepth',
-  'dashboardTasksNewest', 'dashboardTasksOldest', 'dashboardTasksQueue', 'dashboardDependents', 'dashboardWorkers',
-  'dashboardSchedules', 'dashboardGroupRows', 'dashboardGroupCounts', 'dashboardCancel', 'dashboardQueue',
-] as const;
-
-export type QueryName = (typeof QUERY_NAMES)[number];
-export type Queries = Record<QueryName, string>;
+/** A named statement ready to send: `:name` placeholders numbered $1, $2… in order of first use. */
+export interface CompiledQuery {
+  text: string;
+  /** The parameter names, in $n order. */
+  params: string[];
+}
 
 /** Splits a file of "-- name: x" blocks into named statements. */
 export function parseNamedQueries(text: string): Map<string, string> {
@@ -48,27 +35,38 @@ export function parseNamedQueries(text: string): Map<string, string> {
   return queries;
 }
 
-const cache = new Map<string, Queries>();
+/**
+ * Turns `:name` placeholders into $n. Comments, string literals, quoted identifiers and `::`
+ * casts are left as they are, so a comment may name a parameter without becoming one.
+ */
+export function compilePlaceholders(sql: string): CompiledQuery {
+  const params: string[] = [];
+  const token = /--[^\n]*|'(?:[^']|'')*'|"(?:[^"]|"")*"|::|:([a-z][A-Za-z0-9]*)|\$(\d+)/g;
+  const text = sql.replace(token, (match, name: string | undefined, position: string | undefined) => {
+    if (position !== undefined) throw new Error(`positional parameter $${position}: name it (:name)`);
+    if (name === undefined) return match;
+    let n = params.indexOf(name);
+    if (n < 0) n = params.push(name) - 1;
+    return `$${n + 1}`;
+  });
+  return { text, params };
+}
 
-/** Every runtime statement, with the schema identifier substituted once. */
-export function loadQueries(schema: string): Queries {
+const cache = new Map<string, Map<string, CompiledQuery>>();
+
+/** Every runtime statement, by name, with the schema identifier substituted once. */
+export function loadQueries(schema: string): ReadonlyMap<string, CompiledQuery> {
   const cached = cache.get(schema);
   if (cached) return cached;
   const dir = path.join(SQL_DIR, 'queries');
-  const all = new Map<string, string>();
+  const all = new Map<string, CompiledQuery>();
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
     for (const [name, sql] of parseNamedQueries(readFileSync(path.join(dir, file), 'utf8'))) {
       if (all.has(name)) throw new Error(`query ${name} is defined twice (${file})`);
       // A function, not a string: `$$` and `$&` in a replacement string are patterns.
-      all.set(name, sql.replaceAll('{{schema}}', () => quoteIdent(schema)));
+      all.set(name, compilePlaceholders(sql.replaceAll('{{schema}}', () => quoteIdent(schema))));
     }
   }
-  const queries = {} as Queries;
-  for (const name of QUERY_NAMES) {
-    const sql = all.get(name);
-    if (sql === undefined) throw new Error(`query ${name} is missing from ${dir}`);
-    queries[name] = sql;
-  }
-  cache.set(schema, queries);
-  return queries;
+  cache.set(schema, all);
+  return all;
 }

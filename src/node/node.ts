@@ -5,7 +5,7 @@ import { describeError } from '../db/errors.js';
 import { Listener } from '../db/listener.js';
 import type { Notification } from '../db/notifications.js';
 import { prepareSchema } from '../db/migrate.js';
-import { loadQueries, type Queries } from '../db/queries.js';
+import { loadStatements, type Statements } from '../sql/queries/index.js';
 import { Lease, type RenewResult } from './lease/lease.js';
 import { LeaseKeeper } from './lease/lease-keeper.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
@@ -48,7 +48,7 @@ export class TaskNode {
   readonly exited: Promise<void>;
 
   private readonly log: Logger;
-  private readonly queries: Queries;
+  private readonly queries: Statements;
   private pool: pg.Pool | null = null;
   private listener: Listener | null = null;
   private lease: LeaseKeeper | null = null;
@@ -70,7 +70,7 @@ export class TaskNode {
 
   constructor(readonly options: NodeOptions) {
     this.schema = resolveSchema(options.schema);
-    this.queries = loadQueries(this.schema);
+    this.queries = loadStatements(this.schema);
     this.log = options.logger.child({ worker: options.workerId, group: options.groupId });
     this.listenCheck = new ListenCheck(options.workerId);
     this.events = new NodeEvents(this.log);
@@ -103,7 +103,7 @@ export class TaskNode {
   /** Waiting tasks per group (ready, delayed), for /metrics. */
   async queueDepth(): Promise<Array<{ group_id: number; ready: number; delayed: number }>> {
     if (!this.pool) return [];
-    const { rows } = await this.pool.query<{ group_id: number; ready: number; delayed: number }>(this.queries.queueDepth);
+    const { rows } = await this.queries.queueDepth(this.pool);
     return rows;
   }
 
@@ -291,7 +291,7 @@ export class TaskNode {
 
   private async refreshWorker(): Promise<void> {
     try {
-      const { rows } = await this.pool!.query<{ stop: number; lease_epoch: number }>(this.queries.readWorker, [this.options.workerId]);
+      const { rows } = await this.queries.readWorker(this.pool!, { workerId: this.options.workerId });
       if (!rows[0]) return;
       // A newer term: another node took this worker over (its standby, after this node's
       // lock session ended). End this term's processes now, not at the next renewal.

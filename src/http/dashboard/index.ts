@@ -8,7 +8,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { clientConfig, poolConfig, resolveSchema } from '../../db/connection.js';
 import { describeError } from '../../db/errors.js';
-import { loadQueries } from '../../db/queries.js';
+import { loadStatements } from '../../sql/queries/index.js';
 import { Access, isLoopback, type RequestFacts } from './access.js';
 import { setSession, sessionOf, type Dashboard } from './context.js';
 import { LiveFeed } from './live.js';
@@ -67,7 +67,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const pool = new pg.Pool(poolConfig(connection, { max: 4, application_name: 'pg-tasks-dashboard' }));
   // An idle connection that drops is not an error of any request; the next one reconnects.
   pool.on('error', () => undefined);
-  const store = new DashboardStore(pool, loadQueries(schema));
+  const store = new DashboardStore(pool, loadStatements(schema));
   const live = new LiveFeed(clientConfig(connection), schema, store, options.logger);
   const dashboard: Dashboard = {
     store,

@@ -1,7 +1,7 @@
 // The dashboard's statements (src/sql/queries/dashboard.sql and the shared ones), each behind
 // one typed function: pages and actions never hold SQL text.
 import type pg from 'pg';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import type { Task, TaskRun, TaskState, Worker } from '../../client/types.js';
 
 export type TaskSort = 'newest' | 'oldest' | 'queue';
@@ -72,22 +72,22 @@ export interface NewTask {
 export class DashboardStore {
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
   ) {}
 
   async tasks(filter: TaskFilter, sort: TaskSort, after: Cursor | null, limit: number): Promise<TaskPage> {
     // A number is a task id: found by the primary key, where a substring would read the table.
     const asId = filter.text !== null && /^\d{1,15}$/.test(filter.text.trim()) ? Number(filter.text.trim()) : null;
     const text = filter.text === null || filter.text === '' || asId !== null ? null : filter.text;
-    const base = [filter.state, filter.group, text, asId];
     // One row more than shown: whether a next page exists, without counting.
-    let result: pg.QueryResult<TaskRow>;
+    const base = { state: filter.state, groupId: filter.group, text, taskId: asId, limit: limit + 1 };
+    let result: { rows: TaskRow[] };
     if (sort === 'queue') {
       const c = after && 'priority' in after ? after : null;
-      result = await this.pool.query<TaskRow>(this.queries.dashboardTasksQueue, [...base, c?.priority ?? null, c?.ageKey ?? null, c?.id ?? null, limit + 1]);
+      result = await this.queries.dashboardTasksQueue(this.pool, { ...base, afterPriority: c?.priority ?? null, afterAgeKey: c?.ageKey ?? null, afterId: c?.id ?? null });
     } else {
-      const query = sort === 'newest' ? this.queries.dashboardTasksNewest : this.queries.dashboardTasksOldest;
-      result = await this.pool.query<TaskRow>(query, [...base, after && !('priority' in after) ? after.id : null, limit + 1]);
+      const page = sort === 'newest' ? this.queries.dashboardTasksNewest : this.queries.dashboardTasksOldest;
+      result = await page(this.pool, { ...base, afterId: after && !('priority' in after) ? after.id : null });
     }
     const rows = result.rows.slice(0, limit);
     const last = rows[rows.length - 1];
@@ -98,62 +98,62 @@ export class DashboardStore {
   }
 
   async task(id: number): Promise<Task | null> {
-    const { rows } = await this.pool.query<Task>(this.queries.getTask, [id]);
+    const { rows } = await this.queries.getTask(this.pool, { taskId: id });
     return rows[0] ?? null;
   }
 
   async runs(id: number): Promise<TaskRun[]> {
-    return (await this.pool.query<TaskRun>(this.queries.taskRuns, [id])).rows;
+    return (await this.queries.taskRuns(this.pool, { taskId: id })).rows;
   }
 
   async prerequisites(id: number): Promise<Array<{ id: number; state_id: TaskState }>> {
-    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.prerequisites, [id])).rows;
+    return (await this.queries.prerequisites(this.pool, { taskId: id })).rows;
   }
 
   async dependents(id: number): Promise<Array<{ id: number; state_id: TaskState }>> {
-    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.dashboardDependents, [id])).rows;
+    return (await this.queries.dashboardDependents(this.pool, { taskId: id })).rows;
   }
 
   /** Chunks of run `attempt` after seq `after` (−1: from the first kept). */
   async output(id: number, attempt: number, after: number, limit: number): Promise<OutputChunk[]> {
-    const { rows } = await this.pool.query<OutputChunk>(this.queries.readOutput, [id, attempt, after, limit]);
+    const { rows } = await this.queries.readOutput(this.pool, { taskId: id, attempt, afterSeq: after, limit });
     return rows.map((row) => ({ seq: row.seq, pos: Number(row.pos), data: row.data }));
   }
 
   async workers(): Promise<WorkerRow[]> {
-    return (await this.pool.query<WorkerRow>(this.queries.dashboardWorkers)).rows;
+    return (await this.queries.dashboardWorkers(this.pool)).rows;
   }
 
   async schedules(limit: number): Promise<ScheduleRow[]> {
-    return (await this.pool.query<ScheduleRow>(this.queries.dashboardSchedules, [limit])).rows;
+    return (await this.queries.dashboardSchedules(this.pool, { limit })).rows;
   }
 
   async groups(): Promise<{ rows: GroupRow[]; counts: GroupCount[] }> {
     const [rows, counts] = await Promise.all([
-      this.pool.query<GroupRow>(this.queries.dashboardGroupRows),
-      this.pool.query<GroupCount>(this.queries.dashboardGroupCounts),
+      this.queries.dashboardGroupRows(this.pool),
+      this.queries.dashboardGroupCounts(this.pool),
     ]);
     return { rows: rows.rows, counts: counts.rows };
   }
 
   /** null: no such task. A refusal by the trigger rejects with the database's error. */
   async cancel(id: number): Promise<{ id: number; state_id: TaskState } | null> {
-    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.dashboardCancel, [id])).rows[0] ?? null;
+    return (await this.queries.dashboardCancel(this.pool, { taskId: id })).rows[0] ?? null;
   }
 
   async queue(id: number): Promise<{ id: number; state_id: TaskState } | null> {
-    return (await this.pool.query<{ id: number; state_id: TaskState }>(this.queries.dashboardQueue, [id])).rows[0] ?? null;
+    return (await this.queries.dashboardQueue(this.pool, { taskId: id })).rows[0] ?? null;
   }
 
   async add(task: NewTask): Promise<number> {
-    const { rows } = await this.pool.query<{ id: number }>(this.queries.insertTask, [
-      task.command, task.group, task.priority, task.state,
-      null, null, null, null, null, null, null, null, null, null, null,
-    ]);
+    const { rows } = await this.queries.insertTask(this.pool, {
+      command: task.command, groupId: task.group, priority: task.priority, stateId: task.state, cwd: null, params: null, workerId: null,
+      recoverPolicy: null, timeoutMs: null, maxAttempts: null, backoffBaseMs: null, backoffCapMs: null, retryOn: null, dependsOn: null, concurrencyKey: null,
+    });
     return rows[0]!.id;
   }
 
   async setWorkerStop(id: number, stop: number): Promise<boolean> {
-    return (await this.pool.query(this.queries.setWorkerStop, [id, stop])).rowCount === 1;
+    return (await this.queries.setWorkerStop(this.pool, { workerId: id, stop })).rowCount === 1;
   }
 }

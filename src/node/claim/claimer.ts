@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import type { NodeEvents } from '../events.js';
 import type { CommandsMode } from '../options.js';
 
@@ -66,7 +66,7 @@ export class Claimer {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     private readonly schema: string,
     private readonly target: { groupId: number; workerId: number; nodeName: string; commands: CommandsMode },
     private readonly log: Logger,
@@ -126,11 +126,9 @@ export class Claimer {
           const epoch = this.host.epoch();
           const seen = this.hintSeq;
           const sentAt = performance.now();
-          // Named: each pooled connection parses and plans the claim once, not per claim.
-          const { rows } = await this.pool.query<ClaimedRow>({
-            name: `claimTasks:${this.schema}`,
-            text: this.queries.claimTasks,
-            values: [t.groupId, t.workerId, free, epoch, t.nodeName, t.commands === 'allowlist'],
+          // A prepared statement (see claimTasks): each pooled connection plans the claim once, not per claim.
+          const { rows } = await this.queries.claimTasks(this.pool, {
+            groupId: t.groupId, workerId: t.workerId, freeSlots: free, epoch, nodeName: t.nodeName, checkCommands: t.commands === 'allowlist',
           });
           this.events.publish('claim', { asked: free, claimed: rows.length, ms: performance.now() - sentAt });
           const heldBack = rows.length > 0 && rows[0]!.candidates > rows.length;

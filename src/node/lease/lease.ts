@@ -2,7 +2,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../../db/connection.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import { recoverOldTerms } from '../recovery/recovery.js';
 
 export interface LeaseOptions {
@@ -56,7 +56,7 @@ export class Lease {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     options: LeaseOptions,
     private readonly log: Logger,
   ) {
@@ -88,36 +88,25 @@ export class Lease {
     const o = this.options;
     const q = this.queries;
     const sentAt = performance.now();
-    await this.pool.query(q.ensureWorker, [o.workerId, o.groupId]);
+    await q.ensureWorker(this.pool, { workerId: o.workerId, groupId: o.groupId });
     const result = await withTransaction(this.pool, async (client): Promise<TakeResult & { previousNode?: string | null }> => {
-      const { rows } = await client.query<{
-        held: boolean;
-        failed: boolean;
-        active: boolean;
-        node_name: string | null;
-        locked_until: Date | null;
-        recoverable_in_ms: number | null;
-        lease_epoch: number;
-        lock_gone: boolean;
-      }>(
-        q.lockWorker,
-        [o.workerId, o.recoveryDelaySeconds, now],
-      );
+      const { rows } = await q.lockWorker(client, { workerId: o.workerId, recoveryDelaySeconds: o.recoveryDelaySeconds, now });
       const row = rows[0]!;
       const lockGone = lockWake && row.lock_gone;
       if (!lockGone && (row.held || (row.active && !row.failed))) {
         // Seen as this worker's standby (pg-tasks workers) until a lease after the last attempt.
-        await client.query(q.markStandby, [o.workerId, o.nodeName]);
+        await q.markStandby(client, { workerId: o.workerId, nodeName: o.nodeName });
         return { taken: false, heldBy: row.node_name, lockedUntil: row.locked_until, recoverableInMs: row.recoverable_in_ms };
       }
       // A term that ended cleanly may have left runs no node ever started (orphans). One that
       // is still active ends now: takeLease puts its runs with the old terms, and the recovery
       // policy runs on them once they are due — in this transaction if they already are (the
       // lease lapsed past the delay), else later (RecoveryWatch).
-      if (!row.active) await client.query(q.failOrphanRuns, [o.workerId, row.lease_epoch]);
-      const taken = await client.query<{ lease_epoch: number; stop: number; old_epoch: number | null; old_due_in_ms: number | null }>(q.takeLease, [
-        o.workerId, o.leaseSeconds, now, o.nodeName, os.hostname(), process.pid, o.groupId, o.maxTasks, lockPid, o.recoveryDelaySeconds,
-      ]);
+      if (!row.active) await q.failOrphanRuns(client, { workerId: o.workerId, epoch: row.lease_epoch });
+      const taken = await q.takeLease(client, {
+        workerId: o.workerId, leaseSeconds: o.leaseSeconds, now, nodeName: o.nodeName, host: os.hostname(), pid: process.pid,
+        groupId: o.groupId, maxTasks: o.maxTasks, lockPid, recoveryDelaySeconds: o.recoveryDelaySeconds,
+      });
       const { lease_epoch: epoch, stop, old_epoch: oldEpoch, old_due_in_ms: oldDue } = taken.rows[0]!;
       const recovered = oldEpoch !== null && (await recoverOldTerms(client, q, o.workerId, o.recoveryDelaySeconds, now)) !== null;
       const tookOver = !row.active ? null : row.failed ? 'lapse' : 'lock';
@@ -145,13 +134,10 @@ export class Lease {
     if (this.epoch === null) return null;
     const o = this.options;
     const sentAt = performance.now();
-    const { rows } = await this.pool.query<{
-      stop: number;
-      has_waiting: boolean;
-      has_cancels: boolean;
-      watch: Array<{ id: number; lapse: number | null; old: number | null }>;
-      owned: Array<{ id: number | string; attempt: number }>;
-    }>(this.queries.renewLease, [o.workerId, this.epoch, o.leaseSeconds, taskCount, null, o.groupId, o.recoveryDelaySeconds, channel, ping, lockPid]);
+    const { rows } = await this.queries.renewLease(this.pool, {
+      workerId: o.workerId, epoch: this.epoch, leaseSeconds: o.leaseSeconds, taskCount, now: null, groupId: o.groupId,
+      recoveryDelaySeconds: o.recoveryDelaySeconds, channel, ping, lockPid,
+    });
     const row = rows[0];
     if (!row) {
       this.epoch = null;
@@ -165,7 +151,7 @@ export class Lease {
   /** Names this node's lock session on the term's row (lock_pid): see migration 15. */
   async setLockPid(pid: number | null): Promise<void> {
     if (this.epoch === null) return;
-    await this.pool.query(this.queries.setLockPid, [this.options.workerId, this.epoch, pid]);
+    await this.queries.setLockPid(this.pool, { workerId: this.options.workerId, epoch: this.epoch, lockPid: pid });
   }
 
   /** Ends the term cleanly; call only when none of its processes lives and every result is written. */
@@ -173,8 +159,8 @@ export class Lease {
     if (this.epoch === null) return;
     const epoch = this.epoch;
     await withTransaction(this.pool, async (client) => {
-      await client.query(this.queries.failOrphanRuns, [this.options.workerId, epoch]);
-      await client.query(this.queries.releaseLease, [this.options.workerId, epoch, clearStop]);
+      await this.queries.failOrphanRuns(client, { workerId: this.options.workerId, epoch });
+      await this.queries.releaseLease(client, { workerId: this.options.workerId, epoch, clearStop });
     });
     this.epoch = null;
   }

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
 
 /** What the lock session tells the lease keeper. */
@@ -46,7 +46,7 @@ export class LockSession {
 
   constructor(
     private readonly config: pg.ClientConfig,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     private readonly workerId: number,
     /**
      * After a reconnect, a standby waits this long before it watches again: when the
@@ -100,7 +100,7 @@ export class LockSession {
       client.on('error', (error) => this.lost(client, error));
       client.on('end', () => this.lost(client, new Error('connection ended')));
       await client.connect();
-      const { rows } = await client.query<{ pid: number }>(this.queries.lockSessionStart);
+      const { rows } = await this.queries.lockSessionStart(client);
       if (this.stopped) {
         await client.end().catch(() => undefined);
         return;
@@ -133,7 +133,7 @@ export class LockSession {
     const generation = this.generation;
     if (this.want === 'hold' && !this.holding) {
       this.pending = 'hold';
-      client.query(this.queries.lockSession, [this.workerId]).then(
+      this.queries.lockSession(client, { workerId: this.workerId }).then(
         () => {
           if (generation !== this.generation) return;
           this.pending = null;
@@ -155,16 +155,16 @@ export class LockSession {
       }
       if (this.holding) {
         this.holding = false;
-        client.query(this.queries.unlockSession, [this.workerId]).catch((error: unknown) => this.failed(generation, error));
+        this.queries.unlockSession(client, { workerId: this.workerId }).catch((error: unknown) => this.failed(generation, error));
       }
       this.pending = 'watch';
-      client.query(this.queries.awaitLockRelease, [this.workerId]).then(
+      this.queries.awaitLockRelease(client, { workerId: this.workerId }).then(
         () => {
           if (generation !== this.generation) return;
           this.pending = null;
           // One wake per watch: the keeper asks again once it has looked at the worker row.
           if (this.want === 'watch') this.want = 'none';
-          client.query(this.queries.releaseShared, [this.workerId]).then(
+          this.queries.releaseShared(client, { workerId: this.workerId }).then(
             () => this.apply(),
             (error: unknown) => this.failed(generation, error),
           );

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../../db/connection.js';
 import { describeError } from '../../db/errors.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import type { WatchTimes } from './recovery-watch.js';
 
 /**
@@ -13,14 +13,14 @@ import type { WatchTimes } from './recovery-watch.js';
  * fence, renewal + lease − margin on its own clock, comes before locked_until). Returns the
  * last term recovered, or null if none was due.
  */
-export async function recoverOldTerms(client: pg.PoolClient, queries: Queries, workerId: number, recoveryDelaySeconds: number, now: Date | null = null): Promise<number | null> {
-  const { rows } = await client.query<{ old_epoch: number }>(queries.dueOldTerms, [workerId, recoveryDelaySeconds, now]);
+export async function recoverOldTerms(client: pg.PoolClient, queries: Statements, workerId: number, recoveryDelaySeconds: number, now: Date | null = null): Promise<number | null> {
+  const { rows } = await queries.dueOldTerms(client, { workerId, recoveryDelaySeconds, now });
   if (!rows[0]) return null;
   const epoch = rows[0].old_epoch;
-  await client.query(queries.markRecovering);
-  await client.query(queries.recoverWorker, [workerId, epoch]);
-  await client.query(queries.endWorkerRuns, [workerId, epoch]);
-  await client.query(queries.clearOldTerms, [workerId]);
+  await queries.markRecovering(client);
+  await queries.recoverWorker(client, { workerId, epoch });
+  await queries.endWorkerRuns(client, { workerId, epoch });
+  await queries.clearOldTerms(client, { workerId });
   return epoch;
 }
 
@@ -41,15 +41,12 @@ export interface RecoveryResult {
  * own worker, whose lease it takes back itself rather than end. Null when another node is at
  * it (it will say when it is done: the row's change is notified).
  */
-export async function recoverWorker(pool: pg.Pool, queries: Queries, workerId: number, selfId: number, recoveryDelaySeconds: number, log: Logger, now: Date | null = null): Promise<RecoveryResult | null> {
+export async function recoverWorker(pool: pg.Pool, queries: Statements, workerId: number, selfId: number, recoveryDelaySeconds: number, log: Logger, now: Date | null = null): Promise<RecoveryResult | null> {
   const result = await withTransaction(pool, async (client) => {
-    const { rows } = await client.query<{ node_name: string | null; lease_epoch: number; lapsed: boolean; lapse_in_ms: number | null; old_in_ms: number | null }>(
-      queries.lockRecoverable,
-      [workerId, recoveryDelaySeconds, now, selfId],
-    );
+    const { rows } = await queries.lockRecoverable(client, { workerId, recoveryDelaySeconds, now, selfId });
     const row = rows[0];
     if (!row) return null;
-    if (row.lapsed) await client.query(queries.endLapsedTerm, [workerId]);
+    if (row.lapsed) await queries.endLapsedTerm(client, { workerId });
     const epoch = await recoverOldTerms(client, queries, workerId, recoveryDelaySeconds, now);
     // Ending the lapsed term made its lease's end the old terms' due time, if later.
     const oldInMs = epoch !== null ? null : row.lapsed ? Math.max(row.old_in_ms ?? -Infinity, row.lapse_in_ms!) : row.old_in_ms;
@@ -62,14 +59,14 @@ export async function recoverWorker(pool: pg.Pool, queries: Queries, workerId: n
 }
 
 /** When worker `id` may need recovering (see RecoveryWatch); null when it will not. */
-export async function readWatchTimes(pool: pg.Pool, queries: Queries, id: number, selfId: number, recoveryDelaySeconds: number): Promise<WatchTimes | null> {
-  const { rows } = await pool.query<WatchTimes>(queries.watchWorkers, [selfId, recoveryDelaySeconds, id]);
+export async function readWatchTimes(pool: pg.Pool, queries: Statements, id: number, selfId: number, recoveryDelaySeconds: number): Promise<WatchTimes | null> {
+  const { rows } = await queries.watchWorkers(pool, { selfId, recoveryDelaySeconds, workerId: id });
   return rows[0] ?? null;
 }
 
 /** Every worker that may need recovering, and when (what a renewal's watch says). */
-export async function readWatchAll(pool: pg.Pool, queries: Queries, selfId: number, recoveryDelaySeconds: number): Promise<Array<{ id: number } & WatchTimes>> {
-  const { rows } = await pool.query<{ id: number } & WatchTimes>(queries.watchWorkers, [selfId, recoveryDelaySeconds, null]);
+export async function readWatchAll(pool: pg.Pool, queries: Statements, selfId: number, recoveryDelaySeconds: number): Promise<Array<{ id: number } & WatchTimes>> {
+  const { rows } = await queries.watchWorkers(pool, { selfId, recoveryDelaySeconds, workerId: null });
   return rows;
 }
 
@@ -81,7 +78,7 @@ const OLD_TERMS_WAIT_MS = 60_000;
  * term's tasks are due for recovery, waits for them and recovers them first (still holding
  * its lease): with no other node running, nobody else would. Not past OLD_TERMS_WAIT_MS.
  */
-export async function settleOldTerms(pool: pg.Pool, queries: Queries, workerId: number, recoveryDelaySeconds: number, log: Logger): Promise<void> {
+export async function settleOldTerms(pool: pg.Pool, queries: Statements, workerId: number, recoveryDelaySeconds: number, log: Logger): Promise<void> {
   try {
     for (let attempt = 0; attempt < 3; attempt++) {
       const times = await readWatchTimes(pool, queries, workerId, workerId, recoveryDelaySeconds);

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import type { ClaimedRow } from '../claim/claimer.js';
 import type { NodeEvents } from '../events.js';
 import type { OutputWriter } from './output-writer.js';
@@ -43,7 +43,7 @@ export class LiveRuns {
   private endedBefore = new Set<string>();
 
   constructor(
-    private readonly db: { pool: pg.Pool; queries: Queries; workerId: number },
+    private readonly db: { pool: pg.Pool; queries: Statements; workerId: number },
     private readonly options: LiveRunsOptions,
     private readonly spawner: () => Spawner | null,
     private readonly reaper: Reaper,
@@ -139,7 +139,7 @@ export class LiveRuns {
   async checkCancels(epoch: number | null): Promise<void> {
     if (epoch === null || this.running.size === 0) return;
     try {
-      const { rows } = await this.db.pool.query<{ id: number; attempt: number }>(this.db.queries.cancelRequests, [this.db.workerId, epoch]);
+      const { rows } = await this.db.queries.cancelRequests(this.db.pool, { workerId: this.db.workerId, epoch });
       for (const { id, attempt } of rows) {
         const run = this.running.get(id);
         if (run?.attempt === attempt) run.kill({ state: 'CC', endReason: 'cancelled', error: 'Cancelled' }, this.options.killGraceMs);

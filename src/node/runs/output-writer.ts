@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
+import type { NewChunk, Trim } from '../../sql/queries/output.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import type { Part } from '../part.js';
@@ -53,7 +54,7 @@ export class OutputWriter implements Part {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     /** The notification channel: the schema's name. */
     private readonly channel: string,
     private readonly keepBytes: number,
@@ -150,8 +151,8 @@ export class OutputWriter implements Part {
   }
 
   private async flush(): Promise<void> {
-    const ids: number[] = [], attempts: number[] = [], seqs: number[] = [], positions: number[] = [], data: Buffer[] = [];
-    const trimIds: number[] = [], trimAttempts: number[] = [], trimFrom: number[] = [];
+    const newChunks: NewChunk[] = [];
+    const trims: Trim[] = [];
     const sent: RunOutput[] = [];
     let bytes = 0;
     for (const run of this.runs.values()) {
@@ -164,11 +165,7 @@ export class OutputWriter implements Part {
       const all = Buffer.concat(run.sending, run.pendingBytes);
       run.pendingBytes = 0;
       for (let offset = 0, seq = run.nextSeq; offset < all.length; offset += CHUNK_BYTES, seq++) {
-        ids.push(run.taskId);
-        attempts.push(run.attempt);
-        seqs.push(seq);
-        positions.push(run.written + offset);
-        data.push(all.subarray(offset, offset + CHUNK_BYTES));
+        newChunks.push({ taskId: run.taskId, attempt: run.attempt, seq, pos: run.written + offset, data: all.subarray(offset, offset + CHUNK_BYTES) });
       }
       bytes += all.length;
       sent.push(run);
@@ -186,9 +183,7 @@ export class OutputWriter implements Part {
       }
       while (kept.length > 1 && keptBytes - kept[0]!.size >= this.keepBytes) keptBytes -= kept.shift()!.size;
       if (kept[0]!.seq > run.trimmedTo) {
-        trimIds.push(run.taskId);
-        trimAttempts.push(run.attempt);
-        trimFrom.push(kept[0]!.seq);
+        trims.push({ taskId: run.taskId, attempt: run.attempt, keepFrom: kept[0]!.seq });
       }
       return { run, kept, keptBytes, size, chunks: Math.ceil(size / CHUNK_BYTES) };
     });
@@ -196,7 +191,7 @@ export class OutputWriter implements Part {
     const notifyIds = named.length > NOTIFY_IDS ? null : named;
     const startedAt = performance.now();
     try {
-      await this.pool.query(this.queries.appendOutput, [ids, attempts, seqs, positions, data, trimIds, trimAttempts, trimFrom, this.channel, notifyIds]);
+      await this.queries.appendOutput(this.pool, { chunks: newChunks, trims, channel: this.channel, notifyIds });
       this.backoff.reset();
       for (const { run, kept, keptBytes, size, chunks } of plans) {
         run.kept = kept;
@@ -207,7 +202,7 @@ export class OutputWriter implements Part {
         run.sending = [];
         if (run.closed && run.pendingBytes === 0) run.closed();
       }
-      this.events.publish('output:flushed', { runs: sent.length, chunks: ids.length, bytes, ms: performance.now() - startedAt });
+      this.events.publish('output:flushed', { runs: sent.length, chunks: newChunks.length, bytes, ms: performance.now() - startedAt });
     } catch (error) {
       const retryInMs = this.backoff.next();
       this.log.warn({ err: describeError(error), runs: sent.length, bytes, retryInMs }, 'could not write live output; retrying');

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { EndReason } from '../../client/types.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import type { ResourceUsage } from '../process/spawner.js';
@@ -56,7 +56,7 @@ export class ResultWriter {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     private readonly workerId: number,
     /** Named in each run's task_run row. */
     private readonly nodeName: string,
@@ -177,8 +177,7 @@ export class ResultWriter {
     this.inFlightRuns = new Set(outcomes.map((o) => `${o.outcome.id}:${o.outcome.attempt}`));
     try {
       if (pids.size > 0 && pidEpoch !== null) {
-        const runs = [...pids.values()];
-        await this.pool.query(this.queries.recordPids, [this.workerId, pidEpoch, runs.map((r) => r.id), runs.map((r) => r.attempt), runs.map((r) => r.pid)]);
+        await this.queries.recordPids(this.pool, { workerId: this.workerId, epoch: pidEpoch, runs: [...pids.values()] });
       }
       const byEpoch = new Map<number, TaskOutcome[]>();
       for (const { epoch, outcome } of outcomes) {
@@ -187,25 +186,7 @@ export class ResultWriter {
         byEpoch.set(epoch, list);
       }
       for (const [epoch, list] of byEpoch) {
-        const { rows } = await this.pool.query<{ id: number; attempt: number }>(this.queries.finishRuns, [
-          this.workerId,
-          epoch,
-          this.nodeName,
-          list.map((o) => o.id),
-          list.map((o) => o.attempt),
-          list.map((o) => o.state),
-          list.map((o) => o.endReason),
-          list.map((o) => o.exitCode),
-          list.map((o) => o.signal),
-          list.map((o) => o.error),
-          list.map((o) => o.output),
-          list.map((o) => o.pid),
-          list.map((o) => o.usage?.userMs ?? null),
-          list.map((o) => o.usage?.systemMs ?? null),
-          list.map((o) => o.usage?.maxRssKb ?? null),
-          list.map((o) => o.timeoutMs),
-          list.map((o) => o.pinned),
-        ]);
+        const { rows } = await this.queries.finishRuns(this.pool, { workerId: this.workerId, epoch, nodeName: this.nodeName, runs: list });
         if (rows.length < list.length) {
           // Only a run that is no longer this term's: recovered by another node after this
           // one lost its lease, or deleted. What users write to the task row never causes it.

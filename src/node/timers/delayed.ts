@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
 
@@ -18,7 +18,7 @@ export class DelayedTasks {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     private readonly groupId: number,
     private readonly log: Logger,
   ) {}
@@ -41,12 +41,12 @@ export class DelayedTasks {
     try {
       for (;;) {
         if (!this.loop.active) return null;
-        const { rows } = await this.pool.query<{ delay_ms: number | null }>(this.queries.nextDelayedDue, [this.groupId]);
+        const { rows } = await this.queries.nextDelayedDue(this.pool, { groupId: this.groupId });
         const delay = rows[0]?.delay_ms ?? null;
         this.backoff.reset();
         // +1 ms: a timer must not wake a hair before run_after and find nothing due.
         if (delay === null || delay > 0) return delay === null ? null : Math.ceil(delay) + 1;
-        await this.pool.query(this.queries.releaseDelayed, [this.groupId]);
+        await this.queries.releaseDelayed(this.pool, { groupId: this.groupId });
       }
     } catch (error) {
       const retryMs = this.backoff.next();

@@ -1,25 +1,13 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
 
 const TASK_BATCH = 1_000;
 const RUN_BATCH = 5_000;
 // A group with no task_group row keeps older runs this long (migration 10's default).
 const DEFAULT_KEEP_RUNS_MS = 30 * 86_400_000;
-
-// Timestamps stay text (microseconds; a Date keeps milliseconds): see startRetention.
-interface RetentionRow {
-  token: string;
-  rerun_since: string | null;
-  settled: string;
-  min_keep_runs_ms: number | null;
-  cursor_finished: string | null;
-  cursor_task: string | null;
-  cursor_attempt: number | null;
-  keep_ended_groups: number[];
-}
 
 interface Cursor {
   finished: string | null;
@@ -44,7 +32,7 @@ export class Retention {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     private readonly nodeName: string,
     private readonly everyMs: number,
     private readonly log: Logger,
@@ -69,7 +57,7 @@ export class Retention {
   }
 
   private async pass(): Promise<void> {
-    const { rows } = await this.pool.query<RetentionRow>(this.queries.startRetention, [this.nodeName, this.everyMs]);
+    const { rows } = await this.queries.startRetention(this.pool, { nodeName: this.nodeName, everyMs: this.everyMs });
     const row = rows[0];
     if (!row) return; // another node's turn
     this.token = row.token;
@@ -77,7 +65,7 @@ export class Retention {
     this.heldAt = began;
     let tasks = 0;
     for (const group of row.keep_ended_groups) {
-      tasks += await this.batches(this.queries.pruneEndedBatch, [group, TASK_BATCH], TASK_BATCH);
+      tasks += await this.batches(() => this.queries.pruneEndedBatch(this.pool, { groupId: group, limit: TASK_BATCH }), TASK_BATCH);
     }
     // Runs: read by age from where the last pass stopped (never later than the longest
     // retention in force: startRetention), so the latest runs kept are not read again.
@@ -87,8 +75,9 @@ export class Retention {
     for (;;) {
       if (!this.loop.active) return;
       const t0 = performance.now();
-      const { rows: batch } = await this.pool.query<{ deleted: number; scanned: number; finished: string | null; task_id: string | null; attempt: number | null }>(
-        this.queries.pruneRunsBatch, [row.min_keep_runs_ms ?? DEFAULT_KEEP_RUNS_MS, RUN_BATCH, cursor.finished, cursor.task, cursor.attempt]);
+      const { rows: batch } = await this.queries.pruneRunsBatch(this.pool, {
+        olderThanMs: row.min_keep_runs_ms ?? DEFAULT_KEEP_RUNS_MS, limit: RUN_BATCH, cursorFinished: cursor.finished, cursorTask: cursor.task, cursorAttempt: cursor.attempt,
+      });
       const b = batch[0]!;
       runs += b.deleted;
       if (b.finished !== null) cursor = { finished: b.finished, task: b.task_id, attempt: b.attempt };
@@ -97,23 +86,25 @@ export class Retention {
     }
     // Runs behind the cursor whose task ran again since the last finished pass.
     if (row.rerun_since !== null && start.finished !== null) {
-      const { rowCount } = await this.pool.query(this.queries.pruneRerunRuns, [row.rerun_since, start.finished]);
-      runs += rowCount ?? 0;
+      const { rowCount } = await this.queries.pruneRerunRuns(this.pool, { since: row.rerun_since, cursorFinished: start.finished });
+      runs += rowCount;
     }
-    await this.pool.query(this.queries.finishRetention,
-      [tasks, runs, cursor.finished, cursor.task, cursor.attempt, this.everyMs, this.nodeName, row.token, row.settled]);
+    await this.queries.finishRetention(this.pool, {
+      tasks, runs, cursorFinished: cursor.finished, cursorTask: cursor.task, cursorAttempt: cursor.attempt, nextInMs: this.everyMs,
+      nodeName: this.nodeName, token: row.token, settled: row.settled,
+    });
     if (tasks + runs > 0) this.log.info({ tasks, runs, ms: Math.round(performance.now() - began) }, 'retention pass deleted ended tasks and older runs');
   }
 
   /** Runs a batch statement until it deletes fewer than `size`; returns how many it deleted. */
-  private async batches(query: string, values: unknown[], size: number): Promise<number> {
+  private async batches(deleteBatch: () => Promise<{ rowCount: number }>, size: number): Promise<number> {
     let total = 0;
     for (;;) {
       if (!this.loop.active) return total;
       const t0 = performance.now();
-      const { rowCount } = await this.pool.query(query, values);
-      total += rowCount ?? 0;
-      if ((rowCount ?? 0) < size) return total;
+      const { rowCount } = await deleteBatch();
+      total += rowCount;
+      if (rowCount < size) return total;
       await this.rest(performance.now() - t0);
     }
   }
@@ -123,7 +114,7 @@ export class Retention {
     await new Promise((resolve) => setTimeout(resolve, Math.min(3 * batchMs, 2_000)));
     if (performance.now() - this.heldAt > 10_000) {
       this.heldAt = performance.now();
-      await this.pool.query(this.queries.holdRetention, [this.nodeName, this.token]);
+      await this.queries.holdRetention(this.pool, { nodeName: this.nodeName, token: this.token });
     }
   }
 }

@@ -4,27 +4,10 @@ import { withTransaction } from '../../db/connection.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
-import type { Queries } from '../../db/queries.js';
+import type { Statements } from '../../sql/queries/index.js';
+import type { Advance, NewCopy } from '../../sql/queries/schedule.js';
 import { describeError } from '../../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from '../../lib/schedule-math.js';
-
-interface DueRow {
-  id: number;
-  state_id: string;
-  next_start: Date | null;
-  shed_period_id: PeriodId | null;
-  shed_period_count: number | null;
-  shed_clone: boolean;
-  shed_cron: string | null;
-  shed_tz: string;
-  shed_anchor: Date | null;
-  shed_overlap: OverlapPolicy;
-  /** Copies of this schedule not ended yet (AW, AE, AC, or a process still alive); 0 unless it clones with a policy. */
-  active_copies: number;
-  /** A copy waiting in DR for those to end (the queue and cancel_previous policies). */
-  waiting_copy: boolean;
-  now: Date;
-}
 
 export type OverlapPolicy = 'allow' | 'skip' | 'queue' | 'cancel_previous';
 
@@ -64,19 +47,14 @@ export interface FireResult {
  * ended (C*), or — one-shot schedules only — if it is a draft; else the slot is skipped and
  * counted. next_start then moves to the first slot after now: after downtime, one catch-up run.
  */
-export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId: number, now: Date | null, log: Logger, limit = 500): Promise<FireResult> {
+export async function fireDueSchedules(pool: pg.Pool, queries: Statements, groupId: number, now: Date | null, log: Logger, limit = 500): Promise<FireResult> {
   const result: FireResult = { fired: 0, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: 0 };
   // BEGIN and markAdvancing in one round trip: no parameters, so the simple protocol carries both.
   return withTransaction(pool, async (client) => {
-    const { rows } = await client.query<DueRow>(queries.dueSchedules, [groupId, now, limit]);
+    const { rows } = await queries.dueSchedules(client, { groupId, now, limit });
     result.rows = rows.length;
-    const ids: number[] = [];
-    const nextStarts: Array<Date | null> = [];
-    const requeues: boolean[] = [];
-    const skips: boolean[] = [];
-    const disabled: Array<string | null> = [];
-    const clones: number[] = [];
-    const cloneStates: string[] = [];
+    const advances: Advance[] = [];
+    const copies: NewCopy[] = [];
     const cancelCopiesOf: number[] = [];
     const waitingToQueue: number[] = [];
     for (const row of rows) {
@@ -99,8 +77,7 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
           const overlap = row.shed_clone ? overlapDecision(row.shed_overlap, row.active_copies, row.waiting_copy) : null;
           if (overlap?.cancelPrevious) cancelCopiesOf.push(row.id);
           if (overlap?.copy) {
-            clones.push(row.id);
-            cloneStates.push(overlap.copy);
+            copies.push({ id: row.id, state: overlap.copy });
             result.cloned++;
           } else if (overlap && row.active_copies === 0) {
             waitingToQueue.push(row.id);
@@ -125,20 +102,16 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Queries, groupId:
         result.disabled++;
         log.error({ task: row.id, err: (error as Error).message }, 'schedule disabled');
       }
-      ids.push(row.id);
-      nextStarts.push(next);
-      requeues.push(requeue);
-      skips.push(skipped);
-      disabled.push(disable);
+      advances.push({ id: row.id, nextStart: next, requeue, skipped, disabled: disable });
     }
     // The waiting copy first: cancelling copies that were only waiting ends them at once, and
     // the trigger that queues the waiting copy must find it.
-    if (clones.length > 0) await client.query(queries.cloneScheduled, [clones, cloneStates]);
-    if (cancelCopiesOf.length > 0) await client.query(queries.cancelCopies, [cancelCopiesOf]);
-    if (waitingToQueue.length > 0) await client.query(queries.queueWaitingCopies, [waitingToQueue]);
-    if (ids.length > 0) await client.query(queries.advanceSchedules, [ids, nextStarts, requeues, skips, disabled]);
+    if (copies.length > 0) await queries.cloneScheduled(client, { copies });
+    if (cancelCopiesOf.length > 0) await queries.cancelCopies(client, { taskIds: cancelCopiesOf });
+    if (waitingToQueue.length > 0) await queries.queueWaitingCopies(client, { taskIds: waitingToQueue });
+    if (advances.length > 0) await queries.advanceSchedules(client, { advances });
     return result;
-  }, `BEGIN; ${queries.markAdvancing}`);
+  }, `BEGIN; ${queries.markAdvancing.text}`);
 }
 
 /** A row upcomingSchedules returned (the id and schedule columns are null when nothing is scheduled). */
@@ -204,7 +177,7 @@ export class Scheduler {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
+    private readonly queries: Statements,
     private readonly groupId: number,
     private readonly log: Logger,
     /** Told when a fire queued tasks, so this node claims without waiting for its own NOTIFY. */
@@ -238,13 +211,7 @@ export class Scheduler {
 
   /** The timer's fire: the armed rows in one statement. */
   private async fireArmed(armed: ArmedSlots): Promise<void> {
-    const { rows } = await this.pool.query<{ id: number; action: 'requeued' | 'cloned' | 'skipped' }>(this.queries.fireSlots, [
-      this.groupId,
-      armed.ids,
-      armed.expected,
-      armed.next,
-      null,
-    ]);
+    const { rows } = await this.queries.fireSlots(this.pool, { groupId: this.groupId, taskIds: armed.ids, readSlots: armed.expected, nextSlots: armed.next, now: null });
     const result: FireResult = { fired: rows.length, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: rows.length };
     for (const row of rows) {
       result[row.action]++;
@@ -271,7 +238,7 @@ export class Scheduler {
           if (armed) await this.fireArmed(armed);
           else if ((await this.fire()).rows === 0) continue;
         }
-        const { rows } = await this.pool.query<UpcomingRow>(this.queries.upcomingSchedules, [this.groupId, null, 100]);
+        const { rows } = await this.queries.upcomingSchedules(this.pool, { groupId: this.groupId, now: null, limit: 100 });
         const { delay_ms: delay, uninitialised } = rows[0]!;
         if (!uninitialised && (delay === null || delay > 0)) {
           this.backoff.reset();

@@ -3,69 +3,68 @@
 -- pages (never OFFSET): each page starts after the last row of the one before, by index.
 
 -- name: dashboardTasksNewest
--- Tasks, newest first. $1 state or null, $2 group or null, $3 text or null (a substring of the
--- command or the error, case-insensitive: a scan, stopped as soon as the page is full), $4 a
--- task id or null (a search for a number: the primary key, not a scan), $5 after this id
--- (the last id of the page before) or null, $6 rows
+-- Tasks, newest first, each filter null when not used: :state, :groupId, :text (a substring of
+-- the command or the error, case-insensitive: a scan, stopped as soon as the page is full),
+-- :taskId (a search for a number: the primary key, not a scan); :afterId: the last id of the
+-- page before (null: the first page).
 SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
   FROM {{schema}}.task
- WHERE ($1::char(2) IS NULL OR state_id = $1::char(2))
-   AND ($2::int IS NULL OR group_id = $2)
-   AND ($4::bigint IS NULL OR id = $4)
-   AND ($3::text IS NULL
-        OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
-        OR strpos(lower(error), lower($3)) > 0)
-   AND ($5::bigint IS NULL OR id < $5)
+ WHERE (:state::char(2) IS NULL OR state_id = :state::char(2))
+   AND (:groupId::int IS NULL OR group_id = :groupId)
+   AND (:taskId::bigint IS NULL OR id = :taskId)
+   AND (:text::text IS NULL
+        OR strpos(lower(array_to_string(command, ' ')), lower(:text)) > 0
+        OR strpos(lower(error), lower(:text)) > 0)
+   AND (:afterId::bigint IS NULL OR id < :afterId)
  ORDER BY id DESC
- LIMIT $6;
+ LIMIT :limit;
 
 -- name: dashboardTasksOldest
--- As dashboardTasksNewest, oldest first: $5 after this id.
+-- As dashboardTasksNewest, oldest first: :afterId after this id.
 SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
   FROM {{schema}}.task
- WHERE ($1::char(2) IS NULL OR state_id = $1::char(2))
-   AND ($2::int IS NULL OR group_id = $2)
-   AND ($4::bigint IS NULL OR id = $4)
-   AND ($3::text IS NULL
-        OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
-        OR strpos(lower(error), lower($3)) > 0)
-   AND ($5::bigint IS NULL OR id > $5)
+ WHERE (:state::char(2) IS NULL OR state_id = :state::char(2))
+   AND (:groupId::int IS NULL OR group_id = :groupId)
+   AND (:taskId::bigint IS NULL OR id = :taskId)
+   AND (:text::text IS NULL
+        OR strpos(lower(array_to_string(command, ' ')), lower(:text)) > 0
+        OR strpos(lower(error), lower(:text)) > 0)
+   AND (:afterId::bigint IS NULL OR id > :afterId)
  ORDER BY id
- LIMIT $6;
+ LIMIT :limit;
 
 -- name: dashboardTasksQueue
 -- In queue order: smallest priority first, then oldest (last_state_change), as the claim
 -- takes waiting tasks. The cursor is the last row's (priority, last_state_change in
 -- microseconds since the epoch, id): microseconds as an integer, because a JavaScript Date
 -- would round them to milliseconds and skip or repeat rows at the page's edge.
--- $1..$4 as dashboardTasksNewest, $5 priority, $6 microseconds, $7 id (all null: the first
--- page), $8 rows
+-- The filters as dashboardTasksNewest; :afterPriority, :afterAgeKey (microseconds) and :afterId: the
+-- cursor (all null: the first page).
 SELECT id, state_id, priority, group_id, worker_id, command, attempt, end_reason, created, last_state_change,
        started, finished, left(error, 200) AS error, next_start, shed_cron, depends_on, deps_left, run_after,
        live_worker_id, (extract(epoch FROM last_state_change) * 1000000)::bigint AS age_key
   FROM {{schema}}.task
- WHERE ($1::char(2) IS NULL OR state_id = $1::char(2))
-   AND ($2::int IS NULL OR group_id = $2)
-   AND ($4::bigint IS NULL OR id = $4)
-   AND ($3::text IS NULL
-        OR strpos(lower(array_to_string(command, ' ')), lower($3)) > 0
-        OR strpos(lower(error), lower($3)) > 0)
-   AND ($7::bigint IS NULL
-        OR (priority, last_state_change, id) > ($5::int, timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::bigint))
+ WHERE (:state::char(2) IS NULL OR state_id = :state::char(2))
+   AND (:groupId::int IS NULL OR group_id = :groupId)
+   AND (:taskId::bigint IS NULL OR id = :taskId)
+   AND (:text::text IS NULL
+        OR strpos(lower(array_to_string(command, ' ')), lower(:text)) > 0
+        OR strpos(lower(error), lower(:text)) > 0)
+   AND (:afterId::bigint IS NULL
+        OR (priority, last_state_change, id) > (:afterPriority::int, timestamptz 'epoch' + :afterAgeKey::bigint * interval '1 microsecond', :afterId::bigint))
  ORDER BY priority, last_state_change, id
- LIMIT $8;
+ LIMIT :limit;
 
 -- name: dashboardDependents
 -- The tasks still waiting (AW or DR) for this one, from the dependents' index
 -- (task_dependents_idx, migration 7); ended dependents are history and not looked up.
--- $1 task id
 SELECT id, state_id
   FROM {{schema}}.task
- WHERE depends_on @> ARRAY[$1::bigint] AND depends_on IS NOT NULL AND state_id IN ('AW', 'DR')
+ WHERE depends_on @> ARRAY[:taskId::bigint] AND depends_on IS NOT NULL AND state_id IN ('AW', 'DR')
  ORDER BY id
  LIMIT 100;
 
@@ -87,13 +86,13 @@ SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, act
  ORDER BY id;
 
 -- name: dashboardSchedules
--- Scheduled tasks, the next due first (task_schedule_idx holds only them). $1 rows
+-- Scheduled tasks, the next due first (task_schedule_idx holds only them).
 SELECT id, state_id, group_id, command, next_start, shed_period_id, shed_period_count, shed_cron, shed_tz,
        shed_anchor, shed_clone, shed_overlap, shed_skip_count, last_state_change
   FROM {{schema}}.task
  WHERE next_start IS NOT NULL OR shed_cron IS NOT NULL
  ORDER BY next_start NULLS FIRST, id
- LIMIT $1;
+ LIMIT :limit;
 
 -- name: dashboardGroupRows
 SELECT id, max_running, recover_policy, timeout::text AS timeout, keep_ended::text AS keep_ended,
@@ -113,13 +112,11 @@ SELECT group_id, state_id, count(*)::bigint AS tasks,
 -- name: dashboardCancel
 -- The seed's cancel, for any state: the trigger refuses what may not be cancelled ("can't
 -- cancel an inactive task"), and ends a waiting task at once (CC).
--- $1 task id
-UPDATE {{schema}}.task SET state_id = 'AC' WHERE id = $1
+UPDATE {{schema}}.task SET state_id = 'AC' WHERE id = :taskId
 RETURNING id, state_id;
 
 -- name: dashboardQueue
 -- The seed's queue and re-queue (a draft, or an ended task, for any worker of its group),
 -- for any state: the trigger refuses an executing one ("cancel it first").
--- $1 task id
-UPDATE {{schema}}.task SET state_id = 'AW', worker_id = NULL WHERE id = $1
+UPDATE {{schema}}.task SET state_id = 'AW', worker_id = NULL WHERE id = :taskId
 RETURNING id, state_id;

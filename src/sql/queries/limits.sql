@@ -1,21 +1,20 @@
 -- The limits of migration 9, as the CLI and the client read and write them.
 
 -- name: setGroupLimit
--- $1 group, $2 max running (null: no limit). A group with no row gets one (its other settings
--- take their defaults).
-INSERT INTO {{schema}}.task_group (id, max_running) VALUES ($1, $2)
+-- :maxRunning null: no limit. A group with no row gets one (its other settings take their
+-- defaults).
+INSERT INTO {{schema}}.task_group (id, max_running) VALUES (:groupId, :maxRunning)
 ON CONFLICT (id) DO UPDATE SET max_running = excluded.max_running
 RETURNING id, max_running;
 
 -- name: setKeyLimit
--- $1 key, $2 max running
-INSERT INTO {{schema}}.concurrency_limit (key, max_running) VALUES ($1, $2)
+INSERT INTO {{schema}}.concurrency_limit (key, max_running) VALUES (:key, :maxRunning)
 ON CONFLICT (key) DO UPDATE SET max_running = excluded.max_running
 RETURNING key, max_running;
 
 -- name: deleteKeyLimit
 -- Back to the default of a key: 1 (a mutex).
-DELETE FROM {{schema}}.concurrency_limit WHERE key = $1
+DELETE FROM {{schema}}.concurrency_limit WHERE key = :key
 RETURNING key;
 
 -- name: listLimits

@@ -2,48 +2,46 @@
 -- statement holds many locks or runs long while nodes work.
 
 -- name: pruneTasks
--- Up to $3 ended tasks (CS, CF, CC) that ended before now − $1 ms, of group $2 (null: all),
+-- Up to :limit ended tasks (CS, CF, CC) that ended before now − :olderThanMs ms, of group :groupId (null: all),
 -- oldest ids first. Kept whatever their age: a schedule (it fires again), a task whose process
 -- still lives, and a prerequisite that a waiting or draft task still names (deleting it would
 -- cancel that task). Rows another statement holds are skipped, not waited for. Their runs go
 -- with them (task_delete_runs).
--- $1 older than (ms), $2 group or null, $3 batch size
 WITH doomed AS (
   SELECT t.id
     FROM {{schema}}.task t
    WHERE t.state_id IN ('CS', 'CF', 'CC')
-     AND coalesce(t.finished, t.last_state_change) < now() - make_interval(secs => $1::float8 / 1000)
-     AND ($2::int IS NULL OR t.group_id = $2)
+     AND coalesce(t.finished, t.last_state_change) < now() - make_interval(secs => :olderThanMs::float8 / 1000)
+     AND (:groupId::int IS NULL OR t.group_id = :groupId)
      AND t.next_start IS NULL AND t.shed_cron IS NULL
      AND t.live_worker_id IS NULL
      AND NOT EXISTS (SELECT 1 FROM {{schema}}.task d
                       WHERE d.depends_on @> ARRAY[t.id] AND d.depends_on IS NOT NULL AND d.state_id IN ('AW', 'DR'))
    ORDER BY t.id
-   LIMIT $3
+   LIMIT :limit
      FOR UPDATE SKIP LOCKED
 )
 DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id AND NOT {{schema}}.is_named_prerequisite(t.id);
 
 -- name: pruneRuns
--- Up to $3 runs that ended before now − $1 ms, of the tasks that stay (a schedule's, a task
--- run again and again), group $2 (null: all); a task's latest run is kept, as the task row
+-- Up to :limit runs that ended before now − :olderThanMs ms, of the tasks that stay (a schedule's, a task
+-- run again and again), group :groupId (null: all); a task's latest run is kept, as the task row
 -- still shows it.
--- $1 older than (ms), $2 group or null, $3 batch size
 WITH doomed AS (
   SELECT r.task_id, r.attempt
     FROM {{schema}}.task_run r
     JOIN {{schema}}.task t ON t.id = r.task_id
-   WHERE r.finished < now() - make_interval(secs => $1::float8 / 1000)
+   WHERE r.finished < now() - make_interval(secs => :olderThanMs::float8 / 1000)
      AND r.attempt < t.attempt
-     AND ($2::int IS NULL OR t.group_id = $2)
-   LIMIT $3
+     AND (:groupId::int IS NULL OR t.group_id = :groupId)
+   LIMIT :limit
 )
 DELETE FROM {{schema}}.task_run r USING doomed WHERE r.task_id = doomed.task_id AND r.attempt = doomed.attempt;
 
 -- The nodes' own pass (migration 10). One node at a time: the one whose UPDATE moves next_at.
 
 -- name: startRetention
--- $1 node name, $2 ms between passes. The node that wins gets the row: the pass's token
+-- :everyMs between passes. The node that wins gets the row: the pass's token
 -- (last_started, as text), where the runs scan goes on from, and what is in force; the others
 -- get nothing. next_at moves at least a minute ahead while the pass runs (holdRetention keeps
 -- it there); finishRetention sets the real one. Timestamps go out and back as text: a
@@ -57,8 +55,8 @@ WITH k AS (
     FROM {{schema}}.task_group g
 )
 UPDATE {{schema}}.maintenance m
-   SET next_at = now() + greatest(make_interval(secs => $2::float8 / 1000), interval '1 minute'),
-       node_name = $1, last_started = now()
+   SET next_at = now() + greatest(make_interval(secs => :everyMs::float8 / 1000), interval '1 minute'),
+       node_name = :nodeName, last_started = now()
   FROM k
  WHERE m.name = 'retention' AND m.next_at <= now()
 RETURNING m.last_started::text AS token, m.rerun_since::text AS rerun_since, k.settled::text AS settled,
@@ -69,36 +67,34 @@ RETURNING m.last_started::text AS token, m.rerun_since::text AS rerun_since, k.s
           ARRAY(SELECT g.id FROM {{schema}}.task_group g WHERE g.keep_ended IS NOT NULL ORDER BY g.id) AS keep_ended_groups;
 
 -- name: pruneEndedBatch
--- Up to $2 tasks of group $1 that ended more than its keep_ended ago, oldest first (what is
+-- Up to :limit tasks of group :groupId that ended more than its keep_ended ago, oldest first (what is
 -- kept whatever its age: as in pruneTasks). Served by task_ended_idx.
--- $1 group, $2 batch size
 WITH doomed AS (
   SELECT t.id
     FROM {{schema}}.task t
-   WHERE t.group_id = $1 AND t.state_id IN ('CS', 'CF', 'CC')
-     AND coalesce(t.finished, t.last_state_change) < now() - (SELECT g.keep_ended FROM {{schema}}.task_group g WHERE g.id = $1)
+   WHERE t.group_id = :groupId AND t.state_id IN ('CS', 'CF', 'CC')
+     AND coalesce(t.finished, t.last_state_change) < now() - (SELECT g.keep_ended FROM {{schema}}.task_group g WHERE g.id = :groupId)
      AND t.next_start IS NULL AND t.shed_cron IS NULL
      AND t.live_worker_id IS NULL
      AND NOT EXISTS (SELECT 1 FROM {{schema}}.task d
                       WHERE d.depends_on @> ARRAY[t.id] AND d.depends_on IS NOT NULL AND d.state_id IN ('AW', 'DR'))
    ORDER BY coalesce(t.finished, t.last_state_change)
-   LIMIT $2
+   LIMIT :limit
      FOR UPDATE SKIP LOCKED
 )
 DELETE FROM {{schema}}.task t USING doomed WHERE t.id = doomed.id AND NOT {{schema}}.is_named_prerequisite(t.id);
 
 -- name: pruneRunsBatch
--- The next $2 runs by age after the cursor ($3..$5) that ended more than $1 ms ago; of these,
+-- The next :limit runs by age after the cursor (:cursorFinished..:cursorAttempt) that ended more than :olderThanMs ms ago; of these,
 -- the older runs of tasks whose group's keep_runs (30 days with no row; null keeps them) has
 -- passed are deleted. Returns how many were deleted and read, and the new cursor.
--- $1 cutoff (ms ago), $2 batch size, $3 cursor finished (text), $4 cursor task, $5 cursor attempt
 WITH scanned AS (
   SELECT r.task_id, r.attempt, r.finished
     FROM {{schema}}.task_run r
-   WHERE r.finished < now() - make_interval(secs => $1::float8 / 1000)
-     AND (r.finished, r.task_id, r.attempt) > (coalesce($3::timestamptz, '-infinity'), coalesce($4::bigint, 0), coalesce($5::int, 0))
+   WHERE r.finished < now() - make_interval(secs => :olderThanMs::float8 / 1000)
+     AND (r.finished, r.task_id, r.attempt) > (coalesce(:cursorFinished::timestamptz, '-infinity'), coalesce(:cursorTask::bigint, 0), coalesce(:cursorAttempt::int, 0))
    ORDER BY r.finished, r.task_id, r.attempt
-   LIMIT $2
+   LIMIT :limit
 ), doomed AS (
   SELECT s.task_id, s.attempt
     FROM scanned s
@@ -119,17 +115,16 @@ SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM scanne
 -- name: pruneRerunRuns
 -- Runs behind the cursor that became "older runs" since: their task ran again after the scan
 -- had passed them (a task re-run after more than its keep_runs). Found from the runs that
--- ended since the last finished pass began ($1), which are few.
--- $1 since (text), $2 cursor finished (text)
+-- ended since the last finished pass began (:since), which are few.
 WITH rerun AS (
-  SELECT DISTINCT r.task_id FROM {{schema}}.task_run r WHERE r.finished >= $1::timestamptz AND r.attempt > 1
+  SELECT DISTINCT r.task_id FROM {{schema}}.task_run r WHERE r.finished >= :since::timestamptz AND r.attempt > 1
 ), doomed AS (
   SELECT o.task_id, o.attempt
     FROM rerun x
     JOIN {{schema}}.task t ON t.id = x.task_id
     LEFT JOIN {{schema}}.task_group g ON g.id = t.group_id
     JOIN {{schema}}.task_run o ON o.task_id = x.task_id AND o.attempt < t.attempt
-   WHERE o.finished <= $2::timestamptz
+   WHERE o.finished <= :cursorFinished::timestamptz
      AND o.finished < now() - CASE WHEN g.id IS NULL THEN interval '30 days' ELSE g.keep_runs END
 )
 DELETE FROM {{schema}}.task_run r USING doomed d WHERE r.task_id = d.task_id AND r.attempt = d.attempt;
@@ -137,24 +132,23 @@ DELETE FROM {{schema}}.task_run r USING doomed d WHERE r.task_id = d.task_id AND
 -- name: holdRetention
 -- A pass that runs long keeps the others off: next_at stays a minute ahead while it works (a
 -- node that dies in a pass holds it back a minute at most).
--- $1 node name, $2 the pass's token
 UPDATE {{schema}}.maintenance
    SET next_at = greatest(next_at, now() + interval '1 minute')
- WHERE name = 'retention' AND node_name = $1 AND last_started = $2::timestamptz;
+ WHERE name = 'retention' AND node_name = :nodeName AND last_started = :token::timestamptz;
 
 -- name: finishRetention
 -- Only the pass that holds the row (node and token) writes its end: the cursor it reached
--- (kept no later than $9, see startRetention), and where the next pass looks for re-runs (this
+-- (kept no later than :settled, see startRetention), and where the next pass looks for re-runs (this
 -- pass's start, less a minute: a run's finished is its statement's start, not its commit).
--- $1 tasks deleted, $2 runs deleted, $3..$5 the runs cursor ($3 text; null: none read yet),
--- $6 ms until the next pass, $7 node name, $8 token, $9 settled (text)
+-- :tasks and :runs: what it deleted; :cursorFinished (text; null: none read yet), :cursorTask and
+-- :cursorAttempt: the runs cursor; :nextInMs: until the next pass.
 UPDATE {{schema}}.maintenance
-   SET last_finished = now(), last_tasks = $1, last_runs = $2, next_at = now() + make_interval(secs => $6::float8 / 1000),
-       runs_cursor_finished = CASE WHEN $3::text IS NULL THEN runs_cursor_finished
-                                   WHEN $3::timestamptz > $9::timestamptz THEN $9::timestamptz ELSE $3::timestamptz END,
-       runs_cursor_task     = CASE WHEN $3::text IS NULL THEN runs_cursor_task
-                                   WHEN $3::timestamptz > $9::timestamptz THEN NULL ELSE $4::bigint END,
-       runs_cursor_attempt  = CASE WHEN $3::text IS NULL THEN runs_cursor_attempt
-                                   WHEN $3::timestamptz > $9::timestamptz THEN NULL ELSE $5::int END,
+   SET last_finished = now(), last_tasks = :tasks, last_runs = :runs, next_at = now() + make_interval(secs => :nextInMs::float8 / 1000),
+       runs_cursor_finished = CASE WHEN :cursorFinished::text IS NULL THEN runs_cursor_finished
+                                   WHEN :cursorFinished::timestamptz > :settled::timestamptz THEN :settled::timestamptz ELSE :cursorFinished::timestamptz END,
+       runs_cursor_task     = CASE WHEN :cursorFinished::text IS NULL THEN runs_cursor_task
+                                   WHEN :cursorFinished::timestamptz > :settled::timestamptz THEN NULL ELSE :cursorTask::bigint END,
+       runs_cursor_attempt  = CASE WHEN :cursorFinished::text IS NULL THEN runs_cursor_attempt
+                                   WHEN :cursorFinished::timestamptz > :settled::timestamptz THEN NULL ELSE :cursorAttempt::int END,
        rerun_since = last_started - interval '1 minute'
- WHERE name = 'retention' AND node_name = $7 AND last_started = $8::timestamptz;
+ WHERE name = 'retention' AND node_name = :nodeName AND last_started = :token::timestamptz;

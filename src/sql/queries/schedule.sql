@@ -1,4 +1,4 @@
--- Runtime queries of the scheduler. $now is null in production (the database's now()) and a
+-- Runtime queries of the scheduler. :now is null in production (the database's now()) and a
 -- fixed instant in tests.
 
 -- name: upcomingSchedules
@@ -9,42 +9,40 @@
 -- one statement. Only rows fireSlots can fire are listed
 -- (clones with an overlap policy other than allow are the general fire's). Every row of the
 -- result carries delay_ms and uninitialised; with nothing scheduled, one row of nulls.
--- $1 group, $2 now or null, $3 limit
 WITH first AS (
   SELECT min(next_start) AS at, coalesce(bool_or(next_start IS NULL), false) AS uninitialised
     FROM {{schema}}.task
-   WHERE group_id = $1 AND (next_start IS NOT NULL OR shed_cron IS NOT NULL)
+   WHERE group_id = :groupId AND (next_start IS NOT NULL OR shed_cron IS NOT NULL)
 )
 -- next_start_exact: next_start as text, to the microsecond (a JavaScript Date keeps milliseconds),
 -- for fireSlots to compare with.
-SELECT (extract(epoch FROM f.at - coalesce($2::timestamptz, now())) * 1000)::float8 AS delay_ms, f.uninitialised,
+SELECT (extract(epoch FROM f.at - coalesce(:now::timestamptz, now())) * 1000)::float8 AS delay_ms, f.uninitialised,
        t.id, t.next_start, t.next_start::text AS next_start_exact, t.shed_period_id, t.shed_period_count, t.shed_cron, t.shed_tz, t.shed_anchor
   FROM first f
   LEFT JOIN LATERAL (
     SELECT t.id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_cron, t.shed_tz, t.shed_anchor
       FROM {{schema}}.task t
-     WHERE t.group_id = $1 AND t.next_start = f.at
+     WHERE t.group_id = :groupId AND t.next_start = f.at
        AND (NOT t.shed_clone OR t.shed_overlap = 'allow')
      ORDER BY t.id
-     LIMIT $3
+     LIMIT :limit
   ) t ON true;
 
 -- name: fireSlots
 -- The timer's fire (migration 16): the rows upcomingSchedules listed, with the next_start read
 -- and the slot after it; fires those still as read and due, in one statement.
--- $1 group, $2 ids, $3 next_start read (next_start_exact), $4 the following slot (null: one-shot), $5 now or null
-SELECT id, action FROM {{schema}}.fire_slots($1, $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz);
+-- :readSlots: each row's next_start as read (next_start_exact); :nextSlots: the slot after it (null: one-shot).
+SELECT id, action FROM {{schema}}.fire_slots(:groupId, :taskIds::bigint[], :readSlots::timestamptz[], :nextSlots::timestamptz[], :now::timestamptz);
 
 -- name: dueSchedules
 -- The due schedules of a group, locked. SKIP LOCKED lets racing nodes split the work; a row
 -- another node just advanced no longer matches once its lock is released, because the
 -- condition is checked again on the newest version of the row. That is what makes each slot
 -- fire once across the cluster.
--- $1 group, $2 now or null, $3 limit
 -- For a cloned schedule with an overlap policy, its copies not ended yet, and whether one waits
 -- (task_shed_parent_idx).
 SELECT t.id, t.state_id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_clone, t.shed_cron, t.shed_tz,
-       t.shed_anchor, t.shed_overlap, coalesce($2::timestamptz, now()) AS now,
+       t.shed_anchor, t.shed_overlap, coalesce(:now::timestamptz, now()) AS now,
        CASE WHEN t.shed_clone AND t.shed_overlap <> 'allow' THEN
          (SELECT count(*)::int FROM {{schema}}.task c
            WHERE c.shed_parent_id = t.id AND (c.state_id IN ('AW', 'AE', 'AC') OR c.live_worker_id IS NOT NULL))
@@ -52,11 +50,11 @@ SELECT t.id, t.state_id, t.next_start, t.shed_period_id, t.shed_period_count, t.
        t.shed_clone AND t.shed_overlap IN ('queue', 'cancel_previous')
          AND EXISTS (SELECT 1 FROM {{schema}}.task c WHERE c.shed_parent_id = t.id AND c.state_id = 'DR') AS waiting_copy
   FROM {{schema}}.task t
- WHERE group_id = $1
+ WHERE group_id = :groupId
    AND (next_start IS NOT NULL OR shed_cron IS NOT NULL)
-   AND (next_start <= coalesce($2::timestamptz, now()) OR next_start IS NULL)
+   AND (next_start <= coalesce(:now::timestamptz, now()) OR next_start IS NULL)
  ORDER BY next_start NULLS FIRST, id
- LIMIT $3
+ LIMIT :limit
    FOR UPDATE SKIP LOCKED;
 
 -- name: markAdvancing
@@ -67,34 +65,30 @@ SELECT set_config('pg_tasks.advancing', 'on', true);
 -- shed_clone: a copy of each scheduled task, pointing back at it, with its recover policy,
 -- timeout and retry settings: queued (AW), or waiting in DR for earlier copies to end (the
 -- overlap policies queue and cancel_previous). The copy has no schedule of its own.
--- $1 scheduled task ids, $2 the copies' states
 INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
                              timeout, max_attempts, backoff_base, backoff_cap, retry_on)
 SELECT t.params, c.state_id, t.priority, t.group_id, t.command, t.cwd, t.id, t.recover_policy,
        t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on
   FROM {{schema}}.task t
-  JOIN unnest($1::bigint[], $2::text[]) AS c(id, state_id) ON c.id = t.id;
+  JOIN unnest(:taskIds::bigint[], :states::text[]) AS c(id, state_id) ON c.id = t.id;
 
 -- name: queueWaitingCopies
 -- A copy left waiting (DR) by the queue or cancel_previous policy with nothing left to wait
 -- for (its copies ended by a path that did not queue it): queued at the next slot.
--- $1 scheduled task ids
 UPDATE {{schema}}.task
    SET state_id = 'AW', worker_id = NULL
- WHERE shed_parent_id = ANY($1::bigint[]) AND state_id = 'DR';
+ WHERE shed_parent_id = ANY(:taskIds::bigint[]) AND state_id = 'DR';
 
 -- name: cancelCopies
 -- cancel_previous: the copies of these schedules that have not ended are cancelled (a waiting
 -- one ends CC at once; an executing one has its process group killed).
--- $1 scheduled task ids
 UPDATE {{schema}}.task
    SET state_id = 'AC'
- WHERE shed_parent_id = ANY($1::bigint[]) AND state_id IN ('AW', 'AE');
+ WHERE shed_parent_id = ANY(:taskIds::bigint[]) AND state_id IN ('AW', 'AE');
 
 -- name: advanceSchedules
 -- One statement per batch: move next_start, re-queue (the seed's statement: AW, any worker),
 -- count skipped slots, or switch off a schedule the node cannot compute.
--- $1 ids, $2 next starts, $3 re-queue, $4 skipped, $5 disable with this error (or null)
 UPDATE {{schema}}.task t
    SET next_start = r.next_start,
        state_id = CASE WHEN r.requeue THEN 'AW' ELSE t.state_id END,
@@ -102,35 +96,33 @@ UPDATE {{schema}}.task t
        shed_skip_count = t.shed_skip_count + CASE WHEN r.skipped THEN 1 ELSE 0 END,
        shed_cron = CASE WHEN r.disabled IS NULL THEN t.shed_cron ELSE NULL END,
        error = coalesce(r.disabled, t.error)
-  FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $4::boolean[], $5::text[])
+  FROM unnest(:taskIds::bigint[], :nextStarts::timestamptz[], :requeues::boolean[], :skips::boolean[], :disabled::text[])
        AS r(id, next_start, requeue, skipped, disabled)
  WHERE t.id = r.id;
 
 -- name: setSchedule
--- $1 id, $2 next_start, $3 period, $4 count, $5 cron, $6 tz, $7 clone; then the run settings
--- set where given (null: left as they are): $8 timeout (ms), $9 max attempts, $10 backoff
--- base (ms), $11 backoff cap (ms), $12 retry on; $13 overlap policy (null: left as it is)
+-- The schedule, then the run settings (:timeoutMs to :retryOn) and the :overlap policy, each set
+-- where given (null: left as it is).
 UPDATE {{schema}}.task
-   SET next_start = $2, shed_period_id = $3, shed_period_count = $4, shed_cron = $5, shed_tz = $6, shed_clone = $7,
-       shed_overlap = coalesce($13, shed_overlap),
-       timeout = coalesce(make_interval(secs => $8::float8 / 1000), timeout),
-       max_attempts = coalesce($9, max_attempts),
-       backoff_base = coalesce(make_interval(secs => $10::float8 / 1000), backoff_base),
-       backoff_cap = coalesce(make_interval(secs => $11::float8 / 1000), backoff_cap),
-       retry_on = coalesce($12, retry_on)
- WHERE id = $1
+   SET next_start = :nextStart, shed_period_id = :periodId, shed_period_count = :periodCount, shed_cron = :cron, shed_tz = :tz, shed_clone = :clone,
+       shed_overlap = coalesce(:overlap, shed_overlap),
+       timeout = coalesce(make_interval(secs => :timeoutMs::float8 / 1000), timeout),
+       max_attempts = coalesce(:maxAttempts, max_attempts),
+       backoff_base = coalesce(make_interval(secs => :backoffBaseMs::float8 / 1000), backoff_base),
+       backoff_cap = coalesce(make_interval(secs => :backoffCapMs::float8 / 1000), backoff_cap),
+       retry_on = coalesce(:retryOn, retry_on)
+ WHERE id = :taskId
 RETURNING *;
 
 -- name: clearSchedule
 UPDATE {{schema}}.task
    SET next_start = NULL, shed_period_id = NULL, shed_period_count = NULL, shed_cron = NULL, shed_clone = false
- WHERE id = $1
+ WHERE id = :taskId
 RETURNING *;
 
 -- name: listScheduled
--- $1 group or null, $2 limit
 SELECT * FROM {{schema}}.task
  WHERE (next_start IS NOT NULL OR shed_cron IS NOT NULL)
-   AND ($1::int IS NULL OR group_id = $1)
+   AND (:groupId::int IS NULL OR group_id = :groupId)
  ORDER BY next_start NULLS FIRST, id
- LIMIT $2;
+ LIMIT :limit;

@@ -1,39 +1,39 @@
 -- Runtime queries about tasks. Each "-- name:" block is one statement, loaded by
--- src/db/queries.ts; values are always bound parameters.
+-- src/db/queries.ts; values are always bound parameters, named (:workerId; numbered $1… at load)
+-- and typed in task.ts beside this file.
 
 -- name: claimTasks
 -- The node's only claim: as many waiting tasks of its group as it has free slots, smallest
 -- priority first, then oldest; rows another node is claiming are skipped, not waited on.
 -- Tasks any worker may run and tasks pinned to this worker are read from their own indexes
 -- (each its head, in order) and merged: tasks pinned to other workers are never read. Up to
--- $3 rows of the branch that loses the merge stay locked until this statement commits.
--- The EXISTS makes the claim conditional on the lease term the node holds ($4). A task whose
+-- :freeSlots rows of the branch that loses the merge stay locked until this statement commits.
+-- The EXISTS makes the claim conditional on the lease term the node holds (:epoch). A task whose
 -- earlier process may still live (re-queued meanwhile, on any node) is not in the indexes.
 -- Limits (migration 9): claim_limits, called once before any task is read, says how many the
 -- group's max_running leaves, and which keys are at their limit (those tasks are skipped);
 -- of the tasks read, a key's are taken up to the room it has left. `candidates` (how many were
 -- read) tells the node that some were held back by a key, so more may wait behind them.
 -- Each claimed task starts its next run: attempt + 1, marked live for this worker and term.
--- What may run (migration 14): for a node started with --commands allowlist ($6), or a group
+-- What may run (migration 14): for a node started with --commands allowlist (:checkCommands), or a group
 -- whose commands = 'allowlist', each claimed task carries the matcher's answer: exec_path to
 -- run, or why it is refused. Otherwise the matcher is never called (grp's one probe of task_group).
 -- Spawn (issue 13): the group's run_as, pass_env, env and limits are read once (grp); each
 -- limit returned is the smaller of the task's and the group's (least ignores nulls).
--- $1 group, $2 worker, $3 free slots, $4 lease epoch, $5 node name, $6 check every command
 WITH grp AS MATERIALIZED (
   SELECT commands, run_as, pass_env, env, memory_max, cpu_seconds_max, open_files_max, pids_max
-    FROM {{schema}}.task_group WHERE id = $1
+    FROM {{schema}}.task_group WHERE id = :groupId
 ), term AS (
   SELECT EXISTS (SELECT 1 FROM {{schema}}.worker w
-                  WHERE w.id = $2 AND w.lease_epoch = $4 AND w.active AND w.locked_until > now()) AS held
+                  WHERE w.id = :workerId AND w.lease_epoch = :epoch AND w.active AND w.locked_until > now()) AS held
 ), commands AS (
-  SELECT $6::boolean OR EXISTS (SELECT 1 FROM grp WHERE grp.commands = 'allowlist') AS checked
+  SELECT :checkCommands::boolean OR EXISTS (SELECT 1 FROM grp WHERE grp.commands = 'allowlist') AS checked
 ), lim AS MATERIALIZED (
-  SELECT * FROM {{schema}}.claim_limits($1, $3, (SELECT held FROM term))
+  SELECT * FROM {{schema}}.claim_limits(:groupId, :freeSlots, (SELECT held FROM term))
 ), any_worker AS (
   SELECT id, priority, last_state_change, concurrency_key, false AS pinned
     FROM {{schema}}.task
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id IS NULL AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
+   WHERE state_id = 'AW' AND group_id = :groupId AND worker_id IS NULL AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
      AND (SELECT held FROM term)
      AND (concurrency_key IS NULL OR concurrency_key <> ALL (CAST((SELECT blocked FROM lim) AS text[])))
    ORDER BY priority, last_state_change, id
@@ -42,7 +42,7 @@ WITH grp AS MATERIALIZED (
 ), pinned AS (
   SELECT id, priority, last_state_change, concurrency_key, true AS pinned
     FROM {{schema}}.task
-   WHERE state_id = 'AW' AND group_id = $1 AND worker_id = $2 AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
+   WHERE state_id = 'AW' AND group_id = :groupId AND worker_id = :workerId AND run_after IS NULL AND live_worker_id IS NULL AND deps_left = 0
      AND (SELECT held FROM term)
      AND (concurrency_key IS NULL OR concurrency_key <> ALL (CAST((SELECT blocked FROM lim) AS text[])))
    ORDER BY priority, last_state_change, id
@@ -60,17 +60,17 @@ WITH grp AS MATERIALIZED (
    LIMIT (SELECT budget FROM lim)
 )
 UPDATE {{schema}}.task t
-   SET state_id = 'AE', worker_id = $2, lease_epoch = $4, node_name = $5, started = now(),
-       attempt = t.attempt + 1, live_worker_id = $2, live_epoch = $4, end_reason = NULL,
+   SET state_id = 'AE', worker_id = :workerId, lease_epoch = :epoch, node_name = :nodeName, started = now(),
+       attempt = t.attempt + 1, live_worker_id = :workerId, live_epoch = :epoch, end_reason = NULL,
        finished = NULL, exit_code = NULL, exit_signal = NULL, pid = NULL, output = NULL
   FROM picked
  WHERE t.id = picked.id
 RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_change, picked.pinned,
-          -- The group's timeout is read once (every task claimed is of group $1).
-          (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = $1))) * 1000)::float8 AS timeout_ms,
+          -- The group's timeout is read once (every task claimed is of group :groupId).
+          (extract(epoch FROM coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = :groupId))) * 1000)::float8 AS timeout_ms,
           (SELECT count(*) FROM candidates)::int AS candidates,
-          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_allowed($1, CAST(t.command AS text[]), t.id) END AS exec_path,
-          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_refusal($1, CAST(t.command AS text[]), t.id) END AS refusal,
+          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_allowed(:groupId, CAST(t.command AS text[]), t.id) END AS exec_path,
+          CASE WHEN (SELECT checked FROM commands) THEN {{schema}}.command_refusal(:groupId, CAST(t.command AS text[]), t.id) END AS refusal,
           coalesce(t.run_as, (SELECT run_as FROM grp)) AS run_as,
           (SELECT pass_env FROM grp) AS pass_env, (SELECT env FROM grp) AS env,
           least(t.memory_max, (SELECT memory_max FROM grp))::float8 AS memory_max,
@@ -81,11 +81,10 @@ RETURNING t.id, t.attempt, t.command, t.cwd, t.params, t.priority, t.last_state_
 -- name: recordPids
 -- The pid of each run that started, on its task row while the row still shows that run (the
 -- run's own row takes it with the run's end).
--- $1 worker, $2 lease epoch, $3 task ids, $4 attempts, $5 pids
 UPDATE {{schema}}.task t
    SET pid = r.pid
-  FROM unnest($3::bigint[], $4::int[], $5::int[]) AS r(id, attempt, pid)
- WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
+  FROM unnest(:taskIds::bigint[], :attempts::int[], :pids::int[]) AS r(id, attempt, pid)
+ WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = :workerId AND t.live_epoch = :epoch
    -- A row queued again meanwhile (AW, DR) no longer shows the run; one set to C* while it runs does.
    AND t.state_id NOT IN ('AW', 'DR');
 
@@ -101,10 +100,9 @@ UPDATE {{schema}}.task t
 -- retry_on, before max_attempts runs, queues the task again with run_after = now + its
 -- backoff (retry_delay, in migration 5, says whether and when), on any worker of the group
 -- unless the run was claimed as pinned to this one.
--- $1 worker, $2 lease epoch, $3 node name, then one array per column
 WITH r AS (
-  SELECT * FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[],
-                       $13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::boolean[])
+  SELECT * FROM unnest(:taskIds::bigint[], :attempts::int[], :stateIds::text[], :endReasons::text[], :exitCodes::int[], :exitSignals::text[], :errors::text[], :outputs::text[], :pids::int[],
+                       :cpuUserMs::bigint[], :cpuSystemMs::bigint[], :maxRssKb::bigint[], :timeoutMs::float8[], :pinned::boolean[])
          AS r(id, attempt, state_id, end_reason, exit_code, exit_signal, error, output, pid,
               cpu_user_ms, cpu_system_ms, max_rss_kb, timeout_ms, pinned)
 ), ended AS (
@@ -133,7 +131,7 @@ WITH r AS (
          -- written on its own (recordPids waits a little: most short runs end first).
          pid         = CASE WHEN t.state_id IN ('AW', 'DR') THEN t.pid ELSE coalesce(r.pid, t.pid) END
     FROM r
-   WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = $1 AND t.live_epoch = $2
+   WHERE t.id = r.id AND t.attempt = r.attempt AND t.live_worker_id = :workerId AND t.live_epoch = :epoch
   RETURNING t.id, t.attempt, t.started, r.pid, r.timeout_ms, r.exit_code, r.exit_signal, r.end_reason, r.error, r.output,
             r.cpu_user_ms, r.cpu_system_ms, r.max_rss_kb
 )
@@ -141,7 +139,7 @@ INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_
                                  exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb)
 -- A timeout past what a timestamp can hold (e.g. '100000000 years', which the check allows)
 -- has no deadline: 'infinity', rather than an error that would fail the batch for ever.
-SELECT id, attempt, $1, $2, $3, pid, coalesce(started, now()),
+SELECT id, attempt, :workerId, :epoch, :nodeName, pid, coalesce(started, now()),
        CASE WHEN timeout_ms < 9e15 THEN started + make_interval(secs => timeout_ms / 1000) WHEN timeout_ms IS NOT NULL THEN 'infinity' END, now(),
        exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb
   FROM ended
@@ -151,34 +149,30 @@ RETURNING task_id AS id, attempt;
 
 -- name: cancelRequests
 -- The live runs of this term whose task asks to be cancelled.
--- $1 worker, $2 lease epoch
 SELECT id, attempt
   FROM {{schema}}.task
- WHERE live_worker_id = $1 AND live_epoch = $2 AND state_id = 'AC';
+ WHERE live_worker_id = :workerId AND live_epoch = :epoch AND state_id = 'AC';
 
 -- name: nextDelayedDue
 -- How long until the group's earliest waiting task with a run_after is due (negative: it is);
 -- null when there is none. Served by task_delayed_idx.
--- $1 group
 SELECT (extract(epoch FROM min(run_after) - now()) * 1000)::float8 AS delay_ms
   FROM {{schema}}.task
- WHERE group_id = $1 AND state_id = 'AW' AND run_after IS NOT NULL;
+ WHERE group_id = :groupId AND state_id = 'AW' AND run_after IS NOT NULL;
 
 -- name: releaseDelayed
 -- Due waiting tasks become claimable: run_after cleared puts them in the claim's indexes, and
 -- the update notifies the group ('queued'). Racing nodes release each row once.
--- $1 group
 UPDATE {{schema}}.task
    SET run_after = NULL
- WHERE group_id = $1 AND state_id = 'AW' AND run_after IS NOT NULL AND run_after <= now();
+ WHERE group_id = :groupId AND state_id = 'AW' AND run_after IS NOT NULL AND run_after <= now();
 
 -- name: taskRuns
 -- The runs that ended, then the live one (from the task row: its task_run row is written
 -- when it ends).
--- $1 task id
 SELECT task_id, attempt, worker_id, lease_epoch, node_name, pid, started, deadline, finished,
        exit_code, exit_signal, end_reason, error, output, cpu_user_ms, cpu_system_ms, max_rss_kb
-  FROM {{schema}}.task_run WHERE task_id = $1
+  FROM {{schema}}.task_run WHERE task_id = :taskId
 UNION ALL
 SELECT t.id, t.attempt, t.live_worker_id, t.live_epoch, t.node_name, t.pid, t.started,
        -- As in finishRuns: a timeout past the timestamps' range is no deadline ('infinity').
@@ -186,53 +180,47 @@ SELECT t.id, t.attempt, t.live_worker_id, t.live_epoch, t.node_name, t.pid, t.st
        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
   FROM {{schema}}.task t
        CROSS JOIN LATERAL (SELECT coalesce(t.timeout, (SELECT g.timeout FROM {{schema}}.task_group g WHERE g.id = t.group_id)) AS timeout) x
- WHERE t.id = $1 AND t.live_worker_id IS NOT NULL
+ WHERE t.id = :taskId AND t.live_worker_id IS NOT NULL
  ORDER BY attempt;
 
 -- name: insertTask
--- $1 command, $2 group, $3 priority, $4 state, $5 cwd, $6 params, $7 worker, $8 recover policy,
--- $9 timeout (ms), $10 max attempts, $11 backoff base (ms), $12 backoff cap (ms), $13 retry on,
--- $14 depends on, $15 concurrency key
 INSERT INTO {{schema}}.task (command, group_id, priority, state_id, cwd, params, worker_id, recover_policy,
                              timeout, max_attempts, backoff_base, backoff_cap, retry_on, depends_on, concurrency_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, make_interval(secs => $9::float8 / 1000), $10,
-        make_interval(secs => $11::float8 / 1000), make_interval(secs => $12::float8 / 1000), $13, $14, $15)
+VALUES (:command, :groupId, :priority, :stateId, :cwd, :params, :workerId, :recoverPolicy, make_interval(secs => :timeoutMs::float8 / 1000), :maxAttempts,
+        make_interval(secs => :backoffBaseMs::float8 / 1000), make_interval(secs => :backoffCapMs::float8 / 1000), :retryOn, :dependsOn, :concurrencyKey)
 RETURNING *;
 
 -- name: prerequisites
--- $1 task id
 SELECT p.id, p.state_id
   FROM {{schema}}.task t
   CROSS JOIN LATERAL unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
   JOIN {{schema}}.task p ON p.id = d.id
- WHERE t.id = $1
+ WHERE t.id = :taskId
  ORDER BY d.n;
 
 -- name: queueTask
 -- The seed's re-queue: any worker of the group, from DR or a C* state.
 UPDATE {{schema}}.task SET state_id = 'AW', worker_id = NULL
- WHERE id = $1 AND (state_id = 'DR' OR state_id LIKE 'C%')
+ WHERE id = :taskId AND (state_id = 'DR' OR state_id LIKE 'C%')
 RETURNING *;
 
 -- name: cancelTask
 -- An active task, or one whose row was ended by hand while a process of it still runs.
 UPDATE {{schema}}.task t SET state_id = 'AC'
- WHERE t.id = $1
+ WHERE t.id = :taskId
    AND (t.state_id LIKE 'A%'
         OR t.live_worker_id IS NOT NULL)
 RETURNING *;
 
 -- name: getTask
-SELECT * FROM {{schema}}.task WHERE id = $1;
+SELECT * FROM {{schema}}.task WHERE id = :taskId;
 
 -- name: getTasks
--- $1 task ids
-SELECT * FROM {{schema}}.task WHERE id = ANY($1::bigint[]);
+SELECT * FROM {{schema}}.task WHERE id = ANY(:taskIds::bigint[]);
 
 -- name: listTasks
--- $1 state or null, $2 group or null, $3 limit
 SELECT * FROM {{schema}}.task
- WHERE ($1::char(2) IS NULL OR state_id = $1)
-   AND ($2::int IS NULL OR group_id = $2)
+ WHERE (:stateId::char(2) IS NULL OR state_id = :stateId)
+   AND (:groupId::int IS NULL OR group_id = :groupId)
  ORDER BY id DESC
- LIMIT $3;
+ LIMIT :limit;

@@ -1,9 +1,8 @@
--- Runtime queries about workers and their leases. Time-based statements take $now, null
+-- Runtime queries about workers and their leases. Time-based statements take :now, null
 -- meaning the database's now(), so tests can move time without sleeping.
 
 -- name: ensureWorker
--- $1 worker, $2 group
-INSERT INTO {{schema}}.worker (id, group_id) VALUES ($1, $2)
+INSERT INTO {{schema}}.worker (id, group_id) VALUES (:workerId, :groupId)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: lockWorker
@@ -11,15 +10,14 @@ ON CONFLICT (id) DO NOTHING;
 -- lock_gone: the holder held the worker's advisory lock (lock_pid) and holds it no more: its
 -- session has ended (the node died, or its connection was cut), so a standby takes the next
 -- term at once instead of waiting for the lease to lapse.
--- $1 worker, $2 recovery delay (seconds), $3 now or null
 SELECT id, active, stop, node_name, lease_epoch, locked_until,
        -- milliseconds until a lapsed lease becomes recoverable: when a standby tries again
-       (extract(epoch FROM locked_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8 AS recoverable_in_ms,
-       (active AND locked_until > coalesce($3::timestamptz, now())) AS held,
-       (active AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS failed,
+       (extract(epoch FROM locked_until + make_interval(secs => :recoveryDelaySeconds) - coalesce(:now::timestamptz, now())) * 1000)::float8 AS recoverable_in_ms,
+       (active AND locked_until > coalesce(:now::timestamptz, now())) AS held,
+       (active AND locked_until + make_interval(secs => :recoveryDelaySeconds) <= coalesce(:now::timestamptz, now())) AS failed,
        (active AND lock_pid IS NOT NULL AND NOT {{schema}}.worker_lock_held(id, lock_pid)) AS lock_gone
   FROM {{schema}}.worker
- WHERE id = $1
+ WHERE id = :workerId
    FOR UPDATE;
 
 -- name: markRecovering
@@ -28,26 +26,25 @@ SELECT id, active, stop, node_name, lease_epoch, locked_until,
 SELECT set_config('pg_tasks.recovering', 'on', true);
 
 -- name: recoverWorker
--- The recover policy, on the runs of worker $1's terms up to $2.
-SELECT {{schema}}.recover_worker_tasks($1, $2::bigint);
+-- The recover policy, on the runs of worker :workerId's terms up to :epoch.
+SELECT {{schema}}.recover_worker_tasks(:workerId, :epoch::bigint);
 
 -- name: endWorkerRuns
 -- With the recovery of a worker's old terms, whatever the policy: their live runs are over
 -- (the node fenced itself and killed their processes before its lease could lapse), so their
 -- tasks may run again: each gets its task_run row, and its live-run mark is cleared. Runs of
 -- a newer term of the worker are not touched.
--- $1 worker, $2 the last term recovered
 WITH live AS (
-  SELECT id, live_epoch FROM {{schema}}.task WHERE live_worker_id = $1 AND live_epoch <= $2
+  SELECT id, live_epoch FROM {{schema}}.task WHERE live_worker_id = :workerId AND live_epoch <= :epoch
 ), ended AS (
   UPDATE {{schema}}.task t
      SET live_worker_id = NULL, live_epoch = NULL
     FROM live
-   WHERE t.id = live.id AND t.live_worker_id = $1 AND t.live_epoch <= $2
+   WHERE t.id = live.id AND t.live_worker_id = :workerId AND t.live_epoch <= :epoch
   RETURNING t.id, t.attempt, t.node_name, t.pid, t.started, live.live_epoch
 )
 INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, pid, started, finished, end_reason, error)
-SELECT id, attempt, $1, live_epoch, node_name, pid, coalesce(started, now()), now(), 'worker_failed', 'Worker failed'
+SELECT id, attempt, :workerId, live_epoch, node_name, pid, coalesce(started, now()), now(), 'worker_failed', 'Worker failed'
   FROM ended
 ON CONFLICT (task_id, attempt) DO NOTHING;
 
@@ -55,77 +52,71 @@ ON CONFLICT (task_id, attempt) DO NOTHING;
 -- A new term. If the row was still active, the term it ends did not end cleanly: its runs are
 -- left to recovery, due once its locked_until + the recovery delay has passed (old_epoch,
 -- old_until; see recoverOldTerms). old_due_in_ms says when, in database time.
--- $1 worker, $2 lease (seconds), $3 now or null, $4 node name, $5 host, $6 pid, $7 group,
--- $8 max tasks, $9 lock_pid (the backend holding the worker's lock for this node, or null),
--- $10 recovery delay (seconds)
 UPDATE {{schema}}.worker
    SET old_epoch = CASE WHEN active THEN lease_epoch ELSE old_epoch END,
        old_until = CASE WHEN active THEN greatest(old_until, locked_until) ELSE old_until END,
        active = true,
-       locked_until = coalesce($3::timestamptz, now()) + make_interval(secs => $2),
+       locked_until = coalesce(:now::timestamptz, now()) + make_interval(secs => :leaseSeconds),
        lease_epoch = lease_epoch + 1,
-       lease_taken = coalesce($3::timestamptz, now()),
-       node_name = $4, host = $5, pid = $6, group_id = $7, max_task_count = $8, task_count = 0,
-       lock_pid = $9
- WHERE id = $1
+       lease_taken = coalesce(:now::timestamptz, now()),
+       node_name = :nodeName, host = :host, pid = :pid, group_id = :groupId, max_task_count = :maxTasks, task_count = 0,
+       lock_pid = :lockPid
+ WHERE id = :workerId
 -- (RETURNING sees the new values: old_until as just set.)
 RETURNING lease_epoch, stop, old_epoch,
-          (extract(epoch FROM old_until + make_interval(secs => $10) - coalesce($3::timestamptz, now())) * 1000)::float8 AS old_due_in_ms;
+          (extract(epoch FROM old_until + make_interval(secs => :recoveryDelaySeconds) - coalesce(:now::timestamptz, now())) * 1000)::float8 AS old_due_in_ms;
 
 -- name: renewLease
--- Renews only the term the node holds ($2). No row back = the lease is lost. The renewal
+-- Renews only the term the node holds (:epoch). No row back = the lease is lost. The renewal
 -- doubles as the node's safety resync at no extra statement: it says whether work is waiting
 -- for the node, whether cancellations are pending (in case a notification was missed), and
 -- when each worker that may need recovering becomes due (watch: see RecoveryWatch). It also
 -- sends the node a ping on its own channel: if the ping does not come back, LISTEN is broken.
 -- The ping carries the lease too: other nodes put off their watch of this worker by it.
--- $1 worker, $2 lease epoch, $3 lease (seconds), $4 running tasks, $5 now or null, $6 group,
--- $7 recovery delay (seconds), $8 channel, $9 the ping's sequence number, $10 lock_pid (or null)
 UPDATE {{schema}}.worker w
-   SET locked_until = coalesce($5::timestamptz, now()) + make_interval(secs => $3),
-       task_count = $4, lock_pid = $10
- WHERE w.id = $1 AND w.lease_epoch = $2 AND w.active
+   SET locked_until = coalesce(:now::timestamptz, now()) + make_interval(secs => :leaseSeconds),
+       task_count = :taskCount, lock_pid = :lockPid
+ WHERE w.id = :workerId AND w.lease_epoch = :epoch AND w.active
 RETURNING w.stop,
   -- Two EXISTS, one per waiting-task index: tasks pinned to other workers are not read.
   (EXISTS (SELECT 1 FROM {{schema}}.task t
-            WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id IS NULL AND t.run_after IS NULL AND t.live_worker_id IS NULL AND t.deps_left = 0)
+            WHERE t.state_id = 'AW' AND t.group_id = :groupId AND t.worker_id IS NULL AND t.run_after IS NULL AND t.live_worker_id IS NULL AND t.deps_left = 0)
    OR EXISTS (SELECT 1 FROM {{schema}}.task t
-               WHERE t.state_id = 'AW' AND t.group_id = $6 AND t.worker_id = $1 AND t.run_after IS NULL AND t.live_worker_id IS NULL AND t.deps_left = 0)) AS has_waiting,
+               WHERE t.state_id = 'AW' AND t.group_id = :groupId AND t.worker_id = :workerId AND t.run_after IS NULL AND t.live_worker_id IS NULL AND t.deps_left = 0)) AS has_waiting,
   EXISTS (SELECT 1 FROM {{schema}}.task t
-           WHERE t.live_worker_id = $1 AND t.live_epoch = $2 AND t.state_id = 'AC') AS has_cancels,
+           WHERE t.live_worker_id = :workerId AND t.live_epoch = :epoch AND t.state_id = 'AC') AS has_cancels,
   -- Milliseconds (database time) until each other active worker's lease has lapsed past the
   -- recovery delay (lapse), and until a worker's old terms are due (old; this one's too): the
   -- node arms a timer for each, and a renewal's ping puts off the lapse. Negative: due now.
   (SELECT coalesce(json_agg(json_build_object(
             'id', f.id,
-            'lapse', CASE WHEN f.active AND f.id <> $1
-                     THEN (extract(epoch FROM f.locked_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8 END,
+            'lapse', CASE WHEN f.active AND f.id <> :workerId
+                     THEN (extract(epoch FROM f.locked_until + make_interval(secs => :recoveryDelaySeconds) - coalesce(:now::timestamptz, now())) * 1000)::float8 END,
             'old', CASE WHEN f.old_epoch IS NOT NULL
-                   THEN (extract(epoch FROM f.old_until + make_interval(secs => $7) - coalesce($5::timestamptz, now())) * 1000)::float8 END)), '[]')
+                   THEN (extract(epoch FROM f.old_until + make_interval(secs => :recoveryDelaySeconds) - coalesce(:now::timestamptz, now())) * 1000)::float8 END)), '[]')
      FROM {{schema}}.worker f
-    WHERE (f.active AND f.id <> $1) OR f.old_epoch IS NOT NULL) AS watch,
+    WHERE (f.active AND f.id <> :workerId) OR f.old_epoch IS NOT NULL) AS watch,
   -- Live runs of this term that started a while ago: the node checks it has a process for
   -- each (a claim whose reply was lost on the wire would leave one without).
   (SELECT coalesce(json_agg(json_build_object('id', t.id, 'attempt', t.attempt)), '[]')
      FROM {{schema}}.task t
-    WHERE t.live_worker_id = $1 AND t.live_epoch = $2
-      AND t.started <= coalesce($5::timestamptz, now()) - make_interval(secs => $3 / 2)) AS owned,
-  {{schema}}.notify_event($8, 'ping', p_worker => $1, p_epoch => $2, p_seq => $9, p_lease => $3) IS NULL AS pinged;
+    WHERE t.live_worker_id = :workerId AND t.live_epoch = :epoch
+      AND t.started <= coalesce(:now::timestamptz, now()) - make_interval(secs => :leaseSeconds / 2)) AS owned,
+  {{schema}}.notify_event(:channel, 'ping', p_worker => :workerId, p_epoch => :epoch, p_seq => :ping, p_lease => :leaseSeconds) IS NULL AS pinged;
 
 -- name: failOrphanRuns
--- Live runs of this worker's terms up to $2 that no node answers for: a claim that committed
+-- Live runs of this worker's terms up to :epoch that no node answers for: a claim that committed
 -- while its reply was lost (a cut connection), and the node holding the term ended cleanly
 -- without ever hearing of it. Called when a term ends cleanly (every process of it is gone
 -- by then) and when a term begins without a recovery. Each ends 'lost', like a lost run the
 -- node notices itself: an executing task retries if its retry_on allows (after its backoff,
 -- on any worker), else ends CF; one being cancelled ends CC. Runs of old terms awaiting their
 -- recovery (up to old_epoch) are not orphans: their node may still be running them.
--- $1 worker, $2 lease epoch
 WITH orphan AS (
   SELECT t.id, t.live_epoch, CASE WHEN t.state_id = 'AE' THEN {{schema}}.retry_delay(t, 'lost') END AS delay
     FROM {{schema}}.task t
-   WHERE t.live_worker_id = $1 AND t.live_epoch <= $2
-     AND t.live_epoch > coalesce((SELECT w.old_epoch FROM {{schema}}.worker w WHERE w.id = $1), 0)
+   WHERE t.live_worker_id = :workerId AND t.live_epoch <= :epoch
+     AND t.live_epoch > coalesce((SELECT w.old_epoch FROM {{schema}}.worker w WHERE w.id = :workerId), 0)
 ), ended AS (
   UPDATE {{schema}}.task t
      SET live_worker_id = NULL, live_epoch = NULL,
@@ -138,35 +129,34 @@ WITH orphan AS (
                            WHEN t.state_id = 'AC' THEN 'Cancelled' ELSE t.error END,
          finished   = CASE WHEN t.state_id IN ('AE', 'AC') THEN now() ELSE t.finished END
     FROM orphan o
-   WHERE t.id = o.id AND t.live_worker_id = $1 AND t.live_epoch <= $2
+   WHERE t.id = o.id AND t.live_worker_id = :workerId AND t.live_epoch <= :epoch
   RETURNING t.id, t.attempt, t.node_name, t.started, o.live_epoch
 )
 INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, started, finished, end_reason, error)
-SELECT e.id, e.attempt, $1, e.live_epoch, e.node_name, coalesce(e.started, now()), now(), 'lost',
+SELECT e.id, e.attempt, :workerId, e.live_epoch, e.node_name, coalesce(e.started, now()), now(), 'lost',
        'Lost: the node that claimed it never ran it (the claim reply was lost)'
   FROM ended e
 ON CONFLICT (task_id, attempt) DO NOTHING;
 
 -- name: releaseLease
--- $1 worker, $2 lease epoch, $3 clear the stop code (the node fulfilled a stop request)
 UPDATE {{schema}}.worker
    SET active = false, locked_until = now(), task_count = 0, lock_pid = NULL,
-       stop = CASE WHEN $3::boolean THEN 0 ELSE stop END
- WHERE id = $1 AND lease_epoch = $2;
+       stop = CASE WHEN :clearStop::boolean THEN 0 ELSE stop END
+ WHERE id = :workerId AND lease_epoch = :epoch;
 
 -- name: readWorker
-SELECT * FROM {{schema}}.worker WHERE id = $1;
+SELECT * FROM {{schema}}.worker WHERE id = :workerId;
 
 -- name: listWorkers
--- $1 recovery delay (seconds), $2 lease (seconds): a standby seen within a lease is waiting
+-- A standby seen within a lease (:leaseSeconds) is waiting.
 SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, active, locked_until, lease_epoch, lease_taken,
-       CASE WHEN standby_seen > now() - make_interval(secs => $2) THEN standby_node END AS standby,
+       CASE WHEN standby_seen > now() - make_interval(secs => :leaseSeconds) THEN standby_node END AS standby,
        -- a term taken over before its lease ended: when its tasks are recovered
-       CASE WHEN old_epoch IS NOT NULL THEN old_until + make_interval(secs => $1) END AS recovers_at,
+       CASE WHEN old_epoch IS NOT NULL THEN old_until + make_interval(secs => :recoveryDelaySeconds) END AS recovers_at,
        CASE
-         WHEN NOT active AND standby_seen > now() - make_interval(secs => $2) THEN 'standby'
+         WHEN NOT active AND standby_seen > now() - make_interval(secs => :leaseSeconds) THEN 'standby'
          WHEN NOT active THEN 'stopped'
-         WHEN locked_until + make_interval(secs => $1) <= now() THEN 'failed'
+         WHEN locked_until + make_interval(secs => :recoveryDelaySeconds) <= now() THEN 'failed'
          WHEN locked_until <= now() THEN 'late'
          WHEN stop > 0 THEN 'stopping'
          ELSE 'ok'
@@ -175,8 +165,7 @@ SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, act
  ORDER BY id;
 
 -- name: setWorkerStop
--- $1 worker, $2 stop code
-UPDATE {{schema}}.worker SET stop = $2 WHERE id = $1
+UPDATE {{schema}}.worker SET stop = :stop WHERE id = :workerId
 RETURNING *;
 
 -- name: lockRecoverable
@@ -184,60 +173,53 @@ RETURNING *;
 -- lapsed: active, its lease lapsed past the recovery delay (not this node's own worker: that
 -- one this node takes back through its lease). lapse_in_ms, old_in_ms: until that, and until
 -- its old terms' recovery, in database time (see watchWorker).
--- $1 worker, $2 recovery delay (seconds), $3 now or null, $4 this node's worker
 SELECT id, node_name, lease_epoch,
-       (active AND id <> $4 AND locked_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now())) AS lapsed,
-       CASE WHEN active AND id <> $4
-         THEN (extract(epoch FROM locked_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8 END AS lapse_in_ms,
+       (active AND id <> :selfId AND locked_until + make_interval(secs => :recoveryDelaySeconds) <= coalesce(:now::timestamptz, now())) AS lapsed,
+       CASE WHEN active AND id <> :selfId
+         THEN (extract(epoch FROM locked_until + make_interval(secs => :recoveryDelaySeconds) - coalesce(:now::timestamptz, now())) * 1000)::float8 END AS lapse_in_ms,
        CASE WHEN old_epoch IS NOT NULL
-         THEN (extract(epoch FROM old_until + make_interval(secs => $2) - coalesce($3::timestamptz, now())) * 1000)::float8 END AS old_in_ms
+         THEN (extract(epoch FROM old_until + make_interval(secs => :recoveryDelaySeconds) - coalesce(:now::timestamptz, now())) * 1000)::float8 END AS old_in_ms
   FROM {{schema}}.worker
- WHERE id = $1 AND ((active AND id <> $4) OR old_epoch IS NOT NULL)
+ WHERE id = :workerId AND ((active AND id <> :selfId) OR old_epoch IS NOT NULL)
    FOR UPDATE SKIP LOCKED;
 
 -- name: endLapsedTerm
 -- A failed worker nobody took over: it is no longer active, the new term (epoch + 1) fences
 -- off the node that held it should it come back, and its runs join the old terms to recover.
--- $1 worker
 UPDATE {{schema}}.worker
    SET active = false, task_count = 0, lease_epoch = lease_epoch + 1, lock_pid = NULL,
        old_epoch = lease_epoch, old_until = greatest(old_until, locked_until)
- WHERE id = $1;
+ WHERE id = :workerId;
 
 -- name: dueOldTerms
 -- The worker's old terms, if their recovery is due (in the transaction that locked the row).
--- $1 worker, $2 recovery delay (seconds), $3 now or null
 SELECT old_epoch FROM {{schema}}.worker
- WHERE id = $1 AND old_epoch IS NOT NULL
-   AND old_until + make_interval(secs => $2) <= coalesce($3::timestamptz, now());
+ WHERE id = :workerId AND old_epoch IS NOT NULL
+   AND old_until + make_interval(secs => :recoveryDelaySeconds) <= coalesce(:now::timestamptz, now());
 
 -- name: clearOldTerms
--- $1 worker
-UPDATE {{schema}}.worker SET old_epoch = NULL, old_until = NULL WHERE id = $1;
+UPDATE {{schema}}.worker SET old_epoch = NULL, old_until = NULL WHERE id = :workerId;
 
 -- name: watchWorkers
 -- What a renewal's watch says (see renewLease), read on its own: for every worker when a term
--- begins (the first renewal is half a lease away), or for worker $3 after a notification
+-- begins (the first renewal is half a lease away), or for worker :workerId after a notification
 -- about it. lapse and old are null when that will not be needed.
--- $1 this node's worker, $2 recovery delay (seconds), $3 one worker, or null for all
 SELECT f.id,
-       CASE WHEN f.active AND f.id <> $1
-            THEN (extract(epoch FROM f.locked_until + make_interval(secs => $2) - now()) * 1000)::float8 END AS lapse,
+       CASE WHEN f.active AND f.id <> :selfId
+            THEN (extract(epoch FROM f.locked_until + make_interval(secs => :recoveryDelaySeconds) - now()) * 1000)::float8 END AS lapse,
        CASE WHEN f.old_epoch IS NOT NULL
-            THEN (extract(epoch FROM f.old_until + make_interval(secs => $2) - now()) * 1000)::float8 END AS old
+            THEN (extract(epoch FROM f.old_until + make_interval(secs => :recoveryDelaySeconds) - now()) * 1000)::float8 END AS old
   FROM {{schema}}.worker f
- WHERE ((f.active AND f.id <> $1) OR f.old_epoch IS NOT NULL)
-   AND ($3::int IS NULL OR f.id = $3);
+ WHERE ((f.active AND f.id <> :selfId) OR f.old_epoch IS NOT NULL)
+   AND (:workerId::int IS NULL OR f.id = :workerId);
 
 -- name: setLockPid
 -- The holder got (or lost) the worker's lock after taking its term.
--- $1 worker, $2 lease epoch, $3 lock_pid or null
-UPDATE {{schema}}.worker SET lock_pid = $3 WHERE id = $1 AND lease_epoch = $2 AND active;
+UPDATE {{schema}}.worker SET lock_pid = :lockPid WHERE id = :workerId AND lease_epoch = :epoch AND active;
 
 -- name: lockSession
 -- The holder's advisory lock on its worker, held by its lock session until that ends.
--- $1 worker
-SELECT pg_advisory_lock({{schema}}.worker_lock_class(), $1);
+SELECT pg_advisory_lock({{schema}}.worker_lock_class(), :workerId);
 
 -- name: lockSessionStart
 -- The lock session's backend, and its settings: no statement, lock or idle timeout of the
@@ -254,19 +236,15 @@ SELECT pg_backend_pid() AS pid,
           JOIN pg_settings s ON s.name = v.name)::int AS settings;
 
 -- name: unlockSession
--- $1 worker
-SELECT pg_advisory_unlock({{schema}}.worker_lock_class(), $1);
+SELECT pg_advisory_unlock({{schema}}.worker_lock_class(), :workerId);
 
 -- name: awaitLockRelease
 -- A standby's wait: granted as soon as no holder holds the worker's lock (a shared request
 -- is queued behind a holder's exclusive one), then let go at once.
--- $1 worker
-SELECT pg_advisory_lock_shared({{schema}}.worker_lock_class(), $1);
+SELECT pg_advisory_lock_shared({{schema}}.worker_lock_class(), :workerId);
 
 -- name: releaseShared
--- $1 worker
-SELECT pg_advisory_unlock_shared({{schema}}.worker_lock_class(), $1);
+SELECT pg_advisory_unlock_shared({{schema}}.worker_lock_class(), :workerId);
 
 -- name: markStandby
--- $1 worker, $2 node name
-UPDATE {{schema}}.worker SET standby_node = $2, standby_seen = now() WHERE id = $1;
+UPDATE {{schema}}.worker SET standby_node = :nodeName, standby_seen = now() WHERE id = :workerId;
