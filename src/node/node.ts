@@ -333,8 +333,7 @@ export class TaskNode {
     }
     this.stopping = true;
     for (const part of this.termParts) part.stop();
-    this.lease?.stop();
-    const wasActive = this.state === 'active';
+    const leaseStopped = this.lease?.stop();
     this.state = 'stopping';
     this.log.info({ mode, reason, running: this.runs?.size ?? 0 }, 'node stopping');
     if (mode === 'cancel') this.runs?.killAll(cancelReason);
@@ -343,13 +342,16 @@ export class TaskNode {
     if (mode === 'cancel') this.runs?.killAll(cancelReason);
     await this.runs?.idle();
     await this.writer?.drain(15_000);
-    if (wasActive && this.lease?.held) await settleOldTerms(this.pool!, this.queries, this.options.workerId, this.options.recoveryDelaySeconds, this.log);
-    this.lease?.close();
-    if (wasActive && this.lease?.epoch !== null) {
+    // A take on its way when the stop began may have come back with a term: nothing ran
+    // under it, and it is released below like any other.
+    await leaseStopped;
+    if (this.lease?.held) await settleOldTerms(this.pool!, this.queries, this.options.workerId, this.options.recoveryDelaySeconds, this.log);
+    await this.lease?.close();
+    if (this.lease && this.lease.epoch !== null) {
       // Released only when every result is written: otherwise the row stays active, and
       // whoever takes it over recovers those tasks.
       if (this.writer!.pending === 0) {
-        await this.lease!.release(clearStop).catch((error: unknown) =>
+        await this.lease.release(clearStop).catch((error: unknown) =>
           this.log.warn({ err: describeError(error) }, 'could not release the lease'),
         );
       } else {
@@ -369,7 +371,7 @@ export class TaskNode {
     for (const part of this.termParts) part.stop();
     this.writer?.close();
     this.output?.stop();
-    this.lease?.close();
+    await this.lease?.close();
     this.claimer?.stop();
     await this.listener?.stop();
     await this.pool?.end().catch(() => undefined);
