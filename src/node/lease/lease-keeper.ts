@@ -3,6 +3,7 @@ import { describeError } from '../../db/errors.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { Lease, RenewResult } from './lease.js';
 import type { LockSession } from './lock-session.js';
+import type { Service } from '../services.js';
 
 /** What the keeper tells its node. */
 export interface LeaseEvents {
@@ -33,7 +34,7 @@ export interface LeaseEvents {
  * until the last renewal + lease − margin (Lease.held), and step down at that fence. It
  * announces each transition; the node reacts to them and never runs the lease loop itself.
  */
-export class LeaseKeeper {
+export class LeaseKeeper implements Service {
   private renewTimer: NodeJS.Timeout | null = null;
   private fenceTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -44,9 +45,9 @@ export class LeaseKeeper {
   private holding = false;
   /** No new term will be taken (the node is stopping). */
   private stopped = false;
-  /** The take loop, while it runs: stop() waits for a take on its way. */
+  /** The take loop, while it runs: stopTaking() waits for a take on its way. */
   private acquiring: Promise<void> | null = null;
-  /** Renewals on their way: close() waits for them, so none lands after the pool ends. */
+  /** Renewals on their way: stop() waits for them, so none lands after the pool ends. */
   private readonly renewals = new Set<Promise<void>>();
 
   constructor(
@@ -68,8 +69,8 @@ export class LeaseKeeper {
   }
 
   /**
-   * Takes the lease, waiting as a standby while another node holds it. Again after stop()
-   * or close(): a new wait for a term (one call while waiting or holding does nothing).
+   * Takes the lease, waiting as a standby while another node holds it. Again after stop():
+   * a new wait for a term (a call while waiting or holding does nothing).
    */
   start(): void {
     if (this.acquiring || this.holding) return;
@@ -106,22 +107,22 @@ export class LeaseKeeper {
   }
 
   /**
-   * Takes no new term; the one held (if any) is still renewed until close(). Resolves once a
+   * Takes no new term; the one held (if any) is still renewed until stop(). Resolves once a
    * take that was on its way has come back: the node then knows whether it holds a term it
    * must release (a standby stopped while the holder let go may have just taken one).
    */
-  stop(): Promise<void> {
+  stopTaking(): Promise<void> {
     this.stopped = true;
     this.wakeStandby?.();
     return this.acquiring ?? Promise.resolve();
   }
 
   /**
-   * Stops renewing: the node has ended what ran under the term (or is gone). Resolves when no
-   * lease statement of this keeper is on its way, so the pool may end.
+   * Takes no new term and stops renewing: the node has ended what ran under the term (or is
+   * gone). Resolves when no lease statement of this keeper is on its way, so the pool may end.
    */
-  async close(): Promise<void> {
-    await this.stop();
+  async stop(): Promise<void> {
+    await this.stopTaking();
     this.holding = false;
     this.clearTimers();
     await Promise.all(this.renewals);

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
 import type { Queries } from '../../db/queries.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
+import type { Service } from '../services.js';
 
 const TASK_BATCH = 1_000;
 const RUN_BATCH = 5_000;
@@ -37,7 +38,7 @@ interface Cursor {
  * many (bench/retention.ts). The first try comes one interval after the node starts: a node
  * adds no statement to an idle minute.
  */
-export class Retention {
+export class Retention implements Service {
   private readonly loop = new TimedLoop((due) => this.cycle(due));
   private heldAt = 0;
   private token = '';

@@ -4,6 +4,7 @@ import { withTransaction } from '../../db/connection.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
+import type { Service } from '../services.js';
 import type { Queries } from '../../db/queries.js';
 import { describeError } from '../../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from '../../lib/schedule-math.js';
@@ -197,7 +198,7 @@ export function armSlots(rows: UpcomingRow[]): ArmedSlots | null {
  * fires them in one statement (fireSlots), and the general fire (fireDueSchedules: a
  * transaction of four round trips) runs only for what that left due.
  */
-export class Scheduler {
+export class Scheduler implements Service {
   private readonly loop = new TimedLoop((due) => this.cycle(due));
   private readonly backoff = new Backoff(200, 5_000);
   private armed: ArmedSlots | null = null;
