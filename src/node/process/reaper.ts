@@ -24,6 +24,11 @@ export class Reaper implements Service {
     (this.child.stdin as unknown as { unref?: () => void }).unref?.();
   }
 
+  /** The reaper's pid while it runs (for diagnostics and tests). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   track(pgid: number): void {
     this.send(`+${pgid}\n`);
   }

@@ -88,6 +88,8 @@ export class ResultWriter implements Service {
   }
 
   recordPid(epoch: number, taskId: number, attempt: number, pid: number): void {
+    // Stopped: nothing is written any more, so nothing is kept or armed for it.
+    if (this.closed) return;
     if (this.pidEpoch !== epoch) this.pids.clear();
     this.pidEpoch = epoch;
     this.pids.set(`${taskId}:${attempt}`, { id: taskId, attempt, pid, at: performance.now() });
