@@ -25,7 +25,12 @@ export class NodeControl {
   readonly queries: Queries;
 
   constructor(c: NodeContext) {
-    ({ options: this.options, log: this.log, events: this.events, status: this.status, pool: this.pool, queries: this.queries } = c);
+    this.options = c.options;
+    this.log = c.log;
+    this.events = c.events;
+    this.status = c.status;
+    this.pool = c.pool;
+    this.queries = c.queries;
     this.parts = buildParts(c, this);
   }
 
@@ -77,7 +82,8 @@ export class NodeControl {
     const previous = this.status.stopCode;
     const code = toStopCode(stop);
     this.status.stopCode = code;
-    applyStopCode({ log: this.log, running: () => this.parts.runs.size, hint: () => this.hint(), shutdown: (...a) => this.shutdown(...a) }, previous, code, initial);
+    const host = { log: this.log, running: () => this.parts.runs.size, hint: () => this.hint(), shutdown: this.shutdown.bind(this) };
+    applyStopCode(host, previous, code, initial);
   }
 
   /** A term began: start the parts that work only under a term. */
