@@ -79,9 +79,11 @@ export class LeaseKeeper implements Service {
   }
 
   private startAcquire(): void {
-    this.acquiring = this.acquire().finally(() => {
-      this.acquiring = null;
+    // A term lost while the last loop was returning starts the next before that one is done.
+    const acquiring = this.acquire().finally(() => {
+      if (this.acquiring === acquiring) this.acquiring = null;
     });
+    this.acquiring = acquiring;
   }
 
   /** A notification says the worker row changed: a standby looks again at once. */

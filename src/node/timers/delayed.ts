@@ -28,8 +28,9 @@ export class DelayedTasks implements Service {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a cycle in flight has ended (it arms nothing). */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Reads the earliest run_after again (and releases what is due). */

@@ -55,8 +55,9 @@ export class Retention implements Service {
     if (this.everyMs > 0) this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a cycle in flight has ended (it arms nothing). */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async cycle(due: boolean): Promise<number> {

@@ -217,8 +217,9 @@ export class Scheduler implements Service {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a cycle in flight has ended (it arms nothing). */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Re-reads the earliest due schedule and arms the timer (or fires now). */
