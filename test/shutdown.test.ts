@@ -8,7 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { loadQueries } from '../src/db/queries.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startNode, stopAllNodes } from './helpers/node.js';
+import os from 'node:os';
+import { TaskNode } from '../src/node/node.js';
+import { NODE_DEFAULTS } from '../src/node/options.js';
+import { startNode, stopAllNodes, testLogger } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
 let db: TestDatabase;
@@ -65,5 +68,25 @@ describe('a node and its standby stopped together', () => {
       Reflect.set(pg.Pool.prototype, 'query', poolQuery);
       Reflect.set(pg.Client.prototype, 'query', clientQuery);
     }
+  });
+
+  it('a node shut down while its parts start takes no lease, and leaves every part stopped', async () => {
+    const W = 8;
+    const node = new TaskNode({
+      ...NODE_DEFAULTS, connectionString: db.url, schema: 'long_task', workerId: W, nodeName: 'starting', rootDir: os.tmpdir(), logger: testLogger, migrate: false,
+      spawner: 'node',
+    });
+    // SIGTERM arrives while the parts start: the listener has connected, the lease keeper is still to come.
+    let stopped: Promise<void> | null = null;
+    node.events.on('listener:connected', () => {
+      stopped = node.shutdown();
+    });
+    await node.start();
+    await until(() => stopped !== null, 'the listener to connect');
+    await node.exited;
+    assert.equal(node.state, 'stopped');
+    assert.equal(node.ready.listening, false);
+    const { rows } = await db.query('SELECT 1 FROM long_task.worker WHERE id = $1 AND active', [W]);
+    assert.equal(rows.length, 0, 'the worker row is active');
   });
 });

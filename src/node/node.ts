@@ -11,7 +11,6 @@ import { logNodeEvents } from './event-log.js';
 import { NodeEvents, type NodeState } from './events.js';
 import type { NodeOptions, ShutdownMode } from './options.js';
 import { spawnPolicy } from './process/spawn-policy.js';
-import { startAll } from './services.js';
 
 export type { NodeState };
 
@@ -93,7 +92,7 @@ export class TaskNode {
     if (this.status.stopping) return control.close();
     this.control = control;
     try {
-      await startAll(control.parts.services);
+      await control.start();
     } catch (error) {
       await control.close();
       throw error;

@@ -119,7 +119,8 @@ export function buildParts(c: NodeContext, node: NodeControl): NodeParts {
       { name: 'reaper', service: reaper },
       { name: 'spawn helper', service: spawner },
       { name: 'lock session', service: lockSession },
-      { name: 'lease keeper', service: lease },
+      // Not once the node is stopping (a shutdown while it started): no term is taken then.
+      { name: 'lease keeper', service: { start: () => (c.status.stopping ? undefined : lease.start()), stop: () => lease.stop() } },
     ],
     termServices: [
       { name: 'scheduler', service: scheduler },

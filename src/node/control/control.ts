@@ -23,6 +23,7 @@ export class NodeControl {
   readonly status: NodeStatus;
   readonly pool: pg.Pool;
   readonly queries: Queries;
+  private starting: Promise<void> = Promise.resolve();
 
   constructor(c: NodeContext) {
     this.options = c.options;
@@ -101,8 +102,18 @@ export class NodeControl {
     return shutdownNode(this, mode, reason, clearStop);
   }
 
-  /** Stops every part, in reverse of their start, then ends the pool: the node has stopped. */
+  /** Starts the node's parts in their declared order (see parts.ts). */
+  start(): Promise<void> {
+    this.starting = startAll(this.parts.services);
+    return this.starting;
+  }
+
+  /**
+   * Stops every part, in reverse of their start, then ends the pool: the node has stopped.
+   * A start still on its way ends first, so that what it starts late is stopped too.
+   */
   async close(): Promise<void> {
+    await this.starting.catch(() => undefined);
     const services: NamedService[] = [...this.parts.services, ...this.parts.termServices];
     await stopAll(services).catch((error: unknown) => this.log.error({ err: describeError(error) }, 'a part did not stop cleanly'));
     await this.pool.end().catch(() => undefined);
