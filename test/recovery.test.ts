@@ -204,7 +204,7 @@ describe('a SIGKILLed node under the re-queue policy', () => {
 describe('LISTEN health', () => {
   it('a listener that silently stops receiving is noticed by the renewal ping and reconnected', async () => {
     const node = await startNode(db, { workerId: 140, groupId: 140, leaseSeconds: 2 });
-    const listener = (node as unknown as { listener: Listener })['listener'];
+    const listener = (node as unknown as { control: { parts: { listener: Listener } } }).control.parts.listener;
     let reconnects = 0;
     listener.on('connected', () => reconnects++);
     // Behind the node's back: its LISTEN connection stays up but hears nothing any more.

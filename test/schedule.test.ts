@@ -324,7 +324,7 @@ describe('Scheduler', () => {
     const inside = (scheduler as unknown as { loop: { cancel: (() => void) | null; busy: boolean } }).loop;
     scheduler.start();
     assert.equal(inside.busy, true, 'the cycle is in flight');
-    scheduler.stop();
+    void scheduler.stop();
     await until(() => !inside.busy, 'the cycle to finish');
     assert.equal(inside.cancel, null, 'a stopped scheduler armed a timer');
     await unschedule(id);

@@ -29,8 +29,13 @@ export class Listener extends EventEmitter {
     this.parser = new NotificationParser(log);
   }
 
-  /** Resolves once listening for the first time; rejects if that first attempt fails. */
+  /**
+   * Resolves once listening for the first time; rejects if that first attempt fails. Does
+   * nothing while connected; after stop() it listens again.
+   */
   async start(): Promise<void> {
+    if (this.client) return;
+    this.stopped = false;
     await this.connect();
   }
 

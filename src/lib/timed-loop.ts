@@ -5,7 +5,8 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * The loop behind a node's timed parts (the scheduler, the release of delayed tasks): one
  * cycle at a time, requests that arrive meanwhile folded into one more cycle, and one timer,
  * armed to the delay the last cycle returned (null: none). A stopped loop arms nothing: a
- * cycle still in flight at stop() must not leave a timer behind.
+ * cycle still in flight at stop() must not leave a timer behind, and stop() resolves once it
+ * has ended.
  *
  * The timer keeps sub-millisecond time: setTimeout wakes on the event loop's whole-millisecond
  * clock, up to a millisecond or two off the instant asked for. So it is armed to wake about a
@@ -17,6 +18,7 @@ export class TimedLoop {
   private running = false;
   private busy = false;
   private again = false;
+  private inFlight: Promise<void> | null = null;
 
   /** cycle(due): due is true when the timer fired (rather than a request). */
   constructor(private readonly cycle: (due: boolean) => Promise<number | null>) {}
@@ -26,9 +28,10 @@ export class TimedLoop {
     this.request();
   }
 
-  stop(): void {
+  stop(): Promise<void> {
     this.running = false;
     this.arm(null);
+    return this.inFlight ?? Promise.resolve();
   }
 
   get active(): boolean {
@@ -42,10 +45,11 @@ export class TimedLoop {
       return;
     }
     this.busy = true;
-    void this.cycle(due)
+    this.inFlight = this.cycle(due)
       .then((delay) => this.arm(delay))
       .finally(() => {
         this.busy = false;
+        this.inFlight = null;
         if (this.again) {
           this.again = false;
           this.request();

@@ -4,6 +4,7 @@ import { describeError } from '../../db/errors.js';
 import type { Statements } from '../../sql/queries/index.js';
 import type { NodeEvents } from '../events.js';
 import type { CommandsMode } from '../options.js';
+import type { Service } from '../services.js';
 
 export interface ClaimedRow {
   id: number;
@@ -40,8 +41,8 @@ export interface ClaimHost {
   /** Active, not stopping, stop code 0, lease trusted. */
   canClaim(): boolean;
   freeSlots(): number;
-  /** The lease term the claim is made under (the claim succeeds only while it is current). */
-  epoch(): number;
+  /** The lease term the claim is made under (the claim succeeds only while it is current); null: none held. */
+  epoch(): number | null;
   /** claimedAt: performance.now() when the claim statement was sent. */
   start(row: ClaimedRow, epoch: number, claimedAt: number): void;
 }
@@ -53,7 +54,7 @@ export interface ClaimHost {
  * of a limit: the end of a run that frees room sends a new hint. Short because a key held
  * some back: the hint stands, as other tasks may wait behind them.)
  */
-export class Claimer {
+export class Claimer implements Service {
   // Every hint bumps hintSeq, so a claim that comes back short clears the hint only if no new
   // hint arrived while it ran.
   private queueHint = true;
@@ -63,6 +64,8 @@ export class Claimer {
   private scheduled = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
+  /** Between start() and stop(): requests are taken. */
+  private running = false;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -83,6 +86,7 @@ export class Claimer {
 
   /** A slot freed or the node's state changed: claim if the hint still stands. */
   request(): void {
+    if (!this.running) return;
     if (this.claiming) {
       this.again = true;
       return;
@@ -96,7 +100,13 @@ export class Claimer {
     });
   }
 
+  start(): void {
+    this.running = true;
+  }
+
+  /** Takes no request any more; a claim in flight ends as it would (see settled). */
   stop(): void {
+    this.running = false;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
   }
@@ -120,10 +130,11 @@ export class Claimer {
     try {
       do {
         this.again = false;
-        while (this.queueHint && this.host.canClaim()) {
+        while (this.running && this.queueHint && this.host.canClaim()) {
           const free = this.host.freeSlots();
           if (free <= 0) break;
           const epoch = this.host.epoch();
+          if (epoch === null) break;
           const seen = this.hintSeq;
           const sentAt = performance.now();
           // A prepared statement (see claimTasks): each pooled connection plans the claim once, not per claim.

@@ -3,6 +3,7 @@ import { describeError } from '../../db/errors.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { Lease, RenewResult } from './lease.js';
 import type { LockSession } from './lock-session.js';
+import type { Service } from '../services.js';
 
 /** What the keeper tells its node. */
 export interface LeaseEvents {
@@ -33,7 +34,7 @@ export interface LeaseEvents {
  * until the last renewal + lease − margin (Lease.held), and step down at that fence. It
  * announces each transition; the node reacts to them and never runs the lease loop itself.
  */
-export class LeaseKeeper {
+export class LeaseKeeper implements Service {
   private renewTimer: NodeJS.Timeout | null = null;
   private fenceTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -44,6 +45,10 @@ export class LeaseKeeper {
   private holding = false;
   /** No new term will be taken (the node is stopping). */
   private stopped = false;
+  /** The take loop, while it runs: stopTaking() waits for a take on its way. */
+  private acquiring: Promise<void> | null = null;
+  /** Renewals on their way: stop() waits for them, so none lands after the pool ends. */
+  private readonly renewals = new Set<Promise<void>>();
 
   constructor(
     private readonly lease: Lease,
@@ -63,9 +68,22 @@ export class LeaseKeeper {
     return this.lease.held;
   }
 
-  /** Takes the lease, waiting as a standby while another node holds it. */
+  /**
+   * Takes the lease, waiting as a standby while another node holds it. Again after stop():
+   * a new wait for a term (a call while waiting or holding does nothing).
+   */
   start(): void {
-    void this.acquire();
+    if (this.acquiring || this.holding) return;
+    this.stopped = false;
+    this.startAcquire();
+  }
+
+  private startAcquire(): void {
+    // A term lost while the last loop was returning starts the next before that one is done.
+    const acquiring = this.acquire().finally(() => {
+      if (this.acquiring === acquiring) this.acquiring = null;
+    });
+    this.acquiring = acquiring;
   }
 
   /** A notification says the worker row changed: a standby looks again at once. */
@@ -90,17 +108,26 @@ export class LeaseKeeper {
     if (this.holding && this.lease.epoch !== null && epoch > this.lease.epoch) this.lose('another node took over this worker');
   }
 
-  /** Takes no new term; the one held (if any) is still renewed until close(). */
-  stop(): void {
+  /**
+   * Takes no new term; the one held (if any) is still renewed until stop(). Resolves once a
+   * take that was on its way has come back: the node then knows whether it holds a term it
+   * must release (a standby stopped while the holder let go may have just taken one).
+   */
+  stopTaking(): Promise<void> {
     this.stopped = true;
     this.wakeStandby?.();
+    return this.acquiring ?? Promise.resolve();
   }
 
-  /** Stops renewing: the node has ended what ran under the term (or is gone). */
-  close(): void {
-    this.stop();
+  /**
+   * Takes no new term and stops renewing: the node has ended what ran under the term (or is
+   * gone). Resolves when no lease statement of this keeper is on its way, so the pool may end.
+   */
+  async stop(): Promise<void> {
+    await this.stopTaking();
     this.holding = false;
     this.clearTimers();
+    await Promise.all(this.renewals);
   }
 
   /** Ends the term cleanly; see Lease.release. */
@@ -121,11 +148,13 @@ export class LeaseKeeper {
         if (result.taken) {
           this.holding = true;
           this.armFence();
-          this.renewTimer = setInterval(() => void this.renew(), halfLease);
+          this.renewTimer = setInterval(() => this.renewSoon(), halfLease);
           this.session.hold();
           this.events.gained(result.epoch, result.stop, result.oldDueInMs);
           return;
         }
+        // Stopped while the take was on its way: no wait and no watch.
+        if (this.stopped) return;
         if (!announced) {
           this.events.standingBy(result.heldBy, result.lockedUntil);
           announced = true;
@@ -157,6 +186,11 @@ export class LeaseKeeper {
     });
   }
 
+  private renewSoon(): void {
+    const renewal = this.renew().finally(() => this.renewals.delete(renewal));
+    this.renewals.add(renewal);
+  }
+
   private async renew(): Promise<void> {
     const epoch = this.lease.epoch;
     if (epoch === null || !this.holding) return;
@@ -183,7 +217,7 @@ export class LeaseKeeper {
       if (!this.retryTimer && this.holding) {
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
-          void this.renew();
+          this.renewSoon();
         }, retryMs);
       }
     }
@@ -211,7 +245,7 @@ export class LeaseKeeper {
     // Let go of the lock at once, so that whoever holds the term now can take it.
     this.session.watch();
     this.events.lost(reason, trustedForMs);
-    if (!this.stopped) void this.acquire();
+    if (!this.stopped) this.startAcquire();
   }
 
   private clearTimers(): void {

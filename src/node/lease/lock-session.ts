@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
+import type { Service } from '../services.js';
 
 /** What the lock session tells the lease keeper. */
 export interface LockSessionEvents {
@@ -24,7 +25,7 @@ type Want = 'none' | 'hold' | 'watch';
  * still decided by the worker row's term, so a lock that is lost, late or stolen costs
  * speed, never safety (docs/failover.md).
  */
-export class LockSession {
+export class LockSession implements Service {
   private client: pg.Client | null = null;
   private backendPid: number | null = null;
   private want: Want = 'none';

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Service } from '../services.js';
 
 /**
  * The node's side of the reaper (reaper-process.js): a child process that kills the task
  * process groups the node still runs when the node dies, whatever the cause.
  */
-export class Reaper {
+export class Reaper implements Service {
   private child: ChildProcess | null = null;
   // The lines of this turn of the event loop, written as one: the writes (each wakes the
   // reaper) are the largest single cost in the node's CPU profile at 1 000 tasks/s. Written
@@ -13,6 +14,7 @@ export class Reaper {
   private pending = '';
 
   start(): void {
+    if (this.child) return;
     const script = fileURLToPath(new URL('../../../src/node/process/reaper-process.js', import.meta.url));
     // Its own process group: a signal sent to the node's group (a Ctrl-C, kill -- -PGID)
     // leaves it alive to do its job.
@@ -20,6 +22,11 @@ export class Reaper {
     this.child.stdin!.on('error', () => undefined);
     this.child.unref();
     (this.child.stdin as unknown as { unref?: () => void }).unref?.();
+  }
+
+  /** The reaper's pid while it runs (for diagnostics and tests). */
+  get pid(): number | undefined {
+    return this.child?.pid;
   }
 
   track(pgid: number): void {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { RLimit } from './limits.js';
+import type { Service } from '../services.js';
 
 /**
  * The node's side of the spawn helper (spawner.c): a small C process that starts the task
@@ -195,6 +196,46 @@ export class Spawner {
   /** The helper's pid (TaskNode.spawnerPid). */
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+}
+
+/**
+ * The spawn helper as a node's service: start() builds and starts one (none where mode is
+ * 'node', or 'auto' finds no C compiler), stop() lets it exit; a start after stop() starts a
+ * new one. `current` is what runs start through (null: child_process.spawn).
+ */
+export class SpawnHelper implements Service {
+  current: Spawner | null = null;
+  private starting: Promise<void> | null = null;
+  /** Bumped by stop(): a helper whose start was still on its way is let go at once. */
+  private generation = 0;
+
+  constructor(
+    private readonly mode: SpawnerMode,
+    private readonly log: Logger,
+  ) {}
+
+  start(): Promise<void> {
+    if (this.starting) return this.starting;
+    const generation = this.generation;
+    this.starting = Spawner.create(this.mode, this.log).then(
+      (spawner) => {
+        if (generation === this.generation) this.current = spawner;
+        else spawner?.stop();
+      },
+      (error: unknown) => {
+        if (generation === this.generation) this.starting = null;
+        throw error;
+      },
+    );
+    return this.starting;
+  }
+
+  stop(): void {
+    this.generation++;
+    this.current?.stop();
+    this.current = null;
+    this.starting = null;
   }
 }
 

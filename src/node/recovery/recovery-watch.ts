@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
 import { Backoff } from '../../lib/backoff.js';
-import type { Part } from '../part.js';
+import type { Service } from '../services.js';
 import type { RecoveryResult } from './recovery.js';
 
 /** When a worker may need recovering, in milliseconds from now (database time); null: never. */
@@ -34,7 +34,7 @@ const SKIPPED_RETRY_MS = 200;
  * that one row again. When a timer fires, recoverWorker checks in database time and either
  * recovers or says how long is left. Runs only while the node holds its own lease.
  */
-export class RecoveryWatch implements Part {
+export class RecoveryWatch implements Service {
   private readonly workers = new Map<number, Watched>();
   private readonly inFlight = new Set<number>();
   private readonly retry = new Backoff(500, 5_000, 0.3);
@@ -131,6 +131,7 @@ export class RecoveryWatch implements Part {
       (result) => {
         this.inFlight.delete(id);
         this.retry.reset();
+        if (!this.running) return;
         if (result) {
           this.set(id, { lapse: result.lapseInMs, old: result.oldInMs });
         } else {

@@ -5,7 +5,7 @@ import type { Statements } from '../../sql/queries/index.js';
 import type { NewChunk, Trim } from '../../sql/queries/output.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
-import type { Part } from '../part.js';
+import type { Service } from '../services.js';
 
 /**
  * How often output is written while runs print: a run that prints 100 MB as fast as it can
@@ -44,7 +44,7 @@ interface RunOutput {
  * prints faster than the flushes has its oldest unwritten bytes dropped, and its oldest rows
  * deleted as new ones land. Its memory is bounded by what runs now (entries end with their run).
  */
-export class OutputWriter implements Part {
+export class OutputWriter implements Service {
   private readonly runs = new Map<string, RunOutput>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;

@@ -4,6 +4,7 @@ import type { EndReason } from '../../client/types.js';
 import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
+import type { Service } from '../services.js';
 import type { ResourceUsage } from '../process/spawner.js';
 
 export type { EndReason };
@@ -41,7 +42,7 @@ export const PID_DELAY_MS = 50;
  * of 500 exits costs two statements, not 500. Every write names its run (task id, attempt)
  * and the lease term it was made under; runs the node no longer owns are left alone.
  */
-export class ResultWriter {
+export class ResultWriter implements Service {
   /** Pids by run: `${task id}:${attempt}`; at: performance.now() when the process started. */
   private pids = new Map<string, { id: number; attempt: number; pid: number; at: number }>();
   private pidTimer: NodeJS.Timeout | null = null;
@@ -74,14 +75,21 @@ export class ResultWriter {
     return this.outcomes.some((o) => o.outcome.id === taskId && o.outcome.attempt === attempt) || this.inFlightRuns.has(`${taskId}:${attempt}`);
   }
 
+  /** Writes again after stop() (a new writer starts written-to at once: nothing to do). */
+  start(): void {
+    this.closed = false;
+  }
+
   /** Stops retrying: the pool is about to end. What is still pending is reported by the caller. */
-  close(): void {
+  stop(): void {
     this.closed = true;
     if (this.pidTimer) clearTimeout(this.pidTimer);
     this.pidTimer = null;
   }
 
   recordPid(epoch: number, taskId: number, attempt: number, pid: number): void {
+    // Stopped: nothing is written any more, so nothing is kept or armed for it.
+    if (this.closed) return;
     if (this.pidEpoch !== epoch) this.pids.clear();
     this.pidEpoch = epoch;
     this.pids.set(`${taskId}:${attempt}`, { id: taskId, attempt, pid, at: performance.now() });
@@ -130,7 +138,7 @@ export class ResultWriter {
       await this.flush(true);
       if (this.pending > 0) await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    this.close();
+    this.stop();
   }
 
   /**

@@ -4,6 +4,7 @@ import { describeError } from '../../db/errors.js';
 import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
+import type { Service } from '../services.js';
 
 /**
  * Waiting tasks with a run_after (a retry's backoff, a delayed start) are kept out of the
@@ -12,7 +13,7 @@ import { TimedLoop } from '../../lib/timed-loop.js';
  * and the nodes claim them). Re-armed when a notification says a task was delayed ('delayed'),
  * and after every (re)connect. No polling: an idle group with nothing delayed has no timer.
  */
-export class DelayedTasks {
+export class DelayedTasks implements Service {
   private readonly loop = new TimedLoop(() => this.cycle());
   private readonly backoff = new Backoff(200, 5_000);
 
@@ -27,8 +28,9 @@ export class DelayedTasks {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a cycle in flight has ended (it arms nothing). */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Reads the earliest run_after again (and releases what is due). */

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
 import type { Statements } from '../../sql/queries/index.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
+import type { Service } from '../services.js';
 
 const TASK_BATCH = 1_000;
 const RUN_BATCH = 5_000;
@@ -25,7 +26,7 @@ interface Cursor {
  * many (bench/retention.ts). The first try comes one interval after the node starts: a node
  * adds no statement to an idle minute.
  */
-export class Retention {
+export class Retention implements Service {
   private readonly loop = new TimedLoop((due) => this.cycle(due));
   private heldAt = 0;
   private token = '';
@@ -42,8 +43,9 @@ export class Retention {
     if (this.everyMs > 0) this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a cycle in flight has ended (it arms nothing). */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async cycle(due: boolean): Promise<number> {

@@ -6,6 +6,7 @@ import type { NodeEvents } from '../events.js';
 import { TimedLoop } from '../../lib/timed-loop.js';
 import type { Statements } from '../../sql/queries/index.js';
 import type { Advance, NewCopy } from '../../sql/queries/schedule.js';
+import type { Service } from '../services.js';
 import { describeError } from '../../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from '../../lib/schedule-math.js';
 
@@ -170,7 +171,7 @@ export function armSlots(rows: UpcomingRow[]): ArmedSlots | null {
  * fires them in one statement (fireSlots), and the general fire (fireDueSchedules: a
  * transaction of four round trips) runs only for what that left due.
  */
-export class Scheduler {
+export class Scheduler implements Service {
   private readonly loop = new TimedLoop((due) => this.cycle(due));
   private readonly backoff = new Backoff(200, 5_000);
   private armed: ArmedSlots | null = null;
@@ -189,8 +190,9 @@ export class Scheduler {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a cycle in flight has ended (it arms nothing). */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Re-reads the earliest due schedule and arms the timer (or fires now). */
