@@ -45,7 +45,7 @@ describe('a node and its standby stopped together', () => {
     } as typeof pg.Pool.prototype.query;
     // The standby's take, sent once the holder let the worker go: its SIGTERM arrives now.
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      if (args[0] === queries.takeLease && standbyStop.stopped === null) standbyStop.stopped = standby.shutdown();
+      if (args[0] === queries.takeLease.text && standbyStop.stopped === null) standbyStop.stopped = standby.shutdown();
       return clientQuery.apply(this, args);
     } as typeof pg.Client.prototype.query;
     try {
