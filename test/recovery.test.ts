@@ -1,13 +1,14 @@
 // Failed workers: recovered once by whichever node gets there first, under the default or the
 // re-queue policy; a standby takes over a worker whose node was SIGKILLed.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { countEvents, nextEvent } from './helpers/events.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { migrate } from '../src/db/migrate.js';
@@ -51,15 +52,18 @@ describe('recovery of failed workers', () => {
       $$`);
     const task = await failedWorker(50, 51);
     // Three nodes of group 52, renewing every second: each sees worker 50 failed.
-    await Promise.all([1, 2, 3].map((i) => startNode(db, { workerId: 100 + i, groupId: 52, leaseSeconds: 2 })));
+    const nodes = await Promise.all([1, 2, 3].map((i) => startNode(db, { workerId: 100 + i, groupId: 52, leaseSeconds: 2 })));
     await until(async () => (await getTask(db, task)).state_id === 'CF', 'the failed worker\'s task to be recovered');
     const t = await getTask(db, task);
     assert.equal(t.error, 'Worker failed');
     const { rows: worker } = await db.query<{ active: boolean; lease_epoch: string }>('SELECT active, lease_epoch FROM long_task.worker WHERE id = 50');
     assert.equal(worker[0]!.active, false);
     assert.equal(Number(worker[0]!.lease_epoch), 6, 'the recovery starts a new term, fencing off the old holder');
-    // Two more renewals of every node: still one call.
-    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    // Two more renewals of every node (each renewal reads the workers to recover): still one call.
+    await Promise.all(nodes.map(async (node) => {
+      await nextEvent(node, 'lease:renewed');
+      await nextEvent(node, 'lease:renewed');
+    }));
     const { rows: calls } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM public.recoveries WHERE worker_id = 50');
     assert.equal(calls[0]!.n, 1);
     await stopAllNodes();
@@ -117,15 +121,20 @@ describe('recovery of failed workers', () => {
 
 describe('lost claims', () => {
   it('a task owned by the node\'s term with no process there (a claim reply lost on the wire) fails at the next renewal', async () => {
-    const node = await startNode(db, { workerId: 120, groupId: 120, leaseSeconds: 2 });
+    // The term must last the whole test: a term that ends has its runs recovered by the policy
+    // (worker_failed), not failed as lost. A 2 s lease is distrusted 1.5 s after a renewal was
+    // sent, which a loaded machine can miss; 8 s (renewed every 4 s) allows a 2 s stall.
+    const node = await startNode(db, { workerId: 120, groupId: 120, leaseSeconds: 8 });
+    const lostTerms = countEvents(node, 'lease:lost');
     const { rows: w } = await db.query<{ lease_epoch: string }>('SELECT lease_epoch FROM long_task.worker WHERE id = 120');
     const epoch = Number(w[0]!.lease_epoch);
     // What a claim that committed without the node hearing of it leaves behind.
     const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (121, 'AW', '{true}') RETURNING id");
     const lost = Number(rows[0]!.id);
     await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 120, lease_epoch = $2, attempt = 1, live_worker_id = 120, live_epoch = $2, started = now() - interval '1 hour' WHERE id = $1", [lost, epoch]);
-    // A task the node really runs is left alone.
-    const real = await addTask(db, ['sleep', '3'], { group: 120 });
+    // A task the node really runs is left alone: it runs until the test creates the gate.
+    const dir = tempDir('lost');
+    const real = await addTask(db, ['sh', '-c', 'while [ ! -e "$0/go" ]; do sleep 0.05; done', dir], { group: 120 });
     await waitEnded(db, [lost]);
     const t = await getTask(db, lost);
     assert.equal(t.state_id, 'CF');
@@ -134,8 +143,16 @@ describe('lost claims', () => {
     const { rows: run } = await db.query('SELECT end_reason, finished FROM long_task.task_run WHERE task_id = $1', [lost]);
     assert.equal(run[0]!.end_reason, 'lost');
     assert.ok(run[0]!.finished, 'the lost run is over: the task may run again');
+    // A renewal checks the runs that started more than half a lease ago: let two renewals
+    // (one of them sent after that) see the real task.
+    await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE id = $1 AND started < now() - interval '4 s'", [real])).rowCount === 1, 'the real task to run for half a lease', 30_000);
+    await nextEvent(node, 'lease:renewed');
+    await nextEvent(node, 'lease:renewed');
+    writeFileSync(`${dir}/go`, '');
     await waitEnded(db, [real]);
-    assert.equal((await getTask(db, real)).state_id, 'CS');
+    assert.deepEqual([(await getTask(db, real)).state_id, (await getTask(db, real)).end_reason], ['CS', 'completed']);
+    assert.equal(lostTerms.count, 0, 'the node kept its term throughout');
+    lostTerms.stop();
     await node.shutdown();
   });
 
