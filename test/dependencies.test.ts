@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { countEvents } from './helpers/events.js';
 import { getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
@@ -111,7 +112,11 @@ describe('dependencies', () => {
   it('under concurrency: dependents written while their prerequisites end on three nodes all run, none is left waiting', async () => {
     // Group 78, three nodes: prerequisites end in concurrent finish statements while the
     // dependents are inserted, each in its own statement; each dependent names 8 of them.
-    await Promise.all([2, 3, 4].map((w) => startNode(db, { workerId: w, groupId: 78, maxTasks: 4 })));
+    const nodes = await Promise.all([2, 3, 4].map((w) => startNode(db, { workerId: w, groupId: 78, maxTasks: 4 })));
+    // Runs ended so far on the three nodes: the dependents are written as they go, not on a
+    // clock (which a loaded machine outruns, or lags behind).
+    const ends = nodes.map((node) => countEvents(node, 'run:ended'));
+    const ended = (): number => ends.reduce((n, e) => n + e.count, 0);
     const { rows } = await db.query<{ id: string }>(
       "INSERT INTO long_task.task (command, state_id, group_id) SELECT '{true}', 'AW', 78 FROM generate_series(1, 150) RETURNING id",
     );
@@ -119,7 +124,7 @@ describe('dependencies', () => {
     let seed = 7;
     const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const dependents = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
-      await new Promise((resolve) => setTimeout(resolve, i * 15));
+      await until(() => ended() >= i * 3, `${i * 3} runs to end before dependent ${i} is written`, 60_000);
       const picks = [...new Set(Array.from({ length: 8 }, () => pre[Math.floor(rand() * pre.length)]!))];
       return insert(['true'], picks, { group: 78 });
     }));
@@ -128,6 +133,7 @@ describe('dependencies', () => {
     await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE group_id = 78 AND state_id <> 'CS'")).rowCount === 0,
       'every task of the group to end CS', 120_000);
     assert.equal((await getTask(db, last)).state_id, 'CS');
+    for (const e of ends) e.stop();
   });
 
   it('a dependent written while one transaction ends its prerequisites in the reverse of id order: both go through, no deadlock', async () => {

@@ -207,7 +207,9 @@ describe('the lock is a wake-up, not a permission', () => {
       [W, rows[0]!.pid],
     );
     const standby = await startNode(db, { workerId: W, groupId: 31, nodeName: 'standby' });
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // The standby has looked, found the worker held, and now waits on the holder's lock.
+    await until(async () => (await db.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted", [W])).rowCount === 1,
+      "the standby to wait for the holder's lock", 10_000);
     assert.equal(standby.state, 'standby');
     await holder.end();
     const endedAt = performance.now();
@@ -262,11 +264,11 @@ describe('recovery without a standby', () => {
         const task = await addTask(db, ['sleep', '300'], { group: G });
         await taskPid(task, 'the victim to start the task');
         child.kill('SIGKILL');
-        // Its last renewal is final now.
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await until(async () => (await getTask(db, task)).state_id === 'CF', 'the task to be recovered', 30_000);
+        // Read after the recovery, which ended the victim's term (a renewal of it still in
+        // flight at the kill can no longer land) and left its locked_until as it was.
         const { rows } = await db.query<{ due: Date }>("SELECT locked_until + interval '2 s' AS due FROM long_task.worker WHERE id = $1", [W]);
         const due = rows[0]!.due;
-        await until(async () => (await getTask(db, task)).state_id === 'CF', 'the task to be recovered', 30_000);
         const finished = (await getTask(db, task)).finished as Date;
         const lagMs = +finished - +due;
         t.diagnostic(`recovered ${lagMs} ms after its lease + delay (lease 12 s)`);

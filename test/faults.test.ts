@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { TEST_APPLICATION_NAME, createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
+import { nextEvent } from './helpers/events.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { Proxy, proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
@@ -134,18 +135,19 @@ describe('a node cut off from the database', () => {
 
         proxy.pause();
         const pausedAt = performance.now();
-        // A renewal in flight when the cut came may still have committed: read the lease after it.
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        const { locked_until: leaseEnd } = await worker(W);
         await until(() => !isProcessGroupAlive(pid1), 'the cut-off node to kill its task', 20_000);
-        const { rows: [clock] } = await db.query<{ left_ms: number }>('SELECT (extract(epoch FROM $1::timestamptz - clock_timestamp()) * 1000)::float8 AS left_ms', [leaseEnd]);
-        t.diagnostic(`task killed ${Math.round(performance.now() - pausedAt)} ms after the cut, ${Math.round(clock!.left_ms)} ms before the lease ended (lease 4 s, margin 1 s)`);
-        assert.ok(clock!.left_ms > 0, `the task was killed ${-Math.round(clock!.left_ms)} ms after the lease ended`);
+        const { rows: [killed] } = await db.query<{ at: Date }>('SELECT clock_timestamp() AS at');
+        const killedMs = performance.now() - pausedAt;
 
         // The recoverer finds the worker failed (lease lapsed + 2 s) and re-queues the task.
         await until(async () => (await getTask(db, task)).state_id === 'AW', 'the task to be recovered and re-queued', 30_000);
         t.diagnostic(`re-queued ${Math.round(performance.now() - pausedAt)} ms after the cut`);
         const recovered = await worker(W);
+        // The lease's end, read after the recovery ended its term: a renewal in flight at the
+        // cut may have committed, but none can land after this (and the recovery leaves it as is).
+        const leftMs = +recovered.locked_until - +killed!.at;
+        t.diagnostic(`task killed ${Math.round(killedMs)} ms after the cut, ${leftMs} ms before the lease ended (lease 4 s, margin 1 s)`);
+        assert.ok(leftMs > 0, `the task was killed ${-leftMs} ms after the lease ended`);
         assert.equal(recovered.active, false);
         assert.ok(recovered.lease_epoch > before.lease_epoch, 'the recovery starts a new term');
         assert.equal((await getTask(db, task)).pid, null);
@@ -222,10 +224,12 @@ describe('a frozen node', () => {
         assert.equal(mine.node_name, 'B');
         assert.equal(isProcessGroupAlive(pid1), false, 'two live processes of one task');
 
+        const { rows: [woken] } = await db.query<{ at: Date }>('SELECT clock_timestamp() AS at');
         process.kill(child.pid!, 'SIGCONT');
-        // A few of A's renewal periods: nothing of B's changes, and only B's process lives.
-        const watchUntil = performance.now() + 4_000;
-        while (performance.now() < watchUntil) {
+        // Until A, awake, has looked at the worker twice as its standby (each look after its
+        // fence and its failed renewal): nothing of B's changes, and only B's process lives.
+        const looks = new Set<number>();
+        await until(async () => {
           const row = await getTask(db, task);
           assert.equal(row.state_id, 'AE');
           assert.equal(row.node_name, 'B');
@@ -237,8 +241,11 @@ describe('a frozen node', () => {
           assert.equal(w.active, true);
           assert.equal(isProcessGroupAlive(pid1), false);
           assert.equal(isProcessGroupAlive(pid2), true);
-          await new Promise((resolve) => setTimeout(resolve, 200));
-        }
+          const { rows: [look] } = await db.query<{ seen: Date | null }>(
+            "SELECT standby_seen AS seen FROM long_task.worker WHERE id = $1 AND standby_node = 'A' AND standby_seen > $2", [W, woken!.at]);
+          if (look?.seen) looks.add(+look.seen);
+          return looks.size >= 2;
+        }, 'A, woken, to look at the worker twice as its standby', 60_000);
         assert.equal(b.state, 'active');
         assert.equal(child.exitCode, null, 'A stands by, it does not exit');
 
@@ -292,13 +299,15 @@ describe('every database connection killed', () => {
       } finally {
         await holder.end();
       }
-      // Three more cuts, half a second apart, while tasks start and end: whatever statement is in
-      // flight (claim, pids, results, renewal) fails.
+      // Three more cuts, each once the node is back from the one before (its listener
+      // reconnected), while tasks start and end: whatever statement is in flight (claim, pids,
+      // results, renewal) fails.
       let killed = 0;
       for (let cut = 0; cut < 3; cut++) {
+        const back = nextEvent(node, 'listener:connected', (e) => e.reconnect);
         const { rowCount } = await db.query(TERMINATE_NODE_BACKENDS);
         killed += rowCount ?? 0;
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await back;
       }
       t.diagnostic(`terminated ${killed} backends in 3 cuts`);
       // Inserted after the cuts: a new listener connection (or the renewal's resync) must see it.

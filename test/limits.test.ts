@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadQueries } from '../src/db/queries.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { nextEvent } from './helpers/events.js';
 import { getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
@@ -117,10 +118,12 @@ describe('cluster-wide limits', () => {
 
   it('max_running = 0 pauses a group; raising it wakes the nodes', async () => {
     await db.query('INSERT INTO long_task.task_group (id, max_running) VALUES (9, 0)');
-    await startNode(db, { workerId: 91, groupId: 9, maxTasks: 2 });
+    // Queued before the node starts: every claim the node makes can see it.
     const id = await insert(['true'], 9);
+    const claims: Array<Promise<{ asked: number; claimed: number }>> = [];
+    await startNode(db, { workerId: 91, groupId: 9, maxTasks: 2 }, (node) => claims.push(nextEvent(node, 'claim', (e) => e.asked > 0)));
     // The node claims (its queue hint) and takes nothing: the task stays waiting.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal((await claims[0]!).claimed, 0);
     assert.equal((await getTask(db, id)).state_id, 'AW');
     await db.query('UPDATE long_task.task_group SET max_running = NULL WHERE id = 9');
     await waitEnded(db, [id]);

@@ -22,8 +22,11 @@ export async function stopAllNodes(): Promise<void> {
   started.clear();
 }
 
-/** Starts an in-process node on the test database and waits until it holds its lease. */
-export async function startNode(db: TestDatabase, overrides: Partial<NodeOptions> = {}): Promise<TaskNode> {
+/**
+ * Starts an in-process node on the test database and waits until it holds its lease.
+ * `subscribe` is called before the node starts, for a test that must see its first events.
+ */
+export async function startNode(db: TestDatabase, overrides: Partial<NodeOptions> = {}, subscribe?: (node: TaskNode) => void): Promise<TaskNode> {
   const node = new TaskNode({
     ...NODE_DEFAULTS,
     connectionString: db.url,
@@ -39,6 +42,7 @@ export async function startNode(db: TestDatabase, overrides: Partial<NodeOptions
     ...overrides,
   });
   started.add(node);
+  subscribe?.(node);
   await node.start();
   await until(() => node.state === 'active' || node.state === 'standby', 'the node to take its lease');
   return node;
