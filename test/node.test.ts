@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { countEvents, nextEvent } from './helpers/events.js';
 import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { TaskClient } from '../src/client/client.js';
@@ -90,9 +91,18 @@ describe('dispatch', () => {
   });
 
   it('wakes on NOTIFY for work committed while it idles', async () => {
-    const node = await startNode(db, { workerId: 14, groupId: 14, leaseSeconds: 60 });
-    // The lease is renewed every 30 s, so only the notification can start this task in time.
+    const claims: Array<Promise<{ claimed: number }>> = [];
+    const node = await startNode(db, { workerId: 14, groupId: 14, leaseSeconds: 60 }, (n) => claims.push(nextEvent(n, 'claim')));
+    // Idle: the claim its term began with found nothing, and no hint is left.
+    assert.equal((await claims[0]!).claimed, 0);
+    // The lease is renewed every 30 s, and a listener that reconnects reads again: neither may
+    // be what starts this task, only the notification.
+    const renewals = countEvents(node, 'lease:renewed');
+    const reconnects = countEvents(node, 'listener:connected');
+    const started = nextEvent(node, 'run:started', () => true, 10_000);
     const id = await addTask(db, ['true'], { group: 14 });
+    assert.equal((await started).taskId, id);
+    assert.deepEqual([renewals.count, reconnects.count], [0, 0], 'started by something other than the notification');
     await waitEnded(db, [id], 10_000);
     await node.shutdown();
   });
