@@ -2,24 +2,13 @@
 // per policy. The copies' processes record when two of a schedule's are alive at once.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { getTask, startNode, stopAllNodes, tempDir } from './helpers/node.js';
+import { getTask, startNode, tempDir, useTestDatabase } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
 const G = 80;
-
-before(async () => {
-  db = await createTestDatabase('overlap');
-  await startNode(db, { workerId: 80, groupId: G, maxTasks: 12, killGraceMs: 1_000 });
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
+const db = useTestDatabase('overlap', { setup: (db) => startNode(db, { workerId: 80, groupId: G, maxTasks: 12, killGraceMs: 1_000 }) });
 
 /** Holds dir/lock while it runs (released on SIGTERM too); a second live copy records "overlap". */
 function copyScript(dir: string): string[] {

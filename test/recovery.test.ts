@@ -4,12 +4,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { countEvents, nextEvent } from './helpers/events.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { addTask, getTask, getWorker, markClaimed, startNode, stopAllNodes, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { migrate } from '../src/db/migrate.js';
 import { isProcessGroupAlive } from '../src/node/process/process-group.js';
@@ -17,25 +16,14 @@ import type { Listener } from '../src/db/listener.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase('recovery');
-});
-after(async () => {
-  await stopAllNodes();
-  await db?.close();
-});
+const db = useTestDatabase('recovery');
 
 /** A worker row that failed: active, its lease lapsed an hour ago, running `task` under epoch 5. */
 async function failedWorker(workerId: number, group: number, recoverPolicy: string | null = null): Promise<number> {
   await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch, node_name) VALUES ($1, $2, true, now() - interval '1 hour', 5, 'gone')", [workerId, group]);
-  const { rows } = await db.query<{ id: string }>(
-    "INSERT INTO long_task.task (group_id, state_id, command, recover_policy) VALUES ($1, 'AW', '{true}', $2) RETURNING id",
-    [group, recoverPolicy],
-  );
-  const id = Number(rows[0]!.id);
+  const id = await addTask(db, ['true'], { group, recoverPolicy });
   // What the failed node's claim did.
-  await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = $2, lease_epoch = 5 WHERE id = $1", [id, workerId]);
+  await markClaimed(db, id, workerId, 5);
   return id;
 }
 
@@ -126,12 +114,10 @@ describe('lost claims', () => {
     // sent, which a loaded machine can miss; 8 s (renewed every 4 s) allows a 2 s stall.
     const node = await startNode(db, { workerId: 120, groupId: 120, leaseSeconds: 8 });
     const lostTerms = countEvents(node, 'lease:lost');
-    const { rows: w } = await db.query<{ lease_epoch: string }>('SELECT lease_epoch FROM long_task.worker WHERE id = 120');
-    const epoch = Number(w[0]!.lease_epoch);
+    const epoch = (await getWorker(db, 120))!.lease_epoch;
     // What a claim that committed without the node hearing of it leaves behind.
-    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (121, 'AW', '{true}') RETURNING id");
-    const lost = Number(rows[0]!.id);
-    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 120, lease_epoch = $2, attempt = 1, live_worker_id = 120, live_epoch = $2, started = now() - interval '1 hour' WHERE id = $1", [lost, epoch]);
+    const lost = await addTask(db, ['true'], { group: 121 });
+    await markClaimed(db, lost, 120, epoch, { live: true, startedAgo: '1 hour' });
     // A task the node really runs is left alone: it runs until the test creates the gate.
     const dir = tempDir('lost');
     const real = await addTask(db, ['sh', '-c', 'while [ ! -e "$0/go" ]; do sleep 0.05; done', dir], { group: 120 });
@@ -158,12 +144,10 @@ describe('lost claims', () => {
 
   it('a lost claim of a term that ends cleanly ends CF lost with it, rather than stay AE with nothing answering for it', async () => {
     const node = await startNode(db, { workerId: 122, groupId: 122 });
-    const { rows: w } = await db.query<{ lease_epoch: string }>('SELECT lease_epoch FROM long_task.worker WHERE id = 122');
-    const epoch = Number(w[0]!.lease_epoch);
-    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command) VALUES (123, 'AW', '{true}') RETURNING id");
-    const lost = Number(rows[0]!.id);
+    const epoch = (await getWorker(db, 122))!.lease_epoch;
+    const lost = await addTask(db, ['true'], { group: 123 });
     // Claimed a moment ago: too recent for the renewal's check, which waits half a lease.
-    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 122, lease_epoch = $2, attempt = 1, live_worker_id = 122, live_epoch = $2, started = now() WHERE id = $1", [lost, epoch]);
+    await markClaimed(db, lost, 122, epoch, { live: true, startedAgo: '0 s' });
     await node.shutdown();
     const t = await getTask(db, lost);
     assert.equal(t.state_id, 'CF');

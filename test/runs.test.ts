@@ -5,16 +5,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pino from 'pino';
 import { TaskClient, TaskNotFoundError, WaitTimeoutError } from '../src/index.js';
 import { isProcessAlive } from '../src/node/process/process-group.js';
 import { runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { addTask, getTask, markClaimed, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
+const db = useTestDatabase('runs', { setup: (db) => startNode(db, { workerId: 1, maxTasks: 4, logger }) });
 const warnings: string[] = [];
 // The node's warnings, to check that none blames the lease for what a user wrote.
 const logger = pino(
@@ -26,16 +25,6 @@ const logger = pino(
     },
   }),
 );
-
-before(async () => {
-  db = await createTestDatabase('runs');
-  await startNode(db, { workerId: 1, maxTasks: 4, logger });
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
 
 /**
  * A task that marks its own row CS, then runs on until the test creates dir/go (a gate, not a
@@ -397,16 +386,15 @@ describe('recovery on end reasons', () => {
   it("a failed worker's executing task retries on worker_failed when it has attempts left; one being cancelled ends CC", async () => {
     // Inactive until its tasks are in place: another node's renewal would recover it at once.
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (200, 20, false, now() - interval '1 hour', 3)");
-    const insert = async (maxAttempts: number | null): Promise<number> => {
-      const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command, max_attempts) VALUES (20, 'AW', '{true}', $1) RETURNING id", [maxAttempts]);
-      const id = Number(rows[0]!.id);
+    const claimedBy200 = async (maxAttempts: number | null): Promise<number> => {
+      const id = await addTask(db, ['true'], { group: 20, maxAttempts });
       // What a claim by worker 200, then its death, leaves behind.
-      await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 200, lease_epoch = 3, attempt = 1, live_worker_id = 200, live_epoch = 3 WHERE id = $1", [id]);
+      await markClaimed(db, id, 200, 3, { live: true });
       return id;
     };
-    const retrying = await insert(3);
-    const once = await insert(null);
-    const cancelling = await insert(3);
+    const retrying = await claimedBy200(3);
+    const once = await claimedBy200(null);
+    const cancelling = await claimedBy200(3);
     await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [cancelling]);
     await db.query('UPDATE long_task.worker SET active = true WHERE id = 200');
     const node = await startNode(db, { workerId: 200, groupId: 20, logger });
