@@ -187,7 +187,10 @@ describe('a SIGKILLed node under the re-queue policy', () => {
     victim.kill('SIGKILL');
     await until(() => pids.every((pid) => !isProcessGroupAlive(pid)), 'the victim\'s task processes to die with it', 10_000);
     // Another node of the group recovers the worker and runs the re-queued tasks.
-    await startNode(db, { workerId: 131, groupId: 130, leaseSeconds: 2 });
+    // The victim's 2 s lease sets when its tasks are recovered; this node's own lease only
+    // fences it. 8 s: a 2 s lease is distrusted 0.5 s after a late renewal, which a loaded
+    // machine can miss, and its runs would then be killed and run a third time.
+    await startNode(db, { workerId: 131, groupId: 130, leaseSeconds: 8 });
     await waitEnded(db, ids, 60_000);
     for (const id of ids) {
       const t = await getTask(db, id);
@@ -297,7 +300,9 @@ describe('standby', () => {
       stdio: 'ignore',
     });
     await until(async () => (await db.query('SELECT 1 FROM long_task.worker WHERE id = 71 AND active')).rowCount === 1, 'the holder to take its lease');
-    const standby = await startNode(db, { workerId: 71, groupId: 71, leaseSeconds: 2, nodeName: 'standby-71', killGraceMs: 500 });
+    // The standby's own lease: 8 s, so that a loaded machine does not end its term (and the
+    // retry with it, worker_failed) before the retry's timeout does.
+    const standby = await startNode(db, { workerId: 71, groupId: 71, leaseSeconds: 8, nodeName: 'standby-71', killGraceMs: 500 });
     const { rows } = await db.query<{ id: string }>(
       "INSERT INTO long_task.task (group_id, state_id, command, timeout, max_attempts, backoff_base) VALUES (71, 'AW', '{sleep,300}', '3 s', 2, '100 ms') RETURNING id",
     );
