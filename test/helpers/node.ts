@@ -1,12 +1,12 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import pino from 'pino';
 import { TaskNode } from '../../src/node/node.js';
 import { NODE_DEFAULTS, type NodeOptions } from '../../src/node/options.js';
 import { isProcessGroupAlive, killProcessGroup } from '../../src/node/process/process-group.js';
 import type { SpawnerMode } from '../../src/node/process/spawner.js';
-import { after, before } from 'node:test';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { until } from './wait.js';
 
@@ -56,8 +56,9 @@ export async function startNode(db: TestDatabase, overrides: Partial<NodeOptions
  */
 export function useTestDatabase(label: string, options: { migrate?: boolean; setup?: (db: TestDatabase) => Promise<unknown> } = {}): TestDatabase {
   let db: TestDatabase | null = null;
-  // setup (e.g. the file's node) runs in the same hook: the runner may not wait for one
-  // before() before it starts the next.
+  // setup (e.g. the file's node) runs in the same hook: Node 20 starts a file's top-level
+  // before() hooks without waiting for the one registered before (seen: a second hook ran
+  // while the database was still being made).
   before(async () => {
     db = await createTestDatabase(label, options);
     await options.setup?.(db);
