@@ -4,6 +4,8 @@
 import type { NodeEventMap } from '../../src/node/events.js';
 import type { TaskNode } from '../../src/node/node.js';
 
+// The listeners below are cast: @types/node's EventEmitter<T> cannot see that a listener of
+// Payload<K> is one of K's (as in NodeEvents.publish).
 type Payload<K extends keyof NodeEventMap> = NodeEventMap[K][0];
 
 /**
