@@ -3,24 +3,14 @@
 // never appears, an allowed one's does. Each test uses groups and workers of its own.
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { loadStatements } from '../src/sql/queries/index.js';
 import { recoverWorker } from '../src/node/recovery/recovery.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
+import { addTask, getTask, markClaimed, startNode, tempDir, testLogger, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase('allowlist');
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
+const db = useTestDatabase('allowlist');
 
 async function allowlistGroup(group: number): Promise<void> {
   await db.query("INSERT INTO long_task.task_group (id, commands) VALUES ($1, 'allowlist') ON CONFLICT (id) DO UPDATE SET commands = 'allowlist'", [group]);
@@ -306,7 +296,7 @@ describe("pg-tasks' own writes of a task that slipped past are not refused by th
     const id = await addTask(db, ['touch', `${dir}/made`], { group: 43, state: 'DR' });
     await db.query("UPDATE long_task.task SET recover_policy = 'requeue', state_id = 'AW' WHERE id = $1", [id]);
     // What the failed node's claim did.
-    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 43, lease_epoch = 5 WHERE id = $1", [id]);
+    await markClaimed(db, id, 43, 5);
     await allowlistGroup(43);
     // Its worker, failed: last, since a node running in this file recovers it as soon as it hears of it.
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch, node_name) VALUES (43, 43, true, now() - interval '1 hour', 5, 'gone')");

@@ -309,7 +309,12 @@ describe('seeded chaos', () => {
       await inserter;
       await Promise.all(actions);
       for (const node of nodes) node.proxy.resume();
-      await sleep(1_000);
+      // Each node either holds its worker again (its own pid in the row) or gave up starting.
+      await until(async () => {
+        const { rows } = await db.query<{ pid: number }>('SELECT pid FROM long_task.worker WHERE id = ANY($1) AND active', [nodes.map((n) => n.workerId)]);
+        const holders = new Set(rows.map((r) => r.pid));
+        return nodes.every((n) => !n.child || n.child.exitCode !== null || n.child.signalCode !== null || holders.has(n.child.pid!));
+      }, 'every node to hold its worker again or to give up', 60_000);
       for (const node of nodes) await restartIfGaveUp(node);
       for (const node of nodes) assert.ok(node.child && node.child.exitCode === null && node.child.signalCode === null, `node ${node.index} runs`);
 

@@ -25,11 +25,12 @@ it('checkoutClient: a backend terminated between statements fails the next one a
 
     const client = await checkoutClient(pool);
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const ended = new Promise((resolve) => client.once('end', resolve));
     await db.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
     // The termination reaches the client while no query runs: without the guard this is an
     // unhandled 'error' event, and this test process would die here.
     await until(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [rows[0]!.pid])).rowCount === 0, 'the backend to end');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await ended;
     await assert.rejects(client.query('SELECT 1'));
     client.release();
     await until(() => pool.totalCount === 0, 'the broken client to be discarded');

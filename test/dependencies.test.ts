@@ -3,35 +3,17 @@
 // The order is proven from the processes' own records.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { countEvents } from './helpers/events.js';
+import { addTask, getTask, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase('dependencies');
-  await startNode(db, { workerId: 1, maxTasks: 4 });
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
+const db = useTestDatabase('dependencies', { setup: (db) => startNode(db, { workerId: 1, maxTasks: 4 }) });
 
 /** A task that records its start and end (ns) in dir/NAME, sleeping in between; exit code `code`. */
 function recording(dir: string, name: string, code = 0): string[] {
   return ['sh', '-c', `echo "start $(date +%s%N)" >> "$0/$1"; sleep 0.3; echo "end $(date +%s%N)" >> "$0/$1"; exit ${code}`, dir, name];
-}
-
-async function insert(command: string[], dependsOn: number[] | null = null, extra: { state?: string; group?: number } = {}): Promise<number> {
-  const { rows } = await db.query<{ id: string }>(
-    'INSERT INTO long_task.task (command, state_id, group_id, depends_on) VALUES ($1, $2, $3, $4) RETURNING id',
-    [command, extra.state ?? 'AW', extra.group ?? 0, dependsOn],
-  );
-  return Number(rows[0]!.id);
 }
 
 function times(dir: string, name: string): { start: bigint; end: bigint } {
@@ -43,10 +25,10 @@ function times(dir: string, name: string): { start: bigint; end: bigint } {
 describe('dependencies', () => {
   it('runs a diamond in order: each task starts only after all it depends on have ended', async () => {
     const dir = tempDir('deps-diamond');
-    const a = await insert(recording(dir, 'a'));
-    const b = await insert(recording(dir, 'b'), [a]);
-    const c = await insert(recording(dir, 'c'), [a]);
-    const d = await insert(recording(dir, 'd'), [b, c]);
+    const a = await addTask(db, recording(dir, 'a'));
+    const b = await addTask(db, recording(dir, 'b'), { dependsOn: [a] });
+    const c = await addTask(db, recording(dir, 'c'), { dependsOn: [a] });
+    const d = await addTask(db, recording(dir, 'd'), { dependsOn: [b, c] });
     await waitEnded(db, [a, b, c, d]);
     for (const id of [a, b, c, d]) assert.equal((await getTask(db, id)).state_id, 'CS');
     const [ta, tb, tc, td] = ['a', 'b', 'c', 'd'].map((name) => times(dir, name)) as [ReturnType<typeof times>, ReturnType<typeof times>, ReturnType<typeof times>, ReturnType<typeof times>];
@@ -56,12 +38,12 @@ describe('dependencies', () => {
 
   it('a failed prerequisite cancels its dependents, transitively, without starting a process', async () => {
     const dir = tempDir('deps-fail');
-    const a = await insert(recording(dir, 'a', 3));
-    const b = await insert(recording(dir, 'b'), [a]);
-    const c = await insert(recording(dir, 'c'), [b]);
-    const d = await insert(recording(dir, 'd'), [c, b]);
-    const other = await insert(recording(dir, 'other'));
-    const e = await insert(recording(dir, 'e'), [other, d]);
+    const a = await addTask(db, recording(dir, 'a', 3));
+    const b = await addTask(db, recording(dir, 'b'), { dependsOn: [a] });
+    const c = await addTask(db, recording(dir, 'c'), { dependsOn: [b] });
+    const d = await addTask(db, recording(dir, 'd'), { dependsOn: [c, b] });
+    const other = await addTask(db, recording(dir, 'other'));
+    const e = await addTask(db, recording(dir, 'e'), { dependsOn: [other, d] });
     await waitEnded(db, [a, b, c, d, other, e]);
     assert.equal((await getTask(db, a)).state_id, 'CF');
     for (const [id, on] of [[b, a], [c, b], [d, b], [e, d]] as const) {
@@ -75,8 +57,8 @@ describe('dependencies', () => {
 
   it('re-queuing a failed prerequisite does not re-run its cancelled dependents unless they are queued too', async () => {
     const dir = tempDir('deps-requeue');
-    const a = await insert(['sh', '-c', 'test -f "$0/ok"', dir]);
-    const b = await insert(recording(dir, 'b'), [a]);
+    const a = await addTask(db, ['sh', '-c', 'test -f "$0/ok"', dir]);
+    const b = await addTask(db, recording(dir, 'b'), { dependsOn: [a] });
     await waitEnded(db, [a, b]);
     assert.deepEqual([(await getTask(db, a)).state_id, (await getTask(db, b)).state_id], ['CF', 'CC']);
     await db.query("UPDATE long_task.task SET state_id = 'AW', command = '{true}' WHERE id = $1", [a]);
@@ -111,7 +93,11 @@ describe('dependencies', () => {
   it('under concurrency: dependents written while their prerequisites end on three nodes all run, none is left waiting', async () => {
     // Group 78, three nodes: prerequisites end in concurrent finish statements while the
     // dependents are inserted, each in its own statement; each dependent names 8 of them.
-    await Promise.all([2, 3, 4].map((w) => startNode(db, { workerId: w, groupId: 78, maxTasks: 4 })));
+    const nodes = await Promise.all([2, 3, 4].map((w) => startNode(db, { workerId: w, groupId: 78, maxTasks: 4 })));
+    // Runs ended so far on the three nodes: the dependents are written as they go, not on a
+    // clock (which a loaded machine outruns, or lags behind).
+    const ends = nodes.map((node) => countEvents(node, 'run:ended'));
+    const ended = (): number => ends.reduce((n, e) => n + e.count, 0);
     const { rows } = await db.query<{ id: string }>(
       "INSERT INTO long_task.task (command, state_id, group_id) SELECT '{true}', 'AW', 78 FROM generate_series(1, 150) RETURNING id",
     );
@@ -119,15 +105,16 @@ describe('dependencies', () => {
     let seed = 7;
     const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const dependents = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
-      await new Promise((resolve) => setTimeout(resolve, i * 15));
+      await until(() => ended() >= i * 3, `${i * 3} runs to end before dependent ${i} is written`, 60_000);
       const picks = [...new Set(Array.from({ length: 8 }, () => pre[Math.floor(rand() * pre.length)]!))];
-      return insert(['true'], picks, { group: 78 });
+      return addTask(db, ['true'], { dependsOn: picks, group: 78 });
     }));
     // And a fan-in over all of them, and over the dependents.
-    const last = await insert(['true'], [...pre.slice(0, 20), ...dependents], { group: 78 });
+    const last = await addTask(db, ['true'], { dependsOn: [...pre.slice(0, 20), ...dependents], group: 78 });
     await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE group_id = 78 AND state_id <> 'CS'")).rowCount === 0,
       'every task of the group to end CS', 120_000);
     assert.equal((await getTask(db, last)).state_id, 'CS');
+    for (const e of ends) e.stop();
   });
 
   it('a dependent written while one transaction ends its prerequisites in the reverse of id order: both go through, no deadlock', async () => {
@@ -136,14 +123,14 @@ describe('dependencies', () => {
     // dependent of p1 and p2 then waits for p2; the transaction then ends p1. Had the INSERT
     // kept p1's share lock while waiting for p2, this was a deadlock (seen in CI, from a
     // node's end of several runs at once).
-    const p1 = await insert(['true'], null, { group: 79 });
-    const p2 = await insert(['true'], null, { group: 79 });
+    const p1 = await addTask(db, ['true'], { group: 79 });
+    const p2 = await addTask(db, ['true'], { group: 79 });
     await db.query("UPDATE long_task.task SET state_id = 'AE' WHERE id = ANY($1)", [[p1, p2]]);
     const ender = await db.pool.connect();
     try {
       await ender.query('BEGIN');
       await ender.query("UPDATE long_task.task SET state_id = 'CS' WHERE id = $1", [p2]);
-      const dependent = insert(['true'], [p1, p2], { state: 'DR' });
+      const dependent = addTask(db, ['true'], { dependsOn: [p1, p2], state: 'DR' });
       await until(async () => (await db.query(
         "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO long_task.task%'",
       )).rowCount === 1, 'the INSERT to wait for the row the transaction holds', 10_000);
@@ -160,17 +147,17 @@ describe('dependencies', () => {
   });
 
   it('refuses a cycle, a task depending on itself, and tasks that do not exist, when written', async () => {
-    const a = await insert(['true'], null, { state: 'DR' });
-    const b = await insert(['true'], [a], { state: 'DR' });
-    const c = await insert(['true'], [b], { state: 'DR' });
+    const a = await addTask(db, ['true'], { state: 'DR' });
+    const b = await addTask(db, ['true'], { dependsOn: [a], state: 'DR' });
+    const c = await addTask(db, ['true'], { dependsOn: [b], state: 'DR' });
     await assert.rejects(db.query('UPDATE long_task.task SET depends_on = $2 WHERE id = $1', [a, [c]]), /can't depend on \d+: that would make a cycle/);
     await assert.rejects(db.query('UPDATE long_task.task SET depends_on = $2 WHERE id = $1', [a, [a]]), /can't depend on itself/);
-    await assert.rejects(insert(['true'], [999_999_999]), /depends_on names task 999999999, which does not exist/);
+    await assert.rejects(addTask(db, ['true'], { dependsOn: [999_999_999] }), /depends_on names task 999999999, which does not exist/);
     assert.equal((await getTask(db, a)).depends_on, null, 'nothing changed');
   });
 
   it('pg-tasks add --after and show: what a task waits for, and the one-line error for a bad id', async () => {
-    const first = await insert(['sleep', '0.5']);
+    const first = await addTask(db, ['sleep', '0.5']);
     const added = await runCli(db.url, ['add', '--after', `${first}`, '--', 'true']);
     assert.equal(added.code, 0, added.stderr);
     const id = Number(added.stdout.trim());

@@ -7,11 +7,12 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { TEST_APPLICATION_NAME, createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { nextEvent } from './helpers/events.js';
+import { addTask, getTask, getWorker, killTaskGroups, startNode, stopAllNodes, taskPid, taskPids, tempDir, waitEnded } from './helpers/node.js';
 import { Proxy, proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
 import { children, killChild, spawnNode, withOutput } from './helpers/child-node.js';
-import { isProcessGroupAlive, killProcessGroup } from '../src/node/process/process-group.js';
+import { isProcessGroupAlive } from '../src/node/process/process-group.js';
 
 let db: TestDatabase;
 before(async () => {
@@ -21,7 +22,7 @@ after(async () => {
   await stopAllNodes();
   for (const child of children) await killChild(child);
   // Whatever task process a failed test left behind, by its process group.
-  for (const pid of taskPids) if (isProcessGroupAlive(pid)) killProcessGroup(pid, 'SIGKILL');
+  killTaskGroups();
   await db?.close();
 });
 
@@ -32,28 +33,8 @@ after(async () => {
  */
 const TERMINATE_NODE_BACKENDS = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
   WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> '${TEST_APPLICATION_NAME}'`;
-const taskPids = new Set<number>();
 
 
-async function worker(id: number): Promise<{ active: boolean; node_name: string | null; lease_epoch: number; locked_until: Date }> {
-  const { rows } = await db.query('SELECT active, node_name, lease_epoch::int AS lease_epoch, locked_until FROM long_task.worker WHERE id = $1', [id]);
-  return rows[0] as { active: boolean; node_name: string | null; lease_epoch: number; locked_until: Date };
-}
-
-async function addSleeper(group: number, extra: { worker?: number; policy?: string } = {}): Promise<number> {
-  const { rows } = await db.query<{ id: number }>(
-    "INSERT INTO long_task.task (command, group_id, state_id, worker_id, recover_policy) VALUES ('{sleep,300}', $1, 'AW', $2, $3) RETURNING id",
-    [group, extra.worker ?? null, extra.policy ?? null],
-  );
-  return Number(rows[0]!.id);
-}
-
-/** The pid a node recorded for a task; remembered for cleanup. */
-async function taskPid(id: number, what: string, timeoutMs = 20_000): Promise<number> {
-  const pid = Number(await until(async () => (await getTask(db, id)).pid, what, timeoutMs));
-  taskPids.add(pid);
-  return pid;
-}
 
 
 describe('a cluster under load', () => {
@@ -127,25 +108,26 @@ describe('a node cut off from the database', () => {
     const { child, output } = spawnNode(withDatabase(proxied.toString(), db.name), ['--worker-id', String(W), '--group', String(G), '--lease', '4s', '--name', 'cut-node']);
     try {
       await withOutput(t, output, async () => {
-        await until(async () => (await worker(W))?.active, 'the child node to take its lease', 30_000);
-        const task = await addSleeper(G, { worker: W, policy: 'requeue' });
-        const pid1 = await taskPid(task, 'the child node to start the task');
-        const before = await worker(W);
+        await until(async () => (await getWorker(db, W))?.active, 'the child node to take its lease', 30_000);
+        const task = await addTask(db, ['sleep', '300'], { group: G, worker: W, recoverPolicy: 'requeue' });
+        const pid1 = await taskPid(db, task, 'the child node to start the task');
+        const before = (await getWorker(db, W))!;
 
         proxy.pause();
         const pausedAt = performance.now();
-        // A renewal in flight when the cut came may still have committed: read the lease after it.
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        const { locked_until: leaseEnd } = await worker(W);
         await until(() => !isProcessGroupAlive(pid1), 'the cut-off node to kill its task', 20_000);
-        const { rows: [clock] } = await db.query<{ left_ms: number }>('SELECT (extract(epoch FROM $1::timestamptz - clock_timestamp()) * 1000)::float8 AS left_ms', [leaseEnd]);
-        t.diagnostic(`task killed ${Math.round(performance.now() - pausedAt)} ms after the cut, ${Math.round(clock!.left_ms)} ms before the lease ended (lease 4 s, margin 1 s)`);
-        assert.ok(clock!.left_ms > 0, `the task was killed ${-Math.round(clock!.left_ms)} ms after the lease ended`);
+        const { rows: [killed] } = await db.query<{ at: Date }>('SELECT clock_timestamp() AS at');
+        const killedMs = performance.now() - pausedAt;
 
         // The recoverer finds the worker failed (lease lapsed + 2 s) and re-queues the task.
         await until(async () => (await getTask(db, task)).state_id === 'AW', 'the task to be recovered and re-queued', 30_000);
         t.diagnostic(`re-queued ${Math.round(performance.now() - pausedAt)} ms after the cut`);
-        const recovered = await worker(W);
+        const recovered = (await getWorker(db, W))!;
+        // The lease's end, read after the recovery ended its term: a renewal in flight at the
+        // cut may have committed, but none can land after this (and the recovery leaves it as is).
+        const leftMs = +recovered.locked_until - +killed!.at;
+        t.diagnostic(`task killed ${Math.round(killedMs)} ms after the cut, ${leftMs} ms before the lease ended (lease 4 s, margin 1 s)`);
+        assert.ok(leftMs > 0, `the task was killed ${-leftMs} ms after the lease ended`);
         assert.equal(recovered.active, false);
         assert.ok(recovered.lease_epoch > before.lease_epoch, 'the recovery starts a new term');
         assert.equal((await getTask(db, task)).pid, null);
@@ -154,7 +136,7 @@ describe('a node cut off from the database', () => {
         const resumedAt = performance.now();
         // The node takes its worker again, and runs the re-queued task: its first process is dead.
         await until(async () => {
-          const w = await worker(W);
+          const w = (await getWorker(db, W))!;
           return w.active && w.node_name === 'cut-node' && w.lease_epoch > recovered.lease_epoch;
         }, 'the child node to take its lease again', 40_000);
         t.diagnostic(`lease taken again ${Math.round(performance.now() - resumedAt)} ms after the database came back`);
@@ -168,7 +150,7 @@ describe('a node cut off from the database', () => {
         assert.notEqual(pid2, pid1);
         const rerun = await getTask(db, task);
         assert.equal(rerun.state_id, 'AE');
-        assert.equal(Number(rerun.lease_epoch), (await worker(W)).lease_epoch);
+        assert.equal(Number(rerun.lease_epoch), (await getWorker(db, W))!.lease_epoch);
 
         const fresh = await addTask(db, ['true'], { group: G });
         await waitEnded(db, [fresh]);
@@ -195,11 +177,11 @@ describe('a frozen node', () => {
     const { child, output } = spawnNode(db.url, ['--worker-id', String(W), '--group', String(G), '--lease', '3s', '--name', 'A']);
     try {
       await withOutput(t, output, async () => {
-        await until(async () => (await worker(W))?.node_name === 'A', 'node A to take its lease', 30_000);
+        await until(async () => (await getWorker(db, W))?.node_name === 'A', 'node A to take its lease', 30_000);
         const b = await startNode(db, { workerId: W, groupId: G, leaseSeconds: 3, nodeName: 'B' });
         assert.equal(b.state, 'standby');
-        const task = await addSleeper(G, { policy: 'requeue' });
-        const pid1 = await taskPid(task, 'node A to start the task');
+        const task = await addTask(db, ['sleep', '300'], { group: G, recoverPolicy: 'requeue' });
+        const pid1 = await taskPid(db, task, 'node A to start the task');
         assert.equal((await getTask(db, task)).node_name, 'A');
 
         process.kill(child.pid!, 'SIGSTOP');
@@ -218,27 +200,32 @@ describe('a frozen node', () => {
         }, 'B to run the re-queued task', 30_000);
         taskPids.add(pid2);
         assert.notEqual(pid2, pid1);
-        const mine = await worker(W);
+        const mine = (await getWorker(db, W))!;
         assert.equal(mine.node_name, 'B');
         assert.equal(isProcessGroupAlive(pid1), false, 'two live processes of one task');
 
+        const { rows: [woken] } = await db.query<{ at: Date }>('SELECT clock_timestamp() AS at');
         process.kill(child.pid!, 'SIGCONT');
-        // A few of A's renewal periods: nothing of B's changes, and only B's process lives.
-        const watchUntil = performance.now() + 4_000;
-        while (performance.now() < watchUntil) {
+        // Until A, awake, has looked at the worker twice as its standby (each look after its
+        // fence and its failed renewal): nothing of B's changes, and only B's process lives.
+        const looks = new Set<number>();
+        await until(async () => {
           const row = await getTask(db, task);
           assert.equal(row.state_id, 'AE');
           assert.equal(row.node_name, 'B');
           assert.equal(Number(row.lease_epoch), mine.lease_epoch);
           assert.equal(Number(row.pid), pid2);
-          const w = await worker(W);
+          const w = (await getWorker(db, W))!;
           assert.equal(w.node_name, 'B');
           assert.equal(w.lease_epoch, mine.lease_epoch);
           assert.equal(w.active, true);
           assert.equal(isProcessGroupAlive(pid1), false);
           assert.equal(isProcessGroupAlive(pid2), true);
-          await new Promise((resolve) => setTimeout(resolve, 200));
-        }
+          const { rows: [look] } = await db.query<{ seen: Date | null }>(
+            "SELECT standby_seen AS seen FROM long_task.worker WHERE id = $1 AND standby_node = 'A' AND standby_seen > $2", [W, woken!.at]);
+          if (look?.seen) looks.add(+look.seen);
+          return looks.size >= 2;
+        }, 'A, woken, to look at the worker twice as its standby', 60_000);
         assert.equal(b.state, 'active');
         assert.equal(child.exitCode, null, 'A stands by, it does not exit');
 
@@ -261,7 +248,7 @@ describe('every database connection killed', () => {
     // Lease 8 s: the first cut must land between a renewal blocking on the row and the fence,
     // a window of lease/2 − margin = 2 s; at 4 s it was 1 s, too tight on a loaded machine.
     const node = await startNode(db, { workerId: W, groupId: G, maxTasks: 4, leaseSeconds: 8, nodeName: 'survivor' });
-    const epoch = (await worker(W)).lease_epoch;
+    const epoch = (await getWorker(db, W))!.lease_epoch;
     let leftActive = false;
     const watch = setInterval(() => {
       if (node.state !== 'active') leftActive = true;
@@ -292,13 +279,15 @@ describe('every database connection killed', () => {
       } finally {
         await holder.end();
       }
-      // Three more cuts, half a second apart, while tasks start and end: whatever statement is in
-      // flight (claim, pids, results, renewal) fails.
+      // Three more cuts, each once the node is back from the one before (its listener
+      // reconnected), while tasks start and end: whatever statement is in flight (claim, pids,
+      // results, renewal) fails.
       let killed = 0;
       for (let cut = 0; cut < 3; cut++) {
+        const back = nextEvent(node, 'listener:connected', (e) => e.reconnect);
         const { rowCount } = await db.query(TERMINATE_NODE_BACKENDS);
         killed += rowCount ?? 0;
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await back;
       }
       t.diagnostic(`terminated ${killed} backends in 3 cuts`);
       // Inserted after the cuts: a new listener connection (or the renewal's resync) must see it.
@@ -311,7 +300,7 @@ describe('every database connection killed', () => {
       assert.deepEqual(rows, [{ state_id: 'CS', error: null, n: ids.length + 1 }]);
       assert.equal(node.state, 'active');
       assert.equal(leftActive, false, 'the node lost its lease');
-      assert.equal((await worker(W)).lease_epoch, epoch, 'the same term throughout');
+      assert.equal((await getWorker(db, W))!.lease_epoch, epoch, 'the same term throughout');
     } finally {
       clearInterval(watch);
       await stopAllNodes();
@@ -326,9 +315,9 @@ describe('a node cut off just past its fence', () => {
     const { proxy, url } = await proxyFor(db.url);
     try {
       const node = await startNode({ ...db, url }, { workerId: W, groupId: G, leaseSeconds: 3, nodeName: 'fenced' });
-      const task = await addSleeper(G, { policy: 'requeue' });
-      const pid1 = await taskPid(task, 'the node to start the task');
-      const before = await worker(W);
+      const task = await addTask(db, ['sleep', '300'], { group: G, recoverPolicy: 'requeue' });
+      const pid1 = await taskPid(db, task, 'the node to start the task');
+      const before = (await getWorker(db, W))!;
       proxy.pause();
       await until(() => node.state !== 'active', 'the node to pass its fence', 10_000);
       await until(() => !isProcessGroupAlive(pid1), 'the fenced node to kill its task', 10_000);

@@ -4,23 +4,14 @@
 // means the last of them to start counts three.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { loadStatements } from '../src/sql/queries/index.js';
 import { runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { nextEvent } from './helpers/events.js';
+import { addTask, addTasks, getTask, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase('limits');
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
+const db = useTestDatabase('limits');
 
 /** Records in dir/counts how many processes of dir were alive when it started; then sleeps. */
 function counting(dir: string, seconds = 0.4): string[] {
@@ -29,20 +20,6 @@ function counting(dir: string, seconds = 0.4): string[] {
 
 function counts(dir: string): number[] {
   return readFileSync(`${dir}/counts`, 'utf8').trim().split('\n').map((line) => Number(line.trim()));
-}
-
-async function insert(command: string[], group: number, extra: { key?: string; priority?: number } = {}): Promise<number> {
-  const { rows } = await db.query<{ id: string }>(
-    "INSERT INTO long_task.task (command, state_id, group_id, concurrency_key, priority) VALUES ($1, 'AW', $2, $3, $4) RETURNING id",
-    [command, group, extra.key ?? null, extra.priority ?? 0],
-  );
-  return Number(rows[0]!.id);
-}
-
-async function insertMany(n: number, command: string[], group: number, extra: { key?: string; priority?: number } = {}): Promise<number[]> {
-  const ids: number[] = [];
-  for (let i = 0; i < n; i++) ids.push(await insert(command, group, extra));
-  return ids;
 }
 
 async function expectRefused(sql: string, params: unknown[], message: RegExp): Promise<void> {
@@ -57,7 +34,7 @@ describe('cluster-wide limits', () => {
     await db.query('INSERT INTO long_task.task_group (id, max_running) VALUES (5, 2)');
     const dir = tempDir('limit-group');
     // Queued before the nodes start: all three claim at once.
-    const ids = await insertMany(12, counting(dir), 5);
+    const ids = await addTasks(db, 12, counting(dir), { group: 5 });
     await Promise.all([1, 2, 3].map((n) => startNode(db, { workerId: 50 + n, groupId: 5, maxTasks: 4 })));
     // The database never shows more than 2 live runs in the group either.
     let maxLive = 0;
@@ -86,10 +63,10 @@ describe('cluster-wide limits', () => {
     await startNode(db, { workerId: 71, groupId: 7, maxTasks: 4 });
     // Keyed tasks at the head of group 6's queue must not hold back the unkeyed ones behind them.
     const keyed = [
-      ...(await insertMany(4, counting(dir, 0.3), 6, { key: 'backup:orders' })),
-      ...(await insertMany(4, counting(dir, 0.3), 7, { key: 'backup:orders' })),
+      ...(await addTasks(db, 4, counting(dir, 0.3), { group: 6, key: 'backup:orders' })),
+      ...(await addTasks(db, 4, counting(dir, 0.3), { group: 7, key: 'backup:orders' })),
     ];
-    const unkeyed = await insertMany(3, counting(other, 0.3), 6, { priority: 1 });
+    const unkeyed = await addTasks(db, 3, counting(other, 0.3), { group: 6, priority: 1 });
     await waitEnded(db, [...keyed, ...unkeyed], 60_000);
     for (const id of [...keyed, ...unkeyed]) assert.equal((await getTask(db, id)).state_id, 'CS');
     assert.deepEqual(counts(dir), [1, 1, 1, 1, 1, 1, 1, 1], 'one holder of the key at a time');
@@ -105,8 +82,8 @@ describe('cluster-wide limits', () => {
     const dir = tempDir('limit-pair');
     await startNode(db, { workerId: 81, groupId: 8, maxTasks: 4 });
     await startNode(db, { workerId: 82, groupId: 8, maxTasks: 4 });
-    const pair = await insertMany(6, counting(dir), 8, { key: 'pair' });
-    const paused = await insert(['true'], 8, { key: 'paused' });
+    const pair = await addTasks(db, 6, counting(dir), { group: 8, key: 'pair' });
+    const paused = await addTask(db, ['true'], { group: 8, key: 'paused' });
     await waitEnded(db, pair, 60_000);
     assert.equal(Math.max(...counts(dir)), 2, `alive at once: ${counts(dir).join(',')}`);
     assert.equal((await getTask(db, paused)).state_id, 'AW', 'a key at 0 runs nothing');
@@ -117,10 +94,12 @@ describe('cluster-wide limits', () => {
 
   it('max_running = 0 pauses a group; raising it wakes the nodes', async () => {
     await db.query('INSERT INTO long_task.task_group (id, max_running) VALUES (9, 0)');
-    await startNode(db, { workerId: 91, groupId: 9, maxTasks: 2 });
-    const id = await insert(['true'], 9);
+    // Queued before the node starts: every claim the node makes can see it.
+    const id = await addTask(db, ['true'], { group: 9 });
+    const claims: Array<Promise<{ asked: number; claimed: number }>> = [];
+    await startNode(db, { workerId: 91, groupId: 9, maxTasks: 2 }, (node) => claims.push(nextEvent(node, 'claim', (e) => e.asked > 0)));
     // The node claims (its queue hint) and takes nothing: the task stays waiting.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal((await claims[0]!).claimed, 0);
     assert.equal((await getTask(db, id)).state_id, 'AW');
     await db.query('UPDATE long_task.task_group SET max_running = NULL WHERE id = 9');
     await waitEnded(db, [id]);
@@ -129,14 +108,14 @@ describe('cluster-wide limits', () => {
 
   it("a dead worker's runs count against max_running until its worker is recovered", async () => {
     await db.query('INSERT INTO long_task.task_group (id, max_running) VALUES (12, 2)');
-    const first = await insertMany(2, ['true'], 12);
+    const first = await addTasks(db, 2, ['true'], { group: 12 });
     // Worker 120's node claims two tasks and dies: its lease (2 s) lapses with both runs live.
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (120, 12, true, now() + interval '2 seconds', 1)");
     const { rows: claimed } = await loadStatements('long_task').claimTasks(db.pool, {
       groupId: 12, workerId: 120, freeSlots: 4, epoch: 1, nodeName: 'dead-node', checkCommands: false,
     });
     assert.equal(claimed.length, 2);
-    const rest = await insertMany(3, ['true'], 12);
+    const rest = await addTasks(db, 3, ['true'], { group: 12 });
     await startNode(db, { workerId: 121, groupId: 12, maxTasks: 4, leaseSeconds: 2 });
     await waitEnded(db, [...first, ...rest], 60_000);
     const { rows } = await db.query<{ id: string; state_id: string; end_reason: string; started: Date; finished: Date }>(
@@ -155,7 +134,7 @@ describe('cluster-wide limits', () => {
     await expectRefused("INSERT INTO long_task.concurrency_limit (key, max_running) VALUES ('x', -2)", [], /concurrency_limit_max_running_valid/);
     await expectRefused("INSERT INTO long_task.task (command, concurrency_key) VALUES ('{true}', '')", [], /task_concurrency_key_valid/);
     await startNode(db, { workerId: 111, groupId: 11, maxTasks: 1 });
-    const id = await insert(['sleep', '30'], 11, { key: 'k' });
+    const id = await addTask(db, ['sleep', '30'], { group: 11, key: 'k' });
     await until(async () => (await getTask(db, id)).state_id === 'AE', 'the keyed task to start');
     await expectRefused("UPDATE long_task.task SET concurrency_key = 'other' WHERE id = $1", [id],
       /can't change the group_id or concurrency_key of task \d+ while a process of it may run/);

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { serveNode, type NodeServer } from '../src/http/node-server.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
+import { addTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
 let db: TestDatabase;
@@ -36,11 +36,6 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   return undefined;
 }
 
-async function insert(command: string[], group: number, state = 'AW'): Promise<number> {
-  const { rows } = await db.query<{ id: string }>('INSERT INTO long_task.task (command, state_id, group_id) VALUES ($1, $2, $3) RETURNING id', [command, state, group]);
-  return Number(rows[0]!.id);
-}
-
 describe('metrics and health', () => {
   it('counts runs by outcome, slots, claims, lease and output while tasks run; health says active', async () => {
     const node = await startNode(db, { workerId: 1, groupId: 1, maxTasks: 4, nodeName: 'metrics-a' });
@@ -49,11 +44,11 @@ describe('metrics and health', () => {
     await until(() => node.state === 'active', 'the node to be active');
 
     const gate = path.join(tempDir('metrics-gate'), 'open');
-    const gated = await Promise.all([1, 2].map(() => insert(['sh', '-c', 'echo hello; while [ ! -e "$0" ]; do sleep 0.05; done', gate], 1)));
-    const ok = await Promise.all([1, 2, 3].map(() => insert(['true'], 1)));
-    const failed = await insert(['sh', '-c', 'exit 3'], 1);
+    const gated = await Promise.all([1, 2].map(() => addTask(db, ['sh', '-c', 'echo hello; while [ ! -e "$0" ]; do sleep 0.05; done', gate], { group: 1 })));
+    const ok = await Promise.all([1, 2, 3].map(() => addTask(db, ['true'], { group: 1 })));
+    const failed = await addTask(db, ['sh', '-c', 'exit 3'], { group: 1 });
     // Waiting in a group no node serves: the queue depth shows them.
-    await Promise.all([1, 2, 3, 4, 5].map(() => insert(['true'], 77)));
+    await Promise.all([1, 2, 3, 4, 5].map(() => addTask(db, ['true'], { group: 77 })));
 
     // While two gated tasks run: two slots busy.
     await waitEnded(db, [...ok, failed]);

@@ -2,20 +2,13 @@
 // standby and recovery of a failed worker. Each test uses a worker id of its own.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { describe, it } from 'node:test';
+import { countEvents, nextEvent } from './helpers/events.js';
+import { addTask, getTask, getWorker, markClaimed, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { TaskClient } from '../src/client/client.js';
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase('node');
-});
-after(async () => {
-  await stopAllNodes();
-  await db?.close();
-});
+const db = useTestDatabase('node');
 
 /** A task that appends "start|end <id> <ns>" lines to a log around a short sleep. */
 function recorder(log: string, seconds = 0.2): string[] {
@@ -31,11 +24,6 @@ function readLog(log: string): Array<{ kind: string; id: number; t: bigint }> {
       return { kind: kind!, id: Number(id), t: BigInt(t!) };
     })
     .sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0));
-}
-
-async function worker(id: number): Promise<Record<string, unknown>> {
-  const { rows } = await db.query('SELECT * FROM long_task.worker WHERE id = $1', [id]);
-  return rows[0] as Record<string, unknown>;
 }
 
 describe('dispatch', () => {
@@ -90,9 +78,18 @@ describe('dispatch', () => {
   });
 
   it('wakes on NOTIFY for work committed while it idles', async () => {
-    const node = await startNode(db, { workerId: 14, groupId: 14, leaseSeconds: 60 });
-    // The lease is renewed every 30 s, so only the notification can start this task in time.
+    const claims: Array<Promise<{ claimed: number }>> = [];
+    const node = await startNode(db, { workerId: 14, groupId: 14, leaseSeconds: 60 }, (n) => claims.push(nextEvent(n, 'claim')));
+    // Idle: the claim its term began with found nothing, and no hint is left.
+    assert.equal((await claims[0]!).claimed, 0);
+    // The lease is renewed every 30 s, and a listener that reconnects reads again: neither may
+    // be what starts this task, only the notification.
+    const renewals = countEvents(node, 'lease:renewed');
+    const reconnects = countEvents(node, 'listener:connected');
+    const started = nextEvent(node, 'run:started', () => true, 10_000);
     const id = await addTask(db, ['true'], { group: 14 });
+    assert.equal((await started).taskId, id);
+    assert.deepEqual([renewals.count, reconnects.count], [0, 0], 'started by something other than the notification');
     await waitEnded(db, [id], 10_000);
     await node.shutdown();
   });
@@ -124,7 +121,7 @@ describe('stop codes', () => {
     await db.query('UPDATE long_task.worker SET stop = 2 WHERE id = 22');
     await node.exited;
     assert.equal((await getTask(db, id)).state_id, 'CS');
-    const w = await worker(22);
+    const w = (await getWorker(db, 22))!;
     assert.equal(w.active, false);
     assert.equal(w.stop, 0, 'the fulfilled stop request is cleared');
   });
@@ -139,7 +136,7 @@ describe('stop codes', () => {
     const t = await getTask(db, id);
     assert.equal(t.state_id, 'CC');
     assert.match(String(t.error), /stop code 3/);
-    assert.equal((await worker(23)).active, false);
+    assert.equal((await getWorker(db, 23))!.active, false);
   });
 });
 
@@ -150,7 +147,7 @@ describe('shutdown', () => {
     await until(async () => (await getTask(db, id)).state_id === 'AE', 'the task to run');
     await node.shutdown('cancel', 'test');
     assert.equal((await getTask(db, id)).state_id, 'CC');
-    assert.equal((await worker(31)).active, false);
+    assert.equal((await getWorker(db, 31))!.active, false);
   });
 
   it('drain mode waits for the running tasks to complete', async () => {
@@ -159,7 +156,7 @@ describe('shutdown', () => {
     await until(async () => (await getTask(db, id)).state_id === 'AE', 'the task to run');
     await node.shutdown('drain', 'test');
     assert.equal((await getTask(db, id)).state_id, 'CS');
-    assert.equal((await worker(32)).active, false);
+    assert.equal((await getWorker(db, 32))!.active, false);
   });
 });
 
@@ -177,7 +174,7 @@ describe('leases', () => {
     assert.equal(listed.standby, 'second', 'pg-tasks workers shows the standby');
     await first.shutdown();
     await until(() => second.state === 'active', 'the standby to take over');
-    assert.equal((await worker(41)).node_name, 'second');
+    assert.equal((await getWorker(db, 41))!.node_name, 'second');
     const id = await addTask(db, ['true'], { group: 41 });
     await waitEnded(db, [id]);
     assert.equal((await getTask(db, id)).node_name, 'second');
@@ -186,17 +183,14 @@ describe('leases', () => {
 
   it('recovers a failed worker with the default policy: its executing tasks fail with "Worker failed"', async () => {
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (42, 42, true, now() - interval '1 hour', 7)");
-    const { rows } = await db.query<{ id: string }>(
-      "INSERT INTO long_task.task (group_id, state_id, command) VALUES (42, 'AW', '{sleep,300}') RETURNING id",
-    );
-    const id = Number(rows[0]!.id);
-    await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 42, lease_epoch = 7 WHERE id = $1", [id]);
+    const id = await addTask(db, ['sleep', '300'], { group: 42 });
+    await markClaimed(db, id, 42, 7);
     const node = await startNode(db, { workerId: 42, groupId: 42 });
     await until(() => node.state === 'active', 'the node to take over');
     const t = await getTask(db, id);
     assert.equal(t.state_id, 'CF');
     assert.equal(t.error, 'Worker failed');
-    const w = await worker(42);
+    const w = (await getWorker(db, 42))!;
     assert.equal(w.active, true);
     assert.equal(Number(w.lease_epoch), 8, 'a take-over starts a new term');
     await node.shutdown();

@@ -4,27 +4,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ROOT, runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { addTask, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase('output');
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
-
-async function insert(command: string[], group: number): Promise<number> {
-  const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (command, state_id, group_id) VALUES ($1, 'AW', $2) RETURNING id", [command, group]);
-  return Number(rows[0]!.id);
-}
+const db = useTestDatabase('output');
 
 async function stored(id: number, attempt = 1): Promise<{ text: string; rows: number; bytes: number; first: number; end: number }> {
   const { rows } = await db.query<{ data: Buffer; pos: string }>('SELECT data, pos FROM long_task.task_output WHERE task_id = $1 AND attempt = $2 ORDER BY seq', [id, attempt]);
@@ -48,7 +33,7 @@ describe('live output', () => {
   it('reaches task_output while the run lives, and `logs -f` follows it until the run ends', async () => {
     await startNode(db, { workerId: 1, groupId: 1 });
     const gate = path.join(tempDir('output-gate'), 'open');
-    const id = await insert(gated(gate), 1);
+    const id = await addTask(db, gated(gate), { group: 1 });
     // Written while the process still waits at its gate: live, not at the end.
     await until(async () => (await stored(id)).text === 'first\n', 'the first line in task_output');
     const { rows } = await db.query<{ state_id: string }>('SELECT state_id FROM long_task.task WHERE id = $1', [id]);
@@ -83,7 +68,7 @@ describe('live output', () => {
     const node = await startNode(db, { workerId: 2, groupId: 2, outputKeep: 100_000 });
     const flushes: number[] = [];
     node.events.on('output:flushed', (e) => flushes.push(e.bytes));
-    const id = await insert(['sh', '-c', "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo END"], 2);
+    const id = await addTask(db, ['sh', '-c', "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo END"], { group: 2 });
     const startedAt = performance.now();
     await waitEnded(db, [id]);
     const elapsedMs = performance.now() - startedAt;
@@ -105,7 +90,7 @@ describe('live output', () => {
 
   it('--run picks a run; earlier runs keep their output; mistakes get one line', async () => {
     await startNode(db, { workerId: 3, groupId: 3 });
-    const id = await insert(['sh', '-c', 'echo run $PG_TASKS_TASK_ID-$(cat /proc/sys/kernel/random/uuid | cut -c1-4)'], 3);
+    const id = await addTask(db, ['sh', '-c', 'echo run $PG_TASKS_TASK_ID-$(cat /proc/sys/kernel/random/uuid | cut -c1-4)'], { group: 3 });
     await waitEnded(db, [id]);
     await db.query("UPDATE long_task.task SET state_id = 'AW' WHERE id = $1", [id]);
     await until(async () => (await db.query('SELECT 1 FROM long_task.task WHERE id = $1 AND attempt = 2 AND state_id = $2', [id, 'CS'])).rowCount === 1, 'the second run to end');
@@ -131,7 +116,7 @@ describe('live output', () => {
 
   it('goes with its run and with its task', async () => {
     await startNode(db, { workerId: 4, groupId: 4 });
-    const id = await insert(['echo', 'hello'], 4);
+    const id = await addTask(db, ['echo', 'hello'], { group: 4 });
     await waitEnded(db, [id]);
     await db.query("UPDATE long_task.task SET state_id = 'AW' WHERE id = $1", [id]);
     await until(async () => (await stored(id, 2)).text === 'hello\n', 'the second run');
@@ -146,7 +131,7 @@ describe('live output', () => {
 
   it('with --output-keep 0 writes none, and `logs` prints the run\'s tail instead', async () => {
     await startNode(db, { workerId: 5, groupId: 5, outputKeep: 0 });
-    const id = await insert(['echo', 'quiet'], 5);
+    const id = await addTask(db, ['echo', 'quiet'], { group: 5 });
     await waitEnded(db, [id]);
     assert.equal((await stored(id)).rows, 0);
     const cli = await runCli(db.url, ['logs', String(id)]);

@@ -1,22 +1,12 @@
 // Retention, kept by the nodes (task_group.keep_ended, keep_runs) and on demand: pg-tasks prune deletes old ended tasks and old runs, in batches, and
 // keeps what must stay (waiting tasks, schedules, prerequisites a waiting task still names).
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startNode, stopAllNodes } from './helpers/node.js';
+import { startNode, stopAllNodes, useTestDatabase } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase('retention');
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
+const db = useTestDatabase('retention');
 
 /** A task that ended `state` (by the path a node takes: AW, claimed, ended), `daysAgo` days ago, after `runs` runs. */
 async function ended(state: 'CS' | 'CF' | 'CC', daysAgo: number, extra: { group?: number; runs?: number } = {}): Promise<number> {

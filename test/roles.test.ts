@@ -269,19 +269,32 @@ describe('each role, as a login user granted it', () => {
 
   it('admin writes allowlists, groups and limits, and may replace the recover policy', async () => {
     const admin = poolAs('admin');
-    await admin.query("INSERT INTO long_task.task_allowlist (group_id, program) VALUES (60, '/usr/bin/true')");
-    await admin.query('INSERT INTO long_task.task_group (id, max_running) VALUES (60, 1)');
-    await admin.query('UPDATE long_task.task_group SET max_running = 2 WHERE id = 60');
-    await admin.query("INSERT INTO long_task.concurrency_limit (key, max_running) VALUES ('admin-key', 1)");
-    await admin.query('UPDATE long_task.worker SET stop = 0 WHERE id = 98');
-    const { rows } = await db.query<{ body: string }>(
+    // Each write changes its row: an UPDATE that row-level security hid would change none, silently.
+    await db.query('INSERT INTO long_task.worker (id) VALUES (98) ON CONFLICT DO NOTHING');
+    await db.query('UPDATE long_task.worker SET stop = 1 WHERE id = 98');
+    assert.equal((await admin.query("INSERT INTO long_task.task_allowlist (group_id, program) VALUES (60, '/usr/bin/true')")).rowCount, 1);
+    assert.equal((await admin.query('INSERT INTO long_task.task_group (id, max_running) VALUES (60, 1)')).rowCount, 1);
+    assert.equal((await admin.query('UPDATE long_task.task_group SET max_running = 2 WHERE id = 60')).rowCount, 1);
+    assert.equal((await admin.query("INSERT INTO long_task.concurrency_limit (key, max_running) VALUES ('admin-key', 1)")).rowCount, 1);
+    assert.equal((await admin.query('UPDATE long_task.worker SET stop = 0 WHERE id = 98')).rowCount, 1);
+    const written = await db.query(`SELECT (SELECT array_agg(program) FROM long_task.task_allowlist WHERE group_id = 60) AS programs,
+      (SELECT max_running FROM long_task.task_group WHERE id = 60) AS group_max,
+      (SELECT max_running FROM long_task.concurrency_limit WHERE key = 'admin-key') AS key_max,
+      (SELECT stop FROM long_task.worker WHERE id = 98) AS stop`);
+    assert.deepEqual(written.rows[0], { programs: ['/usr/bin/true'], group_max: 2, key_max: 1, stop: 0 });
+    const body = async (): Promise<string> => (await db.query<{ body: string }>(
       "SELECT prosrc AS body FROM pg_proc WHERE oid = 'long_task.recover_worker_tasks(int)'::regprocedure",
-    );
-    // The same body again, by the admin: it owns the function.
-    await admin.query(
+    )).rows[0]!.body;
+    const before = await body();
+    // The same body again, by the admin: it owns the function. A policy of its own is taken too.
+    const replace = (text: string): Promise<unknown> => admin.query(
       `CREATE OR REPLACE FUNCTION long_task.recover_worker_tasks(p_worker_id int) RETURNS void
-       LANGUAGE sql SET search_path = long_task, pg_catalog AS $body$${rows[0]!.body}$body$`,
+       LANGUAGE sql SET search_path = long_task, pg_catalog AS $body$${text}$body$`,
     );
+    await replace(`${before}\n-- the admin's own policy`);
+    assert.equal(await body(), `${before}\n-- the admin's own policy`);
+    await replace(before);
+    assert.equal(await body(), before);
   });
 
   it('the dashboard reads as reader and shows a refused action as one line; as submitter it cancels', async () => {

@@ -3,18 +3,17 @@
 // the seed's own example (looped_task_pairs.py): a task's process sets its own row to CS by
 // SQL and keeps running for a moment, and its partner re-queues it meanwhile.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pino from 'pino';
 import { TaskClient, TaskNotFoundError, WaitTimeoutError } from '../src/index.js';
 import { isProcessAlive } from '../src/node/process/process-group.js';
 import { runCli } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { addTask, getTask, markClaimed, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
+const db = useTestDatabase('runs', { setup: (db) => startNode(db, { workerId: 1, maxTasks: 4, logger }) });
 const warnings: string[] = [];
 // The node's warnings, to check that none blames the lease for what a user wrote.
 const logger = pino(
@@ -27,27 +26,18 @@ const logger = pino(
   }),
 );
 
-before(async () => {
-  db = await createTestDatabase('runs');
-  await startNode(db, { workerId: 1, maxTasks: 4, logger });
-});
-
-after(async () => {
-  await stopAllNodes();
-  await db.close();
-});
-
 /**
- * A task that marks its own row CS, then runs on for a while. Each process takes a lock
- * directory for its whole life: a second live process of the same task finds it taken and
- * records an overlap.
+ * A task that marks its own row CS, then runs on until the test creates dir/go (a gate, not a
+ * sleep: on a loaded machine a fixed few seconds can pass before the test has looked). Each
+ * process takes a lock directory for its whole life: a second live process of the same task
+ * finds it taken and records an overlap.
  */
-function selfCompleting(dir: string, seconds: number): string[] {
+function selfCompleting(dir: string): string[] {
   const script = `
     mkdir "$2/lock" 2>/dev/null || echo "overlap $$" >> "$2/anomalies"
     echo "$$" >> "$2/runs"
     psql "$0" -qAtc "UPDATE long_task.task SET state_id = 'CS' WHERE id = $1" >/dev/null
-    sleep ${seconds}
+    while [ ! -e "$2/go" ]; do sleep 0.05; done
     rmdir "$2/lock"`;
   return ['sh', '-c', script, db.url, '%TASK', dir];
 }
@@ -61,7 +51,7 @@ const isLive = (dir: string): boolean => existsSync(`${dir}/lock`);
 describe('one live process per task, whatever users write', () => {
   it('a task that completes itself and is re-queued while its process lives waits for that process, then runs again', async () => {
     const dir = tempDir('runs-self');
-    const id = await addTask(db, selfCompleting(dir, 4));
+    const id = await addTask(db, selfCompleting(dir));
     await until(async () => (await getTask(db, id)).state_id === 'CS' && isLive(dir), 'the task to mark itself CS while it runs');
     // The seed's re-queue, while run 1's process still runs.
     await db.query("UPDATE long_task.task SET state_id = 'AW', worker_id = NULL WHERE id = $1 AND state_id LIKE 'C%'", [id]);
@@ -71,6 +61,8 @@ describe('one live process per task, whatever users write', () => {
     assert.deepEqual([meanwhile.live_worker_id, (await runsOf(id)).length], [1, 0], 'run 1 is live on worker 1 (its task_run row is written when it ends)');
     const shown = await runCli(db.url, ['show', String(id)]);
     assert.match(shown.stdout, /^live run: +attempt 1 still runs on worker 1/m);
+    assert.equal(isLive(dir), true, 'run 1 lived through every check above');
+    writeFileSync(`${dir}/go`, '');
 
     await until(async () => (await getTask(db, id)).attempt === 2, 'run 2 to start once run 1 is gone', 30_000);
     await until(async () => (await runsOf(id)).every((r) => r.finished !== null) && (await runsOf(id)).length === 2, 'both runs to end', 30_000);
@@ -90,7 +82,7 @@ describe('one live process per task, whatever users write', () => {
 
   it('cancel kills the process of a task re-queued while it runs; the task ends CC and no new run starts', async () => {
     const dir = tempDir('runs-cancel');
-    const id = await addTask(db, selfCompleting(dir, 60));
+    const id = await addTask(db, selfCompleting(dir));
     await until(async () => (await getTask(db, id)).state_id === 'CS' && isLive(dir), 'the task to mark itself CS while it runs');
     await db.query("UPDATE long_task.task SET state_id = 'AW', worker_id = NULL WHERE id = $1", [id]);
     // The seed's cancel: a waiting task whose process still runs is cancelled by killing it.
@@ -176,8 +168,16 @@ describe('TaskClient.wait', () => {
       // Many ended by one statement: the notification names none, and every waiter looks again.
       // (Group 98 has no node: they wait until cancelled, all at once.)
       const waiting = await Promise.all(Array.from({ length: 120 }, () => client.add({ command: ['true'], groupId: 98 })));
+      // Ended only once every wait has read its row (still AW): then the notification is what tells them.
+      const waiter = (client as unknown as { waiter: { check(ids: number[], notFound: unknown): Promise<void> } }).waiter;
+      const check = waiter.check.bind(waiter);
+      let firstReads = 0;
+      waiter.check = async (ids, notFound) => {
+        await check(ids, notFound);
+        if (notFound) firstReads += ids.length;
+      };
       const ended = Promise.all(waiting.map((t) => client.wait(t.id, { timeout: 60_000 })));
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await until(() => firstReads === waiting.length, 'every wait to read its task once');
       await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = ANY($1)", [waiting.map((t) => t.id)]);
       assert.ok((await ended).every((t) => t.state_id === 'CC'));
       await assert.rejects(client.wait(999_999_999), TaskNotFoundError);
@@ -262,6 +262,14 @@ describe('retries', () => {
 
   it('a task failing twice then succeeding ends CS at attempt 3, with 3 runs and growing gaps between them', async () => {
     const dir = tempDir('retry-ok');
+    // The backoff each failed run was given, as the node wrote it (run_after, cleared again
+    // when it is due): the gap between runs is that plus however long the node takes to claim
+    // and start, which on a loaded machine is hundreds of ms and varies more than the jitter.
+    await db.query('CREATE TABLE public.retry_due (task_id bigint, attempt int, run_after timestamptz)');
+    await db.query(`CREATE FUNCTION public.record_retry_due() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO public.retry_due VALUES (NEW.id, NEW.attempt, NEW.run_after); RETURN NULL; END $$`);
+    await db.query(`CREATE TRIGGER record_retry_due AFTER UPDATE OF run_after ON long_task.task FOR EACH ROW
+      WHEN (NEW.run_after IS NOT NULL AND NEW.run_after IS DISTINCT FROM OLD.run_after) EXECUTE FUNCTION public.record_retry_due()`);
     const result = await runCli(db.url, ['add', '--max-attempts', '5', '--backoff', '300ms..10s', '--', ...failUntil(dir, 3)]);
     assert.equal(result.code, 0, result.stderr);
     const id = Number(result.stdout.trim());
@@ -271,11 +279,18 @@ describe('retries', () => {
     assert.equal(task.end_reason, 'completed');
     const runs = await runsOf(id);
     assert.deepEqual(runs.map((r) => [r.attempt, r.end_reason, r.exit_code]), [[1, 'exit_code', 7], [2, 'exit_code', 7], [3, 'completed', 0]]);
-    const gap = (a: Record<string, unknown>, b: Record<string, unknown>): number => (b.started as Date).getTime() - (a.finished as Date).getTime();
-    const [first, second] = [gap(runs[0]!, runs[1]!), gap(runs[1]!, runs[2]!)];
-    // 300 ms × 2^(attempt − 1) × (0.75 … 1.25): 225-375 ms, then 450-750 ms (plus the claim).
-    assert.ok(first >= 225, `first gap ${first} ms`);
-    assert.ok(second >= 450 && second > first, `gaps ${first} ms, then ${second} ms`);
+    const { rows: due } = await db.query<{ attempt: number; run_after: Date }>('SELECT attempt, run_after FROM public.retry_due WHERE task_id = $1 ORDER BY attempt', [id]);
+    await db.query('DROP TRIGGER record_retry_due ON long_task.task');
+    assert.deepEqual(due.map((d) => d.attempt), [1, 2], 'one backoff after each failed run');
+    // run_after and the run's finished are the same statement's now(): their difference is the backoff.
+    const ms = (a: unknown, b: unknown): number => (b as Date).getTime() - (a as Date).getTime();
+    const [first, second] = [ms(runs[0]!.finished, due[0]!.run_after), ms(runs[1]!.finished, due[1]!.run_after)];
+    // 300 ms × 2^(attempt − 1) × (0.75 … 1.25): 225-375 ms, then 450-750 ms.
+    assert.ok(first >= 225 && first <= 375, `first backoff ${first} ms`);
+    assert.ok(second >= 450 && second <= 750, `second backoff ${second} ms`);
+    // No run starts before its backoff has passed: each gap is at least its backoff.
+    assert.ok(ms(runs[0]!.finished, runs[1]!.started) >= first, `first gap ${ms(runs[0]!.finished, runs[1]!.started)} ms, backoff ${first} ms`);
+    assert.ok(ms(runs[1]!.finished, runs[2]!.started) >= second, `second gap ${ms(runs[1]!.finished, runs[2]!.started)} ms, backoff ${second} ms`);
     assert.equal(readFileSync(`${dir}/starts`, 'utf8').trim().split('\n').length, 3, 'one process per attempt');
   });
 
@@ -371,16 +386,15 @@ describe('recovery on end reasons', () => {
   it("a failed worker's executing task retries on worker_failed when it has attempts left; one being cancelled ends CC", async () => {
     // Inactive until its tasks are in place: another node's renewal would recover it at once.
     await db.query("INSERT INTO long_task.worker (id, group_id, active, locked_until, lease_epoch) VALUES (200, 20, false, now() - interval '1 hour', 3)");
-    const insert = async (maxAttempts: number | null): Promise<number> => {
-      const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (group_id, state_id, command, max_attempts) VALUES (20, 'AW', '{true}', $1) RETURNING id", [maxAttempts]);
-      const id = Number(rows[0]!.id);
+    const claimedBy200 = async (maxAttempts: number | null): Promise<number> => {
+      const id = await addTask(db, ['true'], { group: 20, maxAttempts });
       // What a claim by worker 200, then its death, leaves behind.
-      await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 200, lease_epoch = 3, attempt = 1, live_worker_id = 200, live_epoch = 3 WHERE id = $1", [id]);
+      await markClaimed(db, id, 200, 3, { live: true });
       return id;
     };
-    const retrying = await insert(3);
-    const once = await insert(null);
-    const cancelling = await insert(3);
+    const retrying = await claimedBy200(3);
+    const once = await claimedBy200(null);
+    const cancelling = await claimedBy200(3);
     await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [cancelling]);
     await db.query('UPDATE long_task.worker SET active = true WHERE id = 200');
     const node = await startNode(db, { workerId: 200, groupId: 20, logger });

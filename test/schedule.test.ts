@@ -6,14 +6,13 @@
 // no node serves.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { DateTime } from 'luxon';
 import type { Task } from '../src/client/types.js';
 import { loadStatements } from '../src/sql/queries/index.js';
 import { fireDueSchedules, Scheduler } from '../src/node/timers/scheduler.js';
 import { runCli as runCliOn, type CliResult } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, waitEnded } from './helpers/node.js';
+import { addTask, getTask, startNode, stopAllNodes, tempDir, testLogger, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
 const queries = loadStatements('long_task');
@@ -29,14 +28,7 @@ SET
 \tshed_clone=false
 WHERE id = <id>`;
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase('schedule');
-});
-after(async () => {
-  await stopAllNodes();
-  await db?.close();
-});
+const db = useTestDatabase('schedule');
 
 async function dbNow(): Promise<Date> {
   const { rows } = await db.query<{ now: Date }>('SELECT clock_timestamp() AS now');

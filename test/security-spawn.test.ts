@@ -6,42 +6,15 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { isProcessGroupAlive } from '../src/node/process/process-group.js';
 import { TASK_PATH } from '../src/node/process/task-env.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { addTask, getTask, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
-let db: TestDatabase;
+const db = useTestDatabase('security_spawn');
 const isRoot = process.getuid?.() === 0;
 const spawner = process.env.PGTASKS_SPAWNER ?? 'auto';
-
-before(async () => {
-  db = await createTestDatabase('security_spawn');
-});
-after(async () => {
-  await stopAllNodes();
-  await db?.close();
-});
-
-interface TaskExtra {
-  group: number;
-  runAs?: string;
-  cwd?: string;
-  limits?: { memory_max?: number; cpu_seconds_max?: number; open_files_max?: number; pids_max?: number };
-  timeout?: string;
-}
-
-async function insert(command: string[], extra: TaskExtra): Promise<number> {
-  const l = extra.limits ?? {};
-  const { rows } = await db.query<{ id: string }>(
-    `INSERT INTO long_task.task (command, state_id, group_id, run_as, cwd, memory_max, cpu_seconds_max, open_files_max, pids_max, timeout)
-     VALUES ($1, 'AW', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
-    [command, extra.group, extra.runAs ?? null, extra.cwd ?? null, l.memory_max ?? null, l.cpu_seconds_max ?? null, l.open_files_max ?? null, l.pids_max ?? null, extra.timeout ?? null],
-  );
-  return Number(rows[0]!.id);
-}
 
 async function ended(id: number): Promise<Record<string, unknown>> {
   await waitEnded(db, [id]);
@@ -63,7 +36,7 @@ describe(`the task's environment (spawner ${spawner})`, () => {
     await db.query('INSERT INTO long_task.task_group (id) VALUES (30)');
     const node = await startNode(db, { workerId: 30, groupId: 30, passEnv: ['PGTASKS_TEST_PASSED', 'NO_SUCH_VARIABLE'], env: { NODE_SET: 'n1', PGTASKS_TEST_PASSED: 'overridden-by-env' } });
     try {
-      const first = await ended(await insert(['env'], { group: 30 }));
+      const first = await ended(await addTask(db, ['env'], { group: 30 }));
       assert.equal(first.state_id, 'CS', String(first.error));
       const env = envOf(first);
       assert.equal(env.get('PATH'), TASK_PATH);
@@ -81,7 +54,7 @@ describe(`the task's environment (spawner ${spawner})`, () => {
 
       // The group's rules are read in the claim: no restart.
       await db.query(`UPDATE long_task.task_group SET pass_env = '{PGPASSWORD}', env = '{"GROUP_VAR": "g", "NODE_SET": "from-group", "PG_TASKS_TASK_ID": "forged"}' WHERE id = 30`);
-      const second = await ended(await insert(['env'], { group: 30 }));
+      const second = await ended(await addTask(db, ['env'], { group: 30 }));
       const env2 = envOf(second);
       assert.equal(env2.get('PGPASSWORD'), 'node-secret', 'passed by name by the group');
       assert.equal(env2.get('GROUP_VAR'), 'g');
@@ -103,22 +76,22 @@ describe(`run_as (spawner ${spawner})`, () => {
   it('a run_as the node does not allow ends CF refused, with no process', async () => {
     const node = await startNode(db, { workerId: 31, groupId: 31, allowRunAs: [] });
     try {
-      const refused = await ended(await insert(['sh', '-c', 'echo ran'], { group: 31, runAs: 'nobody' }));
+      const refused = await ended(await addTask(db, ['sh', '-c', 'echo ran'], { group: 31, runAs: 'nobody' }));
       assert.equal(refused.state_id, 'CF');
       assert.equal(refused.end_reason, 'refused');
       assert.match(String(refused.error), /run_as nobody is not allowed on this node/);
       assert.equal(refused.pid, null);
       assert.equal(refused.output ?? '', '', 'no process, no output');
-      const unknown = await ended(await insert(['sh', '-c', 'echo ran'], { group: 31, runAs: 'pgtasks_no_such_user' }));
+      const unknown = await ended(await addTask(db, ['sh', '-c', 'echo ran'], { group: 31, runAs: 'pgtasks_no_such_user' }));
       assert.equal(unknown.end_reason, 'refused');
       assert.match(String(unknown.error), /no such user "pgtasks_no_such_user"/);
       // The group's run_as applies when the task has none.
       await db.query("UPDATE long_task.task_group SET run_as = 'nobody' WHERE id = 31");
-      const byGroup = await ended(await insert(['sh', '-c', 'echo ran'], { group: 31 }));
+      const byGroup = await ended(await addTask(db, ['sh', '-c', 'echo ran'], { group: 31 }));
       assert.equal(byGroup.end_reason, 'refused');
       // The node still runs the others.
       await db.query('UPDATE long_task.task_group SET run_as = NULL WHERE id = 31');
-      const other = await ended(await insert(['sh', '-c', 'echo ran'], { group: 31 }));
+      const other = await ended(await addTask(db, ['sh', '-c', 'echo ran'], { group: 31 }));
       assert.equal(other.state_id, 'CS');
     } finally {
       await node.shutdown('cancel', 'test done');
@@ -135,11 +108,11 @@ describe(`run_as (spawner ${spawner})`, () => {
     // Root is another user whoever runs the tests, and allowed here: only the node's uid refuses it.
     const node = await startNode(db, { workerId: 35, groupId: 32, allowRunAs: [self], allowRunAsRoot: true });
     try {
-      const other = await ended(await insert(['sh', '-c', 'echo ran'], { group: 32, runAs: 'root' }));
+      const other = await ended(await addTask(db, ['sh', '-c', 'echo ran'], { group: 32, runAs: 'root' }));
       assert.equal(other.end_reason, 'refused');
       assert.equal(other.pid, null);
       assert.match(String(other.error), /the node runs as uid \d+, not root, so it cannot switch to root/);
-      const own = await ended(await insert(['sh', '-c', 'echo "uid=$(id -u) user=$USER"'], { group: 32, runAs: self }));
+      const own = await ended(await addTask(db, ['sh', '-c', 'echo "uid=$(id -u) user=$USER"'], { group: 32, runAs: self }));
       assert.equal(own.state_id, 'CS', String(own.error));
       assert.match(String(own.output), new RegExp(`uid=${process.getuid!()} user=${self}`));
     } finally {
@@ -150,7 +123,7 @@ describe(`run_as (spawner ${spawner})`, () => {
   it('a node running as root runs the task as nobody: id reports 65534', { skip: isRoot ? false : 'the node must run as root to switch users' }, async () => {
     const node = await startNode(db, { workerId: 32, groupId: 32, allowRunAs: ['nobody'] });
     try {
-      const task = await ended(await insert(['sh', '-c', 'echo "uid=$(id -u) gid=$(id -g) user=$USER"'], { group: 32, runAs: 'nobody', cwd: '/' }));
+      const task = await ended(await addTask(db, ['sh', '-c', 'echo "uid=$(id -u) gid=$(id -g) user=$USER"'], { group: 32, runAs: 'nobody', cwd: '/' }));
       assert.equal(task.state_id, 'CS', String(task.error));
       assert.match(String(task.output), /uid=65534 gid=65534 user=nobody/);
       if (spawner !== 'node') {
@@ -158,7 +131,7 @@ describe(`run_as (spawner ${spawner})`, () => {
         const dir = path.join(tempDir('run-as'), 'private');
         mkdirSync(dir);
         chmodSync(dir, 0o700);
-        const denied = await ended(await insert(['sh', '-c', 'pwd'], { group: 32, runAs: 'nobody', cwd: dir }));
+        const denied = await ended(await addTask(db, ['sh', '-c', 'pwd'], { group: 32, runAs: 'nobody', cwd: dir }));
         assert.equal(denied.end_reason, 'spawn_error');
         assert.match(String(denied.error), /working directory is not usable by nobody \(uid 65534, gid 65534\)/);
       }
@@ -176,11 +149,11 @@ describe(`limits (spawner ${spawner})`, () => {
   it('memory, CPU and open files: a task past its limit ends CF with a readable error, and the node runs the next', async () => {
     const node = await startNode(db, { workerId: 40, groupId: 40, maxTasks: 4 });
     try {
-      const memory = await insert(['perl', '-e', '$x = "x" x (512 * 1024 * 1024); print "allocated\\n"'], { group: 40, limits: { memory_max: 128 * 1024 * 1024 } });
-      const cpu = await insert(['sh', '-c', 'while :; do :; done'], { group: 40, limits: { cpu_seconds_max: 1 }, timeout: '60 seconds' });
+      const memory = await addTask(db, ['perl', '-e', '$x = "x" x (512 * 1024 * 1024); print "allocated\\n"'], { group: 40, limits: { memory_max: 128 * 1024 * 1024 } });
+      const cpu = await addTask(db, ['sh', '-c', 'while :; do :; done'], { group: 40, limits: { cpu_seconds_max: 1 }, timeout: '60 seconds' });
       // The smaller of the task's and the group's: a task tightens, never loosens.
-      const tighter = await insert(['sh', '-c', 'ulimit -n'], { group: 40, limits: { open_files_max: 10 } });
-      const looser = await insert(['sh', '-c', 'ulimit -n'], { group: 40, limits: { open_files_max: 5000 } });
+      const tighter = await addTask(db, ['sh', '-c', 'ulimit -n'], { group: 40, limits: { open_files_max: 10 } });
+      const looser = await addTask(db, ['sh', '-c', 'ulimit -n'], { group: 40, limits: { open_files_max: 5000 } });
       const m = await ended(memory);
       assert.equal(m.state_id, 'CF');
       assert.doesNotMatch(String(m.output), /allocated/);
@@ -191,7 +164,7 @@ describe(`limits (spawner ${spawner})`, () => {
       assert.match(String(c.error), /^killed by signal SIGXCPU: CPU time limit of 1 s reached/);
       assert.equal(String((await ended(tighter)).output).trim(), '10');
       assert.equal(String((await ended(looser)).output).trim(), '20');
-      const next = await ended(await insert(['sh', '-c', 'echo alive'], { group: 40 }));
+      const next = await ended(await addTask(db, ['sh', '-c', 'echo alive'], { group: 40 }));
       assert.equal(next.state_id, 'CS');
       assert.ok(node.state === 'active');
     } finally {
@@ -205,11 +178,11 @@ describe(`limits (spawner ${spawner})`, () => {
     const dir = tempDir('bomb');
     chmodSync(dir, 0o777);
     try {
-      const other = await insert(['sh', '-c', `touch ${dir}/other-started; while [ ! -e ${dir}/bomb-done ]; do sleep 0.1; done; echo alive`], { group: 41, timeout: '60 seconds' });
+      const other = await addTask(db, ['sh', '-c', `touch ${dir}/other-started; while [ ! -e ${dir}/bomb-done ]; do sleep 0.1; done; echo alive`], { group: 41, timeout: '60 seconds' });
       await until(async () => (await getTask(db, other)).state_id === 'AE', 'the other task to run');
       // At most 200 processes of 30 s each, in its process group: bounded, and the node kills
       // the group when the leader ends (the timeout is the backstop).
-      const bomb = await insert(['sh', '-c', `i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait`], { group: 41, runAs: 'nobody', cwd: '/', limits: { pids_max: 20 }, timeout: '30 seconds' });
+      const bomb = await addTask(db, ['sh', '-c', `i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait`], { group: 41, runAs: 'nobody', cwd: '/', limits: { pids_max: 20 }, timeout: '30 seconds' });
       const b = await ended(bomb);
       await db.query('SELECT 1');
       assert.equal(b.state_id, 'CF');

@@ -1,22 +1,14 @@
 // The spawn helper (src/node/process/spawner.c): the node falls back to child_process.spawn when it
 // cannot be built, and a helper that dies under the node loses no task silently.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pino from 'pino';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { addTask, getTask, startNode, stopAllNodes, tempDir, waitEnded } from './helpers/node.js';
+import { addTask, getTask, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 import { isProcessGroupAlive } from '../src/node/process/process-group.js';
 import { Spawner } from '../src/node/process/spawner.js';
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase('spawner');
-});
-after(async () => {
-  await stopAllNodes();
-  await db?.close();
-});
+const db = useTestDatabase('spawner');
 
 describe('building the helper', () => {
   const log = pino({ level: 'silent' });

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { addTask } from './helpers/node.js';
 import { until } from './helpers/wait.js';
 
 let db: TestDatabase;
@@ -13,15 +14,6 @@ before(async () => {
 after(async () => {
   await db?.close();
 });
-
-/** Inserts one task in `state` (DR or AW) in `group`, with a command that is never run. */
-async function insert(state: 'DR' | 'AW' = 'AW', group = 0): Promise<number> {
-  const { rows } = await db.query<{ id: number }>(
-    "INSERT INTO long_task.task (group_id, state_id, command) VALUES ($1, $2, '{true}') RETURNING id",
-    [group, state],
-  );
-  return rows[0]!.id;
-}
 
 async function setState(id: number, state: string): Promise<pg.QueryResult> {
   return db.query('UPDATE long_task.task SET state_id = $2 WHERE id = $1', [id, state]);
@@ -34,7 +26,7 @@ async function stateOf(id: number): Promise<string> {
 
 /** A task in each state, reached only through allowed transitions. */
 async function taskIn(state: string): Promise<number> {
-  const id = await insert(state === 'DR' ? 'DR' : 'AW');
+  const id = await addTask(db, ['true'], { state: state === 'DR' ? 'DR' : 'AW' });
   if (state === 'DR' || state === 'AW') return id;
   // What a node's claim does.
   await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 1 WHERE id = $1 AND state_id = 'AW'", [id]);
@@ -65,8 +57,8 @@ const ALL = ['DR', 'AW', 'AE', 'AC', 'CS', 'CF', 'CC'] as const;
 
 describe('insert', () => {
   it('accepts DR and AW', async () => {
-    assert.equal(await stateOf(await insert('DR')), 'DR');
-    assert.equal(await stateOf(await insert('AW')), 'AW');
+    assert.equal(await stateOf(await addTask(db, ['true'], { state: 'DR' })), 'DR');
+    assert.equal(await stateOf(await addTask(db, ['true'], { state: 'AW' })), 'AW');
   });
 
   it('defaults to DR', async () => {
@@ -129,14 +121,14 @@ describe('command', () => {
   });
 
   it('refuses emptying the command of an existing task', async () => {
-    const id = await insert('DR');
+    const id = await addTask(db, ['true'], { state: 'DR' });
     await refused(id, "UPDATE long_task.task SET command = '{}' WHERE id = $1", [id], /task_command_not_empty/);
   });
 });
 
 describe('cancelling (AC)', () => {
   it('turns an AW task into CC at once, with finished set', async () => {
-    const id = await insert('AW');
+    const id = await addTask(db, ['true'], { state: 'AW' });
     const { rows } = await db.query<{ state_id: string; finished_now: boolean }>(
       "UPDATE long_task.task SET state_id = 'AC' WHERE id = $1 RETURNING state_id, finished = now() AS finished_now",
       [id],
@@ -167,7 +159,7 @@ describe('cancelling (AC)', () => {
 
 describe('executing (AE)', () => {
   it('is entered from AW', async () => {
-    const id = await insert('AW');
+    const id = await addTask(db, ['true'], { state: 'AW' });
     await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = 1 WHERE id = $1", [id]);
     assert.equal(await stateOf(id), 'AE');
   });
@@ -199,7 +191,7 @@ describe('executing (AE)', () => {
   }
 
   it('lets the worker_id of a waiting task change', async () => {
-    const id = await insert('AW');
+    const id = await addTask(db, ['true'], { state: 'AW' });
     await db.query('UPDATE long_task.task SET worker_id = 5 WHERE id = $1', [id]);
     await db.query('UPDATE long_task.task SET worker_id = NULL WHERE id = $1', [id]);
     assert.equal(await stateOf(id), 'AW');
@@ -283,7 +275,7 @@ describe('re-queuing', () => {
 
 describe('last_state_change', () => {
   it('is stamped by every state change and by nothing else', async () => {
-    const id = await insert('DR');
+    const id = await addTask(db, ['true'], { state: 'DR' });
     const old = '2001-01-01T00:00:00.000Z';
     // A non-state update keeps whatever the column holds, even a value written by hand.
     await db.query('UPDATE long_task.task SET last_state_change = $2 WHERE id = $1', [id, old]);
@@ -308,7 +300,7 @@ describe('last_state_change', () => {
   });
 
   it('is stamped when AW → AC turns into CC', async () => {
-    const id = await insert('AW');
+    const id = await addTask(db, ['true'], { state: 'AW' });
     await db.query("UPDATE long_task.task SET last_state_change = '2001-01-01' WHERE id = $1", [id]);
     const { rows } = await db.query<{ stamped: boolean }>(
       "UPDATE long_task.task SET state_id = 'AC' WHERE id = $1 RETURNING last_state_change = now() AS stamped",
@@ -320,7 +312,7 @@ describe('last_state_change', () => {
 
 describe('foreign keys and checks', () => {
   it('refuses an unknown state_id on update', async () => {
-    const id = await insert('DR');
+    const id = await addTask(db, ['true'], { state: 'DR' });
     await assert.rejects(setState(id, 'ZZ'), (error: pg.DatabaseError) => {
       assert.equal(error.code, '23503');
       assert.match(error.message, /task_state/);
@@ -338,7 +330,7 @@ describe('foreign keys and checks', () => {
         return true;
       },
     );
-    const id = await insert('DR');
+    const id = await addTask(db, ['true'], { state: 'DR' });
     await assert.rejects(db.query("UPDATE long_task.task SET shed_period_id = 'YR' WHERE id = $1", [id]), (error: pg.DatabaseError) => {
       assert.equal(error.code, '23503');
       return true;
@@ -467,7 +459,7 @@ describe('notifications', () => {
   it('sends one "cancel" per worker when executing tasks are cancelled', async () => {
     const ids: number[] = [];
     for (const worker of [31, 31, 32]) {
-      const id = await insert('AW', 9);
+      const id = await addTask(db, ['true'], { state: 'AW', group: 9 });
       await db.query("UPDATE long_task.task SET state_id = 'AE', worker_id = $2 WHERE id = $1", [id, worker]);
       ids.push(id);
     }
