@@ -3,8 +3,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
 import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
-import { TimedLoop } from '../../lib/timed-loop.js';
-import type { Service } from '../services.js';
+import { TimedPart } from './timed-part.js';
 
 /**
  * Waiting tasks with a run_after (a retry's backoff, a delayed start) are kept out of the
@@ -13,8 +12,7 @@ import type { Service } from '../services.js';
  * and the nodes claim them). Re-armed when a notification says a task was delayed ('delayed'),
  * and after every (re)connect. No polling: an idle group with nothing delayed has no timer.
  */
-export class DelayedTasks implements Service {
-  private readonly loop = new TimedLoop(() => this.cycle());
+export class DelayedTasks extends TimedPart {
   private readonly backoff = new Backoff(200, 5_000);
 
   constructor(
@@ -22,24 +20,12 @@ export class DelayedTasks implements Service {
     private readonly queries: Statements,
     private readonly groupId: number,
     private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.loop.start();
-  }
-
-  /** Resolves once a cycle in flight has ended (it arms nothing). */
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
-
-  /** Reads the earliest run_after again (and releases what is due). */
-  rearm(): void {
-    this.loop.request();
+  ) {
+    super();
   }
 
   /** Releases what is due; returns how long until the next run_after (null: none). */
-  private async cycle(): Promise<number | null> {
+  protected async cycle(): Promise<number | null> {
     try {
       for (;;) {
         if (!this.loop.active) return null;

@@ -2,8 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
 import type { Statements } from '../../sql/queries/index.js';
-import { TimedLoop } from '../../lib/timed-loop.js';
-import type { Service } from '../services.js';
+import { TimedPart } from './timed-part.js';
 
 const TASK_BATCH = 1_000;
 const RUN_BATCH = 5_000;
@@ -26,8 +25,7 @@ interface Cursor {
  * many (bench/retention.ts). The first try comes one interval after the node starts: a node
  * adds no statement to an idle minute.
  */
-export class Retention implements Service {
-  private readonly loop = new TimedLoop((due) => this.cycle(due));
+export class Retention extends TimedPart {
   private heldAt = 0;
   private token = '';
 
@@ -37,18 +35,15 @@ export class Retention implements Service {
     private readonly nodeName: string,
     private readonly everyMs: number,
     private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    if (this.everyMs > 0) this.loop.start();
+  ) {
+    super();
   }
 
-  /** Resolves once a cycle in flight has ended (it arms nothing). */
-  stop(): Promise<void> {
-    return this.loop.stop();
+  override start(): void {
+    if (this.everyMs > 0) super.start();
   }
 
-  private async cycle(due: boolean): Promise<number> {
+  protected async cycle(due: boolean): Promise<number> {
     if (!due) return this.everyMs;
     try {
       await this.pass();

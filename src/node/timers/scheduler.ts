@@ -3,10 +3,9 @@ import type { Logger } from 'pino';
 import { withTransaction } from '../../db/connection.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
-import { TimedLoop } from '../../lib/timed-loop.js';
 import type { Statements } from '../../sql/queries/index.js';
 import type { Advance, NewCopy } from '../../sql/queries/schedule.js';
-import type { Service } from '../services.js';
+import { TimedPart } from './timed-part.js';
 import { describeError } from '../../db/errors.js';
 import { nextCronSlot, nextSlot, type PeriodId } from '../../lib/schedule-math.js';
 
@@ -171,8 +170,7 @@ export function armSlots(rows: UpcomingRow[]): ArmedSlots | null {
  * fires them in one statement (fireSlots), and the general fire (fireDueSchedules: a
  * transaction of four round trips) runs only for what that left due.
  */
-export class Scheduler implements Service {
-  private readonly loop = new TimedLoop((due) => this.cycle(due));
+export class Scheduler extends TimedPart {
   private readonly backoff = new Backoff(200, 5_000);
   private armed: ArmedSlots | null = null;
 
@@ -184,20 +182,8 @@ export class Scheduler implements Service {
     /** Told when a fire queued tasks, so this node claims without waiting for its own NOTIFY. */
     private readonly onQueued: () => void = () => undefined,
     private readonly events: NodeEvents | null = null,
-  ) {}
-
-  start(): void {
-    this.loop.start();
-  }
-
-  /** Resolves once a cycle in flight has ended (it arms nothing). */
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
-
-  /** Re-reads the earliest due schedule and arms the timer (or fires now). */
-  rearm(): void {
-    this.loop.request();
+  ) {
+    super();
   }
 
   private fired(result: FireResult): void {
@@ -227,7 +213,7 @@ export class Scheduler implements Service {
    * fires first: the timer was armed for a slot, and reading again first would only delay it
    * by a round trip.
    */
-  private async cycle(due: boolean): Promise<number | null> {
+  protected async cycle(due: boolean): Promise<number | null> {
     let fireFirst = due;
     try {
       for (;;) {
