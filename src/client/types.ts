@@ -181,8 +181,8 @@ export interface ScheduleInput {
 /** See migration 8: allow (a copy each slot), skip, queue (one copy waits), cancel_previous. */
 export type OverlapPolicy = 'allow' | 'skip' | 'queue' | 'cancel_previous';
 
-/** A row of the worker table, with its status as seen from the database. */
-export interface Worker {
+/** The worker table's columns that every reader of a worker sees. */
+export interface WorkerColumns {
   id: number;
   group_id: number;
   node_name: string | null;
@@ -195,6 +195,10 @@ export interface Worker {
   locked_until: Date | null;
   lease_epoch: number;
   lease_taken: Date | null;
+}
+
+/** A row of the worker table, with its status as seen from the database. */
+export interface Worker extends WorkerColumns {
   /** The node waiting to take this worker over, if one was seen within a lease. */
   standby: string | null;
   /** A term taken over before its lease ended waits for this moment to have its tasks recovered; null when none waits. */

@@ -1,23 +1,11 @@
 // The typed statements of worker.sql: leases, recovery and the lock session.
-import type { Worker } from '../../client/types.js';
+import type { Worker, WorkerColumns } from '../../client/types.js';
 import { statement } from '../../db/statement.js';
 import type { WatchTimes } from '../../node/recovery/recovery-watch.js';
 import type { TermParams } from './task.js';
 
 /** A row of the worker table as stored (readWorker's SELECT *). */
-export interface WorkerRecord {
-  id: number;
-  group_id: number;
-  node_name: string | null;
-  host: string | null;
-  pid: number | null;
-  task_count: number;
-  max_task_count: number | null;
-  stop: number;
-  active: boolean;
-  locked_until: Date | null;
-  lease_epoch: number;
-  lease_taken: Date | null;
+export interface WorkerRecord extends WorkerColumns {
   standby_node: string | null;
   standby_seen: Date | null;
   old_epoch: number | null;
