@@ -8,6 +8,7 @@ import { definitions, loadStatements } from '../src/sql/queries/index.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { OutputTail } from '../src/node/process/output-tail.js';
 import { taskArgv, taskCwd } from '../src/node/process/task-process.js';
+import { startAll, stopAllAtOnce, type NamedService } from '../src/node/services.js';
 import { parseDuration, parseTaskId, parseState } from '../src/cli/parse.js';
 import { makeLogger } from '../src/cli/logger.js';
 
@@ -131,4 +132,32 @@ describe('makeLogger', () => {
   function pick(line: Record<string, unknown>): Record<string, unknown> {
     return { msg: line.msg, task: line.task };
   }
+});
+
+describe("a term's parts", () => {
+  it('stop at once: a part whose cycle is in flight holds up no other, and a new term restarts them all', async () => {
+    // Retention's pass in flight when the term ends: its stop() resolves only once the pass is done.
+    let finishPass!: () => void;
+    const passDone = new Promise<void>((resolve) => (finishPass = resolve));
+    const running = new Map<string, boolean>();
+    const part = (name: string, stop: () => Promise<void> = () => Promise.resolve()): NamedService => ({
+      name,
+      service: {
+        start: () => void running.set(name, true),
+        stop: () => {
+          running.set(name, false);
+          return stop();
+        },
+      },
+    });
+    const parts = [part('scheduler'), part('delayed'), part('retention', () => passDone), part('recovery watch')];
+    await startAll(parts);
+    const stopped = stopAllAtOnce(parts);
+    assert.deepEqual([...running.values()], [false, false, false, false], 'every part is stopped in the turn the term ended');
+    // The next term begins while the old pass is still in flight, then the pass ends.
+    await startAll(parts);
+    finishPass();
+    await stopped;
+    assert.deepEqual([...running.values()], [true, true, true, true], "the old term's stop stopped nothing of the new term");
+  });
 });

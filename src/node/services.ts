@@ -53,3 +53,21 @@ export async function stopAll(services: readonly NamedService[]): Promise<void> 
   }
   if (failure) throw failure;
 }
+
+/**
+ * Stops independent services at once: every stop() is called in this turn (in reverse order),
+ * then all are awaited. For a term's parts: a stop that waits for one part's cycle in flight
+ * must not leave another running, nor stop it late, after a new term has started it again.
+ */
+export async function stopAllAtOnce(services: readonly NamedService[]): Promise<void> {
+  const stopping = [...services].reverse().map(async (entry) => {
+    try {
+      await entry.service.stop();
+    } catch (error) {
+      throw new Error(`${entry.name} could not stop: ${(error as Error).message}`, { cause: error });
+    }
+  });
+  const results = await Promise.allSettled(stopping);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}

@@ -5,7 +5,7 @@ import type { Statements } from '../../sql/queries/index.js';
 import type { NodeEvents } from '../events.js';
 import type { NodeOptions, ShutdownMode } from '../options.js';
 import { buildParts, type NodeContext, type NodeParts } from '../parts.js';
-import { startAll, stopAll, type NamedService } from '../services.js';
+import { startAll, stopAll, stopAllAtOnce } from '../services.js';
 import { shutdownNode } from './shutdown.js';
 import type { NodeStatus } from './status.js';
 import { applyStopCode, StopCode, toStopCode } from './stop-code.js';
@@ -94,7 +94,7 @@ export class NodeControl {
 
   /** The term ended (or the node stops): nothing of those parts fires any more. */
   stopTerm(): void {
-    this.run(stopAll(this.parts.termServices), 'could not stop the parts of the term');
+    this.run(stopAllAtOnce(this.parts.termServices), 'could not stop the parts of the term');
   }
 
   /** See shutdownNode. */
@@ -114,8 +114,9 @@ export class NodeControl {
    */
   async close(): Promise<void> {
     await this.starting.catch(() => undefined);
-    const services: NamedService[] = [...this.parts.services, ...this.parts.termServices];
-    await stopAll(services).catch((error: unknown) => this.log.error({ err: describeError(error) }, 'a part did not stop cleanly'));
+    const failed = (error: unknown): void => this.log.error({ err: describeError(error) }, 'a part did not stop cleanly');
+    await stopAllAtOnce(this.parts.termServices).catch(failed);
+    await stopAll(this.parts.services).catch(failed);
     await this.pool.end().catch(() => undefined);
     this.status.stopped();
   }
