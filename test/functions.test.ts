@@ -40,6 +40,7 @@ async function definitions(schema: string): Promise<{ functions: Map<string, str
       text
         // pg_get_functiondef writes a function's search_path as string literals.
         .replaceAll(`SET search_path TO '${schema}', 'pg_catalog'`, `SET search_path TO ${ident}, pg_catalog`)
+        .replaceAll(", pg_catalog, 'pg_temp'", ', pg_catalog, pg_temp')
         .replaceAll(ident, '{{schema}}');
     const functions = new Map<string, string[]>();
     const { rows: procs } = await client.query<{ name: string; def: string }>(

@@ -70,16 +70,13 @@ GRANT INSERT, UPDATE ON worker TO {{node}};
 GRANT UPDATE ON maintenance TO {{node}};
 GRANT USAGE ON SEQUENCE task_id_seq TO {{node}};
 
--- A trigger function runs with the privileges of whoever wrote the row that fired it. These
--- four write rows the writer may not: a dependency's end releases its dependents (deps_left,
--- and state CF 'dependency'), an overlap's end queues the waiting copy, a task's delete
--- deletes its runs and output. They run as their owner instead (SECURITY DEFINER), which is
--- safe because: a trigger function cannot be called except by its trigger, so a user only
--- reaches it through a write they may make; each does only its fixed bookkeeping on the rows
--- that write touched; and its search_path is fixed, with pg_temp last, so no temporary or
--- other schema's object can stand in for a table it names. CREATE OR REPLACE in a later
--- migration resets SECURITY DEFINER, which is why this file says it again on every run.
-ALTER FUNCTION task_deps_release() SECURITY DEFINER SET search_path = {{schema}}, pg_catalog, pg_temp;
-ALTER FUNCTION task_overlap_release() SECURITY DEFINER SET search_path = {{schema}}, pg_catalog, pg_temp;
-ALTER FUNCTION task_delete_runs() SECURITY DEFINER SET search_path = {{schema}}, pg_catalog, pg_temp;
-ALTER FUNCTION task_run_delete_output() SECURITY DEFINER SET search_path = {{schema}}, pg_catalog, pg_temp;
+-- A trigger function runs with the privileges of whoever wrote the row that fired it. Four
+-- write rows the writer may not: a dependency's end releases its dependents (deps_left, and
+-- state CF 'dependency'), an overlap's end queues the waiting copy, a task's delete deletes
+-- its runs and output. They run as their owner instead: task_deps_release,
+-- task_overlap_release, task_delete_runs and task_run_delete_output are SECURITY DEFINER in
+-- their files (src/sql/functions), which is safe because: a trigger function cannot be called
+-- except by its trigger, so a user only reaches it through a write they may make; each does
+-- only its fixed bookkeeping on the rows that write touched; and its search_path is fixed,
+-- with pg_temp last, so no temporary or other schema's object can stand in for a table it
+-- names. (Migrations up to 16 set this here, after every CREATE OR REPLACE that reset it.)

@@ -1,3 +1,5 @@
+-- SECURITY DEFINER: it writes rows the writer of the row that fired it may not (see the
+-- note in src/sql/roles.sql); its search_path is fixed, pg_temp last.
 -- At the end of each statement that wrote tasks: the waiting (or draft) tasks that depend on
 -- a task it wrote, and the ones it wrote with prerequisites, count what is left; a waiting
 -- one whose prerequisite ended CF or CC for good ends CC 'dependency'. Set-based: one
@@ -10,7 +12,8 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_deps_release()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SECURITY DEFINER
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   written bigint[];

@@ -1,9 +1,12 @@
+-- SECURITY DEFINER: it writes rows the writer of the row that fired it may not (see the
+-- note in src/sql/roles.sql); its search_path is fixed, pg_temp last.
 -- A cloned schedule's copy that waits (in DR, shed_overlap 'queue' or 'cancel_previous') is
 -- queued when the last earlier copy of its schedule ends, whoever ended it.
 CREATE OR REPLACE FUNCTION {{schema}}.task_overlap_release()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SECURITY DEFINER
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   parents bigint[];

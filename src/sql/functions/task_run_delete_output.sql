@@ -1,8 +1,11 @@
+-- SECURITY DEFINER: it writes rows the writer of the row that fired it may not (see the
+-- note in src/sql/roles.sql); its search_path is fixed, pg_temp last.
 -- Deleting runs (retention's keep_runs) deletes their output.
 CREATE OR REPLACE FUNCTION {{schema}}.task_run_delete_output()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SECURITY DEFINER
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 BEGIN
   DELETE FROM task_output o USING old_rows r WHERE o.task_id = r.task_id AND o.attempt = r.attempt;
