@@ -126,6 +126,13 @@ describe('function files', () => {
       assert.equal(rest.to, LATEST);
       assert.deepEqual(rest.functions, FILE_NAMES);
       await assertSchemaIsFiles(schema);
+      // One transaction (now() is its start): the newest migration and the files commit together.
+      const { rows } = await client.query<{ same: boolean }>(
+        `SELECT (SELECT applied_at FROM ${quoteIdent(schema)}.migrations WHERE id = $1)
+                = ALL (SELECT applied_at FROM ${quoteIdent(schema)}.function_source) AS same`,
+        [LATEST],
+      );
+      assert.equal(rows[0]!.same, true, `${schema}: the function files were applied in a transaction of their own`);
     }
   });
 

@@ -67,38 +67,49 @@ export interface ApplyFunctionsResult {
  * the order of the files does not matter to functions that call each other.
  */
 export async function applyFunctions(client: pg.ClientBase, schema: string): Promise<ApplyFunctionsResult> {
+  if ((await staleFunctions(client, schema)).length === 0) return { applied: [], kept: [] };
+  await client.query('BEGIN');
+  try {
+    const result = await applyFunctionsInTransaction(client, schema);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  }
+}
+
+/**
+ * applyFunctions inside the caller's transaction: the migrator applies the files in the same
+ * transaction as the last migration, so that no writer ever meets new columns with old
+ * triggers (or a trigger a migration dropped, not yet created again).
+ */
+export async function applyFunctionsInTransaction(client: pg.ClientBase, schema: string): Promise<ApplyFunctionsResult> {
   const result: ApplyFunctionsResult = { applied: [], kept: [] };
   const stale = await staleFunctions(client, schema);
   if (stale.length === 0) return result;
   const ident = quoteIdent(schema);
-  await client.query('BEGIN');
-  try {
-    await client.query('SET LOCAL check_function_bodies = off');
-    for (const source of stale) {
-      // A function, not a string: in a replacement string `$$` and `$&` are patterns, and
-      // they are legal in a quoted schema name.
-      const sql = source.sql.replaceAll('{{schema}}', () => ident);
-      let installed: string | null;
-      if (USER_REPLACEABLE.has(source.name)) {
-        installed = await applyUnlessReplaced(client, schema, source.name, sql);
-        if (installed === null) result.kept.push(source.name);
-        else result.applied.push(source.name);
-      } else {
-        await apply(client, source.name, sql);
-        installed = await definitionDigest(client, schema, source.name);
-        result.applied.push(source.name);
-      }
-      await client.query(
-        `INSERT INTO ${ident}.function_source (name, checksum, definition)
-         VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET checksum = $2, definition = $3, applied_at = now()`,
-        [source.name, source.checksum, installed],
-      );
+  await client.query('SET LOCAL check_function_bodies = off');
+  for (const source of stale) {
+    // A function, not a string: in a replacement string `$$` and `$&` are patterns, and
+    // they are legal in a quoted schema name.
+    const sql = source.sql.replaceAll('{{schema}}', () => ident);
+    let installed: string | null;
+    if (USER_REPLACEABLE.has(source.name)) {
+      installed = await applyUnlessReplaced(client, schema, source.name, sql);
+      if (installed === null) result.kept.push(source.name);
+      else result.applied.push(source.name);
+    } else {
+      await apply(client, source.name, sql);
+      installed = await definitionDigest(client, schema, source.name);
+      result.applied.push(source.name);
     }
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK');
-    throw error;
+    await client.query(
+      `INSERT INTO ${ident}.function_source (name, checksum, definition)
+       VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET checksum = $2, definition = $3, applied_at = now()`,
+      [source.name, source.checksum, installed],
+    );
   }
   return result;
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { SQL_DIR } from './queries.js';
 import { checkoutClient, quoteIdent } from './connection.js';
-import { applyFunctions, staleFunctions } from './functions.js';
+import { applyFunctions, applyFunctionsInTransaction, staleFunctions, type ApplyFunctionsResult } from './functions.js';
 import { ensureRoles, rolePrefix, type EnsureRolesResult } from './roles.js';
 
 export interface Migration {
@@ -98,6 +98,7 @@ export async function migrate(
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`pg-tasks:${schema}`]);
   try {
     const applied: string[] = [];
+    let functionsApplied: ApplyFunctionsResult | null = null;
     let from: number;
     if (found !== null && found >= target) {
       // Up to date: no DDL on the schema but the function files that changed, and the roles
@@ -116,13 +117,17 @@ export async function migrate(
       if (from > known) throw new SchemaTooNewError(schema, from, known);
       for (const migration of migrations) {
         if (migration.id <= from || migration.id > target) continue;
-        await applyMigration(client, ident, migration);
+        // The newest migration commits with the function files: the tables and the triggers
+        // that write them change together.
+        const last = migration.id === known;
+        const done = await applyMigration(client, ident, migration, last ? () => applyFunctionsInTransaction(client, schema) : null);
+        if (done) functionsApplied = done;
         applied.push(migration.name);
       }
     }
     const to = Math.max(from, Math.min(target, known));
     // The files are the functions of the newest version: an older one has other columns.
-    const functions = to === known ? await applyFunctions(client, schema) : { applied: [], kept: [] };
+    const functions = functionsApplied ?? (to === known ? await applyFunctions(client, schema) : { applied: [], kept: [] });
     const result: MigrateResult = { from, to, applied, functions: functions.applied };
     if (functions.kept.length > 0) result.kept = functions.kept;
     // CREATE OR REPLACE FUNCTION resets what the roles step sets on a function (SECURITY
@@ -137,18 +142,27 @@ export async function migrate(
   }
 }
 
-async function applyMigration(client: pg.ClientBase, ident: string, migration: Migration): Promise<void> {
+/** Applies one migration in a transaction of its own; `alsoInIt` runs before its COMMIT. */
+async function applyMigration<T>(client: pg.ClientBase, ident: string, migration: Migration, alsoInIt: (() => Promise<T>) | null): Promise<T | null> {
   await client.query('BEGIN');
+  let also: T | null = null;
   try {
     // A function, not a string: in a replacement string `$$` and `$&` are patterns, and
     // they are legal in a quoted schema name.
     await client.query(migration.sql.replaceAll('{{schema}}', () => ident));
     await client.query(`INSERT INTO ${ident}.migrations (id, name) VALUES ($1, $2)`, [migration.id, migration.name]);
-    await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK');
     throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
   }
+  try {
+    if (alsoInIt) also = await alsoInIt();
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  }
+  return also;
 }
 
 /** The recorded version, or null when the schema has no migrations table yet. */
