@@ -113,7 +113,14 @@ case "${1:-}" in
     git clone -q "$here" "$clone"
     try_start "$clone"
     # Data relocated out of the clone (as root, under /var/lib/pg-tasks) goes with it.
-    case "$DATA" in "$clone"/*) ;; *) rm -rf "$DATA" ;; esac
+    case "$DATA" in
+      "$clone"/*) ;;
+      *)
+        rm -rf "$DATA"
+        # Relocated: nothing of it is left in the clone, not even an empty .pg-tasks.
+        if [ -e "$clone/.pg-tasks" ]; then ls -la "$clone/.pg-tasks"; echo "zero-setup: $clone/.pg-tasks left behind, the data being in $DATA" >&2; exit 1; fi
+        ;;
+    esac
     if [ "${1:-}" = --test ]; then
       echo "--- npm test in '$clone' (embedded PostgreSQL)"
       cd "$clone" && env -u DATABASE_URL npm test

@@ -162,7 +162,10 @@ for (;;) {
 const allDone = (nowMs() - committed) / 1000;
 clearInterval(sampler);
 rss.push([`during the ${fmt(bulk)} bulk run max`, mb(maxRss)]);
-const bulkClaims = bench.nodeRole ? (await readStatements(client, bench.nodeRole, bench.schema)).find((x) => x.name === 'claimTasks') : undefined;
+const bulkStats = bench.nodeRole ? await readStatements(client, bench.nodeRole, bench.schema) : [];
+const bulkClaims = bulkStats.find((x) => x.name === 'claimTasks');
+// Most claims of a bulk run carry the ends that freed their slots (issue 28).
+const bulkTurnovers = bulkStats.find((x) => x.name === 'turnover');
 const scansAfter = await scans();
 await sleep(3_500);
 rss.push(['5 s after it', mb(rssMb(pid))]);
@@ -174,6 +177,7 @@ const bulkLine =
   `backlog, bulk insert of ${fmt(bulk)} × /bin/true picked up by an idle node at ${MAX_TASKS}: first task started ${firstStarted.toFixed(1)} ms after the INSERT's commit, ` +
   `all done in ${allDone.toFixed(1)} s, ${(bulk / allDone).toFixed(0)} tasks/s` +
   (bulkClaims ? `; the node's claims: ${bulkClaims.calls}, mean ${bulkClaims.meanMs.toFixed(2)} ms, max ${bulkClaims.maxMs.toFixed(2)} ms` : '') +
+  (bulkTurnovers ? `; its turnovers (ends + claim): ${bulkTurnovers.calls}, mean ${bulkTurnovers.meanMs.toFixed(2)} ms, max ${bulkTurnovers.maxMs.toFixed(2)} ms` : '') +
   `; sequential scans of the task table meanwhile: ${scansAfter.seq - scansBefore.seq} (index scans ${scansAfter.idx - scansBefore.idx})`;
 
 // 1. Backlog scale, on an emptied table (the bulk run's rows gone).

@@ -63,6 +63,11 @@ try {
   metric('floor.spawn.p50', spawn ?? NaN);
   metric('floor.commit.p50', c);
   const floor = spawn === null ? null : Math.max(0, no) + c + spawn;
+  // A schedule's start waits for one more commit than a queued task's: the fire's own.
+  if (floor !== null) {
+    metric('floor.start.p50', floor);
+    metric('floor.schedule.p50', floor + c);
+  }
   console.log(
     `floors (p50, ${n} each, idle 20 ms between): spawn → running ${spawn === null ? 'not measured (no C compiler)' : `${spawn.toFixed(2)} ms`} (C posix_spawn of the stamp program); ` +
       `a round trip ${r.toFixed(2)} ms (SELECT 1); a one-row commit ${c.toFixed(2)} ms; NOTIFY, acknowledgement → listener ${no.toFixed(2)} ms` +

@@ -4,8 +4,9 @@
 //   npx tsx bench/idle-cost.ts [--quick] [--window 60]
 // Uses DATABASE_URL (its server must preload pg_stat_statements, else this part is skipped),
 // or an embedded PostgreSQL that preloads it.
+import { spawn } from 'node:child_process';
 import { setUpBench, metric } from './lib.js';
-import { readStatements, resetStatements, sleep, statementsUnavailable } from './statements.js';
+import { createNodeRole, readStatements, resetStatements, sleep, statementsUnavailable } from './statements.js';
 
 const quick = process.argv.includes('--quick');
 const windowArg = process.argv.indexOf('--window');
@@ -22,11 +23,30 @@ if (unavailable) {
 
 const bench = await setUpBench([], { statements: true });
 const role = bench.nodeRole!;
+// A hot standby of the same worker, as a role of its own (a member of the node's, for its
+// rights) so that its statements are counted apart: issue 28 wants at most 1 a minute.
+const standbyRole = await createNodeRole(bench.client, bench.url, `pgt_bench_standby_${process.pid}`);
+await bench.client.query(`GRANT ${role} TO ${standbyRole.name}`);
+const standby = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--schema', bench.schema, 'node', '--worker-id', '1', '--log-level', 'warn', '--name', 'idle-standby'], {
+  env: { ...process.env, DATABASE_URL: standbyRole.url },
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
+for (let i = 0; ; i++) {
+  const { rows } = await bench.client.query<{ n: string | null }>(`SELECT standby_node AS n FROM "${bench.schema}".worker WHERE id = 1`);
+  if (rows[0]?.n === 'idle-standby') break;
+  if (i > 600) throw new Error('the standby did not stand by within 30 s');
+  await sleep(50);
+}
 // setUpBench returned once the node holds its lease; its start-up reads (resync, scheduler) follow at once.
 await sleep(3_000);
 await resetStatements(bench.client, role);
+await resetStatements(bench.client, standbyRole.name);
 await sleep(windowS * 1000);
 const stats = await readStatements(bench.client, role, bench.schema);
+const standbyStats = await readStatements(bench.client, standbyRole.name, bench.schema);
+standby.kill('SIGTERM');
+await new Promise((resolve) => standby.once('exit', resolve));
+await standbyRole.drop();
 await bench.close();
 
 const total = stats.reduce((sum, s) => sum + s.calls, 0);
@@ -36,4 +56,11 @@ metric('idle.perMinute', perMinute);
 console.log(
   `idle cost, node idle for ${windowS} s: ${Number.isInteger(perMinute) ? perMinute : perMinute.toFixed(1)} statements a minute ` +
     `(${total} in the window: ${list}); ${ORIGINAL}`,
+);
+const standbyTotal = standbyStats.reduce((sum, s) => sum + s.calls, 0);
+const standbyPerMinute = (standbyTotal * 60) / windowS;
+metric('idle.standby.perMinute', standbyPerMinute);
+console.log(
+  `idle cost, its hot standby over the same ${windowS} s: ${Number.isInteger(standbyPerMinute) ? standbyPerMinute : standbyPerMinute.toFixed(1)} statements a minute ` +
+    `(${standbyTotal}: ${standbyStats.length > 0 ? standbyStats.map((s) => `${s.calls} × ${s.name}`).join(', ') : 'none'}); before issue 28: ~30/min`,
 );

@@ -83,7 +83,14 @@ export async function setUpDatabase(options: { preload?: string[] } = {}): Promi
  * the embedded server preloads it, and the node connects as a role of its own. With
  * DATABASE_URL, check statementsUnavailable() first.
  */
-export async function setUpBench(nodeArgs: string[] = [], options: { statements?: boolean } = {}): Promise<Bench> {
+export async function setUpBench(
+  nodeArgs: string[] = [],
+  options: {
+    statements?: boolean;
+    /** Where the node connects, from the server's URL: its DATABASE_URL and arguments of its own (e.g. a pooler's, with --session-url). */
+    nodeUrl?: (url: string) => Promise<{ url: string; args: string[] }>;
+  } = {},
+): Promise<Bench> {
   const db = await setUpDatabase(options.statements ? { preload: ['pg_stat_statements'] } : {});
   const { url, client } = db;
   const schema = `bench_${process.pid}`;
@@ -94,8 +101,9 @@ export async function setUpBench(nodeArgs: string[] = [], options: { statements?
   // PGTASKS_BENCH_CPU_PROF=DIR: the node writes a V8 CPU profile there when it stops (how the
   // node's share of the CPU was looked into; open it in Chrome's DevTools).
   const profile = process.env.PGTASKS_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PGTASKS_BENCH_CPU_PROF}`] : [];
-  const node = spawn(process.execPath, [...profile, '--import', 'tsx', 'src/cli/main.ts', '--schema', schema, 'node', '--worker-id', '1', '--log-level', 'warn', ...nodeArgs], {
-    env: { ...process.env, DATABASE_URL: role?.url ?? url },
+  const via = options.nodeUrl ? await options.nodeUrl(role?.url ?? url) : { url: role?.url ?? url, args: [] };
+  const node = spawn(process.execPath, [...profile, '--import', 'tsx', 'src/cli/main.ts', '--schema', schema, 'node', '--worker-id', '1', '--log-level', 'warn', ...via.args, ...nodeArgs], {
+    env: { ...process.env, DATABASE_URL: via.url },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   for (let i = 0; ; i++) {

@@ -116,7 +116,7 @@ const watchPasses = (since: Date): (() => void) => {
 const nodeMax = async (): Promise<string> => {
   const stats = await readStatements(client, bench.nodeRole!, bench.schema);
   const max = (name: string): string => (stats.find((x) => x.name === name)?.maxMs ?? 0).toFixed(1);
-  return `claim max ${max('claimTasks')} ms, run ends max ${max('finishRuns')} ms`;
+  return `claim max ${max('claimTasks')} ms, turnover (ends + claim) max ${max('turnover')} ms, run ends max ${max('finishRuns')} ms`;
 };
 
 const before = await sizes();

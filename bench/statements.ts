@@ -38,14 +38,16 @@ export interface NodeRole {
   drop(): Promise<void>;
 }
 
-/** Creates pg_stat_statements (if missing) and a login role for the node, allowed to create its schema. */
-export async function createNodeRole(client: pg.Client, url: string): Promise<NodeRole> {
+/**
+ * Creates pg_stat_statements (if missing) and a login role for the node, allowed to create its
+ * schema. `name`: another role (a second node's, counted apart).
+ */
+export async function createNodeRole(client: pg.Client, url: string, name = `pgt_bench_node_${process.pid}`): Promise<NodeRole> {
   const { rows } = await client.query<{ present: boolean; db: string }>(
     `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS present, current_database() AS db`,
   );
   const createdExtension = !rows[0]!.present;
   if (createdExtension) await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-  const name = `pgt_bench_node_${process.pid}`;
   const password = 'pg-tasks';
   await client.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
   await client.query(`GRANT CREATE ON DATABASE "${rows[0]!.db.replace(/"/g, '""')}" TO ${name}`);

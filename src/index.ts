@@ -1,5 +1,5 @@
-export { TaskClient, TaskNotFoundError, StateChangeRefusedError, WaitTimeoutError } from './client/client.js';
-export type { Task, TaskRun, TaskState, EndReason, AddTaskInput, ListOptions, Limit, AllowRule } from './client/types.js';
+export { TaskClient, TaskNotFoundError, StateChangeRefusedError, UniqueKeyHeldError, WaitTimeoutError } from './client/client.js';
+export type { Task, TaskRun, TaskState, EndReason, DependsRule, AddTaskInput, OnDuplicate, ListOptions, Limit, AllowRule } from './client/types.js';
 export { TASK_STATES } from './client/types.js';
 export { TaskNode } from './node/node.js';
 export type { NodeOptions, ShutdownMode } from './node/options.js';

@@ -102,7 +102,7 @@ describe('the trigger, when a task is written', () => {
     await allow(24, '/usr/bin/touch', `^${escapeRegex(dir)}/ok-[0-9]+$`);
     await addTask(db, ['/usr/bin/touch', `${dir}/ok-1`, `${dir}/ok-2`], { group: 24, state: 'DR' });
     await expectRefused(addTask(db, ['/usr/bin/touch', `${dir}/ok-1`, `${dir}/bad`], { group: 24, state: 'DR' }),
-      /^argument 3 of \/usr\/bin\/touch \(".*\/bad"\) does not match the args_pattern of any rule of group 24 that allows the program/);
+      /^argument 3 of \/usr\/bin\/touch \(".*\/bad"\) does not match the args_pattern of rule \d+ of group 24 \(\^.*\/ok-\[0-9\]\+\$\) \(group 24 has commands = 'allowlist'\)/);
     // Another rule for the same program, without a pattern, allows any argument.
     await allow(24, '/usr/bin/touch');
     await addTask(db, ['/usr/bin/touch', `${dir}/ok-1`, `${dir}/bad`], { group: 24, state: 'DR' });
@@ -316,8 +316,8 @@ describe('the CLI flag', () => {
       assert.notEqual(r.code, 0);
       assert.equal(r.stdout, '');
       const lines = r.stderr.trim().split('\n');
-      assert.equal(lines[0], "error: option '--commands <mode>' argument 'everything' is invalid. Allowed choices are any, allowlist.", command);
-      assert.ok(lines.length <= 2 && !/\n\s+at /.test(r.stderr), r.stderr);
+      assert.equal(lines[0], 'pg-tasks: --commands: "everything" is not one of any, allowlist', command);
+      assert.ok(lines.length === 1 && !/\n\s+at /.test(r.stderr), r.stderr);
     }
   });
 });
@@ -332,7 +332,7 @@ describe('allow, allowlist, disallow', () => {
     assert.ok(id > 0, added.stdout);
     await addTask(db, ['rsync', '-a'], { group: 51, state: 'DR' });
     const listed = await cli(['allowlist', '51', '--json']);
-    assert.deepEqual(JSON.parse(listed.stdout), [{ id, group_id: 51, program: '/usr/bin/rsync', args_pattern: '^-a$', note: 'backup', commands: 'allowlist' }]);
+    assert.deepEqual(JSON.parse(listed.stdout), [{ id, group_id: 51, program: '/usr/bin/rsync', args_pattern: '^-a$', args_patterns: null, allow_dotdot: false, note: 'backup', commands: 'allowlist' }]);
     const table = await cli(['allowlist', '51']);
     assert.match(table.stdout, new RegExp(`^${id} +51 +allowlist +/usr/bin/rsync +\\^-a\\$ +backup$`, 'm'));
     const removed = await cli(['disallow', String(id)]);
@@ -343,12 +343,28 @@ describe('allow, allowlist, disallow', () => {
     assert.match((await cli(['allow', '52', '/opt/jobs/'])).stdout, /^rule \d+: group 52 may run every program under \/opt\/jobs\/, with any arguments\n\(group 52 has commands = 'any': its rules are checked only by nodes started with --commands allowlist/);
   });
 
+  it('--arg gives one pattern per position, --allow-dotdot lets arguments have .. segments', async () => {
+    await allowlistGroup(54);
+    const cli = (args: string[]): ReturnType<typeof runCli> => runCli(db.url, args);
+    const added = await cli(['allow', '54', '/usr/bin/perl', '--arg', '^/opt/jobs/[a-z_/.]+\\.pl$', '--arg', '^--fast$', '--allow-dotdot']);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /^rule \d+: group 54 may run \/usr\/bin\/perl, with argument 1 matching \^\/opt\/jobs\/\[a-z_\/\.\]\+\\\.pl\$, argument 2 matching \^--fast\$, no more arguments, '\.\.' segments allowed$/m);
+    const [rule] = JSON.parse((await cli(['allowlist', '54', '--json'])).stdout) as Array<{ args_patterns: string[]; allow_dotdot: boolean; args_pattern: string | null }>;
+    assert.deepEqual(rule, { ...rule, args_pattern: null, args_patterns: ['^/opt/jobs/[a-z_/.]+\\.pl$', '^--fast$'], allow_dotdot: true });
+    assert.match((await cli(['allowlist', '54'])).stdout, /1:\^\/opt\/jobs\/\S+ 2:\^--fast\$ …:none \(\.\.\)/);
+    await addTask(db, ['perl', '/opt/jobs/a/../b.pl', '--fast'], { group: 54, state: 'DR' });
+    await expectRefused(addTask(db, ['perl', '/opt/jobs/b.pl', '--fast', '-e1'], { group: 54, state: 'DR' }), /^argument 4 of \/usr\/bin\/perl \("-e1"\) is past the 2 positional patterns/);
+    const bad = await cli(['allow', '54', '/usr/bin/env', '--arg', '(unclosed']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^pg-tasks: invalid args_patterns\[1\] '\(unclosed': invalid regular expression/);
+  });
+
   it('bad input is one line of error, and writes nothing', async () => {
     const cases: Array<[string[], RegExp]> = [
-      [['allow', '53', 'bin/sh'], /^error: .*a program is an absolute path or a directory ending in \/, got "bin\/sh"$/],
-      [['allow', '53', '/opt/../bin/sh'], /^error: .*a program has no "\." or "\.\." segment and no "\/\/"/],
+      [['allow', '53', 'bin/sh'], /^pg-tasks: .*a program is an absolute path or a directory ending in \/, got "bin\/sh"$/],
+      [['allow', '53', '/opt/../bin/sh'], /^pg-tasks: .*a program has no "\." or "\.\." segment and no "\/\/"/],
       [['allow', '53', '/usr/bin/x', '--args', '(unclosed'], /^pg-tasks: invalid args_pattern '\(unclosed': invalid regular expression/],
-      [['allow', 'x', '/usr/bin/x'], /^error: .*group must be an integer, got "x"$/],
+      [['allow', 'x', '/usr/bin/x'], /^pg-tasks: .*group must be an integer, got "x"$/],
       [['disallow', '999999'], /^pg-tasks: rule 999999 not found$/],
     ];
     for (const [args, message] of cases) {

@@ -31,6 +31,7 @@ async function stateCounts(db: Pick<TestDatabase, 'query'>, group: number): Prom
 }
 
 describe('PostgreSQL restarted under a running cluster', () => {
+  const LEASE = 30;
   it('loses no task, keeps both nodes active (a standby does not take over), and the listeners reconnect', async (t) => {
     const G = 5;
     const dataDir = tempDir('chaos-pg');
@@ -60,13 +61,15 @@ describe('PostgreSQL restarted under a running cluster', () => {
         query: (sql, values) => pool.query(sql, values),
         close: () => pool.end(),
       };
+      // A 30 s lease: the restart must fit in it with the reconnect, and on a loaded machine
+      // (CI beside other jobs, load 13) the embedded server alone took 7 s to start again.
       const nodes = await Promise.all(
-        [1, 2].map((i) => startNode(db, { workerId: 50 + i, groupId: G, maxTasks: 4, leaseSeconds: 10, nodeName: `restart-${i}` })),
+        [1, 2].map((i) => startNode(db, { workerId: 50 + i, groupId: G, maxTasks: 4, leaseSeconds: LEASE, nodeName: `restart-${i}` })),
       );
       for (const node of nodes) assert.equal(node.state, 'active');
       // A restart ends every session, the holder's lock session too: its standby must not
       // read that as the holder's death (see LockSession's grace).
-      const standby = await startNode(db, { workerId: 51, groupId: G, maxTasks: 4, leaseSeconds: 10, nodeName: 'restart-standby' });
+      const standby = await startNode(db, { workerId: 51, groupId: G, maxTasks: 4, leaseSeconds: LEASE, nodeName: 'restart-standby' });
       assert.equal(standby.state, 'standby');
       const { rows: [term] } = await pool.query<{ lease_epoch: string }>('SELECT lease_epoch FROM long_task.worker WHERE id = 51');
       const leftActive = new Set<number>();

@@ -16,8 +16,6 @@ const LATEST = loadMigrations().length;
 
 /** The only group the node serves. */
 const NODE_GROUP = 5;
-/** Commander's second line after a usage error (showHelpAfterError). */
-const USAGE_HINT = '(run with --help for usage)';
 const UNREACHABLE_URL = 'postgres://postgres@127.0.0.1:1/x';
 
 let db: TestDatabase;
@@ -82,18 +80,11 @@ function assertRuntimeError(r: CliResult): string {
 }
 
 /**
- * A usage error, caught by commander before any command runs: non-zero exit, nothing on
- * stdout, and exactly two stderr lines: "error: <message>" then the usage hint.
+ * A usage error, caught by commander before any command runs: read as any other error, one
+ * "pg-tasks: <message>" line (commander's own wording goes through our formatter).
  */
 function assertUsageError(r: CliResult): string {
-  assert.notEqual(r.code, 0, `expected a failure, got exit 0: ${r.stdout}`);
-  assert.equal(r.stdout, '');
-  assertNoStack(r);
-  const errLines = lines(r.stderr);
-  assert.equal(errLines.length, 2, `expected an error line and the hint, got:\n${r.stderr}`);
-  assert.match(errLines[0]!, /^error: \S/);
-  assert.equal(errLines[1], USAGE_HINT);
-  return errLines[0]!.slice('error: '.length);
+  return assertRuntimeError(r);
 }
 
 async function taskCount(schema = 'long_task'): Promise<number> {
@@ -168,6 +159,28 @@ describe('add', () => {
     assert.equal(assertRuntimeError(await runCli(['add', '--', ''])), 'a task needs a command');
     assert.match(assertUsageError(await runCli(['add', '--priority', 'high', '--', 'true'])), /--priority must be an integer/);
     assert.equal(await taskCount(), before);
+  });
+
+  it('--after names the flag when a task does not exist', async () => {
+    const before = await taskCount();
+    assert.equal(assertRuntimeError(await runCli(['add', '--after', '99999', '--', 'true'])), '--after: task 99999 does not exist');
+    assert.equal(await taskCount(), before);
+  });
+
+  it('refuses a duration without a unit, naming the flag, wherever a duration is taken', async () => {
+    const before = await taskCount();
+    assert.equal(assertUsageError(await runCli(['add', '--timeout', '5', '--', 'true'])), '--timeout: "5" needs a unit (e.g. 5s, 2m, 1h)');
+    assert.equal(assertUsageError(await runCli(['add', '--backoff', '1..10m', '--', 'true'])), '--backoff: "1" needs a unit (e.g. 1s, 2m, 1h)');
+    assert.equal(assertUsageError(await runCli(['schedule', '1', '--every', '1h', '--timeout', '30'])), '--timeout: "30" needs a unit (e.g. 30s, 2m, 1h)');
+    assert.equal(assertUsageError(await runCli(['prune', '--older-than', '30'])), '--older-than: "30" needs a unit (e.g. 30s, 2m, 1h)');
+    for (const flag of ['--lease', '--kill-grace', '--orphan-grace', '--prune-every']) {
+      const r = await runCli(['node', flag, '20'], { DATABASE_URL: UNREACHABLE_URL });
+      assert.equal(assertUsageError(r), `${flag}: "20" needs a unit (e.g. 20s, 2m, 1h)`);
+    }
+    // With the unit, it is taken: 5 s, not 5 ms.
+    const task = await okJson<Task>(['add', '--json', '--draft', '--timeout', '5s', '--', 'true']);
+    assert.deepEqual(task.timeout, { seconds: 5 });
+    assert.equal(await taskCount(), before + 1);
   });
 });
 
@@ -262,6 +275,24 @@ describe('show', () => {
     assert.deepEqual(out.slice(out.indexOf('output (tail):')), ['output (tail):', 'hello', 'world']);
   });
 
+  it('of a task cancelled because its prerequisite failed: "depended on", not "ran after"', async () => {
+    const failing = await addId(['--group', String(NODE_GROUP), '--', 'sh', '-c', 'exit 3']);
+    const after = await addId(['--group', '8', '--after', String(failing), '--', 'true']);
+    await waitEnded(db, [failing, after]);
+    const out = lines(await ok(['show', String(after)]));
+    assert.ok(out.includes('state:       CC (dependency)'), out.join('\n'));
+    assert.ok(out.includes(`depended on: ${failing} (CF)`), out.join('\n'));
+    assert.ok(out.includes(`error:       Cancelled: it depends on task ${failing}, which ended CF`), out.join('\n'));
+    assert.ok(!out.some((l) => l.startsWith('ran after:')), out.join('\n'));
+  });
+
+  it('of a task that ran after its prerequisite: "ran after"', async () => {
+    const first = await addId(['--group', String(NODE_GROUP), '--', 'true']);
+    const then = await addId(['--group', String(NODE_GROUP), '--after', String(first), '--', 'true']);
+    await waitEnded(db, [first, then]);
+    assert.ok(lines(await ok(['show', String(then)])).includes(`ran after:   ${first} (CS)`));
+  });
+
   it('--json prints the row', async () => {
     const id = await addId(['--group', '3', '--params', '[1,"two"]', '--', 'echo', 'x']);
     const task = await okJson<Task>(['show', '--json', String(id)]);
@@ -275,10 +306,35 @@ describe('show', () => {
   });
 });
 
+describe('logs -f', () => {
+  it('exits with how the run ended, 0 CS, 1 CF, 2 CC, and says so in one stderr line', async () => {
+    const failed = await addId(['--group', String(NODE_GROUP), '--', 'sh', '-c', 'echo out; exit 3']);
+    const f = await runCli(['logs', '-f', String(failed)]);
+    assert.deepEqual([f.code, f.stdout, f.stderr], [1, 'out\n', `pg-tasks: task ${failed} ended CF: exit code 3\n`]);
+
+    const succeeded = await addId(['--group', String(NODE_GROUP), '--', 'echo', 'fine']);
+    const s = await runCli(['logs', '-f', String(succeeded), '--run', '1']);
+    assert.deepEqual([s.code, s.stdout, s.stderr], [0, 'fine\n', `pg-tasks: task ${succeeded} run 1 ended CS: exit code 0\n`]);
+
+    const cancelled = await addId(['--group', String(NODE_GROUP), '--', 'sleep', '60']);
+    await until(async () => (await stateOf(cancelled)) === 'AE', `task ${cancelled} to run`);
+    const following = runCli(['logs', '-f', String(cancelled)]);
+    await ok(['cancel', String(cancelled)]);
+    const c = await following;
+    assert.deepEqual([c.code, c.stdout, c.stderr], [2, '', `pg-tasks: task ${cancelled} ended CC: cancelled (Cancelled)\n`]);
+
+    // Without -f: what was printed, exit 0, whatever the outcome.
+    assert.deepEqual(await ok(['logs', String(failed)]), 'out\n');
+  });
+});
+
 describe('ls', () => {
   const GROUP = 100;
   let ids: number[] = [];
+  // The OWNER column: the user the CLI connects as, which inserted them.
+  let owner = '';
   before(async () => {
+    owner = (await db.query<{ user: string }>('SELECT current_user AS user')).rows[0]!.user;
     ids = [];
     ids.push(await addId(['--group', String(GROUP), '--', 'echo', 'one']));
     ids.push(await addId(['--group', String(GROUP), '--draft', '--', 'echo', 'two']));
@@ -287,11 +343,11 @@ describe('ls', () => {
 
   it('prints a table, newest first', async () => {
     const { header, rows } = parseTable(await ok(['ls', '--group', String(GROUP)]));
-    assert.deepEqual(header, ['ID', 'STATE', 'GROUP', 'PRIO', 'WORKER', 'EXIT', 'COMMAND']);
+    assert.deepEqual(header, ['ID', 'STATE', 'PROGRESS', 'OWNER', 'GROUP', 'PRIO', 'WORKER', 'EXIT', 'COMMAND']);
     assert.deepEqual(rows, [
-      [String(ids[2]), 'AW', String(GROUP), '2', '-', '-', 'echo three'],
-      [String(ids[1]), 'DR', String(GROUP), '0', '-', '-', 'echo two'],
-      [String(ids[0]), 'AW', String(GROUP), '0', '-', '-', 'echo one'],
+      [String(ids[2]), 'AW', '-', owner, String(GROUP), '2', '-', '-', 'echo three'],
+      [String(ids[1]), 'DR', '-', owner, String(GROUP), '0', '-', '-', 'echo two'],
+      [String(ids[0]), 'AW', '-', owner, String(GROUP), '0', '-', '-', 'echo one'],
     ]);
   });
 
@@ -323,14 +379,14 @@ describe('ls', () => {
     assert.ok(cf.some((t) => t.id === failed));
     const { rows } = parseTable(await ok(['ls', '--state', 'CF']));
     assert.ok(rows.every((r) => r[1] === 'CF'));
-    assert.deepEqual(rows.find((r) => r[0] === String(failed)), [String(failed), 'CF', String(NODE_GROUP), '0', '1', '7', 'sh -c exit 7']);
+    assert.deepEqual(rows.find((r) => r[0] === String(failed)), [String(failed), 'CF', '-', owner, String(NODE_GROUP), '0', '1', '7', 'sh -c exit 7']);
   });
 
   it('keeps one task on one line when an argument holds a newline or a tab', async () => {
     const id = await addId(['--group', '101', '--', 'sh', '-c', 'echo a\n\techo b']);
     const out = lines(await ok(['ls', '--group', '101']));
     assert.equal(out.length, 2, out.join('\n'));
-    assert.deepEqual(parseTable(out.join('\n')).rows, [[String(id), 'AW', '101', '0', '-', '-', 'sh -c echo a\\n\\techo b']]);
+    assert.deepEqual(parseTable(out.join('\n')).rows, [[String(id), 'AW', '-', owner, '101', '0', '-', '-', 'sh -c echo a\\n\\techo b']]);
   });
 
   it('says so when nothing matches', async () => {
@@ -358,16 +414,27 @@ describe('errors are one line, without a stack', () => {
   });
 
   it('a missing id', async () => {
-    assert.equal(assertUsageError(await runCli(['show'])), "missing required argument 'id'");
+    assert.equal(assertUsageError(await runCli(['show'])), "missing required argument 'id' (see pg-tasks show --help)");
   });
 
-  it('an unknown command', async () => {
-    assert.equal(assertUsageError(await runCli(['frobnicate'])), "unknown command 'frobnicate'");
+  it('an unknown command, and one close to a known one', async () => {
+    assert.equal(assertUsageError(await runCli(['frobnicate'])), "unknown command 'frobnicate' (see pg-tasks --help)");
+    assert.equal(assertUsageError(await runCli(['lss'])), "unknown command 'lss' (did you mean ls?)");
   });
 
   it('an unknown option, of a command and of the program', async () => {
-    assert.equal(assertUsageError(await runCli(['ls', '--bogus'])), "unknown option '--bogus'");
-    assert.equal(assertUsageError(await runCli(['--bogus', 'ls'])), "unknown option '--bogus'");
+    assert.equal(assertUsageError(await runCli(['ls', '--bogus'])), "unknown option '--bogus' (see pg-tasks ls --help)");
+    assert.equal(assertUsageError(await runCli(['--bogus', 'ls'])), "unknown option '--bogus' (see pg-tasks --help)");
+    assert.equal(assertUsageError(await runCli(['ls', '--jsn'])), "unknown option '--jsn' (did you mean --json?)");
+  });
+
+  it("commander's other usage errors name the flag first", async () => {
+    assert.equal(assertUsageError(await runCli(['add', '--timeout'])), '--timeout: missing its value (--timeout <duration>)');
+    assert.equal(assertUsageError(await runCli(['add', '--timeout', '5x', '--', 'true'])), '--timeout: expected a duration like 500ms, 10s, 2m, 1h or 30d, got "5x"');
+    assert.equal(assertUsageError(await runCli(['add', '--on-worker-failure', 'retry', '--', 'true'])), '--on-worker-failure: "retry" is not one of fail, requeue');
+    assert.equal(assertUsageError(await runCli(['prune'])), '--older-than is required (--older-than <duration>)');
+    assert.equal(assertUsageError(await runCli(['show', '1', '2'])), "too many arguments for 'show'. Expected 1 argument but got 2. (see pg-tasks show --help)");
+    assert.equal(assertUsageError(await runCli(['stop', '1', '--drain', '--cancel'])), "option '--drain' cannot be used with option '--cancel'");
   });
 
   it('an unreachable database, for a task command and for migrate', async () => {
@@ -434,6 +501,14 @@ describe('--help', () => {
     assert.match(nodeHelp, /--max-tasks <n> .*\(default 10\)/);
     assert.match(start, /--max-tasks <n> .*\(default 4\)/);
   });
+
+  it('of node and start lists --otel and the OTLP endpoint variables', async () => {
+    for (const command of ['node', 'start']) {
+      const out = await ok([command, '--help'], { DATABASE_URL: UNREACHABLE_URL });
+      assert.match(out, /^ {2}--otel {2,}export an OpenTelemetry span per run/m, `${command} --help`);
+      assert.match(out, /^ {2}OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT$/m, `${command} --help`);
+    }
+  });
 });
 
 // --no-roles: the roles are cluster-wide, so whether this run creates them depends on the
@@ -476,11 +551,32 @@ describe('workers and stop', () => {
   });
 
   it('stop --pause / --resume write the stop code and the node obeys', async () => {
-    assert.equal(await ok(['stop', '1', '--pause']), 'worker 1: stop = 1 (pause)\n');
+    assert.equal(await ok(['stop', '1', '--pause']), 'worker 1: paused (stop code 1): no new tasks; the running ones go on ("--resume" resumes)\n');
     await until(() => node!.stopCode === 1, 'the node to read stop code 1');
-    assert.equal((await okJson<Array<{ id: number; status: string }>>(['workers', '--json'])).find((w) => w.id === 1)!.status, 'stopping');
-    assert.equal(await ok(['stop', '1', '--resume']), 'worker 1: stop = 0 (resume)\n');
+    assert.equal((await okJson<Array<{ id: number; status: string }>>(['workers', '--json'])).find((w) => w.id === 1)!.status, 'paused');
+    assert.equal(parseTable(await ok(['workers'])).rows.find((r) => r[0] === '1')?.[2], 'paused');
+    assert.equal(await ok(['stop', '1', '--resume']), 'worker 1: running (stop code 0): it claims tasks\n');
     await until(() => node!.stopCode === 0, 'the node to read stop code 0');
+  });
+
+  it('stop of a worker no node holds says the next node obeys', async () => {
+    await db.query('INSERT INTO long_task.worker (id, group_id) VALUES (61, 61)');
+    assert.equal(await ok(['stop', '61', '--drain']), 'worker 61: draining (stop code 2): no new tasks; its node exits when the running ones end (no node holds it now: the next one obeys when it starts)\n');
+    assert.equal((await okJson<Array<{ id: number; status: string }>>(['workers', '--json'])).find((w) => w.id === 61)!.status, 'stopped');
+  });
+
+  it('start (with DATABASE_URL) ends cleanly on "stop --drain", says so, and its node never reads its own cleared code as a resume', async () => {
+    const started = runCli(['start', '--worker-id', '62', '--group', '62', '--dashboard-port', 'off', '--metrics-port', 'off', '--log-format', 'json', '--no-migrate']);
+    await until(async () => (await db.query('SELECT 1 FROM long_task.worker WHERE id = 62 AND active')).rowCount === 1, 'start to take worker 62');
+    await ok(['stop', '62', '--drain']);
+    const r = await started;
+    assert.equal(r.code, 0, r.stderr);
+    const out = lines(r.stdout);
+    assert.equal(out.at(-1), 'Worker 62 stopped by "pg-tasks stop 62 --drain": its running tasks ended, the node stopped. Its stop code is cleared: start again to run tasks.');
+    assert.ok(out.some((l) => l.includes('draining (stop code 2)')), r.stdout);
+    assert.ok(!out.some((l) => l.includes('stop code 0')), r.stdout);
+    const { rows } = await db.query<{ stop: number; active: boolean }>('SELECT stop, active FROM long_task.worker WHERE id = 62');
+    assert.deepEqual(rows, [{ stop: 0, active: false }]);
   });
 
   it('stop refuses an unknown worker and conflicting modes', async () => {

@@ -114,21 +114,35 @@ describe('dashboard', () => {
     assert.equal(await page.locator('#task-summary [data-state]').getAttribute('data-state'), 'AE');
 
     assert.ok(alive(runningPid), 'the task process runs');
-    await page.getByRole('button', { name: 'Cancel (→ AC)' }).click();
-    await page.locator('p.notice').filter({ hasText: 'cancelling' }).waitFor(WAIT);
-    // The page follows the task to its end (an 'ended' notification), and the process is gone.
+    // Cancel asks first (a page of its own: no script needed), and nothing happens until then.
+    await page.getByRole('link', { name: 'Cancel (→ AC)…' }).click();
+    await page.locator('h1').filter({ hasText: `Cancel task ${running}?` }).waitFor(WAIT);
+    assert.ok(alive(runningPid), 'asking kills nothing');
+    assert.equal((await getTask(db, running)).state_id, 'AE');
+    await page.getByRole('button', { name: `Yes, cancel task ${running}` }).click();
+    // "cancelling", or already "cancelled" when the kill was quicker than the page's stream.
+    await page.locator('p.notice').waitFor(WAIT);
+    // The page follows the task to its end (an 'ended' notification), and the process is gone;
+    // the notice says it was cancelled, not "cancelling" any more.
     await page.locator('#task-summary [data-state="CC"]').waitFor(WAIT);
+    await page.locator('p.notice').filter({ hasText: `task ${running}: cancelled` }).waitFor(WAIT);
     await until(() => !alive(runningPid), `pid ${runningPid} to die`);
     await page.close();
   });
 
   it("shows a trigger's refusal as a readable message", async (t) => {
+    // An ended task has no Cancel button; one that ends while its confirmation is open is
+    // refused by the trigger, in its own words. (Group 8 has no node: it waits.)
+    const waiting = await addTask(db, ['sleep', '60'], { group: 8 });
     const page = await open(t, `/tasks/${running}`);
     if (!page) return;
-    await page.getByRole('button', { name: 'Cancel (→ AC)' }).click();
+    assert.equal(await page.getByRole('link', { name: /Cancel/ }).count(), 0);
+    await page.goto(`${base}/tasks/${waiting}/cancel`);
+    await db.query("UPDATE long_task.task SET state_id = 'DR' WHERE id = $1", [waiting]);
+    await page.getByRole('button', { name: `Yes, cancel task ${waiting}` }).click();
     const error = page.locator('p.error');
     await error.waitFor(WAIT);
-    assert.equal(await error.innerText(), `refused: can't cancel an inactive task (task ${running} is CC)`);
+    assert.equal(await error.innerText(), `refused: can't cancel an inactive task (task ${waiting} is DR)`);
     await page.close();
   });
 
@@ -224,10 +238,21 @@ describe('dashboard', () => {
     assert.match(prerequisite, new RegExp(`Waiting for it: <a href="/tasks/${second}">${second}</a> \\(DR\\)`));
     assert.match(prerequisite, /Next runs: 2030-01-01 00:00:00 UTC, 2030-01-02 00:00:00 UTC, 2030-01-03 00:00:00 UTC/);
     assert.match(await (await fetch(`${base}/tasks/${second}`)).text(), new RegExp(`Depends on: <a href="/tasks/${first}">${first}</a> \\(DR\\) · 1 not yet CS`));
-    assert.match(await (await fetch(`${base}/schedules`)).text(), new RegExp(`<td><a href="/tasks/${first}">${first}</a></td>[\\s\\S]*1 × DAY`));
+    assert.match(await (await fetch(`${base}/schedules`)).text(), new RegExp(`<td><a href="/tasks/${first}">${first}</a></td>[\\s\\S]*every day`));
     const groups = await (await fetch(`${base}/groups?fragment=1`)).text();
     // Group 11: two drafts, nothing else.
     assert.match(groups, /<tr data-group="11">\s*<td><a href="\/tasks\?group=11">11<\/a><\/td>\s*<td><a href="\/tasks\?group=11&amp;state=DR">2<\/a><\/td>/);
+  });
+
+  it("shows a dependent's depends_rule, on its page and on its prerequisite's", async () => {
+    const first = await addTask(db, ['true'], { state: 'DR', group: 12 });
+    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (command, state_id, group_id, depends_on, depends_rule) VALUES ('{true}', 'DR', 12, $1, 'any_failed') RETURNING id", [[first]]);
+    const handler = Number(rows[0]!.id);
+    assert.match(await (await fetch(`${base}/tasks/${first}`)).text(),
+      new RegExp(`Waiting for it: <a href="/tasks/${handler}">${handler}</a> \\(DR, <span class="depends-rule rule-any_failed">any failed</span>\\)`));
+    const page = await (await fetch(`${base}/tasks/${handler}`)).text();
+    assert.match(page, /· 1 not yet ended, none failed/);
+    assert.match(page, /Runs when: <span class="depends-rule rule-any_failed">any prerequisite fails<\/span>/);
   });
 
   it('needs a token off loopback, and takes it once into a cookie', async (t) => {
@@ -257,6 +282,26 @@ describe('dashboard', () => {
       await page.close();
     } finally {
       await remote.close();
+    }
+  });
+
+  it('says a page is not live when its stream is refused (too many open)', async (t) => {
+    if (!needBrowser(t)) return;
+    const full = await startDashboard({ connectionString: db.url, schema: 'long_task', host: '127.0.0.1', port: 0, logger: testLogger, maxStreams: 1 });
+    const taken = new AbortController();
+    try {
+      const at = `http://127.0.0.1:${full.port}`;
+      const first = await fetch(`${at}/events`, { signal: taken.signal });
+      assert.equal(first.status, 200);
+      const page = await browser!.newPage();
+      await page.goto(`${at}/tasks`);
+      // The browser does not retry a refused stream: the page says so instead of "reconnecting…".
+      await page.locator('html[data-live="refused"]').waitFor({ state: 'attached', ...WAIT });
+      assert.equal(await page.locator('.live-state').innerText(), 'not live (reload to retry)');
+      await page.close();
+    } finally {
+      taken.abort();
+      await full.close();
     }
   });
 
@@ -298,8 +343,8 @@ describe('dashboard parts', () => {
   });
 
   it('accepts only its own cookies, Bearer tokens and forms', () => {
-    const request = { method: 'GET', url: '/tasks', host: '127.0.0.1:8080', cookie: undefined, authorization: undefined, origin: undefined, secFetchSite: undefined };
-    const open = new Access(null, true);
+    const request = { method: 'GET', url: '/tasks', host: '127.0.0.1:8080', cookie: undefined, authorization: undefined, origin: undefined, secFetchSite: undefined, address: '127.0.0.1' };
+    const open = new Access({ token: null, loopbackOnly: true });
     const first = open.check(request);
     assert.equal(first.kind, 'ok');
     if (first.kind !== 'ok') return;
@@ -317,8 +362,8 @@ describe('dashboard parts', () => {
     assert.match(open.refuseCrossSite({ ...post, origin: 'http://127.0.0.1:9999' }, first.session, csrf) ?? '', /Origin/);
     assert.match(open.refuseCrossSite({ ...post, secFetchSite: 'cross-site' }, first.session, csrf) ?? '', /Sec-Fetch-Site/);
     // Another process's key: its cookies mean nothing here.
-    assert.ok(new Access(null, true).check({ ...request, cookie }).kind === 'ok');
-    const guarded = new Access('0123456789abcdef', false);
+    assert.ok(new Access({ token: null, loopbackOnly: true }).check({ ...request, cookie }).kind === 'ok');
+    const guarded = new Access({ token: '0123456789abcdef', loopbackOnly: false });
     assert.equal(guarded.check({ ...request, cookie }).kind, 'refused');
     assert.equal(guarded.check({ ...request, authorization: 'Bearer 0123456789abcdef' }).kind, 'ok');
   });

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { TEST_APPLICATION_NAME, createTestDatabase, withDatabase, type TestDatabase } from './helpers/db.js';
-import { nextEvent } from './helpers/events.js';
+import { countEvents, nextEvent } from './helpers/events.js';
 import { addTask, getTask, getWorker, killTaskGroups, startNode, stopAllNodes, taskPid, taskPids, tempDir, waitEnded } from './helpers/node.js';
 import { Proxy, proxyFor } from './helpers/proxy.js';
 import { until } from './helpers/wait.js';
@@ -206,9 +206,11 @@ describe('a frozen node', () => {
 
         const { rows: [woken] } = await db.query<{ at: Date }>('SELECT clock_timestamp() AS at');
         process.kill(child.pid!, 'SIGCONT');
-        // Until A, awake, has looked at the worker twice as its standby (each look after its
-        // fence and its failed renewal): nothing of B's changes, and only B's process lives.
-        const looks = new Set<number>();
+        // Until A, awake, has looked at the worker as its standby (after its fence and its
+        // failed renewal) and B has renewed twice since (a waiting standby looks again only on
+        // a wake or once a minute, issue 28): nothing of B's changes, and only B's process lives.
+        let looked = false;
+        let renewalsSinceLook: ReturnType<typeof countEvents> | null = null;
         await until(async () => {
           const row = await getTask(db, task);
           assert.equal(row.state_id, 'AE');
@@ -223,9 +225,13 @@ describe('a frozen node', () => {
           assert.equal(isProcessGroupAlive(pid2), true);
           const { rows: [look] } = await db.query<{ seen: Date | null }>(
             "SELECT standby_seen AS seen FROM long_task.worker WHERE id = $1 AND standby_node = 'A' AND standby_seen > $2", [W, woken!.at]);
-          if (look?.seen) looks.add(+look.seen);
-          return looks.size >= 2;
-        }, 'A, woken, to look at the worker twice as its standby', 60_000);
+          if (look?.seen && !looked) {
+            looked = true;
+            renewalsSinceLook = countEvents(b, 'lease:renewed');
+          }
+          return (renewalsSinceLook?.count ?? 0) >= 2;
+        }, 'A, woken, to look at the worker as its standby, then B to renew twice', 60_000);
+        renewalsSinceLook!.stop();
         assert.equal(b.state, 'active');
         assert.equal(child.exitCode, null, 'A stands by, it does not exit');
 

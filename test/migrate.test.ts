@@ -61,7 +61,7 @@ describe('migrate', () => {
     const { rows } = await db.query<{ table_name: string }>(
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'long_task' ORDER BY table_name",
     );
-    assert.deepEqual(rows.map((r) => r.table_name), ['concurrency_limit', 'function_source', 'maintenance', 'migrations', 'period', 'task', 'task_allowlist', 'task_group', 'task_output', 'task_run', 'task_state', 'worker']);
+    assert.deepEqual(rows.map((r) => r.table_name), ['concurrency_limit', 'concurrency_start', 'function_source', 'maintenance', 'migrations', 'period', 'task', 'task_allowlist', 'task_group', 'task_output', 'task_run', 'task_state', 'worker']);
   });
 
   it('upgrades step by step: each version applies on top of the one before, keeping the rows', async () => {

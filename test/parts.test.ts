@@ -24,6 +24,7 @@ import { startAll, stopAll, type Service } from '../src/node/services.js';
 import { DelayedTasks } from '../src/node/timers/delayed.js';
 import { Retention } from '../src/node/timers/retention.js';
 import { Scheduler } from '../src/node/timers/scheduler.js';
+import { RunTracing } from '../src/node/tracing/run-tracing.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { testLogger as log } from './helpers/node.js';
 import { until } from './helpers/wait.js';
@@ -153,6 +154,10 @@ describe('every part keeps the service contract', () => {
         freeSlots: () => 1,
         epoch: () => 1,
         start: () => undefined,
+        lostClaims: () => undefined,
+        takeEnds: () => [],
+        endsDone: () => undefined,
+        claimDone: () => undefined,
       }, counting);
       return {
         service: claimer,
@@ -312,6 +317,26 @@ describe('every part keeps the service contract', () => {
           await until(() => statements > before, 'a retention pass');
         },
         poke: () => undefined,
+      };
+    });
+  });
+
+  it('tracing', async () => {
+    // A parent that is not sampled: a span is begun (the SDK loaded and working), nothing is
+    // recorded, so nothing is sent to a collector that the test does not have.
+    const unsampled = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00' };
+    let attempt = 0;
+    await checkContract(() => {
+      const tracing = new RunTracing(events, { workerId: 1, groupId: 0, nodeName: 'parts' }, log);
+      return {
+        service: tracing,
+        works: () => {
+          const traceparent = tracing.begin({ taskId: 1, attempt: ++attempt, params: unsampled, claimedAt: performance.now() });
+          assert.match(traceparent ?? '', /^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-00$/);
+          events.publish('run:ended', { taskId: 1, attempt, state: 'CS', endReason: 'completed', exitCode: 0, signal: null, durationMs: 1 });
+          return Promise.resolve();
+        },
+        poke: () => assert.equal(tracing.begin({ taskId: 1, attempt: ++attempt, params: unsampled, claimedAt: performance.now() }), null, 'a stopped tracing begins no span'),
       };
     });
   });

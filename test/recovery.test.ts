@@ -66,19 +66,24 @@ describe('recovery of failed workers', () => {
     await client.query('DROP FUNCTION long_task.recover_worker_tasks(int, bigint)');
     await client.query('DROP FUNCTION long_task.worker_lock_held(int, int)');
     await client.query('DROP FUNCTION long_task.worker_lock_class()');
-    await client.query('ALTER TABLE long_task.worker DROP COLUMN lock_pid, DROP COLUMN old_epoch, DROP COLUMN old_until');
+    // Migration 9 creates claim_limits with the outputs it had then; version 27 gave it more.
+    await client.query('DROP FUNCTION long_task.claim_limits(int, int, boolean)');
+    await client.query('ALTER TABLE long_task.worker DROP COLUMN lock_pid, DROP COLUMN old_epoch, DROP COLUMN old_until, DROP COLUMN timeline');
     await client.query('DELETE FROM long_task.migrations WHERE id >= 3');
     await client.query('DROP TABLE long_task.function_source');
     await client.query('DROP TABLE long_task.task_run');
-    // Migrations 6 to 9's triggers read columns dropped here; they create them again.
+    // Migrations 6 to 9's triggers (and task_bounds, version 19, task_owner_rules, 21; task_before_update, 22) read columns dropped here; they create them again.
     for (const trigger of ['task_before_update', 'task_schedule_rules_update', 'task_deps_rules_insert', 'task_deps_rules_update',
       'task_deps_release_insert', 'task_deps_release_update', 'task_deps_release_delete', 'task_overlap_release_update',
-      'task_limit_rules']) {
+      'task_limit_rules', 'task_bounds_insert', 'task_bounds_update', 'task_owner_rules_insert', 'task_owner_rules_update']) {
       await client.query(`DROP TRIGGER ${trigger} ON long_task.task`);
     }
     await client.query(`ALTER TABLE long_task.task DROP COLUMN attempt, DROP COLUMN end_reason, DROP COLUMN timeout,
       DROP COLUMN max_attempts, DROP COLUMN backoff_base, DROP COLUMN backoff_cap, DROP COLUMN retry_on, DROP COLUMN run_after,
-      DROP COLUMN live_worker_id, DROP COLUMN live_epoch, DROP COLUMN depends_on, DROP COLUMN deps_left, DROP COLUMN shed_overlap`);
+      DROP COLUMN live_worker_id, DROP COLUMN live_epoch, DROP COLUMN depends_on, DROP COLUMN deps_left, DROP COLUMN shed_overlap,
+      DROP COLUMN owner, DROP COLUMN lost_claims, DROP COLUMN claim_pinned, DROP COLUMN shed_missed, DROP COLUMN shed_catchup_max, DROP COLUMN shed_slot`);
+    await client.query('ALTER TABLE long_task.task DROP COLUMN unique_key, DROP COLUMN shed_unique_key'); // version 24
+    await client.query('ALTER TABLE long_task.task DROP COLUMN depends_rule'); // migration 25
     // The newest version's triggers read columns just dropped; migration 5 replaces them.
     await client.query('CREATE OR REPLACE FUNCTION long_task.task_before_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$');
     await client.query('CREATE OR REPLACE FUNCTION long_task.task_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$');
@@ -108,28 +113,54 @@ describe('recovery of failed workers', () => {
   });
 });
 
+/** What a claim that committed without the node hearing of it leaves behind: the task, added
+ * pinned to a worker no node holds (so that no node claims it first), claimed under `epoch` of
+ * `worker` as pinned to it or not. */
+async function lostClaim(command: string[], worker: number, epoch: number, group: number, options: { startedAgo: string; maxAttempts?: number; backoffBase?: string; pinned?: boolean; cancelled?: boolean }): Promise<number> {
+  const id = await addTask(db, command, { group, worker: 999, maxAttempts: options.maxAttempts ?? 1, ...(options.backoffBase ? { backoffBase: options.backoffBase } : {}) });
+  await db.query('UPDATE long_task.task SET claim_pinned = $2 WHERE id = $1', [id, options.pinned ?? false]);
+  await markClaimed(db, id, worker, epoch, { live: true, startedAgo: options.startedAgo });
+  if (options.cancelled) await db.query("UPDATE long_task.task SET state_id = 'AC' WHERE id = $1", [id]);
+  return id;
+}
+
+/** The task's runs (task_run), in order: attempt, end reason, worker. */
+async function runsOf(id: number): Promise<Array<[number, string, number]>> {
+  const { rows } = await db.query<{ attempt: number; end_reason: string; worker_id: number }>('SELECT attempt, end_reason, worker_id FROM long_task.task_run WHERE task_id = $1 ORDER BY attempt', [id]);
+  return rows.map((r) => [r.attempt, r.end_reason, r.worker_id]);
+}
+
 describe('lost claims', () => {
-  it('a task owned by the node\'s term with no process there (a claim reply lost on the wire) fails at the next renewal', async () => {
+  it('a task owned by the node\'s term with no process there (a claim reply lost on the wire) is queued again at the next renewal, not counted as an attempt', async () => {
     // The term must last the whole test: a term that ends has its runs recovered by the policy
-    // (worker_failed), not failed as lost. A 2 s lease is distrusted 1.5 s after a renewal was
-    // sent, which a loaded machine can miss; 8 s (renewed every 4 s) allows a 2 s stall.
+    // (worker_failed), not ended as lost claims. A 2 s lease is distrusted 1.5 s after a renewal
+    // was sent, which a loaded machine can miss; 8 s (renewed every 4 s) allows a 2 s stall.
     const node = await startNode(db, { workerId: 120, groupId: 120, leaseSeconds: 8 });
     const lostTerms = countEvents(node, 'lease:lost');
     const epoch = (await getWorker(db, 120))!.lease_epoch;
-    // What a claim that committed without the node hearing of it leaves behind.
-    const lost = await addTask(db, ['true'], { group: 121 });
-    await markClaimed(db, lost, 120, epoch, { live: true, startedAgo: '1 hour' });
+    // max_attempts 1: the lost claim was no attempt, so its task still runs, once.
+    const lost = await lostClaim(['true'], 120, epoch, 120, { startedAgo: '1 hour', maxAttempts: 1 });
+    // max_attempts 2: two real runs after the lost claim (both fail, the first retries).
+    const failing = await lostClaim(['false'], 120, epoch, 120, { startedAgo: '1 hour', maxAttempts: 2, backoffBase: '10 ms' });
+    // Cancelled meanwhile: the cancel wins.
+    const cancelled = await lostClaim(['true'], 120, epoch, 120, { startedAgo: '1 hour', cancelled: true });
     // A task the node really runs is left alone: it runs until the test creates the gate.
     const dir = tempDir('lost');
     const real = await addTask(db, ['sh', '-c', 'while [ ! -e "$0/go" ]; do sleep 0.05; done', dir], { group: 120 });
-    await waitEnded(db, [lost]);
+    await waitEnded(db, [lost, failing, cancelled]);
     const t = await getTask(db, lost);
-    assert.equal(t.state_id, 'CF');
-    assert.equal(t.end_reason, 'lost');
-    assert.match(String(t.error), /^Lost: /);
-    const { rows: run } = await db.query('SELECT end_reason, finished FROM long_task.task_run WHERE task_id = $1', [lost]);
-    assert.equal(run[0]!.end_reason, 'lost');
-    assert.ok(run[0]!.finished, 'the lost run is over: the task may run again');
+    assert.deepEqual([t.state_id, t.end_reason, t.attempt, t.lost_claims], ['CS', 'completed', 2, 1], 'queued again and run to completion');
+    assert.deepEqual(await runsOf(lost), [[1, 'lost_claim', 120], [2, 'completed', 120]]);
+    const { rows: run } = await db.query('SELECT error, finished, pid FROM long_task.task_run WHERE task_id = $1 AND attempt = 1', [lost]);
+    assert.match(String(run[0]!.error), /^Lost claim: /);
+    assert.ok(run[0]!.finished, 'the lost claim is over');
+    assert.equal(run[0]!.pid, null, 'no process');
+    const f = await getTask(db, failing);
+    assert.deepEqual([f.state_id, f.end_reason, f.attempt], ['CF', 'exit_code', 3]);
+    assert.deepEqual((await runsOf(failing)).map((r) => r[1]), ['lost_claim', 'exit_code', 'exit_code'], 'max_attempts counts the real runs only');
+    const c = await getTask(db, cancelled);
+    assert.deepEqual([c.state_id, c.end_reason, c.attempt], ['CC', 'cancelled', 1]);
+    assert.deepEqual(await runsOf(cancelled), [[1, 'lost_claim', 120]]);
     // A renewal checks the runs that started more than half a lease ago: let two renewals
     // (one of them sent after that) see the real task.
     await until(async () => (await db.query("SELECT 1 FROM long_task.task WHERE id = $1 AND started < now() - interval '4 s'", [real])).rowCount === 1, 'the real task to run for half a lease', 30_000);
@@ -137,24 +168,69 @@ describe('lost claims', () => {
     await nextEvent(node, 'lease:renewed');
     writeFileSync(`${dir}/go`, '');
     await waitEnded(db, [real]);
-    assert.deepEqual([(await getTask(db, real)).state_id, (await getTask(db, real)).end_reason], ['CS', 'completed']);
+    assert.deepEqual([(await getTask(db, real)).state_id, (await getTask(db, real)).end_reason, (await getTask(db, real)).attempt], ['CS', 'completed', 1]);
     assert.equal(lostTerms.count, 0, 'the node kept its term throughout');
     lostTerms.stop();
     await node.shutdown();
   });
 
-  it('a lost claim of a term that ends cleanly ends CF lost with it, rather than stay AE with nothing answering for it', async () => {
+  it('a lost claim of a term that ends cleanly is queued again with it, pinned as it was claimed, rather than stay AE with nothing answering for it', async () => {
     const node = await startNode(db, { workerId: 122, groupId: 122 });
     const epoch = (await getWorker(db, 122))!.lease_epoch;
-    const lost = await addTask(db, ['true'], { group: 123 });
     // Claimed a moment ago: too recent for the renewal's check, which waits half a lease.
-    await markClaimed(db, lost, 122, epoch, { live: true, startedAgo: '0 s' });
+    const lost = await lostClaim(['true'], 122, epoch, 122, { startedAgo: '0 s', maxAttempts: 1 });
+    const pinned = await lostClaim(['true'], 122, epoch, 122, { startedAgo: '0 s', maxAttempts: 1, pinned: true });
+    const cancelled = await lostClaim(['true'], 122, epoch, 122, { startedAgo: '0 s', cancelled: true });
     await node.shutdown();
     const t = await getTask(db, lost);
-    assert.equal(t.state_id, 'CF');
-    assert.equal(t.end_reason, 'lost');
+    assert.deepEqual([t.state_id, t.end_reason, t.run_after, t.worker_id, t.attempt, t.lost_claims], ['AW', null, null, null, 1, 1], 'queued again at once, on any worker');
+    const p = await getTask(db, pinned);
+    assert.deepEqual([p.state_id, p.worker_id], ['AW', 122], 'still pinned to its worker');
+    assert.deepEqual([(await getTask(db, cancelled)).state_id, (await getTask(db, cancelled)).end_reason], ['CC', 'cancelled']);
+    for (const id of [lost, pinned, cancelled]) assert.deepEqual(await runsOf(id), [[1, 'lost_claim', 122]]);
     const { rows: worker } = await db.query('SELECT active FROM long_task.worker WHERE id = 122');
     assert.equal(worker[0]!.active, false, 'released');
+    // The next node of the worker runs both, max_attempts 1 notwithstanding.
+    const next = await startNode(db, { workerId: 122, groupId: 122 });
+    await waitEnded(db, [lost, pinned]);
+    for (const id of [lost, pinned]) {
+      assert.deepEqual([(await getTask(db, id)).state_id, (await getTask(db, id)).attempt], ['CS', 2]);
+      assert.deepEqual(await runsOf(id), [[1, 'lost_claim', 122], [2, 'completed', 122]]);
+    }
+    await next.shutdown();
+  });
+
+  it('after a claim that failed, the term\'s lost claims are queued again before the next claim, not half a lease later', async () => {
+    // A 120 s lease: its renewals check only runs started a minute ago, so within this test
+    // the lost claim can be found only through the failed claim.
+    const node = await startNode(db, { workerId: 123, groupId: 123, leaseSeconds: 120 });
+    const epoch = (await getWorker(db, 123))!.lease_epoch;
+    const lost = await lostClaim(['true'], 123, epoch, 123, { startedAgo: '0 s', maxAttempts: 1 });
+    // Every claim of the group fails (a server error) while the trigger stands: each is a
+    // claim whose outcome the node cannot tell from a cut connection's.
+    await db.query(`CREATE FUNCTION long_task.fail_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'claims fail in this test'; END $$`);
+    await db.query(`CREATE TRIGGER fail_claim BEFORE UPDATE ON long_task.task FOR EACH ROW
+      WHEN (NEW.group_id = 123 AND OLD.state_id = 'AW' AND NEW.state_id = 'AE') EXECUTE FUNCTION long_task.fail_claim()`);
+    try {
+      const waiting = await addTask(db, ['true'], { group: 123 });
+      await until(async () => (await runsOf(lost)).length === 1, 'the lost claim to be found after a failed claim', 30_000);
+      assert.deepEqual(await runsOf(lost), [[1, 'lost_claim', 123]]);
+      assert.deepEqual([(await getTask(db, lost)).state_id, (await getTask(db, lost)).lost_claims], ['AW', 1], 'queued again');
+      await db.query('DROP TRIGGER fail_claim ON long_task.task');
+      await waitEnded(db, [lost, waiting]);
+      assert.deepEqual(await runsOf(lost), [[1, 'lost_claim', 123], [2, 'completed', 123]]);
+      assert.equal((await getTask(db, waiting)).state_id, 'CS');
+    } finally {
+      await db.query('DROP TRIGGER IF EXISTS fail_claim ON long_task.task');
+      await db.query('DROP FUNCTION IF EXISTS long_task.fail_claim()');
+    }
+    await node.shutdown();
+  });
+
+  it('only the end of a lost claim moves lost_claims', async () => {
+    const id = await addTask(db, ['true'], { group: 999 });
+    await assert.rejects(db.query('UPDATE long_task.task SET lost_claims = 5 WHERE id = $1', [id]), /the lost_claims of task \d+ is kept by pg-tasks/);
   });
 });
 

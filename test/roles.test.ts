@@ -93,7 +93,8 @@ describe('pg-tasks migrate and the roles', () => {
     );
     assert.deepEqual(
       rows.map((r) => `${r.member.slice(PREFIX.length)}<${r.role.slice(PREFIX.length)}`),
-      ['admin<operator', 'node<reader', 'operator<submitter', 'submitter<reader'],
+      // Not submitter<reader: a reader reads every task, a submitter only its own (owner.test.ts).
+      ['admin<operator', 'node<reader', 'operator<submitter'],
     );
   });
 
@@ -187,8 +188,14 @@ describe('each role, as a login user granted it', () => {
       "INSERT INTO long_task.task (command, state_id) VALUES ('{sh,-c,echo hello}', 'AW') RETURNING id",
     );
     const id = Number(rows[0]!.id);
+    // A task of a key with a rate (migration 27): the node records its start and prunes an old one.
+    await db.query("INSERT INTO long_task.concurrency_limit (key, max_running, max_starts, period) VALUES ('rated', 1, 5, '1 hour')");
+    await db.query("INSERT INTO long_task.concurrency_start (key, started) VALUES ('rated', now() - interval '2 hours')");
+    const rated = await submitter.query<{ id: string }>("INSERT INTO long_task.task (command, state_id, concurrency_key) VALUES ('{true}', 'AW', 'rated') RETURNING id");
     const node = await startNode({ ...db, url: urlAs(users.node) }, { migrate: true, workerId: 7 });
-    await waitEnded(db, [id]);
+    await waitEnded(db, [id, Number(rated.rows[0]!.id)]);
+    const starts = await db.query("SELECT started > now() - interval '1 hour' AS recent FROM long_task.concurrency_start WHERE key = 'rated'");
+    assert.deepEqual(starts.rows, [{ recent: true }]);
     const task = await db.query('SELECT state_id, exit_code FROM long_task.task WHERE id = $1', [id]);
     assert.equal(task.rows[0]!.state_id, 'CS');
     const run = await db.query('SELECT end_reason FROM long_task.task_run WHERE task_id = $1', [id]);
@@ -298,7 +305,11 @@ describe('each role, as a login user granted it', () => {
   });
 
   it('the dashboard reads as reader and shows a refused action as one line; as submitter it cancels', async () => {
-    const { rows } = await db.query<{ id: string }>("INSERT INTO long_task.task (command, state_id, group_id) VALUES ('{true}', 'AW', 70) RETURNING id");
+    // The submitter's own task: it sees no other.
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO long_task.task (command, state_id, group_id, owner) VALUES ('{true}', 'AW', 70, $1) RETURNING id",
+      [users.submitter],
+    );
     const id = rows[0]!.id;
     process.env.PGTASKS_ROLE_PREFIX = PREFIX;
     try {
@@ -308,7 +319,7 @@ describe('each role, as a login user granted it', () => {
         try {
           const base = `http://127.0.0.1:${dashboard.port}`;
           const headers = { authorization: `Bearer ${token}` };
-          for (const page of ['/tasks', `/tasks/${id}`, '/workers', '/groups']) {
+          for (const page of ['/', '/tasks', `/tasks/${id}`, '/workers', '/groups']) {
             const response = await fetch(`${base}${page}`, { headers });
             assert.equal(response.status, 200, `${kind} GET ${page}: ${await response.text()}`);
           }

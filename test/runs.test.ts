@@ -106,7 +106,9 @@ describe('one live process per task, whatever users write', () => {
     await db.query("UPDATE long_task.task SET state_id = 'CS' WHERE id = $1", [id]);
     const result = await runCli(db.url, ['cancel', String(id)]);
     assert.equal(result.code, 0, result.stderr);
-    await until(async () => (await runsOf(id))[0]?.finished !== null, 'the run to end');
+    // (No run row yet is not an ended run: `undefined !== null` passed at once, and the test
+    // then read a run that was not written yet.)
+    await until(async () => ((await runsOf(id))[0]?.finished ?? null) !== null, 'the run to end');
     const [run] = await runsOf(id);
     assert.equal(run!.end_reason, 'cancelled');
     assert.equal((await getTask(db, id)).state_id, 'CC');

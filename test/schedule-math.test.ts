@@ -1,7 +1,7 @@
 // Slot arithmetic with fixed instants: no database, no sleeping.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nextCronSlot, nextPeriodSlot, nextSlot, parseCron, periodSlot } from '../src/lib/schedule-math.js';
+import { dueSlots, nextCronSlot, nextPeriodSlot, nextSlot, parseCron, periodSlot } from '../src/lib/schedule-math.js';
 import { parseEvery, parseTime } from '../src/cli/parse.js';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
@@ -114,5 +114,48 @@ describe('CLI schedule arguments', () => {
     assert.equal(parseTime('2027-01-31T09:00:00Z').toISOString(), '2027-01-31T09:00:00.000Z');
     assert.equal(parseTime('2027-01-31 09:00+01:00').toISOString(), '2027-01-31T08:00:00.000Z');
     assert.throws(() => parseTime('tomorrow'), /ISO 8601/);
+  });
+});
+
+describe('dueSlots (shed_missed)', () => {
+  const every = (periodId: 'SEC' | 'HOU' | 'DAY', anchor: Date, tz = 'UTC') => ({ anchor, periodId, periodCount: 1, cron: null, tz });
+
+  it('lists the first slots oldest first and counts them all, from the slot fired to now', () => {
+    const anchor = at('2027-01-01T00:00:00Z');
+    const due = dueSlots(every('HOU', anchor), anchor, at('2027-01-01T03:30:00Z'), 10);
+    assert.deepEqual(due.slots.map(iso), ['2027-01-01T00:00:00.000Z', '2027-01-01T01:00:00.000Z', '2027-01-01T02:00:00.000Z', '2027-01-01T03:00:00.000Z']);
+    assert.equal(due.total, 4);
+    const capped = dueSlots(every('HOU', anchor), anchor, at('2027-01-01T03:30:00Z'), 2);
+    assert.deepEqual(capped.slots.map(iso), ['2027-01-01T00:00:00.000Z', '2027-01-01T01:00:00.000Z']);
+    assert.equal(capped.total, 4);
+  });
+
+  it('one slot due: total 1 (a late fire, nothing missed)', () => {
+    const anchor = at('2027-01-01T00:00:00Z');
+    assert.equal(dueSlots(every('HOU', anchor), anchor, at('2027-01-01T00:59:59Z'), 0).total, 1);
+  });
+
+  it('counts a year of every-second slots by arithmetic, not one by one', () => {
+    const anchor = at('2027-01-01T00:00:00Z');
+    const due = dueSlots(every('SEC', anchor), anchor, at('2028-01-01T00:00:00Z'), 3);
+    assert.equal(due.slots.length, 3);
+    assert.equal(due.total, 365 * 86_400 + 1);
+  });
+
+  it('counts calendar days across a DST change', () => {
+    const anchor = at('2027-03-20T08:00:00Z'); // 09:00 Berlin, before the spring change (Mar 28)
+    const due = dueSlots(every('DAY', anchor, 'Europe/Berlin'), anchor, at('2027-04-02T12:00:00Z'), 100);
+    assert.equal(due.total, 14);
+    assert.equal(iso(due.slots.at(-1)!), '2027-04-02T07:00:00.000Z', '09:00 Berlin in summer time');
+  });
+
+  it('counts cron slots one by one up to 1000 past the copies, then from their spacing', () => {
+    const cron = { anchor: null, periodId: null, periodCount: null, cron: '*/10 * * * * *', tz: 'UTC' };
+    const first = at('2027-01-01T00:00:00Z');
+    const small = dueSlots(cron, first, at('2027-01-01T00:01:00Z'), 2);
+    assert.deepEqual(small.slots.map(iso), ['2027-01-01T00:00:00.000Z', '2027-01-01T00:00:10.000Z']);
+    assert.equal(small.total, 7);
+    // A day: 8641 slots, past the 1000 counted; even spacing makes the estimate exact.
+    assert.equal(dueSlots(cron, first, at('2027-01-02T00:00:00Z'), 5).total, 8_641);
   });
 });

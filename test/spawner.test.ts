@@ -7,6 +7,7 @@ import { addTask, getTask, startNode, tempDir, useTestDatabase, waitEnded } from
 import { until } from './helpers/wait.js';
 import { isProcessGroupAlive } from '../src/node/process/process-group.js';
 import { Spawner } from '../src/node/process/spawner.js';
+import { TaskProcess } from '../src/node/process/task-process.js';
 
 const db = useTestDatabase('spawner');
 
@@ -49,5 +50,28 @@ describe('a helper that dies under the node', () => {
     assert.equal(n.state_id, 'CS');
     assert.equal(n.output, 'after\n');
     await node.shutdown('cancel');
+  });
+});
+
+describe('a supervised run ended at once', () => {
+  it('is ended whole, not lost, when the SIGTERM reaches its supervisor before its first line ran', async () => {
+    // The node may end a run as soon as its start was asked for (a shutdown right after a
+    // claim). The supervisor is born with its signals blocked, so that SIGTERM waits for its
+    // signalfd instead of killing it before it has started the leader (CI saw "Lost").
+    const spawner = (await Spawner.create('helper', pino({ level: 'silent' })))!;
+    try {
+      const rootDir = tempDir('spawner-at-once');
+      // One at a time, so each SIGTERM follows its start as closely as it can.
+      for (let i = 1; i <= 200; i++) {
+        const proc = new TaskProcess({ id: i, command: ['sleep', '300'], cwd: null, params: null }, { rootDir, outputLimit: 100, supervision: { orphanGraceMs: 0 } }, spawner);
+        const r = await proc.terminate(10_000);
+        assert.equal(r.lost, undefined, `run ${i}: ${r.lost}`);
+        assert.equal(r.spawnError, null, `run ${i}: ${r.spawnError}`);
+        assert.equal(r.killed, true);
+        if (proc.pid !== undefined) assert.equal(isProcessGroupAlive(proc.pid), false, `run ${i}: its process lives on`);
+      }
+    } finally {
+      spawner.stop();
+    }
   });
 });

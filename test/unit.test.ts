@@ -1,5 +1,7 @@
 // Pure logic, no database.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { compilePlaceholders, parseNamedQueries } from '../src/db/queries.js';
@@ -11,6 +13,7 @@ import { taskArgv, taskCwd } from '../src/node/process/task-process.js';
 import { startAll, stopAllAtOnce, type NamedService } from '../src/node/services.js';
 import { parseDuration, parseTaskId, parseState } from '../src/cli/parse.js';
 import { makeLogger } from '../src/cli/logger.js';
+import { ROOT } from './helpers/cli.js';
 
 describe('OutputTail', () => {
   it('keeps only the last bytes and says how many were dropped', () => {
@@ -52,6 +55,12 @@ describe('SQL files', () => {
     assert.equal(q.get('a'), 'SELECT 1');
     assert.equal(q.get('b'), '-- why\nSELECT 2');
   });
+  it('puts a fragment where a statement names it, and is no statement itself', () => {
+    const q = parseNamedQueries('-- fragment: f\nx AS (SELECT 1)\n\n-- name: a\nWITH {{f}} SELECT * FROM {{schema}}.x;\n');
+    assert.deepEqual([...q.keys()], ['a']);
+    assert.equal(q.get('a'), 'WITH x AS (SELECT 1) SELECT * FROM {{schema}}.x');
+    assert.throws(() => parseNamedQueries('-- name: a\nWITH {{g}} SELECT 1;\n'), /query a: no fragment g/);
+  });
   it('loads every runtime query with the schema quoted', () => {
     const q = loadStatements('my"schema');
     assert.match(q.claimTasks.text, /"my""schema"\.task/);
@@ -85,7 +94,9 @@ describe('CLI argument parsing', () => {
     assert.equal(parseDuration('500ms'), 500);
     assert.equal(parseDuration('10s'), 10_000);
     assert.equal(parseDuration('2m'), 120_000);
-    assert.equal(parseDuration('3'), 3_000);
+    assert.equal(parseDuration('0'), 0);
+    assert.throws(() => parseDuration('3'), /^InvalidArgumentError: "3" needs a unit \(e\.g\. 3s, 2m, 1h\)$/);
+    assert.throws(() => parseDuration('1.5'), /"1\.5" needs a unit/);
     assert.throws(() => parseDuration('ten'), /expected a duration/);
   });
   it('refuses bad task ids and states', () => {
@@ -115,6 +126,16 @@ describe('makeLogger', () => {
     assert.equal(lines.length, 2, out.text());
     assert.match(lines[0]!, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: task ended {2}worker=1 task=12 state=CS exitCode=0$/);
     assert.match(lines[1]!, /^\[[\d:.]+\] WARN: claim failed; retrying {2}worker=1 err="connection \\"lost\\""$/);
+  });
+
+  it("pretty: the README's example line is what it prints", () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const example = /`(\[\d\d:\d\d:\d\d\.\d{3}\] INFO: task ended[^`]*)`/.exec(readme)?.[1]?.replace(/\n/g, ' ');
+    assert.ok(example, 'the README has a pretty log example');
+    const out = capture(false);
+    makeLogger({ logLevel: 'info', logFormat: 'pretty' }, out.stream).child({ worker: 1, group: 0 })
+      .info({ task: 12, attempt: 1, state: 'CS', endReason: 'completed', exitCode: 0, signal: null }, 'task ended');
+    assert.equal(out.text().trimEnd().replace(/^\[[\d:.]+\]/, '[13:35:06.046]'), example);
   });
 
   it('auto: JSON lines when the output is not a terminal, readable lines when it is; json forces JSON', () => {

@@ -12,7 +12,8 @@ export interface CliContext {
   /** The schema chosen by --schema, PGTASKS_SCHEMA or the default. */
   schema(): string;
   /** Runs fn with a client, closing it afterwards. */
-  withClient<T>(fn: (client: TaskClient) => Promise<T>): Promise<T>;
+  /** sessionUrl: where the client LISTENs (default PGTASKS_SESSION_URL, then DATABASE_URL). */
+  withClient<T>(fn: (client: TaskClient) => Promise<T>, options?: { sessionUrl?: string | undefined }): Promise<T>;
 }
 
 export function makeContext(program: Command, io: CliIo): CliContext {
@@ -20,8 +21,8 @@ export function makeContext(program: Command, io: CliIo): CliContext {
   return {
     io,
     schema,
-    async withClient(fn) {
-      const client = new TaskClient({ schema: schema() });
+    async withClient(fn, options = {}) {
+      const client = new TaskClient({ schema: schema(), sessionUrl: options.sessionUrl });
       try {
         return await fn(client);
       } finally {

@@ -10,15 +10,21 @@ export const LOG_FORMATS: LogFormat[] = ['auto', 'pretty', 'json'];
 /** Fields every line carries, shown by pino's JSON but noise on a terminal. */
 const HIDDEN = new Set(['level', 'time', 'msg', 'pid', 'hostname']);
 
-/** stdout: where the lines go (process.stdout, or a stream in tests); its isTTY decides 'auto'. */
+/**
+ * stdout: where the lines go (process.stdout, or a stream in tests); its isTTY decides 'auto'.
+ * sync: JSON lines written at once, in order with what else the command prints (pretty ones
+ * always are); else pino's buffered writes, which keep a busy node off the pipe's back.
+ */
 export function makeLogger(
   options: { logLevel: string; logFormat: LogFormat },
   stdout: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout,
+  sync = false,
 ): Logger {
   const base = { level: options.logLevel, base: { pid: process.pid } };
   const terminal = stdout.isTTY === true;
   const readable = options.logFormat === 'pretty' || (options.logFormat === 'auto' && terminal);
-  if (!readable) return stdout === process.stdout ? pino(base) : pino(base, stdout);
+  if (!readable && stdout !== process.stdout) return pino(base, stdout);
+  if (!readable) return sync ? pino(base, pino.destination({ dest: 1, sync: true })) : pino(base);
   return pino(
     base,
     pretty({

@@ -52,12 +52,14 @@ export function parseTaskIds(value: string): number[] {
 const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**
- * "500ms", "10s", "2m", "1h", "30d"; a bare number is seconds. Returns milliseconds, at most
- * 2^53 − 1 (285 000 years): past that a number loses its last digits, or becomes Infinity.
+ * "500ms", "10s", "2m", "1h", "30d"; a bare number is refused (is "5" seconds or
+ * milliseconds?), except 0, which is 0 in any unit. Returns milliseconds, at most 2^53 − 1
+ * (285 000 years): past that a number loses its last digits, or becomes Infinity.
  */
 export function parseDuration(value: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
   if (!match) throw new InvalidArgumentError(`expected a duration like 500ms, 10s, 2m, 1h or 30d, got ${shown(value)}`);
+  if (match[2] === undefined && Number(match[1]) !== 0) throw new InvalidArgumentError(`${shown(value)} needs a unit (e.g. ${match[1]}s, 2m, 1h)`);
   const ms = Math.round(Number(match[1]) * UNITS[match[2] ?? 's']!);
   if (!Number.isSafeInteger(ms)) throw new InvalidArgumentError(`the duration ${shown(value)} is out of range`);
   return ms;

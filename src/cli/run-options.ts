@@ -3,7 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { EndReason, RunSettings } from '../client/types.js';
 import { parseDuration, parsePositive, shown } from './parse.js';
 
-const RETRYABLE: EndReason[] = ['exit_code', 'signal', 'spawn_error', 'timeout', 'worker_failed', 'lost', 'oom'];
+const RETRYABLE: EndReason[] = ['exit_code', 'signal', 'spawn_error', 'timeout', 'worker_failed', 'lost', 'oom', 'heartbeat'];
 
 export interface RunOptions {
   timeout?: number;
@@ -17,7 +17,7 @@ export function addRunOptions(command: Command): Command {
     .option('--timeout <duration>', "kill a run that lasts longer (its whole process group) and fail it with end_reason 'timeout' (default: the group's, else none)", parsePositiveDuration)
     .option('--max-attempts <n>', "runs at most: a run that fails (see --retry-on) is retried after a backoff (default: the group's, else 1)", (v) => parsePositive(v, '--max-attempts'))
     .option('--backoff <base..cap>', "retry delays: base, doubling per attempt, at most cap, ±25% jitter (default: the group's, else 1s..10m)", parseBackoff)
-    .option('--retry-on <reasons>', "end reasons that retry, comma-separated (default: the group's, else exit_code,signal,timeout,worker_failed,lost)", parseRetryOn);
+    .option('--retry-on <reasons>', "end reasons that retry, comma-separated (default: the group's, else exit_code,signal,timeout,worker_failed,lost,heartbeat)", parseRetryOn);
 }
 
 /** The options given, as the client's settings; those not given are null (the group's default). */

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { clientConfig, poolConfig, resolveSchema, type ConnectionOptions } from '../db/connection.js';
 import { loadStatements, type Statements } from '../sql/queries/index.js';
+import type { InsertTaskParams } from '../sql/queries/task.js';
 import type { AddTaskInput, AllowRule, Limit, ListOptions, ScheduleInput, Task, TaskRun, Worker } from './types.js';
 import { NODE_DEFAULTS } from '../node/options.js';
 import { assertTimeZone, nextCronSlot } from '../lib/schedule-math.js';
@@ -15,6 +16,25 @@ export class TaskNotFoundError extends Error {
     super(`task ${id} not found`);
     this.name = 'TaskNotFoundError';
   }
+}
+
+/** An unended task holds the unique key (docs/unique.md): holderId names it (null: it ended meanwhile). */
+export class UniqueKeyHeldError extends Error {
+  constructor(
+    readonly uniqueKey: string,
+    readonly holderId: number | null,
+    reason = '',
+    options?: { cause?: unknown },
+  ) {
+    super(`unique key ${JSON.stringify(uniqueKey)} is held by ${holderId === null ? 'another task' : `task ${holderId}`}${reason}`, options);
+    this.name = 'UniqueKeyHeldError';
+  }
+}
+
+/** The violation of task_unique_key (migration 24): a duplicate key of an unended task. */
+function isUniqueKeyViolation(error: unknown): boolean {
+  const e = error as { code?: string; constraint?: string };
+  return e.code === '23505' && e.constraint === 'task_unique_key';
 }
 
 export class StateChangeRefusedError extends Error {
@@ -45,9 +65,16 @@ export class TaskClient {
     this.waiter = new TaskWaiter(this.pool, this.queries, this.listenConfig, this.schema);
   }
 
+  /**
+   * Inserts a task. With a uniqueKey that an unended task holds, onDuplicate decides: 'error'
+   * (default) throws UniqueKeyHeldError, 'skip' returns the holder as it is, 'replace' gives
+   * a waiting holder this task's params, priority and runAfter and returns it (an executing
+   * one is refused: UniqueKeyHeldError). A holder that another owner's row-level security
+   * hides is refused in each mode, named by its id only.
+   */
   async add(input: AddTaskInput): Promise<Task> {
     if (input.command.length === 0 || !input.command[0]) throw new Error('a task needs a command');
-    const { rows } = await this.queries.insertTask(this.pool, {
+    const params: InsertTaskParams = {
       command: input.command,
       groupId: input.groupId ?? 0,
       priority: input.priority ?? 0,
@@ -63,13 +90,67 @@ export class TaskClient {
       retryOn: input.retryOn ?? null,
       dependsOn: input.dependsOn ?? null,
       concurrencyKey: input.concurrencyKey ?? null,
-    });
-    return rows[0]!;
+      uniqueKey: input.uniqueKey ?? null,
+      runAfter: input.runAfter ?? null,
+      dependsRule: input.dependsRule ?? null,
+    };
+    const onDuplicate = input.onDuplicate ?? 'error';
+    if (!['error', 'skip', 'replace'].includes(onDuplicate)) {
+      throw new Error(`onDuplicate must be error, skip or replace, not ${JSON.stringify(onDuplicate)}`);
+    }
+    const key = params.uniqueKey;
+    if (key === null || onDuplicate === 'error') {
+      try {
+        return (await this.queries.insertTask(this.pool, params)).rows[0]!;
+      } catch (error) {
+        if (key === null || !isUniqueKeyViolation(error)) throw error;
+        throw new UniqueKeyHeldError(key, await this.uniqueKeyHolder(key), '', { cause: error });
+      }
+    }
+    // The holder may end between the conflict and the read of it: then the key is free, and
+    // the insert is tried again (a few times; each try has a holder that ended meanwhile).
+    for (let attempt = 0; ; attempt++) {
+      const insert = onDuplicate === 'skip' ? this.queries.insertTaskOrSkip : this.queries.insertTaskOrReplace;
+      let rows: Task[];
+      try {
+        ({ rows } = await insert(this.pool, params));
+      } catch (error) {
+        // DO UPDATE on a row the writer's row-level security hides (another owner's task)
+        // fails with 42501; the refusal names the holder's id, nothing else of it.
+        if ((error as { code?: string }).code !== '42501') throw error;
+        const holderId = await this.uniqueKeyHolder(key);
+        if (holderId === null || (await this.queries.getTask(this.pool, { taskId: holderId })).rows[0]) throw error;
+        throw new UniqueKeyHeldError(key, holderId, '', { cause: error });
+      }
+      if (rows[0]) return rows[0];
+      const holderId = await this.uniqueKeyHolder(key);
+      if (holderId === null && attempt < 3) continue;
+      const holder = holderId === null ? undefined : (await this.queries.getTask(this.pool, { taskId: holderId })).rows[0];
+      if (holder && onDuplicate === 'skip') return holder;
+      // replace: the holder executes (AE, AC), so only a new task could take the params; but
+      // the key allows one unended task, and that one runs. skip or replace: a holder this
+      // user may not see is named by its id only.
+      const reason = holder ? `, which is executing (${holder.state_id}): replace changes only a waiting task` : '';
+      throw new UniqueKeyHeldError(key, holderId, reason);
+    }
+  }
+
+  private async uniqueKeyHolder(key: string): Promise<number | null> {
+    const { rows } = await this.queries.uniqueKeyHolder(this.pool, { uniqueKey: key });
+    return rows[0]?.id ?? null;
   }
 
   /** Queues a draft or ended task for any worker of its group (the seed's re-queue). */
   async queue(id: number): Promise<Task> {
-    const { rows } = await this.queries.queueTask(this.pool, { taskId: id });
+    let rows: Task[];
+    try {
+      ({ rows } = await this.queries.queueTask(this.pool, { taskId: id }));
+    } catch (error) {
+      // Its unique key is held by another unended task: named, as in add.
+      if (!isUniqueKeyViolation(error)) throw error;
+      const key = (await this.get(id)).unique_key!;
+      throw new UniqueKeyHeldError(key, await this.uniqueKeyHolder(key), '', { cause: error });
+    }
     if (rows[0]) return rows[0];
     const task = await this.get(id);
     if (task.state_id === 'AW') return task;
@@ -99,10 +180,20 @@ export class TaskClient {
    * Resolves with the task once it has ended (CS, CF or CC; a task waiting for a retry has
    * not), at once if it already has. Woken by LISTEN, not by polling: the first wait opens
    * one listening connection, kept until close(). `timeout` (ms) rejects with a
-   * WaitTimeoutError and leaves the task as it is.
+   * WaitTimeoutError and leaves the task as it is. Its `result` is what its run reported on
+   * fd 3 as {"result": …} (docs/control.md); null when it reported none.
    */
   wait(id: number, options: { timeout?: number } = {}): Promise<Task> {
     return this.waiter.wait(id, options.timeout, (missing) => new TaskNotFoundError(missing));
+  }
+
+  /**
+   * The task's progress as its live run reports it on fd 3 (docs/control.md): 0..1 and a
+   * status line, each null until reported; after the run's end, its last values.
+   */
+  async progress(id: number): Promise<{ progress: number | null; message: string | null }> {
+    const task = await this.get(id);
+    return { progress: task.progress, message: task.progress_message };
   }
 
   /** The tasks this one depends on (id and state), in the order of depends_on; deleted ones are left out. */
@@ -131,9 +222,17 @@ export class TaskClient {
     const tz = input.tz ?? 'UTC';
     assertTimeZone(tz);
     if (input.every && input.cron) throw new Error('a schedule is either --every or --cron, not both');
+    if (input.catchupMax !== undefined && !(Number.isInteger(input.catchupMax) && input.catchupMax >= 1 && input.catchupMax <= 10_000)) {
+      throw new Error(`catchupMax must be an integer from 1 to 10000, got ${input.catchupMax}`);
+    }
     let at = input.at ?? null;
     if (input.cron) at ??= nextCronSlot(input.cron, tz, new Date());
     else if (!input.every && !at) throw new Error('a schedule needs --every, --cron or --at');
+    // The key template first: a node may fire the schedule as soon as it is set.
+    if (input.uniqueKey !== undefined) {
+      const { rows } = await this.queries.setCloneUniqueKey(this.pool, { taskId: id, uniqueKey: input.uniqueKey });
+      if (!rows[0]) throw new TaskNotFoundError(id);
+    }
     const { rows } = await this.queries.setSchedule(this.pool, {
       taskId: id,
       nextStart: at ?? new Date(),
@@ -148,6 +247,8 @@ export class TaskClient {
       backoffCapMs: input.runs?.backoffCapMs ?? null,
       retryOn: input.runs?.retryOn ?? null,
       overlap: input.overlap ?? null,
+      missed: input.missed ?? null,
+      catchupMax: input.catchupMax ?? null,
     });
     if (!rows[0]) throw new TaskNotFoundError(id);
     return rows[0];
@@ -196,15 +297,36 @@ export class TaskClient {
     else await this.queries.setKeyLimit(this.pool, { key, maxRunning });
   }
 
+  /**
+   * Sets a key's rate: at most maxStarts of its tasks start in any window of periodSeconds,
+   * cluster-wide, beside its max_running (null: no rate). Held-back tasks start as the window
+   * frees starts.
+   */
+  async setKeyRate(key: string, rate: { maxStarts: number; periodSeconds: number } | null): Promise<void> {
+    await this.queries.setKeyRate(this.pool, { key, maxStarts: rate?.maxStarts ?? null, periodSeconds: rate?.periodSeconds ?? null });
+  }
+
   /** The groups with a limit and the keys in use or limited: the limit, what runs, what waits. */
   async limits(): Promise<Limit[]> {
     const { rows } = await this.queries.listLimits(this.pool);
     return rows;
   }
 
-  /** Adds a rule to a group's allowlist (see docs/security.md). */
-  async allow(groupId: number, program: string, argsPattern: string | null = null, note: string | null = null): Promise<AllowRule> {
-    const { rows } = await this.queries.insertAllowRule(this.pool, { groupId, program, argsPattern, note });
+  /**
+   * Adds a rule to a group's allowlist (see docs/security.md): argsPattern for every argument
+   * (or, with argsPatterns, every one past them), argsPatterns one per position, allowDotdot
+   * to let its arguments have '..' segments.
+   */
+  async allow(
+    groupId: number,
+    program: string,
+    argsPattern: string | null = null,
+    note: string | null = null,
+    options: { argsPatterns?: string[] | null; allowDotdot?: boolean } = {},
+  ): Promise<AllowRule> {
+    const { rows } = await this.queries.insertAllowRule(this.pool, {
+      groupId, program, argsPattern, argsPatterns: options.argsPatterns ?? null, allowDotdot: options.allowDotdot ?? false, note,
+    });
     return rows[0]!;
   }
 

@@ -62,17 +62,47 @@ export interface Task {
   live_epoch: number | null;
   /** Tasks that must end CS before this one runs; if one ends CF or CC, this one ends CC ('dependency'). */
   depends_on: number[] | null;
-  /** How many of depends_on have not ended CS (kept by pg-tasks): the task waits while it is above 0. */
+  /** How many of depends_on it still waits for, by depends_rule (kept by pg-tasks): the task waits while it is above 0. */
   deps_left: number;
+  /** When it runs after depends_on: all_success (the default), all_done, any_failed. */
+  depends_rule: DependsRule;
   /** A cloned schedule's slot while an earlier copy has not ended: allow, skip, queue, cancel_previous. */
   shed_overlap: OverlapPolicy;
+  shed_missed: MissedPolicy;
+  shed_catchup_max: number;
+  /** A schedule's copy: the slot it stands for (PG_TASKS_SLOT); null on other tasks. */
+  shed_slot: Date | null;
   /** Tasks sharing a key run at most concurrency_limit.max_running at once (no row: 1), in any group. */
   concurrency_key: string | null;
+  /** At most one unended task (DR, AW, AE, AC) per key; free again once it ends (docs/unique.md). */
+  unique_key: string | null;
+  /** On a clone schedule: each copy's unique_key, with {{slot}} replaced by the slot's time (UTC). */
+  shed_unique_key: string | null;
+  /**
+   * The role that owns it: the one that inserted it, unless an operator gave it to another.
+   * null: written before owners existed (seen by operators, admins, readers and nodes only).
+   */
+  owner: string | null;
+  /** Claims of it whose reply was lost (kept by pg-tasks): runs that never started, not counted toward max_attempts. */
+  lost_claims: number;
+  /** Whether its last claim took it as pinned to its worker (a lost claim's re-queue keeps that); null: never claimed since version 22. */
+  claim_pinned: boolean | null;
+  /** The live run's last progress, 0..1, and status line, from fd 3 (docs/control.md); cleared on entering AW. */
+  progress: number | null;
+  progress_message: string | null;
+  /** What the latest run reported as {"result": …} on fd 3; cleared on entering AW. */
+  result: unknown;
+  /** A run silent on fd 3 this long is killed (CF 'heartbeat'); null = the group's, else none. */
+  heartbeat_timeout: unknown;
 }
 
 export type EndReason =
   | 'completed' | 'exit_code' | 'signal' | 'spawn_error' | 'cancelled' | 'timeout'
-  | 'worker_failed' | 'lost' | 'node_stopped' | 'dependency' | 'refused' | 'oom';
+  | 'worker_failed' | 'lost' | 'node_stopped' | 'dependency' | 'refused' | 'oom' | 'result_rejected'
+  /** A claim whose reply never reached its node: no process started, not an attempt (task_run only; the task is queued again). */
+  | 'lost_claim'
+  /** Silent on fd 3 for its heartbeat_timeout (docs/control.md): killed like a timeout. */
+  | 'heartbeat';
 
 /** A row of task_run: one execution of a task. */
 export interface TaskRun {
@@ -96,6 +126,15 @@ export interface TaskRun {
   cpu_user_ms: number | null;
   cpu_system_ms: number | null;
   max_rss_kb: number | null;
+  /** memory.peak of the run's cgroup, in bytes; null without one (docs/lifecycle.md). */
+  memory_peak: number | null;
+  /** Processes its supervisor had to kill that had left the leader's group or outlived it; null: no supervisor. */
+  orphans_killed: number | null;
+  /** Its last progress and message, its result, and the lines on fd 3 it could not use (docs/control.md). */
+  progress: number | null;
+  progress_message: string | null;
+  result: unknown;
+  control_errors: number | null;
 }
 
 export interface AddTaskInput extends RunSettings {
@@ -112,9 +151,23 @@ export interface AddTaskInput extends RunSettings {
   recoverPolicy?: RecoverPolicy | null;
   /** Run only after these tasks have ended CS; if one ends CF or CC, this one ends CC ('dependency'). */
   dependsOn?: number[] | null;
+  /** When it runs after dependsOn (default all_success): all_done, whatever they end; any_failed, when one fails. */
+  dependsRule?: DependsRule | null;
   /** At most the key's limit (concurrency_limit; default 1) of the tasks with this key run at once, cluster-wide. */
   concurrencyKey?: string | null;
+  /** At most one unended task per key (docs/unique.md); what a held key does is onDuplicate. */
+  uniqueKey?: string | null;
+  /**
+   * When an unended task holds uniqueKey: 'error' (the default) throws a UniqueKeyHeldError
+   * naming it; 'skip' returns it, unchanged; 'replace' gives it this task's params, priority
+   * and runAfter if it waits (DR, AW) and throws if it executes (AE, AC).
+   */
+  onDuplicate?: OnDuplicate;
+  /** Not claimed before this time. Default: at once. */
+  runAfter?: Date | null;
 }
+
+export type OnDuplicate = 'error' | 'skip' | 'replace';
 
 /** A limit in force (listLimits): a group's max_running or a key's, with what runs and waits now. */
 export interface Limit {
@@ -122,6 +175,9 @@ export interface Limit {
   /** The group id (as text) or the key. */
   name: string;
   max_running: number;
+  /** A key's rate (migration 27): at most max_starts starts per period_seconds; null: none (and always for a group). */
+  max_starts: number | null;
+  period_seconds: number | null;
   running: number;
   waiting: number;
 }
@@ -132,8 +188,15 @@ export interface AllowRule {
   group_id: number;
   /** An absolute path, or a directory ending in '/' (every program under it). */
   program: string;
-  /** A regular expression every argument must match; null: any arguments. */
+  /**
+   * A regular expression every argument must match (with args_patterns: every argument past
+   * them); null: any arguments (with args_patterns: none past them).
+   */
   args_pattern: string | null;
+  /** One regular expression per position: element i for argument i; null: none. */
+  args_patterns: string[] | null;
+  /** Whether its arguments may have '..' segments (refused otherwise). */
+  allow_dotdot: boolean;
   note: string | null;
   /** 'allowlist': the group runs only what its rules allow; 'any': only nodes with --commands allowlist check them. */
   commands: 'any' | 'allowlist';
@@ -148,11 +211,28 @@ export interface RunSettings {
   /** Retry backoff: base × 2^(attempt − 1), at most cap, ±25 % jitter. Default: 1 s and 10 min. */
   backoffBaseMs?: number | null;
   backoffCapMs?: number | null;
-  /** End reasons that retry. Default: exit_code, signal, timeout, worker_failed, lost. */
+  /** End reasons that retry. Default: exit_code, signal, timeout, worker_failed, lost, heartbeat. */
   retryOn?: EndReason[] | null;
 }
 
 export type RecoverPolicy = 'fail' | 'requeue';
+
+/**
+ * When a task with depends_on runs: all_success once every one ended CS (one that ends CF or
+ * CC cancels it); all_done once every one ended, however; any_failed as soon as one fails
+ * (CF, deleted, or cancelled for a failure above it), and it ends CC when none does.
+ */
+export type DependsRule = 'all_success' | 'all_done' | 'any_failed';
+
+/** When a task runs, by its depends_rule, in words (pg-tasks show, the dashboard). */
+export const DEPENDS_RULE_WORDS: Record<DependsRule, string> = {
+  all_success: 'every prerequisite ends CS',
+  all_done: 'every prerequisite has ended, however',
+  any_failed: 'any prerequisite fails',
+};
+
+/** What a waiting task's deps_left counts, by its depends_rule. */
+export const DEPS_LEFT_WORDS: Record<DependsRule, string> = { all_success: 'not yet CS', all_done: 'not yet ended', any_failed: 'not yet ended, none failed' };
 
 export interface ListOptions {
   state?: TaskState;
@@ -176,10 +256,19 @@ export interface ScheduleInput {
   runs?: RunSettings;
   /** With clone: what a slot does while an earlier copy has not ended. Left as it is where not given (default allow). */
   overlap?: OverlapPolicy;
+  /** With clone: each copy's unique_key, {{slot}} replaced by its slot (UTC); a copy whose key is held is not made. Left as it is where not given. */
+  uniqueKey?: string;
+  /** What a fire does with missed slots: skip, once (the default) or all (clones). Left as it is where not given. */
+  missed?: MissedPolicy;
+  /** With missed all: copies per fire at most, 1 to 10000 (default 100). Left as it is where not given. */
+  catchupMax?: number;
 }
 
 /** See migration 8: allow (a copy each slot), skip, queue (one copy waits), cancel_previous. */
 export type OverlapPolicy = 'allow' | 'skip' | 'queue' | 'cancel_previous';
+
+/** See migration 26: skip (no run for missed slots), once (one run, the seed's rule), all (a copy per slot). */
+export type MissedPolicy = 'skip' | 'once' | 'all';
 
 /** The worker table's columns that every reader of a worker sees. */
 export interface WorkerColumns {
@@ -203,6 +292,9 @@ export interface Worker extends WorkerColumns {
   standby: string | null;
   /** A term taken over before its lease ended waits for this moment to have its tasks recovered; null when none waits. */
   recovers_at: Date | null;
-  /** ok; stopping (stop code set); late (lease lapsed, not yet recoverable); failed; standby (no holder, a standby waiting); stopped. */
-  status: 'ok' | 'stopping' | 'late' | 'failed' | 'standby' | 'stopped';
+  /**
+   * ok; paused, draining, cancelling (its stop code 1, 2, 3); late (lease lapsed, not yet
+   * recoverable); failed; standby (no holder, a standby waiting); stopped.
+   */
+  status: 'ok' | 'paused' | 'draining' | 'cancelling' | 'late' | 'failed' | 'standby' | 'stopped';
 }

@@ -6,6 +6,8 @@ interface PgLikeError {
   message?: string;
   detail?: string;
   address?: string;
+  /** The server's function that raised it: exec_stmt_raise for a RAISE in a PL/pgSQL function. */
+  routine?: string;
   port?: number;
   errors?: unknown[];
 }
@@ -34,6 +36,9 @@ export function describeError(error: unknown, schema?: string): string {
     case '3F000':
       return `the pg-tasks tables are missing${schema ? ` in schema "${schema}"` : ''}: run "pg-tasks migrate" first (${e.message})`;
     case '42501':
+      // A refusal of pg-tasks' own triggers (the allowlist, a group's submit_roles) already
+      // says what to do; PostgreSQL's own "permission denied for ..." gets the roles' hint.
+      if (e.routine === 'exec_stmt_raise') return e.message;
       return describePermissionDenied(e.message);
     case '23503':
       return e.detail ? `${e.message}: ${e.detail}` : e.message;
@@ -58,6 +63,9 @@ const WRITERS: Record<string, string> = {
 
 function describePermissionDenied(message: string): string {
   const prefix = process.env.PGTASKS_ROLE_PREFIX ?? DEFAULT_ROLE_PREFIX;
+  if (/^new row violates row-level security policy/.test(message)) return `${message}: a user writes only the tasks it owns (see docs/security.md, "Owners")`;
+  // A refusal worded by a trigger (a task's owner, an allowlist) says what to do already.
+  if (!/^permission denied/.test(message)) return message;
   const table = /permission denied for (?:table|relation|sequence) (\S+)/.exec(message)?.[1];
   if (table === undefined) {
     return `${message}: your database user needs one of the ${prefix}* roles, ${prefix}reader at least (see docs/security.md, "Roles")`;

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { Backoff } from '../lib/backoff.js';
-import { quoteIdent } from './connection.js';
+import { createClient, quoteIdent } from './connection.js';
 import { NotificationParser } from './notifications.js';
 
 /**
@@ -40,7 +40,7 @@ export class Listener extends EventEmitter {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ ...this.config, keepAlive: true });
+    const client = createClient({ ...this.config, keepAlive: true });
     client.on('notification', (message) => {
       if (message.channel !== this.channel || !message.payload) return;
       const notification = this.parser.parse(message.payload);

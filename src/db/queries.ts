@@ -13,25 +13,40 @@ export interface CompiledQuery {
   params: string[];
 }
 
-/** Splits a file of "-- name: x" blocks into named statements. */
+/**
+ * Splits a file of "-- name: x" blocks into named statements. A "-- fragment: y" block is no
+ * statement: its text replaces `{{y}}` in the file's statements (so that two statements can
+ * share a CTE list, e.g. the claim and the turnover that ends runs and claims in one).
+ */
 export function parseNamedQueries(text: string): Map<string, string> {
   const queries = new Map<string, string>();
+  const fragments = new Map<string, string>();
+  let target: Map<string, string> | undefined;
   let name: string | undefined;
   let body: string[] = [];
   const flush = (): void => {
-    if (name !== undefined) queries.set(name, body.join('\n').trim().replace(/;\s*$/, ''));
+    if (name !== undefined && target) target.set(name, body.join('\n').trim().replace(/;\s*$/, ''));
   };
   for (const line of text.split('\n')) {
-    const match = /^--\s*name:\s*(\w+)\s*$/.exec(line);
+    const match = /^--\s*(name|fragment):\s*(\w+)\s*$/.exec(line);
     if (match) {
       flush();
-      name = match[1];
+      target = match[1] === 'name' ? queries : fragments;
+      name = match[2];
       body = [];
     } else if (name !== undefined) {
       body.push(line);
     }
   }
   flush();
+  for (const [key, sql] of queries) {
+    queries.set(key, sql.replace(/\{\{(\w+)\}\}/g, (match, fragment: string) => {
+      if (fragment === 'schema') return match;
+      const part = fragments.get(fragment);
+      if (part === undefined) throw new Error(`query ${key}: no fragment ${fragment}`);
+      return part;
+    }));
+  }
   return queries;
 }
 

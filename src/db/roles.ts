@@ -13,14 +13,18 @@ export const ROLE_KINDS = ['reader', 'submitter', 'operator', 'admin', 'node'] a
 export type RoleKind = (typeof ROLE_KINDS)[number];
 export type RoleNames = Record<RoleKind, string>;
 
-// Each role is a member of the one it extends: what reader may, submitter may, and so on.
+// Each role is a member of the one it extends: what submitter may, operator may, and so on.
 // node extends reader only: a node does not add, queue or cancel tasks on anyone's behalf.
+// submitter is not a member of reader: reader reads every task (a row-level policy for
+// reader's members), a submitter only its own; it is granted what else reader reads itself.
 const MEMBERSHIPS: [member: RoleKind, of: RoleKind][] = [
-  ['submitter', 'reader'],
   ['operator', 'submitter'],
   ['admin', 'operator'],
   ['node', 'reader'],
 ];
+
+// Granted by versions before owners (migration 21), taken back by the next migrate.
+const FORMER_MEMBERSHIPS: [member: RoleKind, of: RoleKind][] = [['submitter', 'reader']];
 
 // 63 bytes is PostgreSQL's limit on a name; the longest suffix is "submitter" (9).
 const MAX_PREFIX = 63 - 'submitter'.length;
@@ -118,6 +122,12 @@ export async function ensureRoles(
   }
 
   for (const [member, of] of MEMBERSHIPS) await grantMembership(client, names[of], names[member]);
+  for (const [member, of] of FORMER_MEMBERSHIPS) {
+    if (await revokeMembership(client, names[of], names[member])) continue;
+    result.warnings.push(
+      `${names[member]} is still a member of ${names[of]}, so submitters read every task: ${user} may not revoke it; a superuser can (REVOKE ${names[of]} FROM ${names[member]})`,
+    );
+  }
 
   const sql = readFileSync(path.join(SQL_DIR, 'roles.sql'), 'utf8');
   const text = sql.replace(/\{\{(schema|reader|submitter|operator|admin|node)\}\}/g, (_, key: string) =>
@@ -164,6 +174,17 @@ async function isMember(client: pg.ClientBase, role: string, member: string): Pr
     [role, member],
   );
   return rows.length > 0;
+}
+
+/** True when `member` is no longer a member of `role` (PostgreSQL 16 revokes only the grants the revoker may). */
+async function revokeMembership(client: pg.ClientBase, role: string, member: string): Promise<boolean> {
+  if (!(await isMember(client, role, member))) return true;
+  try {
+    await client.query(`REVOKE ${quoteIdent(role)} FROM ${quoteIdent(member)}`);
+  } catch (error) {
+    if (code(error) !== NOT_ALLOWED) throw error;
+  }
+  return !(await isMember(client, role, member));
 }
 
 async function grantMembership(client: pg.ClientBase, role: string, member: string): Promise<void> {

@@ -40,8 +40,8 @@ export function statement<P extends object, R = never>(params: ParamNames<P>, op
 }
 
 /** A statement whose parameters are built from a friendlier input, e.g. columns from a list of rows. */
-export function mappedStatement<I, P extends object, R = never>(params: ParamNames<P>, toParams: (input: I) => P): Statement<I, R> {
-  return { params: Object.keys(params), prepared: false, toParams };
+export function mappedStatement<I, P extends object, R = never>(params: ParamNames<P>, toParams: (input: I) => P, options: { prepared?: boolean } = {}): Statement<I, R> {
+  return { params: Object.keys(params), prepared: options.prepared ?? false, toParams };
 }
 
 /** The columns of a list of rows, one array per column, for `unnest($1::bigint[], $2::int[], …)`. */
@@ -56,7 +56,10 @@ export function columns<T, C extends Record<string, (item: T) => unknown>>(items
  * .sql files, one there has no definition, or the parameters named in TypeScript and in the
  * SQL differ: a renamed parameter fails at start-up, not at its first call.
  */
-export function bindStatements<D extends Record<string, Statement<never, unknown>>>(schema: string, definitions: D): BoundAll<D> {
+export function bindStatements<D extends Record<string, Statement<never, unknown>>>(schema: string, definitions: D, options: { named?: boolean } = {}): BoundAll<D> {
+  // Unnamed: no statement is prepared by name, so a transaction pooler (which may send each
+  // statement to another server connection) never sees one twice or misses it.
+  const named = options.named ?? true;
   const queries = loadQueries(schema);
   for (const name of queries.keys()) {
     if (!(name in definitions)) throw new Error(`query ${name} has no typed statement`);
@@ -68,19 +71,20 @@ export function bindStatements<D extends Record<string, Statement<never, unknown
     const declared = [...def.params].sort().join(', ');
     const used = [...query.params].sort().join(', ');
     if (declared !== used) throw new Error(`query ${name}: the SQL uses (${used}), its statement declares (${declared})`);
-    bound[name] = bind(`${name}:${schema}`, def as Statement<unknown, unknown>, query.text, query.params);
+    bound[name] = bind(`${name}:${schema}`, def as Statement<unknown, unknown>, query.text, query.params, named);
   }
   return bound as BoundAll<D>;
 }
 
-function bind(preparedName: string, def: Statement<unknown, unknown>, text: string, names: string[]): Bound<unknown, unknown> {
+function bind(preparedName: string, def: Statement<unknown, unknown>, text: string, names: string[], named: boolean): Bound<unknown, unknown> {
+  const prepared = def.prepared && named;
   const values = (input: unknown): unknown[] => {
     const params = def.toParams(input ?? {}) as Record<string, unknown>;
     return names.map((n) => params[n]);
   };
   // No parameters: no values array, so the statement goes by the simple protocol as before.
   const run = async (db: Queryable, input?: unknown): Promise<Result<unknown>> => {
-    const result: pg.QueryResult = def.prepared
+    const result: pg.QueryResult = prepared
       ? await db.query({ name: preparedName, text, values: values(input) })
       : names.length === 0 ? await db.query(text) : await db.query(text, values(input));
     return { rows: result.rows, rowCount: result.rowCount ?? 0 };

@@ -34,7 +34,7 @@ export async function findBinaries(): Promise<Binaries> {
     postgres = ((await import(name)) as { postgres: string }).postgres;
   } catch (error) {
     throw new EmbeddedError(
-      `the embedded PostgreSQL binaries are not installed (package ${name} is missing): run npm ci, or set DATABASE_URL to a PostgreSQL server of your own`,
+      `the embedded PostgreSQL binaries are not installed (package ${name} is missing, an install with --omit=optional?): install pg-tasks with its optional dependencies (in a clone: npm ci), or set DATABASE_URL to a PostgreSQL server of your own`,
       { cause: error },
     );
   }

@@ -1,7 +1,7 @@
 // The embedded PostgreSQL's supervisor: a child process of its own (see index.ts for why)
 // that prepares the binaries and the data directory, runs the server, and stops it when its
 // parent disconnects, whatever the cause: a parent killed with SIGKILL leaves no PostgreSQL.
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { serverAccount } from './account.js';
 import { findBinaries, placeBinaries, stateHome } from './binaries.js';
@@ -31,11 +31,13 @@ async function start(): Promise<void> {
   const binaries = placeBinaries(await findBinaries(), account);
   let dataDir = config.dataDir;
   const notes: string[] = [];
-  makeDirectory(path.dirname(dataDir));
+  const created = makeDirectory(path.dirname(dataDir));
   const blocker = blockingDirectory(dataDir, account);
   if (blocker && account) {
     const why = `PostgreSQL refuses to run as root, so it runs as user "${account.name}", who cannot enter ${blocker}`;
     if (!config.relocate) throw new EmbeddedError(`${why}: choose a --data-dir that user can reach, e.g. under ${stateHome()}`);
+    // Made a moment ago for the check, and empty: not left behind in the clone.
+    if (created !== undefined) rmSync(created, { recursive: true, force: true });
     dataDir = relocatedDataDir(dataDir);
     makeDirectory(path.dirname(dataDir), 0o755);
     notes.push(`${why}; the data lives in ${dataDir} instead`);
@@ -72,10 +74,12 @@ async function choosePort(notes: string[]): Promise<number> {
   return port;
 }
 
-function makeDirectory(dir: string, mode?: number): void {
+/** Makes dir and its missing parents; returns the first it made (undefined: it existed). */
+function makeDirectory(dir: string, mode?: number): string | undefined {
   try {
-    mkdirSync(dir, { recursive: true });
+    const created = mkdirSync(dir, { recursive: true });
     if (mode !== undefined) chmodSync(dir, mode);
+    return created;
   } catch (error) {
     throw new EmbeddedError(describeSystemError(error, `could not create ${dir}`, 'choose another --data-dir'), { cause: error });
   }

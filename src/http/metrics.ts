@@ -99,6 +99,8 @@ export class NodeMetrics {
 
     const retries = new client.Counter({ name: 'pgtasks_result_write_retries_total', help: 'Batches of results written again after a failed write', registers: [r] });
     ev.on('results:retry', () => retries.inc());
+    const rejected = new client.Counter({ name: 'pgtasks_results_rejected_total', help: 'Run ends the database refused on their own (split out of their batch)', registers: [r] });
+    ev.on('results:rejected', () => rejected.inc());
 
     const outBytes = new client.Counter({ name: 'pgtasks_output_bytes_total', help: 'Bytes of live output written to task_output', registers: [r] });
     const outFlushes = new client.Counter({ name: 'pgtasks_output_flushes_total', help: 'Statements that wrote live output', registers: [r] });

@@ -62,18 +62,23 @@ export function periodSlot(anchor: Date, periodId: PeriodId, count: number, tz: 
   return moved.toJSDate();
 }
 
-/** The first slot of a period schedule strictly after `after`. */
-export function nextPeriodSlot(anchor: Date, periodId: PeriodId, count: number, tz: string, after: Date): Date {
+/** The index k of the first slot of a period schedule strictly after `after` (0: the anchor). */
+function nextPeriodIndex(anchor: Date, periodId: PeriodId, count: number, tz: string, after: Date): number {
   if (count < 1) throw new ScheduleError(`a period count must be at least 1, got ${count}`);
   assertTimeZone(tz);
-  if (anchor > after) return anchor;
+  if (anchor > after) return 0;
   const approxMs = (FIXED_MS[periodId] ?? (periodId === 'DAY' ? 86_400_000 : periodId === 'WEE' ? 604_800_000 : 2_629_746_000)) * count;
   let k = Math.max(1, Math.floor((after.getTime() - anchor.getTime()) / approxMs));
   // The estimate is off by at most a step or two (DST hours, month lengths): walk to the
   // first slot after `after`.
   while (k > 1 && periodSlot(anchor, periodId, count, tz, k - 1) > after) k--;
   while (periodSlot(anchor, periodId, count, tz, k) <= after) k++;
-  return periodSlot(anchor, periodId, count, tz, k);
+  return k;
+}
+
+/** The first slot of a period schedule strictly after `after`. */
+export function nextPeriodSlot(anchor: Date, periodId: PeriodId, count: number, tz: string, after: Date): Date {
+  return periodSlot(anchor, periodId, count, tz, nextPeriodIndex(anchor, periodId, count, tz, after));
 }
 
 /** When the schedule fires next after `after`, or null for a one-shot (no period, no cron). */
@@ -83,4 +88,51 @@ export function nextSlot(schedule: Schedule, after: Date): Date | null {
     return nextPeriodSlot(schedule.anchor ?? after, schedule.periodId, schedule.periodCount ?? 1, schedule.tz, after);
   }
   return null;
+}
+
+/** The slots a late fire found due: the first `keep` of them, oldest first, and how many there are in all. */
+export interface DueSlots {
+  slots: Date[];
+  total: number;
+}
+
+/** Cron slots counted one by one past the kept ones (cron-parser: 10k to 100k a second); the rest are estimated. */
+const CRON_COUNT_MAX = 1_000;
+
+/**
+ * The slots of a repeating schedule from `first` (the slot being fired) to `now`, both
+ * included: `first`, then every slot after it that is not after `now`. A period schedule's
+ * total is exact whatever the downtime (index arithmetic); a cron schedule is counted slot by
+ * slot up to CRON_COUNT_MAX past the kept ones, and past that estimated from their spacing.
+ */
+export function dueSlots(schedule: Schedule, first: Date, now: Date, keep: number): DueSlots {
+  const slots: Date[] = keep > 0 ? [first] : [];
+  if (schedule.cron === null) {
+    if (schedule.periodId === null) return { slots, total: 1 };
+    const anchor = schedule.anchor ?? first;
+    const count = schedule.periodCount ?? 1;
+    const from = nextPeriodIndex(anchor, schedule.periodId, count, schedule.tz, first);
+    const to = nextPeriodIndex(anchor, schedule.periodId, count, schedule.tz, now);
+    for (let k = from; k < to && slots.length < keep; k++) slots.push(periodSlot(anchor, schedule.periodId, count, schedule.tz, k));
+    return { slots, total: 1 + Math.max(0, to - from) };
+  }
+  const cron = parseCron(schedule.cron, schedule.tz, first);
+  let total = 1;
+  let countedFrom: Date | null = null;
+  let counted = 0;
+  for (;;) {
+    const next = cron.next().toDate();
+    if (next > now) return { slots, total };
+    total++;
+    if (slots.length < keep) {
+      slots.push(next);
+      continue;
+    }
+    countedFrom ??= slots.at(-1) ?? first;
+    if (++counted >= CRON_COUNT_MAX) {
+      // The rest at the mean spacing of the slots counted past the kept ones.
+      const spacing = (next.getTime() - countedFrom.getTime()) / counted;
+      return { slots, total: total + Math.floor((now.getTime() - next.getTime()) / spacing) };
+    }
+  }
 }

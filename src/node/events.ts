@@ -25,12 +25,19 @@ export interface NodeEventMap {
   'run:started': [{ taskId: number; attempt: number; pid: number; startMs: number }];
   /** A run's process group is gone (durationMs from its start; 0 when it never started). */
   'run:ended': [{ taskId: number; attempt: number; state: 'CS' | 'CF' | 'CC'; endReason: EndReason; exitCode: number | null; signal: string | null; durationMs: number }];
+  /** Progress a run reported on fd 3 (docs/control.md), as written to its task row (at most every 200 ms a run). */
+  'run:progress': [{ taskId: number; attempt: number; progress: number | null; message: string | null }];
   /** One fire of the group's due schedules. */
   'schedule:fired': [FireResult];
   'listener:connected': [{ reconnect: boolean }];
   'listener:lost': [{ error: string }];
   /** A batch of results could not be written; it is kept and written again. */
   'results:retry': [{ error: string; retryInMs: number }];
+  /**
+   * The database refused a run's end on its own (its batch was split around it): written:
+   * it ended CF 'result_rejected'; not: even that was refused, and the run is left to recovery.
+   */
+  'results:rejected': [{ taskId: number; attempt: number; error: string; written: boolean }];
   /** One flush of live output: chunks of how many runs, how many bytes, how long. */
   'output:flushed': [{ runs: number; chunks: number; bytes: number; ms: number }];
   /** Output a run printed beyond what the node keeps, dropped before it was written. */

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { poolConfig, resolveSchema } from '../db/connection.js';
+import { clientConfig, describeUrl, detectTransactionPooling, poolConfig, resolveSchema, resolveSessionUrl } from '../db/connection.js';
 import { prepareSchema } from '../db/migrate.js';
+import { ServerGuard } from '../db/server-guard.js';
 import { loadStatements, type Statements } from '../sql/queries/index.js';
 import { queueDepth, type QueueDepth } from './claim/queue-depth.js';
 import { NodeControl } from './control/control.js';
@@ -26,7 +27,7 @@ export class TaskNode {
   readonly exited: Promise<void>;
 
   private readonly log: Logger;
-  private readonly queries: Statements;
+  private queries: Statements;
   private readonly status: NodeStatus;
   /** The started node's parts: null before start(). */
   private control: NodeControl | null = null;
@@ -74,15 +75,39 @@ export class TaskNode {
   /** Connects, migrates, listens, then holds the lease (waiting as a standby if needed). */
   async start(): Promise<void> {
     const o = this.options;
-    const pool = new pg.Pool(poolConfig({ connectionString: o.connectionString }, { max: 4 }));
+    const sessionUrl = resolveSessionUrl({ connectionString: o.connectionString, sessionUrl: o.sessionUrl });
+    const poolUrl = o.connectionString ?? process.env.DATABASE_URL;
+    try {
+      await this.checkSession(sessionUrl, poolUrl);
+    } catch (error) {
+      this.status.stopped();
+      throw error;
+    }
+    // Named prepared statements (parsed and planned once per connection) only where the pool
+    // is known to be sessions: the session URL, checked above. A pool URL of its own is
+    // taken for a pooler's.
+    this.queries = loadStatements(this.schema, { named: sessionUrl === poolUrl });
+    const queries = this.queries;
+    // Every connection of the node is admitted by it: see ServerGuard (split brain).
+    const guard = new ServerGuard(async (db) => {
+      const row = (await queries.serverIdentity(db)).rows[0]!;
+      return { systemId: row.system_id, timeline: row.timeline };
+    }, this.log);
+    // Up to 4 under load (the claim, the result and output writers, a renewal at once); at
+    // rest 1: the others close after 10 s unused, the last stays (min), so a renewal every
+    // half lease or the first claim after a quiet spell finds it open, with no connect and no
+    // guard statement. A node at rest holds 3: this one, the listener and the lock session
+    // (docs/scaling.md).
+    const pool = new pg.Pool(poolConfig({ connectionString: o.connectionString }, { max: 4, min: 1, idleTimeoutMillis: 10_000 }, guard));
     // An idle pooled connection that drops is not the node's failure; the next query reconnects.
     pool.on('error', (error) => this.log.warn({ err: error.message }, 'idle database connection lost'));
     let control: NodeControl;
     try {
-      const applied = await prepareSchema(pool, this.schema, o.migrate);
+      // A migration holds a session advisory lock: on the session URL.
+      const applied = await this.withSessionPool(sessionUrl, poolUrl, pool, (p) => prepareSchema(p, this.schema, o.migrate));
       if (applied.length > 0) this.log.info({ applied }, 'migrated');
       const policy = await spawnPolicy(o);
-      control = new NodeControl({ options: o, schema: this.schema, queries: this.queries, log: this.log, events: this.events, pool, policy, status: this.status });
+      control = new NodeControl({ options: o, schema: this.schema, queries: this.queries, log: this.log, events: this.events, pool, guard, policy, status: this.status });
     } catch (error) {
       await pool.end().catch(() => undefined);
       this.status.stopped();
@@ -96,6 +121,33 @@ export class TaskNode {
     } catch (error) {
       await control.close();
       throw error;
+    }
+  }
+
+  /**
+   * Refuses a session URL behind a transaction pooler: LISTEN would hear nothing and the
+   * worker lock would be let go after each statement (the lease bouncing between nodes).
+   */
+  private async checkSession(sessionUrl: string | undefined, poolUrl: string | undefined): Promise<void> {
+    const config = clientConfig({ connectionString: sessionUrl, sessionUrl });
+    const seen = await detectTransactionPooling(config, async (db) => (await this.queries.backendPid(db)).rows[0]!.pid);
+    if (!seen) return;
+    const where = describeUrl(sessionUrl);
+    throw new Error(
+      sessionUrl === poolUrl
+        ? `${where} is a transaction pooler (${seen}): LISTEN and the worker lock need a session; point --session-url (PGTASKS_SESSION_URL) at PostgreSQL itself or at a session-mode pool, and keep DATABASE_URL on the pooler`
+        : `the session URL ${where} is a transaction pooler (${seen}): point --session-url (PGTASKS_SESSION_URL) at PostgreSQL itself or at a session-mode pool`,
+    );
+  }
+
+  private async withSessionPool<T>(sessionUrl: string | undefined, poolUrl: string | undefined, pool: pg.Pool, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
+    if (sessionUrl === poolUrl) return fn(pool);
+    const session = new pg.Pool(poolConfig({ connectionString: sessionUrl }, { max: 1 }));
+    session.on('error', () => undefined);
+    try {
+      return await fn(session);
+    } finally {
+      await session.end().catch(() => undefined);
     }
   }
 

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { SpawnerMode } from './process/spawner.js';
+import type { TaskExecutor } from './process/task-process.js';
 
 export type ShutdownMode = 'cancel' | 'drain';
 
@@ -10,6 +11,12 @@ export type CommandsMode = 'any' | 'allowlist';
 export interface NodeOptions {
   /** Defaults to DATABASE_URL, then the PG* variables. */
   connectionString?: string | undefined;
+  /**
+   * For what needs a session of its own: LISTEN, the worker lock session and migrations.
+   * Defaults to PGTASKS_SESSION_URL, then the connection string. When it differs from the
+   * connection string (a pooler there), the pool sends no named prepared statement.
+   */
+  sessionUrl?: string | undefined;
   /** Defaults to PGTASKS_SCHEMA, then long_task. */
   schema?: string | undefined;
   workerId: number;
@@ -43,6 +50,27 @@ export interface NodeOptions {
   /** What starts task processes: the spawn helper, child_process, or the helper when it builds. */
   spawner: SpawnerMode;
   /**
+   * For benches and tests only (no CLI flag, no environment variable): run each task with this
+   * function in the node's process instead of starting a process (see TaskExecutor). The node
+   * then starts no spawn helper and no reaper; a run has no pid. bench/fleet.ts uses it.
+   */
+  executor?: TaskExecutor;
+  /**
+   * 'supervisor': each run has a supervisor that owns every process it starts, even one in a
+   * session of its own, and kills them all when the run ends (the spawn helper only; with
+   * child_process runs are process groups). 'auto': the same, and where the node's cgroup v2
+   * is delegated to it with the memory or cpu controller, a run with memory_max or cpu_max
+   * also gets a cgroup of its own (memory.max, cpu.max, 'oom', memory.peak). 'cgroup': every
+   * run gets one where delegated, controllers or not. 'group': the run is its leader's process
+   * group.
+   */
+  containment: ContainmentMode;
+  /**
+   * Milliseconds the other processes of a run may outlive its leader (a daemon it started)
+   * before they are killed; the run ends when the last is gone. 0: killed as the leader exits.
+   */
+  orphanGraceMs: number;
+  /**
    * How often the node tries to start a retention pass (one node at a time runs it,
    * cluster-wide; see docs/retention): 0 never.
    */
@@ -60,10 +88,17 @@ export interface NodeOptions {
   allowRunAs?: string[];
   /** Root may be asked for as a run_as (--allow-run-as-root). */
   allowRunAsRoot?: boolean;
+  /**
+   * Export an OpenTelemetry span per run (docs/tracing.md). Undefined: on when the environment
+   * names an OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+   */
+  otel?: boolean;
   /** Apply migrations at start (default true). */
   migrate: boolean;
   logger: Logger;
 }
+
+export type ContainmentMode = 'auto' | 'supervisor' | 'cgroup' | 'group';
 
 export const NODE_DEFAULTS = {
   groupId: 0,
@@ -76,6 +111,8 @@ export const NODE_DEFAULTS = {
   outputKeep: 1024 * 1024,
   shutdown: 'cancel' as ShutdownMode,
   spawner: 'auto' as SpawnerMode,
+  containment: 'auto' as ContainmentMode,
+  orphanGraceMs: 0,
   retentionEveryMs: 10 * 60_000,
   migrate: true,
   commands: 'any' as CommandsMode,

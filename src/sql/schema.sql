@@ -5,6 +5,21 @@ CREATE SCHEMA long_task;
 
 -- FUNCTION long_task.claim_limits(integer, integer, boolean): src/sql/functions/claim_limits.sql
 -- FUNCTION long_task.command_allowed(integer, text[], bigint): src/sql/functions/command_allowed.sql
+-- FUNCTION long_task.command_arg_normal(text): src/sql/functions/command_arg_normal.sql
+
+CREATE TABLE long_task.task_allowlist (
+    id integer NOT NULL,
+    group_id integer NOT NULL,
+    program text NOT NULL,
+    args_pattern text,
+    note text,
+    args_patterns text[],
+    allow_dotdot boolean DEFAULT false NOT NULL,
+    CONSTRAINT task_allowlist_args_patterns_valid CHECK ((array_position(args_patterns, NULL::text) IS NULL)),
+    CONSTRAINT task_allowlist_program_absolute CHECK (((program ~ '^/'::text) AND (program !~ '(^|/)\.\.?(/|$)'::text) AND (program !~ '//'::text)))
+);
+
+-- FUNCTION long_task.command_args_refusal(long_task.task_allowlist, text, text[]): src/sql/functions/command_args_refusal.sql
 -- FUNCTION long_task.command_check(integer, text[], bigint): src/sql/functions/command_check.sql
 -- FUNCTION long_task.command_path(): src/sql/functions/command_path.sql
 -- FUNCTION long_task.command_refusal(integer, text[], bigint): src/sql/functions/command_refusal.sql
@@ -14,6 +29,7 @@ CREATE SCHEMA long_task;
 -- FUNCTION long_task.cron_valid(text): src/sql/functions/cron_valid.sql
 -- FUNCTION long_task.fire_slots(integer, bigint[], timestamp with time zone[], timestamp with time zone[], timestamp with time zone): src/sql/functions/fire_slots.sql
 -- FUNCTION long_task.is_named_prerequisite(bigint): src/sql/functions/is_named_prerequisite.sql
+-- FUNCTION long_task.node_writer(): src/sql/functions/node_writer.sql
 -- FUNCTION long_task.notify_event(text, text, integer, integer, bigint[], bigint, integer, double precision): src/sql/functions/notify_event.sql
 -- FUNCTION long_task.recover_worker_tasks(integer): src/sql/functions/recover_worker_tasks.sql
 -- FUNCTION long_task.recover_worker_tasks(integer, bigint): src/sql/functions/recover_worker_tasks.sql
@@ -68,31 +84,53 @@ CREATE TABLE long_task.task (
     open_files_max integer,
     pids_max integer,
     cpu_max numeric,
+    owner text DEFAULT CURRENT_USER COLLATE pg_catalog."C",
+    lost_claims integer DEFAULT 0 NOT NULL,
+    claim_pinned boolean,
+    unique_key text,
+    shed_unique_key text,
+    depends_rule text DEFAULT 'all_success'::text NOT NULL,
+    shed_missed text DEFAULT 'once'::text NOT NULL,
+    shed_catchup_max integer DEFAULT 100 NOT NULL,
+    shed_slot timestamp with time zone,
+    progress real,
+    progress_message text,
+    result jsonb,
+    heartbeat_timeout interval,
     CONSTRAINT task_backoff_base_positive CHECK ((backoff_base > '00:00:00'::interval)),
     CONSTRAINT task_backoff_cap_positive CHECK ((backoff_cap > '00:00:00'::interval)),
     CONSTRAINT task_command_not_empty CHECK (((cardinality(command) >= 1) AND ((command[1])::text <> ''::text) AND (array_position(command, NULL::character varying) IS NULL))),
     CONSTRAINT task_concurrency_key_valid CHECK ((concurrency_key <> ''::text)),
     CONSTRAINT task_cpu_max_positive CHECK ((cpu_max > (0)::numeric)),
     CONSTRAINT task_cpu_seconds_max_positive CHECK ((cpu_seconds_max > 0)),
-    CONSTRAINT task_end_reason_valid CHECK ((end_reason = ANY (ARRAY['completed'::text, 'exit_code'::text, 'signal'::text, 'spawn_error'::text, 'cancelled'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'node_stopped'::text, 'dependency'::text, 'refused'::text, 'oom'::text]))),
+    CONSTRAINT task_depends_rule_valid CHECK ((depends_rule = ANY (ARRAY['all_success'::text, 'all_done'::text, 'any_failed'::text]))),
+    CONSTRAINT task_end_reason_valid CHECK ((end_reason = ANY (ARRAY['completed'::text, 'exit_code'::text, 'signal'::text, 'spawn_error'::text, 'cancelled'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'node_stopped'::text, 'dependency'::text, 'refused'::text, 'oom'::text, 'result_rejected'::text, 'lost_claim'::text, 'heartbeat'::text]))),
+    CONSTRAINT task_heartbeat_timeout_positive CHECK ((heartbeat_timeout > '00:00:00'::interval)),
     CONSTRAINT task_live_run_whole CHECK (((live_worker_id IS NULL) = (live_epoch IS NULL))),
+    CONSTRAINT task_lost_claims_valid CHECK ((lost_claims >= 0)),
     CONSTRAINT task_max_attempts_positive CHECK ((max_attempts >= 1)),
     CONSTRAINT task_memory_max_positive CHECK ((memory_max > 0)),
     CONSTRAINT task_open_files_max_positive CHECK ((open_files_max > 0)),
     CONSTRAINT task_pids_max_positive CHECK ((pids_max > 0)),
+    CONSTRAINT task_progress_valid CHECK (((progress >= (0)::double precision) AND (progress <= (1)::double precision))),
     CONSTRAINT task_recover_policy_valid CHECK ((recover_policy = ANY (ARRAY['fail'::text, 'requeue'::text]))),
-    CONSTRAINT task_retry_on_valid CHECK ((retry_on <@ ARRAY['exit_code'::text, 'signal'::text, 'spawn_error'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'oom'::text])),
+    CONSTRAINT task_retry_on_valid CHECK ((retry_on <@ ARRAY['exit_code'::text, 'signal'::text, 'spawn_error'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'oom'::text, 'heartbeat'::text])),
     CONSTRAINT task_run_as_valid CHECK ((run_as ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$'::text)),
+    CONSTRAINT task_shed_catchup_max_valid CHECK (((shed_catchup_max >= 1) AND (shed_catchup_max <= 10000))),
+    CONSTRAINT task_shed_missed_valid CHECK ((shed_missed = ANY (ARRAY['skip'::text, 'once'::text, 'all'::text]))),
     CONSTRAINT task_shed_overlap_valid CHECK ((shed_overlap = ANY (ARRAY['allow'::text, 'skip'::text, 'queue'::text, 'cancel_previous'::text]))),
     CONSTRAINT task_shed_period_count_positive CHECK ((shed_period_count > 0)),
     CONSTRAINT task_shed_period_or_cron CHECK (((shed_cron IS NULL) OR (shed_period_id IS NULL))),
-    CONSTRAINT task_timeout_positive CHECK ((timeout > '00:00:00'::interval))
+    CONSTRAINT task_shed_unique_key_valid CHECK (((shed_unique_key <> ''::text) AND (octet_length(shed_unique_key) <= 900))),
+    CONSTRAINT task_timeout_positive CHECK ((timeout > '00:00:00'::interval)),
+    CONSTRAINT task_unique_key_valid CHECK (((unique_key <> ''::text) AND (octet_length(unique_key) <= 1000)))
 );
 
 -- FUNCTION long_task.retry_delay(long_task.task, text): src/sql/functions/retry_delay.sql
 -- FUNCTION long_task.task_allowlist_rules(): src/sql/functions/task_allowlist_rules.sql
 -- FUNCTION long_task.task_before_insert(): src/sql/functions/task_before_insert.sql
 -- FUNCTION long_task.task_before_update(): src/sql/functions/task_before_update.sql
+-- FUNCTION long_task.task_bounds(): src/sql/functions/task_bounds.sql
 -- FUNCTION long_task.task_command_error(long_task.task): src/sql/functions/task_command_error.sql
 -- FUNCTION long_task.task_command_rules_insert(): src/sql/functions/task_command_rules_insert.sql
 -- FUNCTION long_task.task_command_rules_update(): src/sql/functions/task_command_rules_update.sql
@@ -103,9 +141,13 @@ CREATE TABLE long_task.task (
 -- FUNCTION long_task.task_limit_rules(): src/sql/functions/task_limit_rules.sql
 -- FUNCTION long_task.task_notify(): src/sql/functions/task_notify.sql
 -- FUNCTION long_task.task_overlap_release(): src/sql/functions/task_overlap_release.sql
+-- FUNCTION long_task.task_owner_rules(): src/sql/functions/task_owner_rules.sql
 -- FUNCTION long_task.task_run_delete_output(): src/sql/functions/task_run_delete_output.sql
 -- FUNCTION long_task.task_schedule_rules(): src/sql/functions/task_schedule_rules.sql
+-- FUNCTION long_task.task_submit_rules(): src/sql/functions/task_submit_rules.sql
 -- FUNCTION long_task.time_zone_valid(text): src/sql/functions/time_zone_valid.sql
+-- FUNCTION long_task.unique_key_for_slot(text, timestamp with time zone): src/sql/functions/unique_key_for_slot.sql
+-- FUNCTION long_task.unique_key_holder(text): src/sql/functions/unique_key_holder.sql
 -- FUNCTION long_task.worker_lock_class(): src/sql/functions/worker_lock_class.sql
 -- FUNCTION long_task.worker_lock_held(integer, integer): src/sql/functions/worker_lock_held.sql
 -- FUNCTION long_task.worker_notify_row(): src/sql/functions/worker_notify_row.sql
@@ -113,8 +155,18 @@ CREATE TABLE long_task.task (
 CREATE TABLE long_task.concurrency_limit (
     key text NOT NULL,
     max_running integer NOT NULL,
+    max_starts integer,
+    period interval,
     CONSTRAINT concurrency_limit_key_valid CHECK ((key <> ''::text)),
-    CONSTRAINT concurrency_limit_max_running_valid CHECK ((max_running >= 0))
+    CONSTRAINT concurrency_limit_max_running_valid CHECK ((max_running >= 0)),
+    CONSTRAINT concurrency_limit_max_starts_valid CHECK ((max_starts >= 1)),
+    CONSTRAINT concurrency_limit_period_valid CHECK ((period > '00:00:00'::interval)),
+    CONSTRAINT concurrency_limit_rate_valid CHECK (((max_starts IS NULL) = (period IS NULL)))
+);
+
+CREATE TABLE long_task.concurrency_start (
+    key text NOT NULL,
+    started timestamp with time zone NOT NULL
 );
 
 CREATE TABLE long_task.function_source (
@@ -149,15 +201,6 @@ CREATE TABLE long_task.period (
     name text NOT NULL
 );
 
-CREATE TABLE long_task.task_allowlist (
-    id integer NOT NULL,
-    group_id integer NOT NULL,
-    program text NOT NULL,
-    args_pattern text,
-    note text,
-    CONSTRAINT task_allowlist_program_absolute CHECK (((program ~ '^/'::text) AND (program !~ '(^|/)\.\.?(/|$)'::text) AND (program !~ '//'::text)))
-);
-
 CREATE SEQUENCE long_task.task_allowlist_id_seq
     AS integer
     START WITH 1
@@ -188,12 +231,15 @@ CREATE TABLE long_task.task_group (
     open_files_max integer,
     pids_max integer,
     cpu_max numeric,
+    submit_roles text[],
+    heartbeat_timeout interval,
     CONSTRAINT task_group_backoff_base_positive CHECK ((backoff_base > '00:00:00'::interval)),
     CONSTRAINT task_group_backoff_cap_positive CHECK ((backoff_cap > '00:00:00'::interval)),
     CONSTRAINT task_group_commands_valid CHECK ((commands = ANY (ARRAY['any'::text, 'allowlist'::text]))),
     CONSTRAINT task_group_cpu_max_positive CHECK ((cpu_max > (0)::numeric)),
     CONSTRAINT task_group_cpu_seconds_max_positive CHECK ((cpu_seconds_max > 0)),
     CONSTRAINT task_group_env_object CHECK ((jsonb_typeof(env) = 'object'::text)),
+    CONSTRAINT task_group_heartbeat_timeout_positive CHECK ((heartbeat_timeout > '00:00:00'::interval)),
     CONSTRAINT task_group_keep_ended_positive CHECK ((keep_ended > '00:00:00'::interval)),
     CONSTRAINT task_group_keep_runs_positive CHECK ((keep_runs > '00:00:00'::interval)),
     CONSTRAINT task_group_max_attempts_positive CHECK ((max_attempts >= 1)),
@@ -203,8 +249,9 @@ CREATE TABLE long_task.task_group (
     CONSTRAINT task_group_pass_env_valid CHECK ((array_position(pass_env, NULL::text) IS NULL)),
     CONSTRAINT task_group_pids_max_positive CHECK ((pids_max > 0)),
     CONSTRAINT task_group_recover_policy_valid CHECK ((recover_policy = ANY (ARRAY['fail'::text, 'requeue'::text]))),
-    CONSTRAINT task_group_retry_on_valid CHECK ((retry_on <@ ARRAY['exit_code'::text, 'signal'::text, 'spawn_error'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'oom'::text])),
+    CONSTRAINT task_group_retry_on_valid CHECK ((retry_on <@ ARRAY['exit_code'::text, 'signal'::text, 'spawn_error'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'oom'::text, 'heartbeat'::text])),
     CONSTRAINT task_group_run_as_valid CHECK ((run_as ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$'::text)),
+    CONSTRAINT task_group_submit_roles_valid CHECK ((array_position(submit_roles, NULL::text) IS NULL)),
     CONSTRAINT task_group_timeout_positive CHECK ((timeout > '00:00:00'::interval))
 );
 
@@ -245,7 +292,12 @@ CREATE TABLE long_task.task_run (
     cpu_system_ms bigint,
     max_rss_kb bigint,
     memory_peak bigint,
-    CONSTRAINT task_run_end_reason_valid CHECK ((end_reason = ANY (ARRAY['completed'::text, 'exit_code'::text, 'signal'::text, 'spawn_error'::text, 'cancelled'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'node_stopped'::text, 'dependency'::text, 'refused'::text, 'oom'::text])))
+    orphans_killed integer,
+    progress real,
+    progress_message text,
+    result jsonb,
+    control_errors integer,
+    CONSTRAINT task_run_end_reason_valid CHECK ((end_reason = ANY (ARRAY['completed'::text, 'exit_code'::text, 'signal'::text, 'spawn_error'::text, 'cancelled'::text, 'timeout'::text, 'worker_failed'::text, 'lost'::text, 'node_stopped'::text, 'dependency'::text, 'refused'::text, 'oom'::text, 'result_rejected'::text, 'lost_claim'::text, 'heartbeat'::text])))
 );
 
 CREATE TABLE long_task.task_state (
@@ -271,7 +323,9 @@ CREATE TABLE long_task.worker (
     lock_pid integer,
     old_epoch bigint,
     old_until timestamp with time zone,
-    CONSTRAINT worker_stop_code CHECK (((stop >= 0) AND (stop <= 3)))
+    timeline integer,
+    CONSTRAINT worker_stop_code CHECK (((stop >= 0) AND (stop <= 3))),
+    CONSTRAINT worker_timeline_valid CHECK ((timeline >= 1))
 );
 
 ALTER TABLE ONLY long_task.task ALTER COLUMN id SET DEFAULT nextval('long_task.task_id_seq'::regclass);
@@ -314,6 +368,8 @@ ALTER TABLE ONLY long_task.task_state
 ALTER TABLE ONLY long_task.worker
     ADD CONSTRAINT worker_pkey PRIMARY KEY (id);
 
+CREATE INDEX concurrency_start_key_idx ON long_task.concurrency_start USING btree (key, started);
+
 CREATE INDEX task_active_worker_idx ON long_task.task USING btree (worker_id) WHERE (state_id = ANY (ARRAY['AE'::bpchar, 'AC'::bpchar]));
 
 CREATE INDEX task_allowlist_group_idx ON long_task.task_allowlist USING btree (group_id);
@@ -324,9 +380,13 @@ CREATE INDEX task_dependent_tasks_idx ON long_task.task USING btree (id) WHERE (
 
 CREATE INDEX task_dependents_idx ON long_task.task USING gin (depends_on) WHERE ((depends_on IS NOT NULL) AND (state_id = ANY (ARRAY['AW'::bpchar, 'DR'::bpchar])));
 
+CREATE INDEX task_depends_on_idx ON long_task.task USING gin (depends_on) WHERE (depends_on IS NOT NULL);
+
 CREATE INDEX task_ended_idx ON long_task.task USING btree (group_id, COALESCE(finished, last_state_change)) WHERE (state_id = ANY (ARRAY['CS'::bpchar, 'CF'::bpchar, 'CC'::bpchar]));
 
 CREATE INDEX task_group_live_idx ON long_task.task USING btree (group_id) WHERE (live_worker_id IS NOT NULL);
+
+CREATE INDEX task_group_state_idx ON long_task.task USING btree (group_id, state_id);
 
 CREATE INDEX task_key_live_idx ON long_task.task USING btree (concurrency_key) WHERE ((live_worker_id IS NOT NULL) AND (concurrency_key IS NOT NULL));
 
@@ -336,11 +396,19 @@ CREATE INDEX task_key_waiting_idx ON long_task.task USING btree (concurrency_key
 
 CREATE INDEX task_live_idx ON long_task.task USING btree (live_worker_id, live_epoch) WHERE (live_worker_id IS NOT NULL);
 
-CREATE INDEX task_run_finished_idx ON long_task.task_run USING btree (finished, task_id, attempt);
+CREATE INDEX task_owner_idx ON long_task.task USING btree (owner);
+
+CREATE INDEX task_params_idx ON long_task.task USING gin (params jsonb_path_ops);
+
+CREATE INDEX task_run_finished_idx ON long_task.task_run USING btree (finished, task_id, attempt) INCLUDE (started, end_reason);
+
+CREATE INDEX task_run_started_idx ON long_task.task_run USING btree (started) INCLUDE (end_reason);
 
 CREATE INDEX task_schedule_idx ON long_task.task USING btree (group_id, next_start) WHERE ((next_start IS NOT NULL) OR (shed_cron IS NOT NULL));
 
 CREATE INDEX task_shed_parent_idx ON long_task.task USING btree (shed_parent_id) WHERE (shed_parent_id IS NOT NULL);
+
+CREATE UNIQUE INDEX task_unique_key ON long_task.task USING btree (unique_key) WHERE ((unique_key IS NOT NULL) AND (state_id = ANY (ARRAY['DR'::bpchar, 'AW'::bpchar, 'AE'::bpchar, 'AC'::bpchar])));
 
 CREATE INDEX task_waiting_any_idx ON long_task.task USING btree (group_id, priority, last_state_change, id) WHERE ((state_id = 'AW'::bpchar) AND (worker_id IS NULL) AND (run_after IS NULL) AND (live_worker_id IS NULL) AND (deps_left = 0));
 
@@ -356,7 +424,11 @@ CREATE TRIGGER task_allowlist_rules BEFORE INSERT OR UPDATE ON long_task.task_al
 
 CREATE TRIGGER task_before_insert BEFORE INSERT ON long_task.task FOR EACH ROW EXECUTE FUNCTION long_task.task_before_insert();
 
-CREATE TRIGGER task_before_update BEFORE UPDATE ON long_task.task FOR EACH ROW WHEN (((old.state_id IS DISTINCT FROM new.state_id) OR (old.worker_id IS DISTINCT FROM new.worker_id) OR (old.attempt IS DISTINCT FROM new.attempt) OR (old.live_worker_id IS DISTINCT FROM new.live_worker_id) OR (old.live_epoch IS DISTINCT FROM new.live_epoch))) EXECUTE FUNCTION long_task.task_before_update();
+CREATE TRIGGER task_before_update BEFORE UPDATE ON long_task.task FOR EACH ROW WHEN (((old.state_id IS DISTINCT FROM new.state_id) OR (old.worker_id IS DISTINCT FROM new.worker_id) OR (old.attempt IS DISTINCT FROM new.attempt) OR (old.live_worker_id IS DISTINCT FROM new.live_worker_id) OR (old.live_epoch IS DISTINCT FROM new.live_epoch) OR (old.lost_claims IS DISTINCT FROM new.lost_claims))) EXECUTE FUNCTION long_task.task_before_update();
+
+CREATE TRIGGER task_bounds_insert BEFORE INSERT ON long_task.task FOR EACH ROW EXECUTE FUNCTION long_task.task_bounds();
+
+CREATE TRIGGER task_bounds_update BEFORE UPDATE OF command, params, cwd, depends_on ON long_task.task FOR EACH ROW EXECUTE FUNCTION long_task.task_bounds();
 
 CREATE TRIGGER task_command_rules_insert AFTER INSERT ON long_task.task REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION long_task.task_command_rules_insert();
 
@@ -384,11 +456,19 @@ CREATE TRIGGER task_notify_update AFTER UPDATE ON long_task.task REFERENCING NEW
 
 CREATE TRIGGER task_overlap_release_update AFTER UPDATE ON long_task.task REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION long_task.task_overlap_release();
 
+CREATE TRIGGER task_owner_rules_insert BEFORE INSERT ON long_task.task FOR EACH ROW WHEN ((new.owner IS DISTINCT FROM CURRENT_USER)) EXECUTE FUNCTION long_task.task_owner_rules();
+
+CREATE TRIGGER task_owner_rules_update BEFORE UPDATE ON long_task.task FOR EACH ROW WHEN (((old.owner IS DISTINCT FROM new.owner) AND (new.owner IS DISTINCT FROM CURRENT_USER))) EXECUTE FUNCTION long_task.task_owner_rules();
+
 CREATE TRIGGER task_run_delete_output AFTER DELETE ON long_task.task_run REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION long_task.task_run_delete_output();
 
 CREATE TRIGGER task_schedule_rules BEFORE INSERT ON long_task.task FOR EACH ROW EXECUTE FUNCTION long_task.task_schedule_rules();
 
 CREATE TRIGGER task_schedule_rules_update BEFORE UPDATE ON long_task.task FOR EACH ROW WHEN (((old.next_start IS DISTINCT FROM new.next_start) OR (old.shed_period_id IS DISTINCT FROM new.shed_period_id) OR (old.shed_period_count IS DISTINCT FROM new.shed_period_count) OR (old.shed_cron IS DISTINCT FROM new.shed_cron) OR (old.shed_tz IS DISTINCT FROM new.shed_tz))) EXECUTE FUNCTION long_task.task_schedule_rules();
+
+CREATE TRIGGER task_submit_rules_insert AFTER INSERT ON long_task.task REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION long_task.task_submit_rules();
+
+CREATE TRIGGER task_submit_rules_update BEFORE UPDATE ON long_task.task FOR EACH ROW WHEN ((old.group_id IS DISTINCT FROM new.group_id)) EXECUTE FUNCTION long_task.task_submit_rules();
 
 CREATE TRIGGER worker_notify AFTER INSERT OR UPDATE ON long_task.worker FOR EACH ROW EXECUTE FUNCTION long_task.worker_notify_row();
 

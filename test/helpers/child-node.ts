@@ -5,11 +5,11 @@ import { ROOT } from './cli.js';
 /** The node child processes a test file started and has not ended yet (end them in after()). */
 export const children = new Set<ChildProcess>();
 
-/** A node as a child process (`pg-tasks node`), its output kept for the failure message. */
-export function spawnNode(url: string, args: string[]): { child: ChildProcess; output: () => string } {
+/** A node as a child process (`pg-tasks node`), its output kept for the failure message; `env` adds to the test's. */
+export function spawnNode(url: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'node', '--no-migrate', '--log-level', 'warn', ...args], {
     cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: url },
+    env: { ...process.env, ...env, DATABASE_URL: url },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

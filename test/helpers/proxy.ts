@@ -12,7 +12,7 @@ export class Proxy {
   private paused = false;
   port = 0;
 
-  constructor(private readonly host: string, private readonly targetPort: number) {
+  constructor(private readonly host: string, private targetPort: number) {
     this.server = net.createServer((client) => {
       client.on('error', () => undefined);
       if (this.paused) {
@@ -47,6 +47,13 @@ export class Proxy {
     this.paused = false;
     for (const s of this.held) s.destroy();
     this.held = [];
+  }
+
+  /** Cuts every connection; new ones go to `port` (a virtual IP moved to another server). */
+  retarget(port: number): void {
+    this.pause();
+    this.targetPort = port;
+    this.resume();
   }
 
   async close(): Promise<void> {

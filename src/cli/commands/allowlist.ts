@@ -12,10 +12,17 @@ export function registerAllowlist(program: Command, ctx: CliContext): void {
     .description("let a group's tasks run a program: an absolute path, or every program under a directory (ending in /); checked where the group has commands = 'allowlist' and on nodes started with --commands allowlist")
     .argument('<group>', 'the group', (v) => parseInteger(v, 'group'))
     .argument('<program>', 'an absolute path (/usr/bin/rsync) or a directory ending in / (/opt/jobs/)', parseProgram)
-    .option('--args <regex>', 'a PostgreSQL regular expression every argument must match (anchor it: ^…$); default: any arguments')
+    .option('--args <regex>', 'a PostgreSQL regular expression every argument must match (anchor it: ^…$), or with --arg every argument past those; default: any arguments')
+    .option('--arg <regex>', 'the pattern of one argument, by position: the first --arg for argument 1, the second for argument 2…; arguments past the last are refused unless --args takes them', collect, [] as string[])
+    .option('--allow-dotdot', "let the arguments have '..' segments (refused otherwise: a pattern can't see where ../.. leads)")
     .option('--note <text>', 'why the rule is there')
-    .action(async (group: number, prog: string, opts: { args?: string; note?: string }) => {
-      const rule = await ctx.withClient((c) => c.allow(group, prog, opts.args ?? null, opts.note ?? null));
+    .action(async (group: number, prog: string, opts: { args?: string; arg: string[]; allowDotdot?: boolean; note?: string }) => {
+      const rule = await ctx.withClient((c) =>
+        c.allow(group, prog, opts.args ?? null, opts.note ?? null, {
+          argsPatterns: opts.arg.length > 0 ? opts.arg : null,
+          allowDotdot: opts.allowDotdot ?? false,
+        }),
+      );
       print(ctx.io, `rule ${rule.id}: group ${rule.group_id} may run ${describeRule(rule)}`);
       if (rule.commands === 'any') {
         print(ctx.io, `(group ${rule.group_id} has commands = 'any': its rules are checked only by nodes started with --commands allowlist, until UPDATE task_group SET commands = 'allowlist' WHERE id = ${rule.group_id})`);
@@ -47,7 +54,21 @@ export function registerAllowlist(program: Command, ctx: CliContext): void {
 
 function describeRule(rule: AllowRule): string {
   const what = rule.program.endsWith('/') ? `every program under ${rule.program}` : rule.program;
-  return rule.args_pattern === null ? `${what}, with any arguments` : `${what}, with arguments matching ${rule.args_pattern}`;
+  if (rule.args_patterns === null) {
+    if (rule.args_pattern === null) return `${what}, with any arguments`;
+    return `${what}, with arguments matching ${rule.args_pattern}${dotdot(rule)}`;
+  }
+  const positions = rule.args_patterns.map((p, i) => `argument ${i + 1} matching ${p}`);
+  const rest = rule.args_pattern === null ? 'no more arguments' : `the rest matching ${rule.args_pattern}`;
+  return `${what}, with ${[...positions, rest].join(', ')}${dotdot(rule)}`;
+}
+
+function dotdot(rule: AllowRule): string {
+  return rule.allow_dotdot ? ", '..' segments allowed" : '';
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 /** The constraint of task_allowlist.program, said before the database says it less clearly. */

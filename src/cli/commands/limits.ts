@@ -3,7 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { formatLimitTable } from '../format.js';
-import { parseInteger, parseNonNegative } from '../parse.js';
+import { parseDuration, parseInteger, parseNonNegative, parsePositive, shown } from '../parse.js';
 
 export function registerLimits(program: Command, ctx: CliContext): void {
   program
@@ -12,15 +12,18 @@ export function registerLimits(program: Command, ctx: CliContext): void {
     .argument('[max]', 'a number (0 pauses), or "none": no limit for a group, the default (1) for a key', parseMax)
     .option('--group <n>', 'a group of nodes', (v) => parseInteger(v, '--group'))
     .option('--key <key>', 'a concurrency_key (tasks sharing it, in any group)', parseKey)
+    .option('--starts <n/period>', 'with --key: at most n starts of its tasks in any window of the period (e.g. 10/1m, 3/2s), beside the number running at once; "none": no rate', parseRate)
     .option('--json', 'print the rows as JSON')
-    .action(async (max: number | null | undefined, opts: { group?: number; key?: string; json?: boolean }) => {
+    .action(async (max: number | null | undefined, opts: { group?: number; key?: string; starts?: Rate | null; json?: boolean }) => {
       if (opts.group !== undefined && opts.key !== undefined) throw new InvalidArgumentError('give --group or --key, not both');
       if (max !== undefined && opts.group === undefined && opts.key === undefined) {
         throw new InvalidArgumentError('a limit needs --group N or --key KEY');
       }
+      if (opts.starts !== undefined && opts.key === undefined) throw new InvalidArgumentError('--starts needs --key KEY (a rate is on a concurrency key)');
       const rows = await ctx.withClient(async (c) => {
         if (max !== undefined && opts.group !== undefined) await c.setGroupLimit(opts.group, max);
         if (max !== undefined && opts.key !== undefined) await c.setKeyLimit(opts.key, max);
+        if (opts.starts !== undefined && opts.key !== undefined) await c.setKeyRate(opts.key, opts.starts);
         const all = await c.limits();
         return all.filter((l) => (opts.group === undefined || (l.kind === 'group' && l.name === String(opts.group)))
           && (opts.key === undefined || (l.kind === 'key' && l.name === opts.key)));
@@ -36,6 +39,22 @@ export function registerLimits(program: Command, ctx: CliContext): void {
 function parseMax(value: string): number | null {
   if (value === 'none') return null;
   return parseNonNegative(value, 'the limit');
+}
+
+interface Rate {
+  maxStarts: number;
+  periodSeconds: number;
+}
+
+/** "10/1m": 10 starts per minute; "none": no rate. */
+function parseRate(value: string): Rate | null {
+  if (value === 'none') return null;
+  const slash = value.indexOf('/');
+  if (slash < 0) throw new InvalidArgumentError(`--starts takes n/period, like 10/1m or 3/2s, or none; got ${shown(value)}`);
+  const maxStarts = parsePositive(value.slice(0, slash), 'the starts of --starts');
+  const ms = parseDuration(value.slice(slash + 1));
+  if (ms <= 0) throw new InvalidArgumentError(`the period of --starts must be longer than 0, got ${shown(value)}`);
+  return { maxStarts, periodSeconds: ms / 1000 };
 }
 
 function parseKey(value: string): string {

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import pg from 'pg';
-import { clientConfig } from '../../db/connection.js';
+import { clientConfig, createClient } from '../../db/connection.js';
 import { migrate } from '../../db/migrate.js';
 import { rolePrefix } from '../../db/roles.js';
 import type { CliContext } from '../context.js';
@@ -16,7 +15,7 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
     .action(async (opts: { json?: boolean; rolePrefix?: string; roles: boolean }) => {
       // Checked before connecting: a bad prefix is the caller's mistake, not the server's.
       const prefix = opts.roles ? rolePrefix(opts.rolePrefix) : null;
-      const client = new pg.Client(clientConfig({}));
+      const client = createClient(clientConfig({}));
       await client.connect();
       try {
         const result = await migrate(client, ctx.schema(), prefix === null ? {} : { roles: { prefix, create: true, always: true } });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { TaskNode } from '../../node/node.js';
-import { NODE_DEFAULTS, defaultNodeName, type CommandsMode, type NodeOptions, type ShutdownMode } from '../../node/options.js';
+import { NODE_DEFAULTS, defaultNodeName, type CommandsMode, type ContainmentMode, type NodeOptions, type ShutdownMode } from '../../node/options.js';
 import type { SpawnerMode } from '../../node/process/spawner.js';
 import type { Logger } from 'pino';
 import type { CliContext } from '../context.js';
@@ -10,8 +10,10 @@ import { serveNode, type NodeServer } from '../../http/node-server.js';
 import { LOG_FORMATS, makeLogger, type LogFormat } from '../logger.js';
 import { parseEnvAssignment, validEnvName } from '../../node/process/task-env.js';
 import { parseDuration, parseInteger, parseNonNegative, parsePort, parsePositive, parseTimerDuration, shown } from '../parse.js';
+import type { StopCode } from '../../node/control/stop-code.js';
 
 export interface NodeCliOptions {
+  sessionUrl?: string | undefined;
   workerId?: number | undefined;
   group?: number | undefined;
   maxTasks?: number | undefined;
@@ -23,6 +25,8 @@ export interface NodeCliOptions {
   outputKeep: number;
   shutdown: ShutdownMode;
   spawner: SpawnerMode;
+  containment: ContainmentMode;
+  orphanGrace: number;
   commands: CommandsMode;
   migrate: boolean;
   pruneEvery: number;
@@ -35,6 +39,7 @@ export interface NodeCliOptions {
   env: Array<[string, string]>;
   allowRunAs: string[];
   allowRunAsRoot: boolean;
+  otel: boolean;
 }
 
 /** Where a node serves /metrics, /healthz and /readyz; anyPort: a free one when `port` is taken. */
@@ -47,12 +52,16 @@ export interface NodeHttp {
 /** The options `node` and `start` share; `maxTasks` is the default the command applies itself. */
 export function addNodeOptions(command: Command, defaults: { maxTasks: number; metricsPort: number | false } = { maxTasks: NODE_DEFAULTS.maxTasks, metricsPort: false }): Command {
   return command
+    .addOption(
+      new Option('--session-url <url>', 'where LISTEN, the worker lock and migrations connect: PostgreSQL itself or a session-mode pool, when DATABASE_URL is a transaction pooler (default: DATABASE_URL)')
+        .env('PGTASKS_SESSION_URL'),
+    )
     .option('--worker-id <id>', 'worker id this node serves (default 1)', (v) => parseInteger(v, '--worker-id'))
     .option('--group <n>', 'group whose queue it serves (default 0)', (v) => parseInteger(v, '--group'))
     .option('--max-tasks <n>', `most processes at once (default ${defaults.maxTasks})`, (v) => parsePositive(v, '--max-tasks'))
     .option('--name <name>', 'node name shown in worker and task rows (default host:pid:wID)')
     .option('--root-dir <dir>', "where tasks' relative cwd resolve (default: the current directory)")
-    // Defaults are held in ms but shown as durations: a bare number given back means seconds.
+    // Defaults are held in ms but shown as durations, with their unit (a bare number is refused).
     .addOption(
       new Option('--lease <duration>', 'worker lease, renewed every half of it')
         .argParser((v) => parseTimerDuration(v, '--lease'))
@@ -77,6 +86,16 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number; m
         .default(NODE_DEFAULTS.spawner),
     )
     .addOption(
+      new Option('--containment <how>', "what a run's processes are: supervisor (everything the task starts, even with setsid or as a daemon, ends with the run; the spawn helper only), auto (the same, and a cgroup for a run with memory_max or cpu_max where the node's cgroup v2 is delegated with those controllers), cgroup (a cgroup for every run, where delegated), group (its process group)")
+        .choices(['auto', 'supervisor', 'cgroup', 'group'])
+        .default(NODE_DEFAULTS.containment),
+    )
+    .addOption(
+      new Option('--orphan-grace <duration>', "how long a run's other processes may outlive its leader before they are killed (the run ends when the last is gone)")
+        .argParser((v) => parseTimerDuration(v, '--orphan-grace'))
+        .default(NODE_DEFAULTS.orphanGraceMs, `${NODE_DEFAULTS.orphanGraceMs}s`),
+    )
+    .addOption(
       new Option('--commands <mode>', "what may run: any (as written; groups with commands = 'allowlist' are checked), allowlist (every task checked against its group's task_allowlist)")
         .choices(['any', 'allowlist'])
         .default(NODE_DEFAULTS.commands),
@@ -96,6 +115,7 @@ export function addNodeOptions(command: Command, defaults: { maxTasks: number; m
     .option('--env <NAME=VALUE>', 'a variable every task gets (repeatable)', collectEnv, [] as Array<[string, string]>)
     .option('--allow-run-as <users>', 'users tasks may run as, by run_as on the task or its group (USER[,USER…]; repeatable; the node must run as root)', collectUsers, [] as string[])
     .option('--allow-run-as-root', 'also allow run_as root (uid 0 or group 0)', false)
+    .option('--otel', 'export an OpenTelemetry span per run by OTLP/HTTP and give each task TRACEPARENT (also on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; see docs/tracing.md)', false)
     .option('--no-migrate', 'do not apply migrations at start')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env.PGTASKS_LOG_LEVEL ?? 'info')
     .addOption(
@@ -112,6 +132,7 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
   if (leaseSeconds < 2) throw new InvalidArgumentError(`--lease must be at least 2s, got ${leaseSeconds}s`);
   return {
     schema,
+    sessionUrl: opts.sessionUrl || undefined,
     workerId,
     groupId: opts.group ?? positional.group ?? NODE_DEFAULTS.groupId,
     maxTasks: opts.maxTasks ?? positional.maxTasks ?? NODE_DEFAULTS.maxTasks,
@@ -125,6 +146,8 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     outputKeep: opts.outputKeep,
     shutdown: opts.shutdown,
     spawner: opts.spawner,
+    containment: opts.containment,
+    orphanGraceMs: opts.orphanGrace,
     commands: opts.commands,
     retentionEveryMs: opts.pruneEvery,
     migrate: opts.migrate,
@@ -132,6 +155,8 @@ export function buildNodeOptions(opts: NodeCliOptions, positional: { workerId?: 
     env: Object.fromEntries(opts.env),
     allowRunAs: opts.allowRunAs,
     allowRunAsRoot: opts.allowRunAsRoot,
+    // Off unless asked: then the environment still decides (an OTLP endpoint turns it on).
+    ...(opts.otel ? { otel: true } : {}),
     logger,
   };
 }
@@ -177,9 +202,10 @@ function parsePruneEvery(value: string): number {
 
 /**
  * Runs a node until it stops: SIGTERM/SIGINT start the shutdown; a second one escalates.
- * stopWhen: a reason to stop (e.g. the embedded PostgreSQL died under it).
+ * stopWhen: a reason to stop (e.g. the embedded PostgreSQL died under it). Resolves with the
+ * stop code in force at the end: 2 or 3 when the worker's stop code ended it.
  */
-export async function runNode(options: NodeOptions, onStarted?: (served: { metricsUrl: string | null }) => void, stopWhen?: Promise<string>, httpAt: NodeHttp | null = null): Promise<void> {
+export async function runNode(options: NodeOptions, onStarted?: (served: { metricsUrl: string | null }) => void, stopWhen?: Promise<string>, httpAt: NodeHttp | null = null): Promise<StopCode> {
   const node = new TaskNode(options);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -203,6 +229,7 @@ export async function runNode(options: NodeOptions, onStarted?: (served: { metri
     onStarted?.({ metricsUrl: server ? `${server.url}/metrics` : null });
     await node.exited;
     if (fatal) throw new CliError(fatal);
+    return node.stopCode;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

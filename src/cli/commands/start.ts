@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { startEmbedded, type EmbeddedServer } from '../../embedded/index.js';
 import type { CliContext } from '../context.js';
 import { print } from '../io.js';
+import { StopCode } from '../../node/control/stop-code.js';
 import { makeLogger } from '../logger.js';
 import { addNodeOptions, buildNodeOptions, nodeHttp, runNode, type NodeCliOptions } from './node.js';
 import { parsePort } from '../parse.js';
@@ -39,7 +40,8 @@ export function registerStart(program: Command, ctx: CliContext): void {
     { maxTasks: START_MAX_TASKS, metricsPort: DEFAULT_METRICS_PORT },
   );
   command.action(async (opts: StartOptions) => {
-    const logger = makeLogger(opts);
+    // Its log lines and its own (the banner, the end) share stdout: written in order.
+    const logger = makeLogger(opts, process.stdout, true);
     const options = buildNodeOptions({ ...opts, maxTasks: opts.maxTasks ?? START_MAX_TASKS }, {}, ctx.schema(), logger);
     let embedded: EmbeddedServer | null = null;
     if (!process.env.DATABASE_URL) {
@@ -83,7 +85,12 @@ export function registerStart(program: Command, ctx: CliContext): void {
           ].join('\n'),
         );
       };
-      await runNode(options, started, embedded?.died, nodeHttp(opts, command.getOptionValueSource('metricsPort') === 'default'));
+      const stopCode = await runNode(options, started, embedded?.died, nodeHttp(opts, command.getOptionValueSource('metricsPort') === 'default'));
+      // "pg-tasks stop N --drain" (or --cancel) ends start as it ends a node: cleanly, and says so.
+      if (stopCode === StopCode.drain || stopCode === StopCode.cancel) {
+        const [mode, what] = stopCode === StopCode.drain ? ['drain', 'its running tasks ended'] : ['cancel', 'its running tasks were cancelled'];
+        print(ctx.io, `Worker ${options.workerId} stopped by "pg-tasks stop ${options.workerId} --${mode}": ${what}, the node stopped${embedded ? ', then the database' : ''}. Its stop code is cleared: start again to run tasks.`);
+      }
     } finally {
       await dashboard?.close();
       await embedded?.stop();

@@ -1,11 +1,11 @@
 // add, queue, cancel, runs, show, ls: thin over TaskClient.
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { formatRunTable, formatScheduleTable, formatTask, formatTaskTable } from '../format.js';
 import { print, printJson } from '../io.js';
 import type { CliContext } from '../context.js';
 import { parseInteger, parseJson, parsePositive, parseState, parseTaskId, parseTaskIds } from '../parse.js';
 import { addRunOptions, runSettings, type RunOptions } from '../run-options.js';
-import type { RecoverPolicy, TaskState } from '../../client/types.js';
+import type { DependsRule, OnDuplicate, RecoverPolicy, TaskState } from '../../client/types.js';
 
 export function registerTaskCommands(program: Command, ctx: CliContext): void {
   addRunOptions(program.command('add'))
@@ -20,9 +20,13 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
     .option('--params <json>', 'JSON handed to the process in PG_TASKS_PARAMS', parseJson)
     .option('--concurrency-key <key>', 'share a limit with the tasks of this key, in any group: 1 at a time unless "pg-tasks limit --key" says otherwise')
     .option('--after <ids>', 'run only once these tasks (e.g. 12,13) have ended CS; if one ends CF or CC, it ends CC', parseTaskIds)
+    .addOption(new Option('--when <rule>', 'with --after: all-success (the default), all-done (once they all ended, however), any-failed (as soon as one fails; ends CC if none does)').choices(['all-success', 'all-done', 'any-failed']))
+    .option('--unique-key <key>', 'at most one unended task (DR, AW, AE, AC) holds this key; see --on-duplicate')
+    .addOption(new Option('--on-duplicate <mode>', 'when an unended task holds --unique-key: error, skip (print its id), or replace its params, priority and run_after while it waits').choices(['error', 'skip', 'replace']).default('error'))
     .addOption(new Option('--on-worker-failure <policy>', "if the worker running it fails: fail it, or requeue it (default: the group's policy, else fail)").choices(['fail', 'requeue']))
     .option('--json', 'print the whole row as JSON')
-    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; after?: number[]; concurrencyKey?: string; json?: boolean } & RunOptions) => {
+    .action(async (command: string[], opts: { group: number; priority: number; worker?: number; draft?: boolean; cwd?: string; params?: unknown; onWorkerFailure?: RecoverPolicy; after?: number[]; when?: string; concurrencyKey?: string; uniqueKey?: string; onDuplicate: OnDuplicate; json?: boolean } & RunOptions) => {
+      if (opts.when !== undefined && opts.after === undefined) throw new InvalidArgumentError('--when needs --after');
       const task = await ctx.withClient((c) =>
         c.add({
           command,
@@ -34,7 +38,10 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
           workerId: opts.worker ?? null,
           recoverPolicy: opts.onWorkerFailure ?? null,
           dependsOn: opts.after ?? null,
+          dependsRule: opts.when === undefined ? null : (opts.when.replace('-', '_') as DependsRule),
           concurrencyKey: opts.concurrencyKey ?? null,
+          uniqueKey: opts.uniqueKey ?? null,
+          onDuplicate: opts.onDuplicate,
           ...runSettings(opts),
         }),
       );

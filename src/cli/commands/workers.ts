@@ -7,10 +7,18 @@ import { parseDuration, parseInteger } from '../parse.js';
 
 const STOP_CODES = { resume: 0, pause: 1, drain: 2, cancel: 3 } as const;
 
+/** What each stop code makes of the worker, as `workers` shows its status. */
+const STOP_MEANS: Record<keyof typeof STOP_CODES, string> = {
+  resume: 'running (stop code 0): it claims tasks',
+  pause: 'paused (stop code 1): no new tasks; the running ones go on ("--resume" resumes)',
+  drain: 'draining (stop code 2): no new tasks; its node exits when the running ones end',
+  cancel: 'cancelling (stop code 3): its running tasks are cancelled, then its node exits',
+};
+
 export function registerWorkers(program: Command, ctx: CliContext): void {
   program
     .command('workers')
-    .description('list the workers: lease holder, host, running tasks, status (ok, stopping, late, failed, stopped)')
+    .description('list the workers: lease holder, host, running tasks, status (ok, paused, draining, cancelling, late, failed, standby, stopped)')
     .option('--json', 'print the rows as JSON')
     .action(async (opts: { json?: boolean }) => {
       const workers = await ctx.withClient((c) => c.workers());
@@ -43,6 +51,7 @@ export function registerWorkers(program: Command, ctx: CliContext): void {
       const mode = opts.cancel ? 'cancel' : opts.pause ? 'pause' : opts.resume ? 'resume' : 'drain';
       const row = await ctx.withClient((c) => c.setWorkerStop(worker, STOP_CODES[mode]));
       if (opts.json) printJson(ctx.io, row);
-      else print(ctx.io, `worker ${row.id}: stop = ${row.stop} (${mode})`);
+      // No node holds it: the next one to take it obeys at its start.
+      else print(ctx.io, `worker ${row.id}: ${STOP_MEANS[mode]}${row.active ? '' : ' (no node holds it now: the next one obeys when it starts)'}`);
     });
 }

@@ -5,13 +5,24 @@
 //   name rebinds to 127.0.0.1 can't read it.
 // - With a token (required off loopback), a request carries it once as ?token=, which turns
 //   into an HttpOnly, SameSite=Strict session cookie (and a redirect that drops it from the
-//   URL), or on every request as Authorization: Bearer (scripts).
+//   URL), or on every request as Authorization: Bearer (scripts). The redirect goes to a
+//   path of this site only (localPath): /x/..//evil.example/?token= would otherwise send the
+//   browser to //evil.example/, another host.
+// - Wrong tokens are counted per client address (limits.ts: 10 at once, then one each 6 s);
+//   past that budget every token the address presents is refused with 429 and Retry-After,
+//   unread, so that the answer says nothing about the token. A session cookie still works.
 // - A request that changes rows (POST) must come from our own pages: Origin, when sent, names
 //   this host; Sec-Fetch-Site, when sent, is same-origin; and the form carries the session's
 //   CSRF token. Sessions are stateless (an HMAC of a random id with a key of this process), so
 //   the server keeps nothing per visitor; restarting it asks for the token again.
+// - Two roles: an operator may change rows, a reader only reads (no forms are rendered, and
+//   every POST is refused with 403 before its body is read). --read-only makes everyone a
+//   reader; otherwise the reader token (--reader-token) gives a reader and the token an
+//   operator (and so does a loopback dashboard without a token). The session cookie carries its
+//   role under the same HMAC, so a reader can't turn its cookie into an operator's.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import { clientKey, FailureBudget } from './limits.js';
 
 export const SESSION_COOKIE = 'pgtasks_session';
 
@@ -22,9 +33,13 @@ export function isLoopback(host: string): boolean {
   return bare === '::1';
 }
 
+/** What a session may do: an operator changes rows, a reader only reads. */
+export type Role = 'operator' | 'reader';
+
 export interface Session {
   /** The session id, from the cookie, or new for this response. */
   id: string;
+  role: Role;
   /** A Set-Cookie value to send: the session is new. */
   setCookie: string | null;
   /** Authenticated by Authorization: Bearer rather than a cookie (no CSRF token expected). */
@@ -34,7 +49,7 @@ export interface Session {
 export type Verdict =
   | { kind: 'ok'; session: Session }
   | { kind: 'redirect'; location: string; setCookie: string }
-  | { kind: 'refused'; status: number; message: string };
+  | { kind: 'refused'; status: number; message: string; retryAfter?: number };
 
 export interface RequestFacts {
   method: string;
@@ -44,15 +59,48 @@ export interface RequestFacts {
   authorization: string | undefined;
   origin: string | undefined;
   secFetchSite: string | undefined;
+  /** The TCP peer's address (not X-Forwarded-For): what wrong tokens are counted against. */
+  address: string;
+}
+
+export interface AccessOptions {
+  /** The operator's token (null: none; then only a loopback dashboard is served). */
+  token: string | null;
+  /** The reader's token: read-only access beside the operator's token. */
+  readerToken?: string | null;
+  /** Everyone is a reader, whichever token they bring. */
+  readOnly?: boolean;
+  loopbackOnly: boolean;
 }
 
 export class Access {
   private readonly key = randomBytes(32);
+  /** Wrong tokens per client address: 10 at once, then one each 6 s (limits.ts). */
+  private readonly failures = new FailureBudget();
+  private readonly token: string | null;
+  private readonly readerToken: string | null;
+  readonly readOnly: boolean;
+  private readonly loopbackOnly: boolean;
 
-  constructor(
-    private readonly token: string | null,
-    private readonly loopbackOnly: boolean,
-  ) {}
+  constructor(options: AccessOptions) {
+    this.token = options.token;
+    this.readerToken = options.readerToken ?? null;
+    this.readOnly = options.readOnly ?? false;
+    this.loopbackOnly = options.loopbackOnly;
+  }
+
+  /** The role a token gives (null: neither token). Both compared, in constant time each. */
+  private roleOf(given: string): Role | null {
+    const operator = this.token !== null && same(given, this.token);
+    const reader = this.readerToken !== null && same(given, this.readerToken);
+    if (operator) return this.readOnly ? 'reader' : 'operator';
+    return reader ? 'reader' : null;
+  }
+
+  /** The role of a session without a token (a loopback dashboard): operator unless read-only. */
+  private get openRole(): Role {
+    return this.readOnly ? 'reader' : 'operator';
+  }
 
   /** Whether the request may go on, as whom. */
   check(request: RequestFacts): Verdict {
@@ -61,22 +109,41 @@ export class Access {
     }
     const fromCookie = this.sessionFromCookie(request.cookie);
     if (this.token) {
-      if (request.authorization?.startsWith('Bearer ') && same(request.authorization.slice(7), this.token)) {
-        return { kind: 'ok', session: { id: fromCookie ?? 'bearer', setCookie: null, bearer: fromCookie === null } };
-      }
+      const bearer = request.authorization?.startsWith('Bearer ') ? request.authorization.slice(7) : null;
       const url = new URL(request.url, 'http://dashboard');
-      const given = url.searchParams.get('token');
+      const given = bearer ?? url.searchParams.get('token');
       if (given !== null) {
-        if (!same(given, this.token)) return { kind: 'refused', status: 401, message: 'wrong token' };
+        const key = clientKey(request.address);
+        const wait = this.failures.waitFor(key);
+        if (wait > 0) {
+          return { kind: 'refused', status: 429, retryAfter: wait, message: `too many wrong tokens from ${request.address}: try again in ${wait} s` };
+        }
+        const role = this.roleOf(given);
+        if (role === null) {
+          this.failures.fail(key);
+          return { kind: 'refused', status: 401, message: 'wrong token' };
+        }
+        // A Bearer request is its token's role, whatever cookie comes with it; the cookie's id
+        // still binds the CSRF token of a form sent with both.
+        if (bearer !== null) return { kind: 'ok', session: { id: fromCookie?.id ?? 'bearer', role, setCookie: null, bearer: fromCookie === null } };
         url.searchParams.delete('token');
-        return { kind: 'redirect', location: url.pathname + url.search, setCookie: this.newCookie(request).setCookie! };
+        return { kind: 'redirect', location: localPath(url.pathname + url.search, '/'), setCookie: this.newCookie(request, role).setCookie! };
       }
       if (fromCookie === null) {
         return { kind: 'refused', status: 401, message: 'this dashboard needs its token: open it with ?token=TOKEN once, or send Authorization: Bearer TOKEN' };
       }
-      return { kind: 'ok', session: { id: fromCookie, setCookie: null, bearer: false } };
+      return { kind: 'ok', session: { ...fromCookie, role: this.readOnly ? 'reader' : fromCookie.role, setCookie: null, bearer: false } };
     }
-    return { kind: 'ok', session: fromCookie === null ? this.newCookie(request) : { id: fromCookie, setCookie: null, bearer: false } };
+    // No token: the cookie's role is ours to give (the server may have restarted read-only).
+    return { kind: 'ok', session: fromCookie === null ? this.newCookie(request, this.openRole) : { id: fromCookie.id, role: this.openRole, setCookie: null, bearer: false } };
+  }
+
+  /** For a request that changes rows: null when its session may, else why not (403). */
+  refuseReader(session: Session): string | null {
+    if (session.role === 'operator') return null;
+    return this.readOnly
+      ? 'this dashboard is read-only (--read-only): it changes nothing'
+      : 'read-only access: the reader token changes nothing (use the operator token)';
   }
 
   /** For a request that changes rows: null when it may, else why not. */
@@ -105,21 +172,23 @@ export class Access {
     return this.mac(`csrf:${session.id}`);
   }
 
-  private newCookie(request: RequestFacts): Session {
+  private newCookie(request: RequestFacts, role: Role): Session {
     const id = randomBytes(16).toString('base64url');
     // Secure only where the browser came over https (a proxy in front); on plain http a
     // Secure cookie would never come back.
     const secure = request.origin?.startsWith('https:') ? '; Secure' : '';
-    const value = `${id}.${this.mac(`session:${id}`)}`;
-    return { id, bearer: false, setCookie: `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict${secure}` };
+    const value = `${id}.${role}.${this.mac(`session:${id}:${role}`)}`;
+    return { id, role, bearer: false, setCookie: `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict${secure}` };
   }
 
-  private sessionFromCookie(header: string | undefined): string | null {
+  /** The cookie's id and role, when its HMAC (over both) is ours. */
+  private sessionFromCookie(header: string | undefined): { id: string; role: Role } | null {
     const value = parseCookies(header).get(SESSION_COOKIE);
     if (!value) return null;
-    const [id, mac] = value.split('.');
-    if (!id || !mac || !same(mac, this.mac(`session:${id}`))) return null;
-    return id;
+    const [id, role, mac, extra] = value.split('.');
+    if (!id || (role !== 'operator' && role !== 'reader') || !mac || extra !== undefined) return null;
+    if (!same(mac, this.mac(`session:${id}:${role}`))) return null;
+    return { id, role };
   }
 
   private mac(text: string): string {
@@ -146,4 +215,14 @@ export function parseCookies(header: string | undefined): Map<string, string> {
     if (at > 0) cookies.set(part.slice(0, at).trim(), part.slice(at + 1).trim());
   }
   return cookies;
+}
+
+/**
+ * Where a redirect may go: a path of this site only (never another host). Printable ASCII only:
+ * a browser drops tabs and newlines from a Location ("/\t/evil.example" is "//evil.example"),
+ * and Node refuses a header with control or non-Latin-1 characters (a 500). "//host" and
+ * "/\\host" name another host, so they get the fallback.
+ */
+export function localPath(back: string | undefined, fallback: string): string {
+  return back && /^\/[!-~]*$/.test(back) && !back.startsWith('//') && !back.startsWith('/\\') ? back : fallback;
 }

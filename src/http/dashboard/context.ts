@@ -16,6 +16,8 @@ export interface Dashboard {
   database: string;
   schema: string;
   log: Logger;
+  /** The overview's clock: null is the database's now() (a test gives a fixed time). */
+  now: () => Date | null;
 }
 
 const sessions = new WeakMap<FastifyRequest, Session>();
@@ -40,10 +42,13 @@ export function flash(reply: FastifyReply, kind: 'notice' | 'error', message: st
 
 /** The page's context; a full page takes the flash message (and clears it), a fragment leaves it. */
 export function pageContext(dashboard: Dashboard, request: FastifyRequest, reply: FastifyReply, takeFlash: boolean): PageContext {
+  const session = sessionOf(request);
   const ctx: PageContext = {
     database: dashboard.database,
     schema: dashboard.schema,
-    csrf: dashboard.access.csrfToken(sessionOf(request)),
+    csrf: dashboard.access.csrfToken(session),
+    role: session.role,
+    readOnly: dashboard.access.readOnly,
     notice: null,
     error: null,
   };
@@ -59,13 +64,4 @@ export function pageContext(dashboard: Dashboard, request: FastifyRequest, reply
     void reply.header('set-cookie', `${FLASH_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`);
   }
   return ctx;
-}
-
-/**
- * Where a form returns: a path of this site only (never another host). Printable ASCII only:
- * a browser drops tabs and newlines from a Location ("/\t/evil.example" is "//evil.example"),
- * and Node refuses a header with control or non-Latin-1 characters (a 500).
- */
-export function localPath(back: string | undefined, fallback: string): string {
-  return back && /^\/[!-~]*$/.test(back) && !back.startsWith('//') && !back.startsWith('/\\') ? back : fallback;
 }

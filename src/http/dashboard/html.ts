@@ -56,3 +56,33 @@ export function href(path: string, query: Record<string, string | number | null 
   const text = params.toString();
   return text ? `${path}?${text}` : path;
 }
+
+// Terminal escape sequences: CSI (ESC [ … final byte), OSC (ESC ] … BEL or ESC \), and any other
+// ESC + one character. Output and errors carry them (colours, cursor moves); a page shows none.
+// eslint-disable-next-line no-control-regex
+const ESCAPE_SEQUENCE = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+// Control characters other than tab and newline show as boxes.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
+
+/** Text as a person reads it: escape sequences and control characters taken out. */
+export function plainText(text: string): string {
+  return text.replace(ESCAPE_SEQUENCE, '').replace(CONTROL, '');
+}
+
+/** A command line longer than this is clipped on the lists, with the rest behind "show all". */
+export const COMMAND_SHOWN = 160;
+
+/** A command for a list: whole when short, else its start and a "show all" that opens the rest. */
+export function clippedCommand(command: string[]): Html {
+  const text = commandLine(command);
+  if (text.length <= COMMAND_SHOWN) return html`<code>${text}</code>`;
+  return html`<details class="show-all"><summary><code>${text.slice(0, COMMAND_SHOWN)}…</code> <span class="hint">show all (${text.length} characters)</span></summary><code>${text}</code></details>`;
+}
+
+/** The first line of an error for a table cell, the whole of it on hover. */
+export function errorCell(error: string | null): Html {
+  if (!error) return html`<td class="error-cell"></td>`;
+  const text = plainText(error);
+  return html`<td class="error-cell" title="${text}">${text.split('\n')[0]}</td>`;
+}

@@ -11,8 +11,10 @@ import { describeError } from '../../db/errors.js';
 import { loadStatements } from '../../sql/queries/index.js';
 import { Access, isLoopback, type RequestFacts } from './access.js';
 import { setSession, sessionOf, type Dashboard } from './context.js';
+import { DEFAULT_STREAM_LIMITS } from './limits.js';
 import { LiveFeed } from './live.js';
 import { registerActions } from './routes/actions.js';
+import { registerOutput } from './routes/output.js';
 import { registerPages, securityHeaders } from './routes/pages.js';
 import { DashboardStore } from './store.js';
 
@@ -25,6 +27,16 @@ export interface DashboardOptions {
   port?: number | undefined;
   /** Required off loopback; PGTASKS_DASHBOARD_TOKEN when not given. */
   token?: string | null | undefined;
+  /** Read-only access beside the token (needs one); PGTASKS_DASHBOARD_READER_TOKEN when not given. */
+  readerToken?: string | null | undefined;
+  /** Serve every page with no action: no forms, every POST refused with 403. */
+  readOnly?: boolean | undefined;
+  /** Live streams (GET /events, one per open page) at once from one client address; default 16. */
+  maxStreamsPerAddress?: number | undefined;
+  /** Live streams at once in all; default 256. Past either cap: 503 and one line. */
+  maxStreams?: number | undefined;
+  /** The overview's "now": default the database's clock; tests give a fixed time. */
+  now?: (() => Date) | undefined;
   logger: Logger;
 }
 
@@ -48,6 +60,7 @@ const PUBLIC_DIR = fileURLToPath(new URL('../../../src/http/dashboard/public/', 
 const STATIC: Record<string, { type: string; body: string }> = {
   'live.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(`${PUBLIC_DIR}live.js`, 'utf8') },
   'style.css': { type: 'text/css; charset=utf-8', body: readFileSync(`${PUBLIC_DIR}style.css`, 'utf8') },
+  'favicon.svg': { type: 'image/svg+xml', body: readFileSync(`${PUBLIC_DIR}favicon.svg`, 'utf8') },
 };
 
 /** A token of at least this many characters: a short one could be guessed over the network. */
@@ -62,20 +75,35 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   if (token !== null && token.length < MIN_TOKEN_LENGTH) {
     throw new DashboardConfigError(`the dashboard token must have at least ${MIN_TOKEN_LENGTH} characters (openssl rand -hex 16 makes one)`);
   }
+  const readerToken = options.readerToken ?? process.env.PGTASKS_DASHBOARD_READER_TOKEN ?? null;
+  if (readerToken !== null) {
+    // Without an operator token, a loopback dashboard lets anyone in as operator: a reader
+    // token there would guard nothing.
+    if (!token) throw new DashboardConfigError('the reader token needs the operator token beside it: give --token too (or --read-only --token T for a dashboard that only reads)');
+    if (readerToken.length < MIN_TOKEN_LENGTH) {
+      throw new DashboardConfigError(`the reader token must have at least ${MIN_TOKEN_LENGTH} characters (openssl rand -hex 16 makes one)`);
+    }
+    if (readerToken === token) throw new DashboardConfigError('the reader token must differ from the operator token');
+  }
+  const limits = {
+    perAddress: streamCap(options.maxStreamsPerAddress, DEFAULT_STREAM_LIMITS.perAddress, 'the most live streams per address'),
+    total: streamCap(options.maxStreams, DEFAULT_STREAM_LIMITS.total, 'the most live streams'),
+  };
   const schema = resolveSchema(options.schema);
   const connection = { connectionString: options.connectionString, schema };
   const pool = new pg.Pool(poolConfig(connection, { max: 4, application_name: 'pg-tasks-dashboard' }));
   // An idle connection that drops is not an error of any request; the next one reconnects.
   pool.on('error', () => undefined);
   const store = new DashboardStore(pool, loadStatements(schema));
-  const live = new LiveFeed(clientConfig(connection), schema, store, options.logger);
+  const live = new LiveFeed(clientConfig(connection), schema, store, options.logger, limits);
   const dashboard: Dashboard = {
     store,
-    access: new Access(token, isLoopback(host)),
+    access: new Access({ token, readerToken, readOnly: options.readOnly ?? false, loopbackOnly: isLoopback(host) }),
     live,
     database: databaseLabel(clientConfig(connection)),
     schema,
     log: options.logger,
+    now: options.now ?? (() => null),
   };
 
   // forceCloseConnections: close() ends the browsers' keep-alive connections too, rather than
@@ -94,10 +122,16 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   app.addHook('onRequest', async (request, reply) => {
     const facts = requestFacts(request);
     const verdict = dashboard.access.check(facts);
+    if (verdict.kind === 'refused' && verdict.retryAfter !== undefined) void reply.header('retry-after', String(verdict.retryAfter));
     if (verdict.kind === 'refused') return reply.code(verdict.status).type('text/plain; charset=utf-8').send(`${verdict.message}\n`);
     if (verdict.kind === 'redirect') return reply.header('set-cookie', verdict.setCookie).redirect(verdict.location, 303);
     setSession(request, verdict.session);
     if (verdict.session.setCookie) void reply.header('set-cookie', verdict.session.setCookie);
+    // A reader changes nothing: refused before its body is read, whatever the path.
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      const refusal = dashboard.access.refuseReader(verdict.session);
+      if (refusal) return reply.code(403).type('text/plain; charset=utf-8').send(`${refusal}\n`);
+    }
     return undefined;
   });
   // After the body is parsed: the CSRF token travels in the form.
@@ -121,6 +155,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   });
   registerPages(app, dashboard);
   registerActions(app, dashboard);
+  registerOutput(app, dashboard);
 
   app.setNotFoundHandler((request, reply) => reply.code(404).type('text/plain; charset=utf-8').send(`no page at ${request.method} ${request.url.split('?')[0]}\n`));
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -160,6 +195,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   };
 }
 
+function streamCap(value: number | undefined, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) throw new DashboardConfigError(`${what} must be a whole number of at least 1, got ${value}`);
+  return value;
+}
+
 /** "querystring/state must be one of DR, AW, …" rather than "equal to one of the allowed values". */
 function validationMessage(error: FastifyError): string {
   const first = error.validation?.[0];
@@ -183,6 +224,7 @@ function requestFacts(request: FastifyRequest): RequestFacts {
     authorization: header('authorization'),
     origin: header('origin'),
     secFetchSite: header('sec-fetch-site'),
+    address: request.ip,
   };
 }
 

@@ -1,23 +1,34 @@
 // Live updates: one LISTEN connection for the whole dashboard, fanned out to the browsers as
-// server-sent events. The events only say what may have changed; a page fetches the part it
-// shows again (the table is the truth, a notification is a hint).
+// server-sent events. The table is the truth and a notification a hint, so the feed reads the
+// rows a notification may concern, once for all the pages, and sends what changed:
 //
-//   tasks    {ids?, g?}  a task was queued, delayed, cancelled, ended or (re)scheduled
-//   output   {ids?}      runs of these tasks printed more (none: any task)
+//   tasks    {ids?, g?}  a task was queued, delayed, cancelled, ended or (re)scheduled: a list
+//                        reads its table again (and patches the rows that differ)
+//   task     {id, …}     a task page's task: the summary fields that changed (watch.ts)
+//   output   {id, …}     a task page's run printed more: the bytes, with the run (watch.ts)
 //   workers  {}          a worker row changed, or a lease lapsed
 //   resync   {}          the listener reconnected: notifications may have been missed
+//
+// A task page subscribes with /events?task=ID; while it only follows a run, it makes no
+// request of its own (a page open 30 s on a task printing a line a second: 0 beyond the
+// stream, where re-reading its parts on every event made 88).
 //
 // A lease that lapses sends no notification (nobody writes the row). The feed reads the
 // workers, arms one timer at the earliest lease end of those that hold one, and reads again
 // when it passes: a worker whose node did not renew is then 'failed', and the browsers hear
 // of it. The reads happen at lease ends, not on a period.
+//
+// Streams are capped per client address and in all (limits.ts: 16 and 256 by default); past
+// a cap /events answers 503 with one line, and the browser's page says it is not live.
 import type { ServerResponse } from 'node:http';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Listener } from '../../db/listener.js';
 import type { Notification } from '../../db/notifications.js';
 import { MAX_TIMER_MS } from '../../lib/timed-loop.js';
+import { StreamSlots, type StreamLimits } from './limits.js';
 import type { DashboardStore, WorkerRow } from './store.js';
+import { TaskWatches } from './watch.js';
 
 /** Read a little after the lease end, so that the database's now() is past it. */
 const LAPSE_MARGIN_MS = 50;
@@ -27,6 +38,7 @@ const KEEPALIVE_MS = 25_000;
 export class LiveFeed {
   private readonly clients = new Set<ServerResponse>();
   private readonly listener: Listener;
+  private readonly slots: StreamSlots;
   private lapseTimer: NodeJS.Timeout | null = null;
   private keepalive: NodeJS.Timeout | null = null;
   private statuses = new Map<number, string>();
@@ -34,24 +46,32 @@ export class LiveFeed {
   private readAgain = false;
   private stopped = false;
   private everConnected = false;
+  private readonly watches: TaskWatches;
 
   constructor(
     config: pg.ClientConfig,
     channel: string,
     private readonly store: DashboardStore,
     private readonly log: Logger,
+    limits: StreamLimits,
   ) {
+    this.slots = new StreamSlots(limits);
+    this.watches = new TaskWatches(store, (client, event, data) => client.write(message(event, data)), log);
     this.listener = new Listener(config, channel, log);
     this.listener.on('notification', (n: Notification) => this.onNotification(n));
     this.listener.on('connected', () => {
       // After a reconnect, notifications sent meanwhile are lost: every page reads again.
-      if (this.everConnected) this.broadcast('resync', {});
+      if (this.everConnected) {
+        this.broadcast('resync', {});
+        this.watches.resync();
+      }
       this.everConnected = true;
       this.readWorkers(true);
     });
   }
 
   async start(): Promise<void> {
+    this.watches.start();
     await this.listener.start();
     this.keepalive = setInterval(() => {
       for (const client of this.clients) client.write(': keep-alive\n\n');
@@ -59,8 +79,21 @@ export class LiveFeed {
     this.keepalive.unref();
   }
 
-  /** Takes over a response as an event stream until the browser goes away. */
-  subscribe(response: ServerResponse, headers: Record<string, string>): void {
+  /** A stream's place for `address`, or why there is none (one line). */
+  reserve(address: string): ReturnType<StreamSlots['take']> {
+    return this.slots.take(address);
+  }
+
+  /** Streams open now. */
+  get streams(): number {
+    return this.slots.size;
+  }
+
+  /**
+   * Takes over a response as an event stream until the browser goes away; then frees its slot.
+   * A task page names its task: it is sent that task's changes and output.
+   */
+  subscribe(response: ServerResponse, headers: Record<string, string>, slot: { release(): void }, taskId: number | null = null): void {
     response.writeHead(200, {
       ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
@@ -71,7 +104,12 @@ export class LiveFeed {
     // retry: how soon a browser reconnects when the stream breaks.
     response.write(`retry: 1000\nevent: hello\ndata: {}\n\n`);
     this.clients.add(response);
-    response.on('close', () => this.clients.delete(response));
+    if (taskId !== null) this.watches.add(response, taskId);
+    response.on('close', () => {
+      this.clients.delete(response);
+      if (taskId !== null) this.watches.remove(response, taskId);
+      slot.release();
+    });
   }
 
   get connected(): boolean {
@@ -85,6 +123,7 @@ export class LiveFeed {
     for (const client of this.clients) client.end();
     this.clients.clear();
     await this.listener.stop();
+    await this.watches.stop();
     await this.reading;
   }
 
@@ -94,15 +133,18 @@ export class LiveFeed {
       case 'delayed':
       case 'schedule':
         this.broadcast('tasks', { g: n.g });
+        this.watches.tasksChanged(null);
         break;
       case 'cancel':
         this.broadcast('tasks', {});
+        this.watches.tasksChanged(null);
         break;
       case 'ended':
         this.broadcast('tasks', n.ids ? { ids: n.ids } : {});
+        this.watches.tasksChanged(n.ids ?? null);
         break;
       case 'output':
-        this.broadcast('output', n.ids ? { ids: n.ids } : {});
+        this.watches.outputAdded(n.ids ?? null);
         break;
       case 'worker':
         this.readWorkers(true);
@@ -113,8 +155,8 @@ export class LiveFeed {
   }
 
   private broadcast(event: string, data: object): void {
-    const message = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const client of this.clients) client.write(message);
+    const text = message(event, data);
+    for (const client of this.clients) client.write(text);
   }
 
   /**
@@ -168,4 +210,8 @@ export class LiveFeed {
     this.lapseTimer = setTimeout(() => this.readWorkers(false), Math.min(Math.max(0, Math.min(...ends)) + LAPSE_MARGIN_MS, MAX_TIMER_MS));
     this.lapseTimer.unref();
   }
+}
+
+function message(event: string, data: object): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }

@@ -27,3 +27,17 @@ export function nextRuns(s: ScheduleFields, count: number): { times: Date[]; pro
     return { times, problem: (error as Error).message };
   }
 }
+
+// A period as people say it: "every 10 s", "every minute", "every 3 days".
+const UNITS: Record<string, [string, string]> = {
+  SEC: ['second', 's'], MIN: ['minute', 'min'], HOU: ['hour', 'h'], DAY: ['day', 'days'], WEE: ['week', 'weeks'], MON: ['month', 'months'],
+};
+
+/** How often a schedule starts its task: "every 10 s", "cron 0 * * * *", "once". */
+export function everyLabel(s: Pick<ScheduleFields, 'shed_period_id' | 'shed_period_count' | 'shed_cron'>): string {
+  if (s.shed_cron !== null) return `cron ${s.shed_cron}`;
+  if (s.shed_period_id === null) return 'once';
+  const count = s.shed_period_count ?? 1;
+  const [one, many] = UNITS[s.shed_period_id] ?? [s.shed_period_id, s.shed_period_id];
+  return count === 1 ? `every ${one}` : `every ${count} ${many}`;
+}

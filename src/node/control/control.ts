@@ -82,6 +82,9 @@ export class NodeControl {
   applyStop(stop: number, initial = false): void {
     const previous = this.status.stopCode;
     const code = toStopCode(stop);
+    // A stopping node obeys only a cancel (it escalates a drain): its own release clears the
+    // code to 0, which is not "claiming again".
+    if (this.status.stopping && code !== StopCode.cancel) return;
     this.status.stopCode = code;
     const host = { log: this.log, running: () => this.parts.runs.size, hint: () => this.hint(), shutdown: this.shutdown.bind(this) };
     applyStopCode(host, previous, code, initial);

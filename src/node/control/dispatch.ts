@@ -12,7 +12,10 @@ export function dispatchNotification(node: NodeControl, n: Notification): void {
   const { lease, listenCheck, recoveryWatch, scheduler, delayed } = node.parts;
   if (n.e === 'queued' && n.g === o.groupId) node.hint();
   else if (n.e === 'ping') {
-    if (n.w === o.workerId) listenCheck.onPing(n, lease.epoch);
+    // This worker's ping from another node: the holder renewed, a standby waits on.
+    if (n.w === o.workerId) {
+      if (!listenCheck.onPing(n, lease.epoch) && node.status.state === 'standby') lease.holderRenewed(n.l);
+    }
     else if (typeof n.w === 'number') recoveryWatch.renewed(n.w, n.l);
   }
   else if (n.e === 'schedule' && n.g === o.groupId) scheduler.rearm();

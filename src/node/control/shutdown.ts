@@ -4,6 +4,9 @@ import { settleOldTerms } from '../recovery/recovery.js';
 import type { KillReason } from '../runs/run.js';
 import type { NodeControl } from './control.js';
 
+/** How long a stop waits for the runs' results to be written (`pg-tasks systemd-unit` adds it to TimeoutStopSec). */
+export const RESULTS_DRAIN_MS = 15_000;
+
 /**
  * Two-phase stop (style §7): claim nothing more; then end the running tasks (cancel) or wait
  * for them (drain); write their results; release the lease; then stop every part (reverse of
@@ -28,7 +31,7 @@ export async function shutdownNode(node: NodeControl, mode: ShutdownMode, reason
   await claimer.settled();
   if (mode === 'cancel') runs.killAll(cancelReason);
   await runs.idle();
-  await writer.drain(15_000);
+  await writer.drain(RESULTS_DRAIN_MS);
   // A take on its way when the stop began may have come back with a term: nothing ran
   // under it, and it is released below like any other.
   await leaseStopped;

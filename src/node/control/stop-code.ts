@@ -30,15 +30,15 @@ export function applyStopCode(host: StopCodeHost, previous: StopCode, stop: Stop
   if (stop === previous && !initial) return;
   const log = host.log;
   if (stop === StopCode.run) {
-    if (!initial) log.info('stop code 0: claiming again');
+    if (!initial) log.info('resumed (stop code 0): claiming again');
     host.hint();
   } else if (stop === StopCode.pause) {
-    log.info('stop code 1: no new tasks; running ones continue');
+    log.info('paused (stop code 1): no new tasks; running ones continue');
   } else if (stop === StopCode.drain) {
-    log.info({ running: host.running() }, 'stop code 2: no new tasks; exiting when the running ones end');
+    log.info({ running: host.running() }, 'draining (stop code 2): no new tasks; exiting when the running ones end');
     if (host.running() === 0) void host.shutdown('drain', 'worker stop code 2', true);
   } else {
-    log.info({ running: host.running() }, 'stop code 3: cancelling the running tasks, then exiting');
+    log.info({ running: host.running() }, 'cancelling (stop code 3): cancelling the running tasks, then exiting');
     void host.shutdown('cancel', 'worker stop code 3', true);
   }
 }

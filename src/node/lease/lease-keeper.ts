@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { describeError } from '../../db/errors.js';
+import { isStaleServer } from '../../db/server-guard.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { Lease, RenewResult } from './lease.js';
 import type { LockSession } from './lock-session.js';
@@ -29,6 +30,13 @@ export interface LeaseEvents {
 }
 
 /**
+ * How often a waiting standby marks itself seen (standby_seen: pg-tasks workers shows it for
+ * 150 s) and reads the holder's lease in database time: its only statement while the holder
+ * is healthy, the bound issue 28 sets (1 a minute).
+ */
+export const STANDBY_MARK_MS = 60_000;
+
+/**
  * The whole life of the worker's lease, in one part (the model: River's
  * internal/leadership): take it, or wait as a standby; renew it every half lease; trust it only
  * until the last renewal + lease − margin (Lease.held), and step down at that fence. It
@@ -39,6 +47,12 @@ export class LeaseKeeper implements Service {
   private fenceTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private wakeStandby: (() => void) | null = null;
+  /** performance.now() at which the holder's lease would be recoverable (a standby's deadline). */
+  private recoverableAt = 0;
+  /** A standby that did not watch the lock after its last look watches at the holder's next ping. */
+  private watchOnPing = false;
+  /** A wake came since the last look (one during a statement is not lost). */
+  private woken = false;
   /** The last wake of the standby came from the lock session (see acquire). */
   private lockWake = false;
   /** A term is held and its timers run. */
@@ -88,12 +102,14 @@ export class LeaseKeeper implements Service {
 
   /** A notification says the worker row changed: a standby looks again at once. */
   wake(): void {
+    this.woken = true;
     this.wakeStandby?.();
   }
 
   /** The lock session says the holder's lock was let go: a standby looks at once. */
   lockReleased(): void {
     this.lockWake = true;
+    this.woken = true;
     this.wakeStandby?.();
   }
 
@@ -143,6 +159,7 @@ export class LeaseKeeper implements Service {
       try {
         const lockWake = this.lockWake;
         this.lockWake = false;
+        this.woken = false;
         const result = await this.lease.take(this.session.heldPid, lockWake);
         backoff.reset();
         if (result.taken) {
@@ -162,27 +179,65 @@ export class LeaseKeeper implements Service {
         // Wait for the holder's lock to be let go. Not again at once after a wake that found
         // the holder alive (it runs its term without the lock for now, which a standby's
         // shared request does not wait behind): the next notification about the worker (it
-        // got the lock: lock_pid) or the timer below watches again, so nothing spins.
+        // got the lock: lock_pid) or the holder's next renewal ping watches again, so nothing spins.
+        this.watchOnPing = lockWake;
         if (!lockWake) this.session.watch();
-        // Try again when the holder's lease would become recoverable, or after half a lease
-        // (by then a live holder has renewed).
-        const wait = result.recoverableInMs === null ? halfLease : result.recoverableInMs + 10;
-        await this.sleep(Math.min(Math.max(wait, 50), halfLease));
+        await this.standBy(result.recoverableInMs ?? halfLease);
       } catch (error) {
-        this.log.warn({ err: describeError(error, this.schema) }, 'could not take the lease; retrying');
+        // A refusal of the split-brain guard was logged once by the guard.
+        this.log[isStaleServer(error) ? 'debug' : 'warn']({ err: describeError(error, this.schema) }, 'could not take the lease; retrying');
         await this.sleep(backoff.next());
       }
     }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
+  /**
+   * A standby's wait, with no statement but one mark a minute (issue 28: it used to look at
+   * the worker row every half lease, 30 statements a minute). It ends on a wake (a notification
+   * about the worker, the holder's lock let go, stopTaking), or when the holder's lease would
+   * be recoverable: each renewal ping of the holder puts that off (holderRenewed), so the
+   * timer fires only for a holder that stopped renewing (paused, or its pings lost) — as soon
+   * as before, since the ping arrives after the renewal committed.
+   */
+  private async standBy(recoverableInMs: number): Promise<void> {
+    this.recoverableAt = performance.now() + recoverableInMs + 10;
+    let markAt = performance.now() + STANDBY_MARK_MS;
+    while (!this.stopped && !this.woken) {
+      const now = performance.now();
+      if (now >= this.recoverableAt) return;
+      if (now >= markAt) {
+        const ms = await this.lease.standbySeen();
+        if (ms === null) return;
+        markAt = performance.now() + STANDBY_MARK_MS;
+        this.recoverableAt = performance.now() + ms + 10;
+        continue;
       }
-      this.wakeStandby = done;
+      // A timer that fires before a later ping's deadline only loops: no statement.
+      if (await this.sleep(Math.max(Math.min(this.recoverableAt, markAt) - now, 50))) return;
+    }
+  }
+
+  /**
+   * A renewal ping of this worker's holder (another node): its lease runs `leaseSeconds` from
+   * now at most, since the renewal committed before the ping was sent.
+   */
+  holderRenewed(leaseSeconds: number): void {
+    if (this.holding || !Number.isFinite(leaseSeconds)) return;
+    this.recoverableAt = performance.now() + leaseSeconds * 1000 + this.lease.recoveryDelayMs + 10;
+    if (this.watchOnPing) {
+      this.watchOnPing = false;
+      this.session.watch();
+    }
+  }
+
+  /** Resolves true when woken, false when the time is up. */
+  private sleep(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      this.wakeStandby = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
     });
   }
 
@@ -213,7 +268,7 @@ export class LeaseKeeper implements Service {
       // so one failed statement (a dropped connection) would otherwise cost every running task.
       // The fence timer decides when this becomes fatal.
       const retryMs = Math.min(1_000, Math.max(this.lease.remainingMs() / 3, 100));
-      this.log.warn({ err: describeError(error), trustedForMs: Math.round(this.lease.remainingMs()), retryInMs: Math.round(retryMs) }, 'lease renewal failed');
+      this.log[isStaleServer(error) ? 'debug' : 'warn']({ err: describeError(error), trustedForMs: Math.round(this.lease.remainingMs()), retryInMs: Math.round(retryMs) }, 'lease renewal failed');
       if (!this.retryTimer && this.holding) {
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;

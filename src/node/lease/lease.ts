@@ -2,6 +2,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../../db/connection.js';
+import type { ServerGuard } from '../../db/server-guard.js';
 import type { Statements } from '../../sql/queries/index.js';
 import { recoverOldTerms } from '../recovery/recovery.js';
 
@@ -59,6 +60,8 @@ export class Lease {
     private readonly queries: Statements,
     options: LeaseOptions,
     private readonly log: Logger,
+    /** The node's split-brain guard: the worker row records the highest timeline it has seen. */
+    private readonly guard: ServerGuard | null = null,
   ) {
     // Renewal happens at half the lease; the margin must end after that, or a short lease
     // would be distrusted before its first renewal. 3 s of a 20 s lease; 0.5 s of a 2 s one.
@@ -105,7 +108,7 @@ export class Lease {
       if (!row.active) await q.failOrphanRuns(client, { workerId: o.workerId, epoch: row.lease_epoch });
       const taken = await q.takeLease(client, {
         workerId: o.workerId, leaseSeconds: o.leaseSeconds, now, nodeName: o.nodeName, host: os.hostname(), pid: process.pid,
-        groupId: o.groupId, maxTasks: o.maxTasks, lockPid, recoveryDelaySeconds: o.recoveryDelaySeconds,
+        groupId: o.groupId, maxTasks: o.maxTasks, lockPid, recoveryDelaySeconds: o.recoveryDelaySeconds, timeline: this.timeline(),
       });
       const { lease_epoch: epoch, stop, old_epoch: oldEpoch, old_due_in_ms: oldDue } = taken.rows[0]!;
       const recovered = oldEpoch !== null && (await recoverOldTerms(client, q, o.workerId, o.recoveryDelaySeconds, now)) !== null;
@@ -136,7 +139,7 @@ export class Lease {
     const sentAt = performance.now();
     const { rows } = await this.queries.renewLease(this.pool, {
       workerId: o.workerId, epoch: this.epoch, leaseSeconds: o.leaseSeconds, taskCount, now: null, groupId: o.groupId,
-      recoveryDelaySeconds: o.recoveryDelaySeconds, channel, ping, lockPid,
+      recoveryDelaySeconds: o.recoveryDelaySeconds, channel, ping, lockPid, timeline: this.timeline(),
     });
     const row = rows[0];
     if (!row) {
@@ -146,6 +149,25 @@ export class Lease {
     this.trustedUntilMs = sentAt + (o.leaseSeconds - o.marginSeconds) * 1000;
     // bigints in json arrive as numbers or strings: the int8 parser covers columns only.
     return { stop: row.stop, hasWaiting: row.has_waiting, hasCancels: row.has_cancels, watch: row.watch, owned: row.owned.map((r) => ({ id: Number(r.id), attempt: r.attempt })) };
+  }
+
+  /** ms the recovery delay adds to a lapsed lease before a standby (or any node) may take over. */
+  get recoveryDelayMs(): number {
+    return this.options.recoveryDelaySeconds * 1000;
+  }
+
+  /**
+   * A standby's mark that it still waits (see standbySeen): ms until the holder's lease is
+   * recoverable (database time), or null when there is no holder to wait for.
+   */
+  async standbySeen(): Promise<number | null> {
+    const o = this.options;
+    const { rows } = await this.queries.standbySeen(this.pool, { workerId: o.workerId, nodeName: o.nodeName, recoveryDelaySeconds: o.recoveryDelaySeconds });
+    return rows[0]?.recoverable_in_ms ?? null;
+  }
+
+  private timeline(): number | null {
+    return this.guard && this.guard.timeline > 0 ? this.guard.timeline : null;
   }
 
   /** Names this node's lock session on the term's row (lock_pid): see migration 15. */

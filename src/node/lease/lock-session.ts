@@ -1,5 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { createClient } from '../../db/connection.js';
+import { isStaleServer } from '../../db/server-guard.js';
 import type { Statements } from '../../sql/queries/index.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { Service } from '../services.js';
@@ -96,7 +98,7 @@ export class LockSession implements Service {
   private async connect(): Promise<void> {
     if (this.stopped || this.connecting || this.client) return;
     this.connecting = true;
-    const client = new pg.Client({ ...this.config, keepAlive: true });
+    const client = createClient({ ...this.config, keepAlive: true });
     try {
       client.on('error', (error) => this.lost(client, error));
       client.on('end', () => this.lost(client, new Error('connection ended')));
@@ -117,7 +119,7 @@ export class LockSession implements Service {
     } catch (error) {
       client.removeAllListeners('end');
       await client.end().catch(() => undefined);
-      this.log.warn({ err: (error as Error).message }, 'worker lock session: could not connect; retrying');
+      this.log[isStaleServer(error) ? 'debug' : 'warn']({ err: (error as Error).message }, 'worker lock session: could not connect; retrying');
       this.hadLoss = true;
       this.scheduleConnect(this.backoff.next());
       return;

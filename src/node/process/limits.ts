@@ -1,5 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
-
 /**
  * A run's resource limits: for each, the smaller of the task's and its group's (the claim
  * computes it), so a task can tighten its group's limit but never loosen it. null: none.
@@ -13,6 +11,8 @@ export interface TaskLimits {
   openFilesMax: number | null;
   /** Processes of the user the task runs as, all of them, not only the task's (RLIMIT_NPROC). */
   pidsMax: number | null;
+  /** CPUs' worth of time (cpu.max), where the run has a cgroup with the cpu controller. */
+  cpuMax?: number | null;
 }
 
 export const NO_LIMITS: TaskLimits = { memoryMax: null, cpuSecondsMax: null, openFilesMax: null, pidsMax: null };
@@ -80,25 +80,4 @@ export function limitNote(l: TaskLimits, signal: string | null, usage?: { userMs
     return `CPU time hard limit of ${l.cpuSecondsMax + 1} s reached`;
   }
   return `it ran under the limits: ${describeLimits(l)}`;
-}
-
-/**
- * Whether a delegated cgroup v2 subtree with the memory, pids and cpu controllers is
- * available to the node: the unified hierarchy at /sys/fs/cgroup, the node's own cgroup in
- * it, and the controllers enabled for its children. Only detected and logged for now: runs are
- * not yet put in cgroups of their own (cpu_max, memory.peak and 'oom' need that).
- */
-export function detectCgroup(): { available: boolean; reason: string } {
-  try {
-    const own = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((line) => line.startsWith('0::'));
-    if (!existsSync('/sys/fs/cgroup/cgroup.controllers')) return { available: false, reason: 'no cgroup v2 unified hierarchy at /sys/fs/cgroup' };
-    if (!own) return { available: false, reason: 'the node is in no cgroup v2 group' };
-    const dir = `/sys/fs/cgroup${own.slice(3)}`;
-    const controllers = readFileSync(`${dir}/cgroup.controllers`, 'utf8').trim().split(/\s+/);
-    const missing = ['memory', 'pids', 'cpu'].filter((c) => !controllers.includes(c));
-    if (missing.length) return { available: false, reason: `controllers missing in ${dir}: ${missing.join(', ')}` };
-    return { available: false, reason: `${dir} has the controllers, but this node does not yet place runs in cgroups` };
-  } catch (error) {
-    return { available: false, reason: (error as Error).message };
-  }
 }

@@ -7,25 +7,47 @@
  * The node compiles it on first use and falls back to child_process.spawn without a compiler.
  *
  * Protocol, both ways: frames of a 4-byte little-endian length, then the payload.
- * node -> helper  'S' key:u32 argc:u32 envc:u32 uid:i32 gid:i32 ngroups:u32 nlimits:u32,
- *                 then groups:u32[ngroups], then nlimits of (resource:u32 soft:u64 hard:u64),
- *                 then NUL-terminated cwd, argv[argc], env[envc]. The environment is the
- *                 task's whole environment (the node builds it clean; nothing is inherited).
- *                 uid -1 and no limits: posix_spawn. Otherwise fork, then in the child
- *                 setrlimit, setgroups, setgid, setuid (uid -1: keep the helper's), chdir, exec.
- * helper -> node  'P' key pid:i32        started (pid = process group id: setsid)
+ * node -> helper  'S' key:u32 argc:u32 envc:u32 uid:i32 gid:i32 ngroups:u32 nlimits:u32
+ *                 flags:u32 grace_ms:u32 memory_max:u64 cpu_quota_us:u32, then
+ *                 groups:u32[ngroups], then nlimits of
+ *                 (resource:u32 soft:u64 hard:u64), then NUL-terminated cwd, argv[argc],
+ *                 env[envc]. The environment is the task's whole environment (the node builds
+ *                 it clean; nothing is inherited). uid -1 and no limits: posix_spawn.
+ *                 Otherwise fork, then in the child setrlimit, setgroups, setgid, setuid
+ *                 (uid -1: keep the helper's), chdir, exec. flags bit 0: supervised (the run
+ *                 gets a supervisor, supervisor.c; grace_ms: its orphan grace); bit 1,
+ *                 with --cgroup DIR: it also gets a cgroup under DIR, with memory.max and
+ *                 cpu.max ("quota 100000") when not 0.
+ *                 'K' key signal:u32     to the run's supervisor (a child of the helper: no
+ *                                        pid of another process can be hit), after a SIGCONT
+ *                                        (a task may have stopped it): SIGTERM ends the run
+ *                                        gracefully, SIGUSR1 kills it, SIGKILL the supervisor
+ *                                        itself (one that does not answer), whose run the
+ *                                        helper then kills as strays
+ * helper -> node  'P' key pid:i32 supervisor:i32  started (pid = process group id: setsid;
+ *                                        supervisor 0: none)
  *                 'E' key errno:i32 step:i32  could not start; step says which call failed:
  *                                        0 exec, 1 chdir, 2 setrlimit, 3 setgroups, 4 setgid,
  *                                        5 setuid, 6 fork or pipe
  *                 'O' key bytes...       output (stdout and stderr share one pipe)
- *                 'X' key status:i32 user_ms:u32 system_ms:u32 maxrss_kb:u32
- *                                        the leader exited (raw wait status), and what it used
- *                                        (wait4's rusage: itself and the children it waited for)
- *                 'C' key                its output pipe closed
- * The helper exits when its stdin closes (the node is gone); the node's reaper, not this
- * helper, kills what the node left running.
+ *                 'F' key bytes...       what the task wrote on its fd 3, the control channel
+ *                                        (docs/control.md)
+ *                 'X' key status:i32 user_ms:u32 system_ms:u32 maxrss_kb:u32 orphans:u32
+ *                     memory_peak_kb:u32 oom:u32
+ *                                        the run ended: its leader's raw wait status and what
+ *                                        it used (wait4's rusage: itself and the children it
+ *                                        waited for); supervised, only once every process of
+ *                                        the run is gone, with how many it killed that had
+ *                                        escaped the leader's group or outlived it
+ *                 'L' key                the run's supervisor died before it reported the end
+ *                 'C' key                its output pipe and its control pipe closed
+ * The helper exits when its stdin closes (the node is gone): the supervisors then kill their
+ * runs (their parent-death signal), and the node's reaper kills the process groups.
+ * With --subreaper the helper is a child subreaper too: the processes of a supervisor that was
+ * killed are adopted by it, and it kills them. SIGUSR2 to the helper (the node's reaper, at
+ * its fence) makes it tell every supervisor to kill its run.
  */
-#define _GNU_SOURCE
+#include "spawner.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -34,16 +56,20 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <grp.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 struct task {
   uint32_t key;
-  pid_t pid; /* 0 once reaped */
-  int out;   /* read end of the output pipe, -1 once closed */
+  pid_t pid;     /* the leader, or the supervisor of a supervised run; 0 once reaped */
+  int out;       /* read end of the output pipe, -1 once closed */
+  int ctl;       /* read end of the control pipe (the task's fd 3), -1 once closed */
+  int st;        /* read end of the supervisor's status pipe, -1 without one or once closed */
+  int supervised;
+  int ended;     /* 'X', 'E' or 'L' sent */
 };
 
 static struct task *tasks;
@@ -71,16 +97,6 @@ static void write_all(const char *p, size_t n) {
   }
 }
 
-static void put_u32(char *p, uint32_t v) {
-  p[0] = (char)(v & 0xff); p[1] = (char)((v >> 8) & 0xff);
-  p[2] = (char)((v >> 16) & 0xff); p[3] = (char)((v >> 24) & 0xff);
-}
-
-static uint32_t get_u32(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
-}
-
 /* One reply frame: type, key, then either a 32-bit value or raw bytes. */
 static void reply(char type, uint32_t key, const char *data, size_t len) {
   char head[9];
@@ -91,12 +107,6 @@ static void reply(char type, uint32_t key, const char *data, size_t len) {
   if (len) write_all(data, len);
 }
 
-static void reply_int(char type, uint32_t key, int32_t value) {
-  char v[4];
-  put_u32(v, (uint32_t)value);
-  reply(type, key, v, 4);
-}
-
 static void reply_error(uint32_t key, int err, int step) {
   char v[8];
   put_u32(v, (uint32_t)err);
@@ -104,84 +114,32 @@ static void reply_error(uint32_t key, int err, int step) {
   reply('E', key, v, 8);
 }
 
-static uint64_t get_u64(const char *p) {
-  return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
+static pid_t helper_pid;
+static const char *cgroup_parent; /* --cgroup: the node's cgroup, where runs get theirs */
+static int helper_subreaper;      /* --subreaper */
 
-/* What a task needs beyond posix_spawn: another user, or resource limits. */
-struct creds {
-  int32_t uid, gid; /* -1: keep the helper's */
-  uint32_t ngroups, nlimits;
-  const char *groups, *limits; /* raw, in the frame */
-};
-
-/*
- * The slow path: fork, then in the child the calls posix_spawn cannot make, then exec. A
- * failing call is reported through a CLOEXEC pipe (errno and step); a successful exec closes
- * it, so the parent's read returns 0. fork, not vfork: the child calls setrlimit and setuid,
- * and the helper is a few hundred kilobytes, so the copy is cheap.
- */
-static pid_t fork_task(const struct creds *c, const char *cwd, char **argv, char **envp, int out, int *err, int *step) {
-  int ep[2];
-  if (pipe2(ep, O_CLOEXEC) < 0) { *err = errno; *step = 6; return -1; }
-  gid_t groups[c->ngroups ? c->ngroups : 1];
-  for (uint32_t i = 0; i < c->ngroups; i++) groups[i] = (gid_t)get_u32(c->groups + 4 * i);
-  pid_t pid = fork();
-  if (pid < 0) { *err = errno; *step = 6; close(ep[0]); close(ep[1]); return -1; }
-  if (pid == 0) {
-    int s = 0;
-    sigset_t none;
-    sigemptyset(&none);
-    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    setsid();
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0 && devnull != 0) { dup2(devnull, 0); close(devnull); }
-    dup2(out, 1);
-    dup2(out, 2);
-    for (uint32_t i = 0; i < c->nlimits; i++) {
-      const char *l = c->limits + 20 * i;
-      struct rlimit rl = {(rlim_t)get_u64(l + 4), (rlim_t)get_u64(l + 12)};
-      if (setrlimit((int)get_u32(l), &rl) < 0) { s = 2; goto fail; }
-    }
-    if (c->uid >= 0) {
-      if (setgroups(c->ngroups, groups) < 0) { s = 3; goto fail; }
-      if (setgid((gid_t)c->gid) < 0) { s = 4; goto fail; }
-      if (setuid((uid_t)c->uid) < 0) { s = 5; goto fail; }
-    }
-    /* After setuid: the cwd must be usable by the user the task runs as. */
-    if (cwd[0] && chdir(cwd) < 0) { s = 1; goto fail; }
-    /* execvp searches the PATH of environ: the task's. */
-    environ = envp;
-    execvp(argv[0], argv);
-    s = 0;
-  fail:;
-    int v[2] = {errno, s};
-    (void)!write(ep[1], v, sizeof v);
-    _exit(127);
+static void add_task(struct task t) {
+  if (ntasks == captasks) {
+    captasks = captasks ? captasks * 2 : 64;
+    tasks = realloc(tasks, captasks * sizeof(struct task));
+    if (!tasks) die("realloc");
   }
-  close(ep[1]);
-  int v[2];
-  ssize_t n;
-  do n = read(ep[0], v, sizeof v); while (n < 0 && errno == EINTR);
-  close(ep[0]);
-  if (n == (ssize_t)sizeof v) {
-    waitpid(pid, NULL, 0);
-    *err = v[0];
-    *step = v[1];
-    return -1;
-  }
-  return pid;
+  fcntl(t.out, F_SETFL, O_NONBLOCK);
+  fcntl(t.ctl, F_SETFL, O_NONBLOCK);
+  if (t.st >= 0) fcntl(t.st, F_SETFL, O_NONBLOCK);
+  tasks[ntasks++] = t;
 }
 
 static void start_task(const char *msg, size_t len) {
-  if (len < 29) return;
+  if (len < 49) return;
   uint32_t key = get_u32(msg + 1), argc = get_u32(msg + 5), envc = get_u32(msg + 9);
-  struct creds c = {(int32_t)get_u32(msg + 13), (int32_t)get_u32(msg + 17), get_u32(msg + 21), get_u32(msg + 25), NULL, NULL};
-  size_t fixed = 29 + 4 * (size_t)c.ngroups + 20 * (size_t)c.nlimits;
+  struct creds c = {(int32_t)get_u32(msg + 13), (int32_t)get_u32(msg + 17), get_u32(msg + 21), get_u32(msg + 25), NULL, NULL, NULL, -1};
+  uint32_t flags = get_u32(msg + 29), grace_ms = get_u32(msg + 33);
+  struct run_cgroup cg = {(flags & 3) == 3 ? cgroup_parent : NULL, (uint64_t)get_u32(msg + 37) | (uint64_t)get_u32(msg + 41) << 32, get_u32(msg + 45)};
+  size_t fixed = 49 + 4 * (size_t)c.ngroups + 20 * (size_t)c.nlimits;
   size_t nstr = 1 + (size_t)argc + envc;
   if (argc == 0 || c.ngroups > 65536 || c.nlimits > 16 || fixed > len || nstr > len - fixed) { reply_error(key, EINVAL, 0); return; }
-  c.groups = msg + 29;
+  c.groups = msg + 49;
   c.limits = c.groups + 4 * c.ngroups;
   char **strs = calloc(nstr + 2, sizeof(char *));
   if (!strs) die("calloc");
@@ -198,111 +156,181 @@ static void start_task(const char *msg, size_t len) {
   memcpy(argv, strs + 1, argc * sizeof(char *));
   memcpy(envp, strs + 1 + argc, envc * sizeof(char *));
 
-  int fds[2];
+  int fds[2], cfd[2];
   if (pipe2(fds, O_CLOEXEC) < 0) { reply_error(key, errno, 6); goto out; }
-  pid_t pid;
-  if (c.uid >= 0 || c.nlimits > 0) {
-    int err = 0, step = 0;
-    pid = fork_task(&c, strs[0], argv, envp, fds[1], &err, &step);
+  if (pipe2(cfd, O_CLOEXEC) < 0) { close(fds[0]); close(fds[1]); reply_error(key, errno, 6); goto out; }
+  if (flags & 1) {
+    /* Supervised: the supervisor starts the leader and reports on its status pipe. */
+    int sp[2];
+    if (pipe2(sp, O_CLOEXEC) < 0) { close(fds[0]); close(fds[1]); close(cfd[0]); close(cfd[1]); reply_error(key, errno, 6); goto out; }
+    /* The supervisor's signals are blocked before the fork, so it is born with them blocked:
+       a SIGTERM the node sends (frame K) before the child has run its first line is queued
+       for its signalfd, not the default action that would kill the supervisor alone. */
+    sigset_t sup_signals, before;
+    sigemptyset(&sup_signals);
+    sigaddset(&sup_signals, SIGTERM);
+    sigaddset(&sup_signals, SIGUSR1);
+    sigaddset(&sup_signals, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sup_signals, &before);
+    pid_t sup = fork();
+    if (sup == 0) supervise(&c, &cg, strs[0], argv, envp, fds[1], cfd[1], sp[1], grace_ms, helper_pid);
+    int fork_errno = errno;
+    sigprocmask(SIG_SETMASK, &before, NULL);
     close(fds[1]);
-    if (pid < 0) {
-      close(fds[0]);
-      reply_error(key, err, step);
-      goto out;
-    }
-    goto started;
-  }
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-  if (strs[0][0]) posix_spawn_file_actions_addchdir_np(&fa, strs[0]);
-  posix_spawnattr_init(&at);
-  /* Its own session and process group, default signal dispositions and an empty mask:
-     what the helper blocks or ignores must not leak into the task. */
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &all);
-  /* posix_spawnp searches the PATH of the environment the task gets, like Node's spawn. */
-  char **saved = environ;
-  environ = envp;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &at, argv, envp);
-  environ = saved;
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  close(fds[1]);
-  if (rc != 0) {
-    close(fds[0]);
-    reply_error(key, rc, 0);
+    close(cfd[1]);
+    close(sp[1]);
+    if (sup < 0) { close(fds[0]); close(cfd[0]); close(sp[0]); reply_error(key, fork_errno, 6); goto out; }
+    add_task((struct task){key, sup, fds[0], cfd[0], sp[0], 1, 0});
     goto out;
   }
-started:
-  fcntl(fds[0], F_SETFL, O_NONBLOCK);
-  if (ntasks == captasks) {
-    captasks = captasks ? captasks * 2 : 64;
-    tasks = realloc(tasks, captasks * sizeof(struct task));
-    if (!tasks) die("realloc");
+  int err = 0, step = 0;
+  pid_t pid = spawn_leader(&c, strs[0], argv, envp, fds[1], cfd[1], &err, &step);
+  close(fds[1]);
+  close(cfd[1]);
+  if (pid < 0) {
+    close(fds[0]);
+    close(cfd[0]);
+    reply_error(key, err, step);
+    goto out;
   }
-  tasks[ntasks++] = (struct task){key, pid, fds[0]};
-  reply_int('P', key, pid);
+  add_task((struct task){key, pid, fds[0], cfd[0], -1, 0, 0});
+  char v[8];
+  put_u32(v, (uint32_t)pid);
+  put_u32(v + 4, 0);
+  reply('P', key, v, 8);
 out:
   free(argv);
   free(envp);
   free(strs);
 }
 
-static void drop_finished(void) {
-  size_t j = 0;
+/* Signals a run's supervisor, which is this helper's child while tasks[i].pid is set. */
+static void signal_supervisor(struct task *t, int sig) {
+  if (!t->supervised || t->pid == 0) return;
+  kill(t->pid, SIGCONT);
+  kill(t->pid, sig);
+}
+
+static void signal_task(const char *msg, size_t len) {
+  if (len < 9) return;
+  uint32_t key = get_u32(msg + 1);
+  int sig = (int)get_u32(msg + 5);
+  if (sig != SIGTERM && sig != SIGUSR1 && sig != SIGKILL) return;
   for (size_t i = 0; i < ntasks; i++)
-    if (tasks[i].pid != 0 || tasks[i].out >= 0) tasks[j++] = tasks[i];
-  ntasks = j;
+    if (tasks[i].key == key) signal_supervisor(&tasks[i], sig);
 }
 
-static void reap(void) {
+/* A supervisor's report: its status records, turned into frames for the node. */
+static void read_status(struct task *t) {
+  char rec[STATUS_LEN];
   for (;;) {
-    int status;
-    struct rusage ru;
-    pid_t pid = wait4(-1, &status, WNOHANG, &ru);
-    if (pid <= 0) return;
-    for (size_t i = 0; i < ntasks; i++) {
-      if (tasks[i].pid == pid) {
-        tasks[i].pid = 0;
-        char v[16];
-        put_u32(v, (uint32_t)status);
-        put_u32(v + 4, (uint32_t)(ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000));
-        put_u32(v + 8, (uint32_t)(ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000));
-        put_u32(v + 12, (uint32_t)ru.ru_maxrss); /* kilobytes on Linux */
-        reply('X', tasks[i].key, v, sizeof v);
-        break;
-      }
-    }
-  }
-}
-
-static void read_output(struct task *t) {
-  static char buf[65536];
-  for (;;) {
-    ssize_t n = read(t->out, buf, sizeof buf);
-    if (n > 0) { reply('O', t->key, buf, (size_t)n); continue; }
+    ssize_t n = read(t->st, rec, sizeof rec);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    close(t->out); /* EOF or error: the pipe is done */
-    t->out = -1;
-    reply('C', t->key, NULL, 0);
+    if (n == (ssize_t)sizeof rec) {
+      if (rec[0] == 'P') {
+        char v[8];
+        memcpy(v, rec + 4, 4);
+        put_u32(v + 4, (uint32_t)t->pid);
+        reply('P', t->key, v, 8);
+      } else if (rec[0] == 'E') {
+        t->ended = 1;
+        reply('E', t->key, rec + 4, 8);
+      } else if (rec[0] == 'X') {
+        t->ended = 1;
+        reply('X', t->key, rec + 4, 28);
+      }
+      continue;
+    }
+    /* EOF (or a short read, which a pipe never gives for records this small): it is done. */
+    close(t->st);
+    t->st = -1;
+    if (!t->ended) {
+      t->ended = 1;
+      reply('L', t->key, NULL, 0);
+    }
     return;
   }
 }
 
-int main(void) {
+static void drop_finished(void) {
+  size_t j = 0;
+  for (size_t i = 0; i < ntasks; i++)
+    if (tasks[i].pid != 0 || tasks[i].out >= 0 || tasks[i].ctl >= 0 || tasks[i].st >= 0) tasks[j++] = tasks[i];
+  ntasks = j;
+}
+
+/* The pids the helper knows: leaders and supervisors still running. */
+static void kill_strays(void) {
+  pid_t *keep = malloc((ntasks ? ntasks : 1) * sizeof(pid_t));
+  size_t n = 0;
+  if (!keep) return;
+  for (size_t i = 0; i < ntasks; i++) if (tasks[i].pid != 0) keep[n++] = tasks[i].pid;
+  kill_children_except(helper_pid, keep, n);
+  free(keep);
+}
+
+static void reap(void) {
+  int strays = 0;
+  for (;;) {
+    int status;
+    struct rusage ru;
+    pid_t pid = wait4(-1, &status, WNOHANG, &ru);
+    if (pid <= 0) break;
+    size_t i = 0;
+    while (i < ntasks && tasks[i].pid != pid) i++;
+    if (i == ntasks) {
+      /* Not ours: a process of a run whose supervisor died, adopted by this subreaper. Its
+         children, if it had any, are adopted now: look again. */
+      strays = 1;
+      continue;
+    }
+    tasks[i].pid = 0;
+    if (tasks[i].supervised) {
+      /* Its report came on its status pipe. Killed, or gone before its report (by its own
+         task, as the same user?): its processes were adopted by this helper, which kills them. */
+      if (WIFSIGNALED(status) || !tasks[i].ended) strays = 1;
+      continue;
+    }
+    tasks[i].ended = 1;
+    char v[28] = {0};
+    put_u32(v, (uint32_t)status);
+    put_u32(v + 4, (uint32_t)(ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000));
+    put_u32(v + 8, (uint32_t)(ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000));
+    put_u32(v + 12, (uint32_t)ru.ru_maxrss); /* kilobytes on Linux */
+    reply('X', tasks[i].key, v, sizeof v);
+  }
+  if (strays && helper_subreaper) kill_strays();
+}
+
+/* Reads the output pipe ('O') or the control pipe ('F'); 'C' once both are closed. */
+static void read_pipe(struct task *t, int *fd, char type) {
+  static char buf[65536];
+  for (;;) {
+    ssize_t n = read(*fd, buf, sizeof buf);
+    if (n > 0) { reply(type, t->key, buf, (size_t)n); continue; }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    close(*fd); /* EOF or error: the pipe is done */
+    *fd = -1;
+    if (t->out < 0 && t->ctl < 0) reply('C', t->key, NULL, 0);
+    return;
+  }
+}
+
+int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
+  helper_pid = getpid();
+  int subreaper = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--subreaper") == 0) subreaper = helper_subreaper = 1;
+    else if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc) cgroup_parent = argv[++i];
+  }
+  if (subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) die("prctl");
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
+  sigaddset(&chld, SIGUSR2);
   if (sigprocmask(SIG_BLOCK, &chld, NULL) < 0) die("sigprocmask");
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) die("signalfd");
@@ -314,29 +342,44 @@ int main(void) {
   struct pollfd *pfd = NULL;
   size_t pcap = 0;
   for (;;) {
-    if (pcap < ntasks + 2) {
-      pcap = (ntasks + 2) * 2;
+    if (pcap < 3 * ntasks + 2) {
+      pcap = (3 * ntasks + 2) * 2;
       pfd = realloc(pfd, pcap * sizeof(struct pollfd));
       if (!pfd) die("realloc");
     }
     pfd[0] = (struct pollfd){0, POLLIN, 0};
     pfd[1] = (struct pollfd){sfd, POLLIN, 0};
     size_t np = 2;
-    for (size_t i = 0; i < ntasks; i++)
+    for (size_t i = 0; i < ntasks; i++) {
       if (tasks[i].out >= 0) pfd[np++] = (struct pollfd){tasks[i].out, POLLIN, 0};
+      if (tasks[i].ctl >= 0) pfd[np++] = (struct pollfd){tasks[i].ctl, POLLIN, 0};
+      if (tasks[i].st >= 0) pfd[np++] = (struct pollfd){tasks[i].st, POLLIN, 0};
+    }
     if (poll(pfd, np, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }
     /* Output before exits: a task's last words are sent before its 'X'. */
+    int status_ready = 0;
     for (size_t i = 0, k = 2; i < ntasks; i++) {
-      if (tasks[i].out < 0) continue;
-      if (pfd[k++].revents) read_output(&tasks[i]);
+      /* Both looked at before either is read: a read that closes its pipe must not shift k. */
+      int out_ready = tasks[i].out >= 0 && pfd[k++].revents;
+      int ctl_ready = tasks[i].ctl >= 0 && pfd[k++].revents;
+      if (out_ready) read_pipe(&tasks[i], &tasks[i].out, 'O');
+      if (ctl_ready) read_pipe(&tasks[i], &tasks[i].ctl, 'F');
+      if (tasks[i].st >= 0 && pfd[k++].revents) status_ready = 1;
     }
+    if (status_ready)
+      for (size_t i = 0; i < ntasks; i++)
+        if (tasks[i].st >= 0) read_status(&tasks[i]);
     if (pfd[1].revents) {
       struct signalfd_siginfo si;
-      while (read(sfd, &si, sizeof si) > 0) {}
+      int fence = 0;
+      while (read(sfd, &si, sizeof si) > 0) fence |= si.ssi_signo == SIGUSR2;
       reap();
+      /* The node's reaper, at its fence: every run ends now. */
+      if (fence)
+        for (size_t i = 0; i < ntasks; i++) signal_supervisor(&tasks[i], SIGUSR1);
     }
     drop_finished();
     if (pfd[0].revents) {
@@ -346,7 +389,10 @@ int main(void) {
         if (!in) die("realloc");
       }
       ssize_t n = read(0, in + inlen, incap - inlen);
-      if (n == 0) return 0; /* the node closed our stdin: it is gone or done */
+      if (n == 0) { /* the node closed our stdin: it is gone or done */
+        if (subreaper) kill_strays();
+        return 0;
+      }
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
         die("read");
@@ -357,6 +403,7 @@ int main(void) {
         uint32_t flen = get_u32(in + off);
         if (inlen - off - 4 < flen) break;
         if (flen > 0 && in[off + 4] == 'S') start_task(in + off + 4, flen);
+        else if (flen > 0 && in[off + 4] == 'K') signal_task(in + off + 4, flen);
         off += 4 + flen;
       }
       memmove(in, in + off, inlen - off);

@@ -8,6 +8,11 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { RLimit } from './limits.js';
 import type { Service } from '../services.js';
+import type { ContainmentMode } from '../options.js';
+import { NodeCgroup } from './cgroup.js';
+
+/** PGTASKS_OLD_TURNOVER=1: one pipe write per frame, as before issue 28 (bench/turnover.ts compares). */
+const WRITE_EACH = process.env.PGTASKS_OLD_TURNOVER === '1';
 
 /**
  * The node's side of the spawn helper (spawner.c): a small C process that starts the task
@@ -20,18 +25,25 @@ import type { Service } from '../services.js';
 export type SpawnerMode = 'auto' | 'helper' | 'node';
 
 export interface HelperCallbacks {
-  started(pid: number): void;
+  /** supervisor: the pid of the run's supervisor (supervisor.c), 0 when it has none. */
+  started(pid: number, supervisor: number): void;
   /** step: the call that failed (SpawnStep); the exec itself unless run_as or limits. */
   failed(errno: number, step: SpawnStep): void;
   output(chunk: Buffer): void;
-  /** status -1: unknown (the helper died). usage: what the leader used, from wait4. */
-  exited(status: number, usage?: ResourceUsage): void;
+  /** What the task wrote on its fd 3, the control channel (docs/control.md). */
+  control(chunk: Buffer): void;
+  /**
+   * status -1: unknown (the helper died); -2: unknown (the run's supervisor died). usage: what
+   * the leader used, from wait4. orphans: the processes its supervisor killed that had escaped
+   * the leader's process group or outlived it.
+   */
+  exited(status: number, usage?: ResourceUsage, orphans?: number, cgroup?: CgroupUsage): void;
   closed(): void;
 }
 
 /** Which call of the start failed, as spawner.c numbers them. */
-export type SpawnStep = 'exec' | 'chdir' | 'setrlimit' | 'setgroups' | 'setgid' | 'setuid' | 'fork';
-const STEPS: SpawnStep[] = ['exec', 'chdir', 'setrlimit', 'setgroups', 'setgid', 'setuid', 'fork'];
+export type SpawnStep = 'exec' | 'chdir' | 'setrlimit' | 'setgroups' | 'setgid' | 'setuid' | 'fork' | 'cgroup';
+const STEPS: SpawnStep[] = ['exec', 'chdir', 'setrlimit', 'setgroups', 'setgid', 'setuid', 'fork', 'cgroup'];
 
 /** Who the task runs as (set only when the node switches user: it runs as root). */
 export interface SpawnCreds {
@@ -40,7 +52,28 @@ export interface SpawnCreds {
   groups: number[];
 }
 
-const SOURCE = fileURLToPath(new URL('../../../src/node/process/spawner.c', import.meta.url));
+/** The helper's sources, compiled together (spawner.c first: its hash names the binary). */
+const SOURCES = ['spawner.c', 'supervisor.c', 'spawner.h'].map((f) => fileURLToPath(new URL(`../../../src/node/process/${f}`, import.meta.url)));
+
+/** A run's supervisor (supervisor.c): what it waits for once the leader has exited. */
+export interface Supervision {
+  /** How long the run's other processes may outlive its leader before they are killed. */
+  orphanGraceMs: number;
+  /** A cgroup of its own, under the node's (which the helper must have): see TaskProcess. */
+  cgroup?: boolean;
+  /** memory.max of the run's cgroup, in bytes (the node has a cgroup with memory). */
+  memoryMax?: number | null;
+  /** cpu.max of the run's cgroup, in CPUs (the node has a cgroup with cpu). */
+  cpuMax?: number | null;
+}
+
+/** What the run's cgroup saw (with the node's cgroup only). */
+export interface CgroupUsage {
+  /** memory.peak, in kB (0 where the kernel has no memory.peak). */
+  memoryPeakKb: number;
+  /** The kernel's OOM killer killed a process of the run. */
+  oom: boolean;
+}
 
 /** CPU time and peak memory of a task's leader process (and the children it waited for). */
 export interface ResourceUsage {
@@ -54,6 +87,13 @@ export class Spawner {
   private readonly tasks = new Map<number, { callbacks: HelperCallbacks; exited: boolean; closed: boolean }>();
   private nextKey = 1;
   private pending = Buffer.alloc(0);
+  /**
+   * The frames of this turn (spawns, signals), written as one when it ends (a microtask): a
+   * claim's tasks cost one pipe write, not one each. The write per spawn was the node's
+   * largest single cost in its CPU profile at 32 slots (issue 28: 322 ms in a run of 2 000 tasks,
+   * about 160 µs a spawn on a loaded machine).
+   */
+  private outbox: Buffer[] = [];
   /** Set when the helper died under the node: the callers fall back to child_process. */
   dead = false;
   /** Set by stop(): the helper's exit is then expected. */
@@ -62,13 +102,17 @@ export class Spawner {
   private constructor(
     private readonly binary: string,
     private readonly log: Logger,
+    /** Runs get supervisors, and the helper adopts what a killed supervisor leaves. */
+    readonly contained: boolean,
+    /** Where supervised runs get cgroups of their own (null: none). */
+    readonly cgroup: NodeCgroup | null,
   ) {}
 
   /** The helper, or null where it cannot be built ('auto') or is not wanted ('node'). */
-  static async create(mode: SpawnerMode, log: Logger): Promise<Spawner | null> {
+  static async create(mode: SpawnerMode, log: Logger, contained = true, cgroup: NodeCgroup | null = null): Promise<Spawner | null> {
     if (mode === 'node') return null;
     try {
-      const spawner = new Spawner(await buildHelper(), log);
+      const spawner = new Spawner(await buildHelper(), log, contained, cgroup);
       spawner.start();
       return spawner;
     } catch (error) {
@@ -81,7 +125,8 @@ export class Spawner {
   private start(): void {
     // Its own process group, like the reaper: a Ctrl-C at the node's terminal must not take
     // it away before the node has ended its tasks.
-    const child = spawn(this.binary, [], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+    const args = [...(this.contained ? ['--subreaper'] : []), ...(this.cgroup ? ['--cgroup', this.cgroup.dir] : [])];
+    const child = spawn(this.binary, args, { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     this.child = child;
     child.stdin.on('error', () => undefined);
     child.stdout.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -96,9 +141,10 @@ export class Spawner {
    * Asks the helper to start argv in cwd with exactly the environment env ("NAME=VALUE"; the
    * node builds it clean, see task-env.ts). With creds or limits the helper forks and makes
    * the calls before exec; without, it uses posix_spawn. Throws, like spawn(), for what cannot
-   * be passed to the kernel (a NUL byte).
+   * be passed to the kernel (a NUL byte). With supervision (a node with containment on), the
+   * run gets a supervisor that owns every process it starts. Returns the run's key (signal()).
    */
-  spawn(argv: string[], cwd: string, env: string[], callbacks: HelperCallbacks, creds: SpawnCreds | null = null, limits: RLimit[] = []): void {
+  spawn(argv: string[], cwd: string, env: string[], callbacks: HelperCallbacks, creds: SpawnCreds | null = null, limits: RLimit[] = [], supervision: Supervision | null = null): number {
     const strings = [cwd, ...argv, ...env];
     for (const s of strings) {
       if (s.includes('\0')) throw new TypeError('an argument, the cwd or an environment variable contains a NUL byte');
@@ -106,7 +152,7 @@ export class Spawner {
     const body = Buffer.from(strings.join('\0') + '\0', 'utf8');
     const groups = creds?.groups ?? [];
     const key = this.nextKey++;
-    const head = Buffer.alloc(33 + 4 * groups.length + 20 * limits.length);
+    const head = Buffer.alloc(53 + 4 * groups.length + 20 * limits.length);
     head.writeUInt32LE(head.length - 4 + body.length, 0);
     head.write('S', 4, 'latin1');
     head.writeUInt32LE(key, 5);
@@ -116,7 +162,15 @@ export class Spawner {
     head.writeInt32LE(creds ? creds.gid : -1, 21);
     head.writeUInt32LE(groups.length, 25);
     head.writeUInt32LE(limits.length, 29);
-    let off = 33;
+    head.writeUInt32LE((supervision ? 1 : 0) | (supervision?.cgroup ? 2 : 0), 33);
+    head.writeUInt32LE(supervision ? Math.min(Math.max(0, Math.round(supervision.orphanGraceMs)), 0xffffffff) : 0, 37);
+    // cpu.max: the quota of a 100 ms period; NaN, Infinity (the column's check lets them
+    // through) and less than the kernel's 1 ms are no limit and 1 ms.
+    const cpu = supervision?.cpuMax;
+    const quota = cpu && Number.isFinite(cpu) && cpu > 0 ? Math.min(Math.max(1_000, Math.round(cpu * 100_000)), 0xffffffff) : 0;
+    head.writeBigUInt64LE(BigInt(supervision?.memoryMax ? Math.max(0, Math.round(supervision.memoryMax)) : 0), 41);
+    head.writeUInt32LE(quota, 49);
+    let off = 53;
     for (const g of groups) off = head.writeUInt32LE(g, off);
     for (const l of limits) {
       off = head.writeUInt32LE(l.resource, off);
@@ -124,7 +178,39 @@ export class Spawner {
       off = head.writeBigUInt64LE(l.hard, off);
     }
     this.tasks.set(key, { callbacks, exited: false, closed: false });
-    this.child!.stdin!.write(Buffer.concat([head, body]));
+    this.send(head, body);
+    return key;
+  }
+
+  /**
+   * Signals the supervisor of run `key` through the helper, whose child it is (so no other
+   * process can be hit by a pid used again), after a SIGCONT: SIGTERM ends the run gracefully,
+   * SIGUSR1 kills it, SIGKILL kills a supervisor that does not answer (the helper then kills
+   * its run). False when the helper is gone.
+   */
+  signal(key: number, signal: 'SIGTERM' | 'SIGUSR1' | 'SIGKILL'): boolean {
+    if (!this.child?.stdin || this.dead) return false;
+    const frame = Buffer.alloc(13);
+    frame.writeUInt32LE(9, 0);
+    frame.write('K', 4, 'latin1');
+    frame.writeUInt32LE(key, 5);
+    frame.writeUInt32LE(os.constants.signals[signal], 9);
+    this.send(frame);
+    return true;
+  }
+
+  /** Queues frames for the helper, in order; the turn's frames go in one write (see outbox). */
+  private send(...frames: Buffer[]): void {
+    if (this.outbox.length === 0 && !WRITE_EACH) queueMicrotask(() => this.flush());
+    this.outbox.push(...frames);
+    if (WRITE_EACH) this.flush();
+  }
+
+  private flush(): void {
+    if (this.outbox.length === 0) return;
+    const frames = this.outbox.length === 1 ? this.outbox[0]! : Buffer.concat(this.outbox);
+    this.outbox = [];
+    this.child?.stdin?.write(frames);
   }
 
   private onData(chunk: Buffer): void {
@@ -150,7 +236,7 @@ export class Spawner {
     const task = entry.callbacks;
     switch (type) {
       case 'P':
-        task.started(frame.readInt32LE(5));
+        task.started(frame.readInt32LE(5), frame.length >= 13 ? frame.readInt32LE(9) : 0);
         break;
       case 'E':
         this.tasks.delete(key);
@@ -159,11 +245,24 @@ export class Spawner {
       case 'O':
         task.output(Buffer.from(frame.subarray(5)));
         break;
+      case 'F':
+        task.control(Buffer.from(frame.subarray(5)));
+        break;
       // The exit and the end of the output come in either order; the second one ends it.
       case 'X':
         entry.exited = true;
         if (entry.closed) this.tasks.delete(key);
-        task.exited(frame.readInt32LE(5), { userMs: frame.readUInt32LE(9), systemMs: frame.readUInt32LE(13), maxRssKb: frame.readUInt32LE(17) });
+        task.exited(
+          frame.readInt32LE(5),
+          { userMs: frame.readUInt32LE(9), systemMs: frame.readUInt32LE(13), maxRssKb: frame.readUInt32LE(17) },
+          frame.length >= 25 ? frame.readUInt32LE(21) : 0,
+          frame.length >= 33 ? { memoryPeakKb: frame.readUInt32LE(25), oom: frame.readUInt32LE(29) !== 0 } : undefined,
+        );
+        break;
+      case 'L':
+        entry.exited = true;
+        if (entry.closed) this.tasks.delete(key);
+        task.exited(-2);
         break;
       case 'C':
         entry.closed = true;
@@ -190,6 +289,7 @@ export class Spawner {
   /** After the node's tasks have ended: the helper exits when its stdin closes. */
   stop(): void {
     this.stopped = true;
+    this.flush();
     this.child?.stdin?.end();
   }
 
@@ -210,15 +310,35 @@ export class SpawnHelper implements Service {
   /** Bumped by stop(): a helper whose start was still on its way is let go at once. */
   private generation = 0;
 
+  /** The node's cgroup while the helper runs (containment 'auto' or 'cgroup', where delegated). */
+  private cgroup: NodeCgroup | null = null;
+
   constructor(
     private readonly mode: SpawnerMode,
     private readonly log: Logger,
+    private readonly containment: ContainmentMode = 'auto',
   ) {}
 
   start(): Promise<void> {
     if (this.starting) return this.starting;
     const generation = this.generation;
-    this.starting = Spawner.create(this.mode, this.log).then(
+    const contained = this.containment !== 'group';
+    if ((this.containment === 'auto' || this.containment === 'cgroup') && this.mode !== 'node' && !this.cgroup) {
+      let made = NodeCgroup.create();
+      // auto: a cgroup only for what it adds to the supervisor, memory_max and cpu_max.
+      if (made instanceof NodeCgroup && this.containment === 'auto' && !made.has('memory') && !made.has('cpu')) {
+        made.remove();
+        made = { reason: `${made.dir} would have neither the memory nor the cpu controller` };
+      }
+      if (made instanceof NodeCgroup) this.cgroup = made;
+      this.log.info(
+        { cgroup: made instanceof NodeCgroup ? made.describe() : made.reason },
+        made instanceof NodeCgroup
+          ? this.containment === 'cgroup' ? 'every run gets a cgroup of its own' : 'runs with memory_max or cpu_max get a cgroup of their own'
+          : 'runs get no cgroups (their supervisors contain them; limits are rlimits)',
+      );
+    }
+    this.starting = Spawner.create(this.mode, this.log, contained, this.cgroup).then(
       (spawner) => {
         if (generation === this.generation) this.current = spawner;
         else spawner?.stop();
@@ -236,14 +356,21 @@ export class SpawnHelper implements Service {
     this.current?.stop();
     this.current = null;
     this.starting = null;
+    // Its runs have ended (the node stops its parts after its runs), and removed their cgroups.
+    this.cgroup?.remove();
+    this.cgroup = null;
   }
 }
 
-/** Compiles spawner.c once per source version into the user's cache; returns the binary. */
-async function buildHelper(): Promise<string> {
+/**
+ * Compiles the helper once per source version into the user's cache (XDG_CACHE_HOME/pg-tasks,
+ * else ~/.cache/pg-tasks); returns the binary. `pg-tasks build-helper` calls it ahead of time.
+ */
+export async function buildHelper(): Promise<string> {
   if (process.platform !== 'linux') throw new Error('the spawn helper is built for Linux only');
-  const source = readFileSync(SOURCE);
-  const hash = createHash('sha256').update(source).update(process.arch).digest('hex').slice(0, 16);
+  const hasher = createHash('sha256');
+  for (const file of SOURCES) hasher.update(readFileSync(file));
+  const hash = hasher.update(process.arch).digest('hex').slice(0, 16);
   const dir = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'pg-tasks');
   const binary = path.join(dir, `spawner-${hash}`);
   if (existsSync(binary)) return binary;
@@ -251,7 +378,7 @@ async function buildHelper(): Promise<string> {
   // Built under a unique name and renamed: nodes starting together never run a half-written file.
   const tmp = `${binary}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await promisify(execFile)(process.env.CC || 'cc', ['-O2', '-o', tmp, SOURCE], { timeout: 60_000 });
+    await promisify(execFile)(process.env.CC || 'cc', ['-O2', '-o', tmp, ...SOURCES.filter((f) => f.endsWith('.c'))], { timeout: 60_000 });
     renameSync(tmp, binary);
   } catch (error) {
     rmSync(tmp, { force: true });

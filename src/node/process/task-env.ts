@@ -9,14 +9,30 @@
  *   3. the node's --env NAME=VALUE
  *   4. the node's variables named by the group's pass_env
  *   5. the group's env
- *   6. the task's own PG_TASKS_TASK_ID, PG_TASKS_PARAMS, PG_TASKS_ATTEMPT: never overridden
+ *   6. the task's own PG_TASKS_TASK_ID, PG_TASKS_PARAMS, PG_TASKS_ATTEMPT, a schedule's
+ *      copy's PG_TASKS_SLOT, PG_TASKS_CONTROL_FD (3, docs/control.md), and for a task with
+ *      depends_on PG_TASKS_DEPENDENCY_RESULTS or PG_TASKS_DEPENDENCY_RESULTS_FILE: never overridden;
+ *      with tracing on, TRACEPARENT (the run's span)
  * The node's environment is read once, at start: a variable exported into it later is not seen.
  */
 
 /** Not the node's PATH and never the writer's: a relative program resolves only here. */
 export const TASK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-const TASK_OWN = ['PG_TASKS_TASK_ID', 'PG_TASKS_PARAMS', 'PG_TASKS_ATTEMPT'];
+const TASK_OWN = ['PG_TASKS_TASK_ID', 'PG_TASKS_PARAMS', 'PG_TASKS_ATTEMPT', 'PG_TASKS_SLOT', 'PG_TASKS_CONTROL_FD', 'PG_TASKS_DEPENDENCY_RESULTS', 'PG_TASKS_DEPENDENCY_RESULTS_FILE'];
+
+/** What of the task its environment names. */
+export interface EnvTask {
+  id: number;
+  attempt: number;
+  params: unknown;
+  slot?: Date | null;
+  /** Its prerequisites' results (JSON), or the file that holds them when they are too large. */
+  dependencyResults?: string;
+  dependencyResultsFile?: string;
+  /** The run's span as W3C TRACEPARENT (with tracing on). */
+  traceparent?: string | null;
+}
 
 export interface EnvOptions {
   /** Names of the node's variables passed to every task (--pass-env). */
@@ -73,7 +89,7 @@ export class TaskEnv {
   }
 
   /** The task's whole environment, as NAME=VALUE strings. */
-  build(task: { id: number; attempt: number; params: unknown }, group: GroupEnv | null, user: { name: string; home: string } | null): string[] {
+  build(task: EnvTask, group: GroupEnv | null, user: { name: string; home: string } | null): string[] {
     const env: Record<string, string> = { ...this.fixed };
     if (user) {
       env.HOME = user.home;
@@ -92,6 +108,15 @@ export class TaskEnv {
     env.PG_TASKS_TASK_ID = String(task.id);
     env.PG_TASKS_PARAMS = task.params === null || task.params === undefined ? '' : JSON.stringify(task.params);
     env.PG_TASKS_ATTEMPT = String(task.attempt);
+    // ISO 8601 in UTC, to the millisecond: the slot of a copy (one per slot with shed_missed all).
+    if (task.slot) env.PG_TASKS_SLOT = task.slot.toISOString();
+    else delete env.PG_TASKS_SLOT;
+    env.PG_TASKS_CONTROL_FD = '3';
+    delete env.PG_TASKS_DEPENDENCY_RESULTS;
+    delete env.PG_TASKS_DEPENDENCY_RESULTS_FILE;
+    if (task.dependencyResults !== undefined) env.PG_TASKS_DEPENDENCY_RESULTS = task.dependencyResults;
+    if (task.dependencyResultsFile !== undefined) env.PG_TASKS_DEPENDENCY_RESULTS_FILE = task.dependencyResultsFile;
+    if (task.traceparent) env.TRACEPARENT = task.traceparent;
     return Object.entries(env).map(([k, v]) => `${k}=${v}`);
   }
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { isStaleServer } from '../../db/server-guard.js';
 import type { Logger } from 'pino';
 import type { EndReason } from '../../client/types.js';
 import type { Statements } from '../../sql/queries/index.js';
@@ -6,6 +7,7 @@ import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import type { Service } from '../services.js';
 import type { ResourceUsage } from '../process/spawner.js';
+import type { ControlSummary } from './control-channel.js';
 
 export type { EndReason };
 
@@ -27,6 +29,12 @@ export interface TaskOutcome {
   timeoutMs: number | null;
   /** Claimed as pinned to this worker: a retry stays pinned to it (else any worker may run it). */
   pinned: boolean;
+  /** The processes its supervisor killed that had left the leader's group or outlived it (null: no supervisor). */
+  orphansKilled?: number | null;
+  /** memory.peak of the run's cgroup, in bytes (null: no cgroup with memory). */
+  memoryPeakBytes?: number | null;
+  /** What it said on fd 3 (docs/control.md); undefined: it never started. */
+  control?: ControlSummary;
 }
 
 /**
@@ -35,6 +43,49 @@ export interface TaskOutcome {
  * (about a fifth of the node's statement time per task at 1 000 tasks/s, by pg_stat_statements). A running task shows its pid this much later.
  */
 export const PID_DELAY_MS = 50;
+
+/**
+ * SQLSTATE classes of errors that a row's own data causes, so the same write fails again
+ * however often it is tried: data exceptions (22), integrity constraints (23), program limits
+ * (54: stack depth, too many columns), errors raised by functions and triggers (P0, 2F, 38,
+ * 39). A batch that fails with one is split until the rows that fail alone are found. The
+ * others (connection 08, server 57/58/XX, resources 53, locks 55, serialization and deadlock
+ * 40, privileges 42: the node's own setup) say nothing about a row: the batch is kept whole
+ * and written again after a backoff, as before.
+ */
+const ROW_ERROR_CLASSES = new Set(['22', '23', '54', 'P0', '2F', '38', '39']);
+
+/** True when the database refused a write for what a row holds (see ROW_ERROR_CLASSES). */
+export function isRowError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && ROW_ERROR_CLASSES.has(code.slice(0, 2));
+}
+
+/**
+ * Writes `items` with `write`; when the database refuses it for a row's data (isRowError),
+ * writes each half on its own, and so on down, so every row that can be written is, in about
+ * 2·log2(n) statements per bad row; each row that still fails alone goes to `rejected`.
+ * Any other error is thrown (the caller keeps what was not written, and tries again).
+ */
+export async function writeBisected<T>(
+  items: T[],
+  write: (part: T[]) => Promise<void>,
+  rejected: (item: T, error: Error) => Promise<void> | void,
+): Promise<void> {
+  if (items.length === 0) return;
+  try {
+    await write(items);
+  } catch (error) {
+    if (!isRowError(error)) throw error;
+    if (items.length === 1) {
+      await rejected(items[0]!, error as Error);
+      return;
+    }
+    const half = Math.ceil(items.length / 2);
+    await writeBisected(items.slice(0, half), write, rejected);
+    await writeBisected(items.slice(half), write, rejected);
+  }
+}
 
 /**
  * Writes what the node learns about its runs (pids, then outcomes) in batches: everything
@@ -46,14 +97,25 @@ export class ResultWriter implements Service {
   /** Pids by run: `${task id}:${attempt}`; at: performance.now() when the process started. */
   private pids = new Map<string, { id: number; attempt: number; pid: number; at: number }>();
   private pidTimer: NodeJS.Timeout | null = null;
-  private outcomes: Array<{ epoch: number; outcome: TaskOutcome }> = [];
+  /** separate: given back by a turnover that failed; written on its own (split if need be). */
+  private outcomes: Array<{ epoch: number; outcome: TaskOutcome; separate?: boolean }> = [];
   private pidEpoch: number | null = null;
   private flushing: Promise<void> | null = null;
   private scheduled = false;
   private readonly backoff = new Backoff(100, 5_000);
   private inFlight = 0;
   private inFlightRuns = new Set<string>();
+  /** Ends handed to a turnover (takeEnds) and not yet back (turnoverDone). */
+  private taken = new Set<string>();
+  /**
+   * Runs whose end the database refused even as result_rejected (a row no write of the node
+   * can change): not written again, and not failed as lost by checkOwned. Only this term's;
+   * the worker's recovery ends them. Bounded by the rows that show them live.
+   */
+  private abandoned = new Set<string>();
   private closed = false;
+  /** True while a claim will take this term's ends (see leaveEndsTo). */
+  private claimWillTake: () => boolean = () => false;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -67,12 +129,70 @@ export class ResultWriter implements Service {
 
   /** Outcomes not yet written, including a batch being written right now. */
   get pending(): number {
-    return this.outcomes.length + this.inFlight;
+    return this.outcomes.length + this.inFlight + this.taken.size;
   }
 
   /** True while an outcome for this run waits to be written (or is being written). */
   isPending(taskId: number, attempt: number): boolean {
-    return this.outcomes.some((o) => o.outcome.id === taskId && o.outcome.attempt === attempt) || this.inFlightRuns.has(`${taskId}:${attempt}`);
+    const key = `${taskId}:${attempt}`;
+    return this.outcomes.some((o) => o.outcome.id === taskId && o.outcome.attempt === attempt) || this.inFlightRuns.has(key) || this.taken.has(key) || this.abandoned.has(key);
+  }
+
+  /**
+   * Hands the ends of term `epoch` that wait to be written to a turnover (the claim that
+   * writes them with its own statement, docs/node.md "Slot turnover"), each with its pid if
+   * that was not written yet. They stay pending until turnoverDone.
+   */
+  takeEnds(epoch: number): TaskOutcome[] {
+    if (this.closed || this.outcomes.length === 0) return [];
+    const ends: TaskOutcome[] = [];
+    const rest: typeof this.outcomes = [];
+    for (const o of this.outcomes) {
+      if (o.epoch !== epoch || o.separate) {
+        rest.push(o);
+        continue;
+      }
+      const key = `${o.outcome.id}:${o.outcome.attempt}`;
+      const run = this.pids.get(key);
+      if (run) {
+        o.outcome.pid ??= run.pid;
+        this.pids.delete(key);
+      }
+      this.taken.add(key);
+      ends.push(o.outcome);
+    }
+    this.outcomes = rest;
+    return ends;
+  }
+
+  /**
+   * While `willClaim` says a claim runs or is about to, ends wait for it (takeEnds) instead of
+   * going in a statement of their own: most ends then ride a turnover at 32 slots too, where a
+   * claim is nearly always in flight. claimDone hands back what it did not take.
+   */
+  leaveEndsTo(willClaim: () => boolean): void {
+    this.claimWillTake = willClaim;
+  }
+
+  /** The claim loop stopped: ends it left are written now, on their own. */
+  claimDone(): void {
+    if (this.outcomes.length > 0) this.schedule();
+  }
+
+  /**
+   * A turnover's ends are back: written (`ended`: the runs whose end landed; the others are no
+   * longer this term's), or not (null: nothing committed, or the reply was lost). Those go on
+   * their own, split if a row is refused (after a lost reply that committed, they change
+   * nothing: each end is conditional on its run still being live).
+   */
+  turnoverDone(epoch: number, ends: TaskOutcome[], ended: ReadonlySet<string> | null): void {
+    for (const o of ends) this.taken.delete(`${o.id}:${o.attempt}`);
+    if (ended === null) {
+      this.outcomes.push(...ends.map((outcome) => ({ epoch, outcome, separate: true })));
+      this.schedule();
+      return;
+    }
+    this.warnNotOwned(epoch, ends, ended);
   }
 
   /** Writes again after stop() (a new writer starts written-to at once: nothing to do). */
@@ -83,6 +203,7 @@ export class ResultWriter implements Service {
   /** Stops retrying: the pool is about to end. What is still pending is reported by the caller. */
   stop(): void {
     this.closed = true;
+    this.abandoned.clear();
     if (this.pidTimer) clearTimeout(this.pidTimer);
     this.pidTimer = null;
   }
@@ -117,6 +238,7 @@ export class ResultWriter implements Service {
       this.outcomes = this.outcomes.filter((o) => o.epoch === currentEpoch);
     }
     if (this.pidEpoch !== currentEpoch) this.pids.clear();
+    this.abandoned.clear();
   }
 
   private schedule(): void {
@@ -156,8 +278,14 @@ export class ResultWriter implements Service {
 
   private async writeOnce(all: boolean): Promise<void> {
     const pidEpoch = this.pidEpoch;
-    const outcomes = this.outcomes;
+    let outcomes = this.outcomes;
     this.outcomes = [];
+    if (!all && this.claimWillTake()) {
+      // A claim will write these with its own statement (takeEnds), all but those a
+      // turnover gave back; claimDone schedules this again if it does not.
+      this.outcomes = outcomes.filter((o) => !o.separate);
+      outcomes = outcomes.filter((o) => o.separate);
+    }
     // The pids to write on their own: not those whose outcome goes now (finishRuns writes
     // them), and not those younger than PID_DELAY_MS (their run may end first).
     const ending = new Map(outcomes.map((o) => [`${o.outcome.id}:${o.outcome.attempt}`, o.outcome]));
@@ -183,9 +311,23 @@ export class ResultWriter implements Service {
     if (pids.size === 0 && outcomes.length === 0) return;
     this.inFlight = outcomes.length;
     this.inFlightRuns = new Set(outcomes.map((o) => `${o.outcome.id}:${o.outcome.attempt}`));
+    // What this pass has written (or given up on), so that a failure part way through a split
+    // batch keeps only the rest.
+    const done = new Set<string>();
     try {
       if (pids.size > 0 && pidEpoch !== null) {
-        await this.queries.recordPids(this.pool, { workerId: this.workerId, epoch: pidEpoch, runs: [...pids.values()] });
+        // A pid the database refuses alone is dropped: the run's end writes it again.
+        await writeBisected(
+          [...pids.values()],
+          async (runs) => {
+            await this.queries.recordPids(this.pool, { workerId: this.workerId, epoch: pidEpoch, runs });
+            for (const run of runs) pids.delete(`${run.id}:${run.attempt}`);
+          },
+          (run, error) => {
+            pids.delete(`${run.id}:${run.attempt}`);
+            this.log.warn({ task: run.id, attempt: run.attempt, err: error.message }, 'pid not written: the database refused its row; the run\'s end will write it');
+          },
+        );
       }
       const byEpoch = new Map<number, TaskOutcome[]>();
       for (const { epoch, outcome } of outcomes) {
@@ -194,31 +336,71 @@ export class ResultWriter implements Service {
         byEpoch.set(epoch, list);
       }
       for (const [epoch, list] of byEpoch) {
-        const { rows } = await this.queries.finishRuns(this.pool, { workerId: this.workerId, epoch, nodeName: this.nodeName, runs: list });
-        if (rows.length < list.length) {
-          // Only a run that is no longer this term's: recovered by another node after this
-          // one lost its lease, or deleted. What users write to the task row never causes it.
-          const ok = new Set(rows.map((r) => `${r.id}:${r.attempt}`));
-          this.log.warn(
-            { runs: list.filter((o) => !ok.has(`${o.id}:${o.attempt}`)).map((o) => `${o.id}:${o.attempt}`), epoch },
-            'results not written: these runs are no longer owned by this lease term (recovered elsewhere, or deleted)',
-          );
-        }
+        await writeBisected(
+          list,
+          (runs) => this.writeEnds(epoch, runs, done),
+          (outcome, error) => this.reject(epoch, outcome, error, done),
+        );
       }
       this.backoff.reset();
       this.inFlight = 0;
       this.inFlightRuns.clear();
     } catch (error) {
-      // Keep them and try again: the database may be restarting. Newer pids win.
+      // Keep what was not written and try again: the database may be restarting. Newer pids win.
       for (const [key, run] of pids) if (!this.pids.has(key)) this.pids.set(key, run);
-      this.outcomes = [...outcomes, ...this.outcomes];
+      this.outcomes = [...outcomes.filter((o) => !done.has(`${o.outcome.id}:${o.outcome.attempt}`)), ...this.outcomes];
       this.inFlight = 0;
       this.inFlightRuns.clear();
       const retryInMs = this.backoff.next();
-      this.log.warn({ err: (error as Error).message, retryInMs }, 'could not write task results; retrying');
+      // The split-brain guard said it once already: its refusals are not news.
+      this.log[isStaleServer(error) ? 'debug' : 'warn']({ err: (error as Error).message, retryInMs }, 'could not write task results; retrying');
       this.events.publish('results:retry', { error: (error as Error).message, retryInMs });
       await new Promise((resolve) => setTimeout(resolve, retryInMs));
       this.schedule();
     }
+  }
+
+  /** One finishRuns statement; its runs go to `done` once it has committed. */
+  private async writeEnds(epoch: number, runs: TaskOutcome[], done: Set<string>): Promise<void> {
+    const { rows } = await this.queries.finishRuns(this.pool, { workerId: this.workerId, epoch, nodeName: this.nodeName, runs });
+    for (const o of runs) done.add(`${o.id}:${o.attempt}`);
+    this.warnNotOwned(epoch, runs, new Set(rows.map((r) => `${r.id}:${r.attempt}`)));
+  }
+
+  private warnNotOwned(epoch: number, runs: TaskOutcome[], ended: ReadonlySet<string>): void {
+    if (ended.size >= runs.length) return;
+    // Only a run that is no longer this term's: recovered by another node after this one
+    // lost its lease, or deleted. What users write to the task row never causes it.
+    this.log.warn(
+      { runs: runs.filter((o) => !ended.has(`${o.id}:${o.attempt}`)).map((o) => `${o.id}:${o.attempt}`), epoch },
+      'results not written: these runs are no longer owned by this lease term (recovered elsewhere, or deleted)',
+    );
+  }
+
+  /**
+   * A run whose end the database refuses on its own (a trigger of the user's that raises, a
+   * value a constraint refuses): it ends CF 'result_rejected' with the database's error, and
+   * without the output or what it said on fd 3 (either may be what was refused; its live output
+   * stays in task_output).
+   * If even that is refused, it is left to the worker's recovery. Logged once either way.
+   */
+  private async reject(epoch: number, outcome: TaskOutcome, refusal: Error, done: Set<string>): Promise<void> {
+    const key = `${outcome.id}:${outcome.attempt}`;
+    const error = `Result rejected by the database: ${refusal.message}`;
+    const rejected: TaskOutcome = { ...outcome, state: 'CF', endReason: 'result_rejected', error, output: '' };
+    delete rejected.control;
+    let written = true;
+    try {
+      await this.writeEnds(epoch, [rejected], done);
+    } catch (again) {
+      if (!isRowError(again)) throw again;
+      written = false;
+      done.add(key);
+      this.abandoned.add(key);
+    }
+    const fields = { task: outcome.id, attempt: outcome.attempt, state: outcome.state, endReason: outcome.endReason, err: refusal.message };
+    if (written) this.log.error(fields, 'result rejected by the database: the run ended CF (result_rejected); the rest of its batch was written');
+    else this.log.error(fields, 'result rejected by the database, even as result_rejected: the run is left to the recovery of this worker');
+    this.events.publish('results:rejected', { taskId: outcome.id, attempt: outcome.attempt, error: refusal.message, written });
   }
 }

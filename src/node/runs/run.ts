@@ -2,6 +2,7 @@ import { limitNote, NO_LIMITS } from '../process/limits.js';
 import type { EndReason, TaskOutcome } from './result-writer.js';
 import type { ProcessResult, TaskProcess } from '../process/task-process.js';
 import { MAX_TIMER_MS } from '../../lib/timed-loop.js';
+import type { ControlChannel } from './control-channel.js';
 
 /** Why the node itself ended a run, and what its task becomes. */
 export interface KillReason {
@@ -26,9 +27,12 @@ const ERROR_TAIL = 2_000;
  */
 export class Run {
   private killReason: KillReason | null = null;
+  /** Its control channel (fd 3): what its task says, for its end (docs/control.md). */
+  control: ControlChannel | null = null;
   /** performance.now() when its process was running (null: not, or never). */
   startedAt: number | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly taskId: number,
@@ -64,10 +68,28 @@ export class Run {
     }, wait);
   }
 
+  /**
+   * Kills the run when it writes nothing on fd 3 for heartbeatMs (docs/control.md): it ends CF
+   * 'heartbeat', like a timeout. One timer per run, moved on only when it fires: a sign of
+   * life costs a clock read, not a timer.
+   */
+  armHeartbeat(heartbeatMs: number, graceMs: number): void {
+    if (!this.control) return;
+    const left = this.control.lastLife + heartbeatMs - performance.now();
+    if (left <= 0) {
+      this.heartbeatTimer = null;
+      this.kill({ state: 'CF', endReason: 'heartbeat', error: `no sign of life on fd 3 for ${formatMs(heartbeatMs)} (heartbeat_timeout)` }, graceMs);
+      return;
+    }
+    this.heartbeatTimer = setTimeout(() => this.armHeartbeat(heartbeatMs, graceMs), Math.min(left, MAX_TIMER_MS));
+  }
+
   /** The process is gone: nothing of the run may fire any more. */
   ended(): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.timer = null;
+    this.heartbeatTimer = null;
   }
 
   /** Ends the process group (SIGTERM, SIGKILL after graceMs); the first reason given stands. */
@@ -77,15 +99,29 @@ export class Run {
     void this.proc.terminate(graceMs);
   }
 
+  /** How it ended, with what it said on fd 3: a result over the cap is named in its error. */
   outcome(result: ProcessResult): TaskOutcome {
-    const base = { id: this.taskId, attempt: this.attempt, timeoutMs: this.claimed.timeoutMs, pinned: this.claimed.pinned, pid: this.proc.pid ?? null, exitCode: result.exitCode, signal: result.signal, output: result.output, usage: result.usage };
+    const outcome = this.processOutcome(result);
+    const control = this.control?.summary();
+    if (!control) return outcome;
+    const error = control.resultError === null ? outcome.error : outcome.error === null ? control.resultError : `${outcome.error}\n${control.resultError}`;
+    return { ...outcome, control, error };
+  }
+
+  private processOutcome(result: ProcessResult): TaskOutcome {
+    const base = { id: this.taskId, attempt: this.attempt, timeoutMs: this.claimed.timeoutMs, pinned: this.claimed.pinned, pid: this.proc.pid ?? null, exitCode: result.exitCode, signal: result.signal, output: result.output, usage: result.usage, orphansKilled: result.orphansKilled ?? null, memoryPeakBytes: result.cgroup?.memoryPeakKb ? result.cgroup.memoryPeakKb * 1024 : null };
     if (result.refused !== undefined) return { ...base, state: 'CF', endReason: 'refused', error: `Refused: ${result.refused}` };
     if (result.spawnError !== null) return { ...base, state: 'CF', endReason: 'spawn_error', error: result.spawnError };
     if (result.lost !== undefined) return { ...base, state: 'CF', endReason: 'lost', error: `Lost: ${result.lost}` };
     const reason = this.killReason;
     const tail = result.output.slice(-ERROR_TAIL);
-    if (reason?.endReason === 'timeout') return { ...base, state: reason.state, endReason: reason.endReason, error: tail ? `${reason.error}\n${tail}` : reason.error };
+    if (reason?.endReason === 'timeout' || reason?.endReason === 'heartbeat') return { ...base, state: reason.state, endReason: reason.endReason, error: tail ? `${reason.error}\n${tail}` : reason.error };
     if (reason) return { ...base, state: reason.state, endReason: reason.endReason, error: reason.error };
+    if (result.cgroup?.oom && result.exitCode !== 0) {
+      const max = this.proc.task.limits?.memoryMax;
+      const what = result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`;
+      return { ...base, state: 'CF', endReason: 'oom', error: `${what}: the kernel's OOM killer ended a process of the run${max ? ` (memory_max ${max} bytes)` : ''}${tail ? `\n${tail}` : ''}` };
+    }
     if (result.exitCode === 0) return { ...base, state: 'CS', endReason: 'completed', error: null };
     const note = limitNote(this.proc.task.limits ?? NO_LIMITS, result.signal, result.usage);
     const what = (result.signal !== null ? `killed by signal ${result.signal}` : `exit code ${result.exitCode}`) + (note ? `: ${note}` : '');

@@ -4,12 +4,29 @@ import { withTransaction } from '../../db/connection.js';
 import { Backoff } from '../../lib/backoff.js';
 import type { NodeEvents } from '../events.js';
 import type { Statements } from '../../sql/queries/index.js';
-import type { Advance, NewCopy } from '../../sql/queries/schedule.js';
+import type { Advance, DueRow, NewCopy } from '../../sql/queries/schedule.js';
 import { TimedPart } from './timed-part.js';
 import { describeError } from '../../db/errors.js';
-import { nextCronSlot, nextSlot, type PeriodId } from '../../lib/schedule-math.js';
+import { dueSlots, nextCronSlot, nextSlot, type PeriodId, type Schedule } from '../../lib/schedule-math.js';
 
 export type OverlapPolicy = 'allow' | 'skip' | 'queue' | 'cancel_previous';
+
+/**
+ * What a fire does with the slots a schedule missed (migration 26): none of them run (skip),
+ * or one copy each, oldest first, up to shed_catchup_max (all: clones with overlap allow only).
+ * null: the seed's one run for all of them (once), and a fire that missed no slot.
+ */
+function missedSlots(row: DueRow, schedule: Schedule): { copies: Date[]; skipped: number } | null {
+  if (row.shed_missed === 'once' || row.next_start === null) return null;
+  const all = row.shed_missed === 'all';
+  // `all` queues copies: a schedule that re-queues itself, or whose overlap policy holds
+  // copies back, has one run to give, as `once`.
+  if (all && !(row.shed_clone && row.shed_overlap === 'allow')) return null;
+  const due = dueSlots(schedule, row.next_start, row.now, all ? row.shed_catchup_max : 0);
+  // One slot due: this fire is late for it, but no slot was missed.
+  if (due.total < 2) return null;
+  return { copies: due.slots, skipped: due.total - due.slots.length };
+}
 
 /**
  * What a cloned schedule's slot does while earlier copies have not ended: a copy queued now
@@ -45,7 +62,8 @@ export interface FireResult {
  *
  * At a slot: shed_clone → a copy is queued; otherwise the task itself is re-queued if it has
  * ended (C*), or — one-shot schedules only — if it is a draft; else the slot is skipped and
- * counted. next_start then moves to the first slot after now: after downtime, one catch-up run.
+ * counted. next_start then moves to the first slot after now: after downtime, one catch-up run,
+ * unless shed_missed says otherwise (missedSlots): none, or a copy per missed slot.
  */
 export async function fireDueSchedules(pool: pg.Pool, queries: Statements, groupId: number, now: Date | null, log: Logger, limit = 500): Promise<FireResult> {
   const result: FireResult = { fired: 0, cloned: 0, requeued: 0, skipped: 0, initialised: 0, disabled: 0, rows: 0 };
@@ -60,7 +78,7 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Statements, group
     for (const row of rows) {
       let next: Date | null = null;
       let requeue = false;
-      let skipped = false;
+      let skipped = 0;
       let disable: string | null = null;
       try {
         if (row.next_start === null) {
@@ -69,28 +87,36 @@ export async function fireDueSchedules(pool: pg.Pool, queries: Statements, group
           result.initialised++;
         } else {
           const oneShot = row.shed_cron === null && row.shed_period_id === null;
-          next = nextSlot(
-            { anchor: row.shed_anchor, periodId: row.shed_period_id, periodCount: row.shed_period_count, cron: row.shed_cron, tz: row.shed_tz },
-            row.now,
-          );
+          const schedule: Schedule = { anchor: row.shed_anchor, periodId: row.shed_period_id, periodCount: row.shed_period_count, cron: row.shed_cron, tz: row.shed_tz };
+          next = nextSlot(schedule, row.now);
           result.fired++;
+          const missed = oneShot ? null : missedSlots(row, schedule);
+          if (missed) {
+            for (const slot of missed.copies) copies.push({ id: row.id, state: 'AW', slot });
+            skipped = missed.skipped;
+            if (missed.copies.length > 0) result.cloned++;
+            else result.skipped++;
+            log.info({ task: row.id, from: row.next_start, copies: missed.copies.length, skipped: missed.skipped, missed: row.shed_missed }, 'schedule slots missed');
+            advances.push({ id: row.id, nextStart: next, requeue: false, skipped, disabled: null });
+            continue;
+          }
           const overlap = row.shed_clone ? overlapDecision(row.shed_overlap, row.active_copies, row.waiting_copy) : null;
           if (overlap?.cancelPrevious) cancelCopiesOf.push(row.id);
           if (overlap?.copy) {
-            copies.push({ id: row.id, state: overlap.copy });
+            copies.push({ id: row.id, state: overlap.copy, slot: row.next_start });
             result.cloned++;
           } else if (overlap && row.active_copies === 0) {
             waitingToQueue.push(row.id);
             result.cloned++;
           } else if (overlap) {
-            skipped = true;
+            skipped = 1;
             result.skipped++;
             log.info({ task: row.id, slot: row.next_start, overlap: row.shed_overlap }, 'schedule slot skipped: an earlier copy has not ended');
           } else if (row.state_id.startsWith('C') || (oneShot && row.state_id === 'DR')) {
             requeue = true;
             result.requeued++;
           } else {
-            skipped = true;
+            skipped = 1;
             result.skipped++;
             log.warn({ task: row.id, state: row.state_id, slot: row.next_start }, 'schedule slot skipped: the task has not ended');
           }

@@ -3,5 +3,5 @@ CREATE OR REPLACE FUNCTION {{schema}}.command_allowed(p_group integer, p_command
  RETURNS text
  LANGUAGE sql
  STABLE
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$ SELECT (command_check(p_group, p_command, p_task_id)).program $function$;

@@ -4,21 +4,23 @@
 --   1. The program: an absolute path as written; a bare name, the first d/name of
 --      command_path() that a rule covers. Anything else (a relative path with '/', a '.' or
 --      '..' segment, '//') is refused whatever the rules say.
---   2. The arguments: some rule that covers the program has no args_pattern, or one that
---      every argument (argv[2..]) matches.
+--   2. The arguments: some rule that covers the program allows them (command_args_refusal:
+--      its args_pattern, its per-position args_patterns, '..' segments only with allow_dotdot).
 -- Rules are read on each call, so a change applies to the next write or claim.
 CREATE OR REPLACE FUNCTION {{schema}}.command_check(p_group integer, p_command text[], p_task_id bigint DEFAULT NULL::bigint, OUT program text, OUT refusal text)
  RETURNS record
  LANGUAGE plpgsql
  STABLE
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   name text;
   exe text;
   args text[];
   dir text;
-  bad int;
+  rule task_allowlist;
+  why text;
+  refused int := 0;
 BEGIN
   IF coalesce(cardinality(p_command), 0) = 0 THEN
     refusal := 'the command is empty';
@@ -63,22 +65,20 @@ BEGIN
                                 left(name, 200), p_group, array_to_string(command_path(), ':')) END;
     RETURN;
   END IF;
-  IF EXISTS (SELECT 1 FROM task_allowlist r
-              WHERE r.group_id = p_group AND command_rule_covers(r.program, exe)
-                AND (r.args_pattern IS NULL
-                     OR NOT EXISTS (SELECT 1 FROM unnest(args) a WHERE a IS NULL OR a !~ r.args_pattern))) THEN
-    program := exe;
-    RETURN;
+  -- The arguments: allowed by some rule that covers the program; else the first such rule's
+  -- reason (by id).
+  FOR rule IN SELECT * FROM task_allowlist r WHERE r.group_id = p_group AND command_rule_covers(r.program, exe) ORDER BY r.id LOOP
+    why := command_args_refusal(rule, exe, args);
+    IF why IS NULL THEN
+      program := exe;
+      refusal := NULL;
+      RETURN;
+    END IF;
+    refused := refused + 1;
+    refusal := coalesce(refusal, why);
+  END LOOP;
+  IF refused > 1 THEN
+    refusal := format('%s; %s more rule(s) of group %s allow the program and refuse these arguments too', refusal, refused - 1, p_group);
   END IF;
-  -- Refused for an argument: name the first one that no covering rule's pattern accepts.
-  SELECT min(c.n) INTO bad
-    FROM unnest(args) WITH ORDINALITY AS c(a, n)
-   WHERE NOT EXISTS (SELECT 1 FROM task_allowlist r
-                      WHERE r.group_id = p_group AND command_rule_covers(r.program, exe)
-                        AND c.a IS NOT NULL AND c.a ~ r.args_pattern);
-  refusal := format('argument %s of %s (%s) does not match the args_pattern of any rule of group %s that allows the program',
-                    coalesce(bad, 1) + 1, exe,
-                    CASE WHEN args[coalesce(bad, 1)] IS NULL THEN 'NULL' ELSE '"' || left(args[coalesce(bad, 1)], 100) || '"' END,
-                    p_group);
 END;
 $function$;

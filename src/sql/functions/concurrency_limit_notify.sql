@@ -1,7 +1,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.concurrency_limit_notify()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   keys text[];

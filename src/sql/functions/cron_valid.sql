@@ -2,7 +2,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.cron_valid(expr text)
  RETURNS boolean
  LANGUAGE plpgsql
  IMMUTABLE
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   f text[] := regexp_split_to_array(btrim(expr), '\s+');

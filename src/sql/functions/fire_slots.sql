@@ -7,7 +7,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.fire_slots(p_group integer, p_ids bigint[], p_expected timestamp with time zone[], p_next timestamp with time zone[], p_now timestamp with time zone)
  RETURNS TABLE(id bigint, action text)
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
@@ -18,7 +18,9 @@ BEGIN
   RETURN QUERY
   WITH due AS (
     SELECT t.id, t.state_id, t.shed_clone, r.next,
-           NOT t.shed_clone AND (t.state_id LIKE 'C%' OR (t.state_id = 'DR' AND t.shed_cron IS NULL AND t.shed_period_id IS NULL)) AS requeue
+           NOT t.shed_clone AND (t.state_id LIKE 'C%' OR (t.state_id = 'DR' AND t.shed_cron IS NULL AND t.shed_period_id IS NULL))
+             -- Its unique_key held by another unended task: skipped, not re-queued (migration 24).
+             AND (t.unique_key IS NULL OR coalesce(unique_key_holder(t.unique_key), t.id) = t.id) AS requeue
       FROM task t
       JOIN unnest(p_ids, p_expected, p_next) AS r(id, expected, next) ON r.id = t.id
      WHERE t.group_id = p_group
@@ -27,13 +29,16 @@ BEGIN
        AND (NOT t.shed_clone OR t.shed_overlap = 'allow')
        FOR UPDATE OF t SKIP LOCKED
   ), copies AS (
-    -- The same copy as the general fire's cloneScheduled.
+    -- The same copy as the general fire's cloneScheduled: its parent's owner's, too.
     INSERT INTO task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
-                      timeout, max_attempts, backoff_base, backoff_cap, retry_on)
+                      timeout, max_attempts, backoff_base, backoff_cap, retry_on, owner, unique_key, shed_slot)
     SELECT t.params, 'AW', t.priority, t.group_id, t.command, t.cwd, t.id, t.recover_policy,
-           t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on
+           t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on, t.owner,
+           unique_key_for_slot(t.shed_unique_key, t.next_start), t.next_start
       FROM task t JOIN due d ON d.id = t.id
      WHERE d.shed_clone
+    -- A copy whose key (shed_unique_key for this slot) an unended task holds is not made.
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state_id IN ('DR', 'AW', 'AE', 'AC') DO NOTHING
     RETURNING shed_parent_id
   ), advanced AS (
     UPDATE task t

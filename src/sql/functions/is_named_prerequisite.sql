@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.is_named_prerequisite(p_id bigint)
  RETURNS boolean
  LANGUAGE sql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
   SELECT EXISTS (SELECT 1 FROM task d WHERE d.depends_on @> ARRAY[p_id] AND d.depends_on IS NOT NULL AND d.state_id IN ('AW', 'DR'));
 $function$;

@@ -8,15 +8,16 @@
 CREATE OR REPLACE FUNCTION {{schema}}.retry_delay(t {{schema}}.task, p_end_reason text)
  RETURNS interval
  LANGUAGE sql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
-  -- greatest(attempt, 1): a task set to AE by hand, never claimed, has had its one run.
+  -- greatest(attempt, 1): a task set to AE by hand, never claimed, has had its one run. A
+  -- lost claim (lost_claims counts them) was no attempt: it counts neither here nor in the backoff.
   SELECT CASE
-           WHEN greatest(t.attempt, 1) < coalesce(t.max_attempts, g.max_attempts, 1)
+           WHEN greatest(t.attempt - t.lost_claims, 1) < coalesce(t.max_attempts, g.max_attempts, 1)
             AND p_end_reason = ANY (coalesce(t.retry_on, g.retry_on,
-                  ARRAY['exit_code', 'signal', 'timeout', 'worker_failed', 'lost']))
+                  ARRAY['exit_code', 'signal', 'timeout', 'worker_failed', 'lost', 'heartbeat']))
            THEN least(coalesce(t.backoff_cap, g.backoff_cap, interval '10 minutes'),
-                      coalesce(t.backoff_base, g.backoff_base, interval '1 second') * power(2, least(greatest(t.attempt, 1) - 1, 40)))
+                      coalesce(t.backoff_base, g.backoff_base, interval '1 second') * power(2, least(greatest(t.attempt - t.lost_claims, 1) - 1, 40)))
                 * (0.75 + random() / 2)
          END
     FROM (SELECT 1) AS one

@@ -3,17 +3,28 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_allowlist_rules()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
+DECLARE
+  pattern text;
+  which text;
 BEGIN
-  IF NEW.args_pattern IS NOT NULL THEN
+  FOR i IN 0 .. coalesce(cardinality(NEW.args_patterns), 0) LOOP
+    IF i = 0 THEN
+      pattern := NEW.args_pattern;
+      which := 'args_pattern';
+    ELSE
+      pattern := NEW.args_patterns[i];
+      which := format('args_patterns[%s]', i);
+    END IF;
+    CONTINUE WHEN pattern IS NULL;
     BEGIN
-      PERFORM '' ~ NEW.args_pattern;
+      PERFORM '' ~ pattern;
     EXCEPTION WHEN invalid_regular_expression THEN
-      RAISE EXCEPTION 'invalid args_pattern %: %', quote_literal(NEW.args_pattern), SQLERRM
+      RAISE EXCEPTION 'invalid % %: %', which, quote_literal(pattern), SQLERRM
         USING ERRCODE = 'invalid_regular_expression';
     END;
-  END IF;
+  END LOOP;
   RETURN NEW;
 END;
 $function$;

@@ -2,6 +2,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_before_insert()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 BEGIN
   IF NEW.state_id NOT IN ('DR', 'AW') THEN

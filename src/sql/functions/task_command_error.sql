@@ -3,7 +3,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.task_command_error(t {{schema}}.task)
  RETURNS text
  LANGUAGE plpgsql
  STABLE
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   why text := command_refusal(t.group_id, CAST(t.command AS text[]), t.id);

@@ -3,15 +3,16 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_command_rules_insert()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   why text;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM task_group WHERE commands = 'allowlist')
      -- The scheduler's copies of a schedule: refused by the node, if at all, so that one
-     -- schedule written before its rule does not stop the others.
-     OR coalesce(current_setting('pg_tasks.advancing', true), '') = 'on' THEN
+     -- schedule written before its rule does not stop the others. Only pg-tasks' own writer
+     -- (node_writer) is let through by the setting, which anyone may set.
+     OR (coalesce(current_setting('pg_tasks.advancing', true), '') = 'on' AND node_writer()) THEN
     RETURN NULL;
   END IF;
   SELECT task_command_error(n) INTO why

@@ -3,17 +3,17 @@
 -- batch of run ends, a schedule, a recovery would stop for all): a retry (AW from AE), the
 -- scheduler's (pg_tasks.advancing) and a recovery's (pg_tasks.recovering) re-queues, the
 -- queueing of a schedule's waiting copy (shed_parent_id). The node refuses such a task when it
--- claims it.
+-- claims it. The settings count only for pg-tasks' own writer (node_writer): anyone may set them.
 CREATE OR REPLACE FUNCTION {{schema}}.task_command_rules_update()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   why text;
 BEGIN
-  IF coalesce(current_setting('pg_tasks.advancing', true), '') = 'on'
-     OR coalesce(current_setting('pg_tasks.recovering', true), '') = 'on'
+  IF ((coalesce(current_setting('pg_tasks.advancing', true), '') = 'on'
+       OR coalesce(current_setting('pg_tasks.recovering', true), '') = 'on') AND node_writer())
      OR NOT EXISTS (SELECT 1 FROM task_group g WHERE g.id = NEW.group_id AND g.commands = 'allowlist') THEN
     RETURN NEW;
   END IF;

@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_deps_rules()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   missing bigint;

@@ -2,7 +2,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_group_limit_notify()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 BEGIN
   PERFORM notify_event(TG_TABLE_SCHEMA, 'queued', p_group => NEW.id);

@@ -2,6 +2,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_limit_rules()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 BEGIN
   RAISE EXCEPTION 'can''t change the group_id or concurrency_key of task % while a process of it may run (attempt % on worker %)',

@@ -16,7 +16,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_notify()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   queued int[];

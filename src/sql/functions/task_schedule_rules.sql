@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.task_schedule_rules()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 DECLARE
   valid boolean;
@@ -33,8 +34,9 @@ BEGIN
     NEW.next_start := NULL;
   END IF;
   -- A schedule the user sets or changes starts a new anchor. The scheduler's own advances run
-  -- with pg_tasks.advancing set for their transaction and keep it.
-  IF coalesce(current_setting('pg_tasks.advancing', true), '') <> 'on' THEN
+  -- with pg_tasks.advancing set for their transaction and keep it (only pg-tasks' own writer's
+  -- setting counts: anyone may set it).
+  IF coalesce(current_setting('pg_tasks.advancing', true), '') <> 'on' OR NOT node_writer() THEN
     IF TG_OP = 'INSERT'
        OR NEW.next_start IS DISTINCT FROM OLD.next_start
        OR NEW.shed_period_id IS DISTINCT FROM OLD.shed_period_id

@@ -8,6 +8,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.time_zone_valid(tz text)
  RETURNS boolean
  LANGUAGE plpgsql
  STABLE
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 BEGIN
   IF tz !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$'

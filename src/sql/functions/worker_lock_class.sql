@@ -4,5 +4,5 @@ CREATE OR REPLACE FUNCTION {{schema}}.worker_lock_class()
  RETURNS integer
  LANGUAGE sql
  STABLE
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$ SELECT hashtext('pg-tasks worker ' || 'task'::regclass::oid::text) $function$;

@@ -4,7 +4,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.worker_lock_held(p_worker integer, p_pid i
  RETURNS boolean
  LANGUAGE sql
  STABLE
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
   SELECT EXISTS (SELECT 1 FROM pg_locks l
                   WHERE l.locktype = 'advisory' AND l.classid = worker_lock_class()::oid

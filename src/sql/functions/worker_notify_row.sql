@@ -6,7 +6,7 @@
 CREATE OR REPLACE FUNCTION {{schema}}.worker_notify_row()
  RETURNS trigger
  LANGUAGE plpgsql
- SET search_path TO {{schema}}, pg_catalog
+ SET search_path TO {{schema}}, pg_catalog, pg_temp
 AS $function$
 BEGIN
   IF TG_OP = 'INSERT' OR NEW.stop IS DISTINCT FROM OLD.stop OR NEW.active IS DISTINCT FROM OLD.active

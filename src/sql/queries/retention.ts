@@ -1,7 +1,7 @@
 // The typed statements of retention.sql: the client's prune and the nodes' retention pass.
 import { statement } from '../../db/statement.js';
 
-interface PruneParams {
+export interface PruneParams {
   olderThanMs: number;
   /** null: every group. */
   groupId: number | null;
@@ -21,13 +21,13 @@ export interface RetentionRow {
 }
 
 /** Where the runs scan stands: the last run read (all null: none yet). */
-interface CursorParams {
+export interface CursorParams {
   cursorFinished: string | null;
   cursorTask: string | null;
   cursorAttempt: number | null;
 }
 
-interface HolderParams {
+export interface HolderParams {
   nodeName: string;
   token: string;
 }

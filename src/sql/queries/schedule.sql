@@ -42,7 +42,7 @@ SELECT id, action FROM {{schema}}.fire_slots(:groupId, :taskIds::bigint[], :read
 -- For a cloned schedule with an overlap policy, its copies not ended yet, and whether one waits
 -- (task_shed_parent_idx).
 SELECT t.id, t.state_id, t.next_start, t.shed_period_id, t.shed_period_count, t.shed_clone, t.shed_cron, t.shed_tz,
-       t.shed_anchor, t.shed_overlap, coalesce(:now::timestamptz, now()) AS now,
+       t.shed_anchor, t.shed_overlap, t.shed_missed, t.shed_catchup_max, coalesce(:now::timestamptz, now()) AS now,
        CASE WHEN t.shed_clone AND t.shed_overlap <> 'allow' THEN
          (SELECT count(*)::int FROM {{schema}}.task c
            WHERE c.shed_parent_id = t.id AND (c.state_id IN ('AW', 'AE', 'AC') OR c.live_worker_id IS NOT NULL))
@@ -63,14 +63,22 @@ SELECT set_config('pg_tasks.advancing', 'on', true);
 
 -- name: cloneScheduled
 -- shed_clone: a copy of each scheduled task, pointing back at it, with its recover policy,
--- timeout and retry settings: queued (AW), or waiting in DR for earlier copies to end (the
--- overlap policies queue and cancel_previous). The copy has no schedule of its own.
+-- timeout and retry settings, and the slot it stands for (shed_slot): queued (AW), or waiting in DR for earlier copies to end (the
+-- overlap policies queue and cancel_previous). The copy has no schedule of its own, and its
+-- parent's owner (not the node's role). A schedule catching up missed slots (shed_missed all)
+-- lists its id once per slot, oldest first: the copies get ids in that order, and so are
+-- claimed in slot order (same priority, same last_state_change, then id). With a key template
+-- (shed_unique_key), each copy's unique_key is it for the copy's own slot; a copy whose key an
+-- unended task holds is not made.
 INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
-                             timeout, max_attempts, backoff_base, backoff_cap, retry_on)
+                             timeout, max_attempts, backoff_base, backoff_cap, retry_on, owner, unique_key, shed_slot)
 SELECT t.params, c.state_id, t.priority, t.group_id, t.command, t.cwd, t.id, t.recover_policy,
-       t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on
+       t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on, t.owner,
+       {{schema}}.unique_key_for_slot(t.shed_unique_key, c.slot), c.slot
   FROM {{schema}}.task t
-  JOIN unnest(:taskIds::bigint[], :states::text[]) AS c(id, state_id) ON c.id = t.id;
+  JOIN unnest(:taskIds::bigint[], :states::text[], :slots::timestamptz[]) WITH ORDINALITY AS c(id, state_id, slot, n) ON c.id = t.id
+ ORDER BY c.n
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state_id IN ('DR', 'AW', 'AE', 'AC') DO NOTHING;
 
 -- name: queueWaitingCopies
 -- A copy left waiting (DR) by the queue or cancel_previous policy with nothing left to wait
@@ -88,30 +96,41 @@ UPDATE {{schema}}.task
 
 -- name: advanceSchedules
 -- One statement per batch: move next_start, re-queue (the seed's statement: AW, any worker),
--- count skipped slots, or switch off a schedule the node cannot compute.
+-- count skipped slots (:skips: how many), or switch off a schedule the node cannot compute. A
+-- task whose unique_key another unended task holds is not re-queued: its slot is skipped (the
+-- re-queue would fail the batch on task_unique_key).
 UPDATE {{schema}}.task t
    SET next_start = r.next_start,
-       state_id = CASE WHEN r.requeue THEN 'AW' ELSE t.state_id END,
-       worker_id = CASE WHEN r.requeue THEN NULL ELSE t.worker_id END,
-       shed_skip_count = t.shed_skip_count + CASE WHEN r.skipped THEN 1 ELSE 0 END,
+       state_id = CASE WHEN r.requeue AND (t.unique_key IS NULL OR coalesce({{schema}}.unique_key_holder(t.unique_key), t.id) = t.id) THEN 'AW' ELSE t.state_id END,
+       worker_id = CASE WHEN r.requeue AND (t.unique_key IS NULL OR coalesce({{schema}}.unique_key_holder(t.unique_key), t.id) = t.id) THEN NULL ELSE t.worker_id END,
+       -- Capped at int's top: decades of missed seconds must not fail the fire (and stall it).
+       shed_skip_count = least(t.shed_skip_count + r.skipped
+                               + CASE WHEN r.requeue AND t.unique_key IS NOT NULL AND coalesce({{schema}}.unique_key_holder(t.unique_key), t.id) <> t.id THEN 1 ELSE 0 END, 2147483647),
        shed_cron = CASE WHEN r.disabled IS NULL THEN t.shed_cron ELSE NULL END,
        error = coalesce(r.disabled, t.error)
-  FROM unnest(:taskIds::bigint[], :nextStarts::timestamptz[], :requeues::boolean[], :skips::boolean[], :disabled::text[])
+  FROM unnest(:taskIds::bigint[], :nextStarts::timestamptz[], :requeues::boolean[], :skips::int8[], :disabled::text[])
        AS r(id, next_start, requeue, skipped, disabled)
  WHERE t.id = r.id;
 
 -- name: setSchedule
--- The schedule, then the run settings (:timeoutMs to :retryOn) and the :overlap policy, each set
--- where given (null: left as it is).
+-- The schedule, then the run settings (:timeoutMs to :retryOn), the :overlap policy and the
+-- :missed policy with its :catchupMax, each set where given (null: left as it is).
 UPDATE {{schema}}.task
    SET next_start = :nextStart, shed_period_id = :periodId, shed_period_count = :periodCount, shed_cron = :cron, shed_tz = :tz, shed_clone = :clone,
        shed_overlap = coalesce(:overlap, shed_overlap),
+       shed_missed = coalesce(:missed, shed_missed),
+       shed_catchup_max = coalesce(:catchupMax, shed_catchup_max),
        timeout = coalesce(make_interval(secs => :timeoutMs::float8 / 1000), timeout),
        max_attempts = coalesce(:maxAttempts, max_attempts),
        backoff_base = coalesce(make_interval(secs => :backoffBaseMs::float8 / 1000), backoff_base),
        backoff_cap = coalesce(make_interval(secs => :backoffCapMs::float8 / 1000), backoff_cap),
        retry_on = coalesce(:retryOn, retry_on)
  WHERE id = :taskId
+RETURNING *;
+
+-- name: setCloneUniqueKey
+-- A clone schedule's key template (shed_unique_key, migration 24): each copy's unique_key.
+UPDATE {{schema}}.task SET shed_unique_key = :uniqueKey WHERE id = :taskId
 RETURNING *;
 
 -- name: clearSchedule

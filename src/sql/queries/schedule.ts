@@ -1,16 +1,16 @@
 // The typed statements of schedule.sql: the scheduler's fires and the client's schedules.
-import type { EndReason, OverlapPolicy, PeriodId, Task } from '../../client/types.js';
+import type { EndReason, MissedPolicy, OverlapPolicy, PeriodId, Task } from '../../client/types.js';
 import { columns, mappedStatement, statement } from '../../db/statement.js';
 import type { UpcomingRow } from '../../node/timers/scheduler.js';
 
 /** null: the database's now(); an instant: tests move time without sleeping. */
-interface GroupAtParams {
+export interface GroupAtParams {
   groupId: number;
   now: Date | null;
   limit: number;
 }
 
-interface TaskIdsParams {
+export interface TaskIdsParams {
   taskIds: number[];
 }
 
@@ -26,6 +26,8 @@ export interface DueRow {
   shed_tz: string;
   shed_anchor: Date | null;
   shed_overlap: OverlapPolicy;
+  shed_missed: MissedPolicy;
+  shed_catchup_max: number;
   /** Copies of this schedule not ended yet (AW, AE, AC, or a process still alive); 0 unless it clones with a policy. */
   active_copies: number;
   /** A copy waiting in DR for those to end (the queue and cancel_previous policies). */
@@ -53,10 +55,15 @@ export const markAdvancing = statement({});
 export interface NewCopy {
   id: number;
   state: 'AW' | 'DR';
+  /** The slot it stands for (shed_slot, PG_TASKS_SLOT). */
+  slot: Date;
 }
 
-export const cloneScheduled = mappedStatement<{ copies: NewCopy[] }, TaskIdsParams & { states: string[] }>({ taskIds: true, states: true }, ({ copies }) =>
-  columns(copies, { taskIds: (c) => c.id, states: (c) => c.state }));
+export const cloneScheduled = mappedStatement<{ copies: NewCopy[] }, TaskIdsParams & { states: string[]; slots: Date[] }>({ taskIds: true, states: true, slots: true }, ({ copies }) =>
+  columns(copies, { taskIds: (c) => c.id, states: (c) => c.state, slots: (c) => c.slot }));
+
+/** A clone schedule's key template: each copy's unique_key, {{slot}} replaced by its slot. */
+export const setCloneUniqueKey = statement<{ taskId: number; uniqueKey: string | null }, Task>({ taskId: true, uniqueKey: true });
 
 export const queueWaitingCopies = statement<TaskIdsParams>({ taskIds: true });
 
@@ -67,7 +74,8 @@ export interface Advance {
   id: number;
   nextStart: Date | null;
   requeue: boolean;
-  skipped: boolean;
+  /** Slots skipped, added to shed_skip_count. */
+  skipped: number;
   /** Switch the schedule off with this error (null: keep it). */
   disabled: string | null;
 }
@@ -75,7 +83,7 @@ export interface Advance {
 export const advanceSchedules = mappedStatement<{ advances: Advance[] }, TaskIdsParams & {
   nextStarts: Array<Date | null>;
   requeues: boolean[];
-  skips: boolean[];
+  skips: number[];
   disabled: Array<string | null>;
 }>({ taskIds: true, nextStarts: true, requeues: true, skips: true, disabled: true }, ({ advances }) =>
   columns(advances, { taskIds: (a) => a.id, nextStarts: (a) => a.nextStart, requeues: (a) => a.requeue, skips: (a) => a.skipped, disabled: (a) => a.disabled }));
@@ -95,9 +103,11 @@ export const setSchedule = statement<{
   backoffCapMs: number | null;
   retryOn: EndReason[] | null;
   overlap: OverlapPolicy | null;
+  missed: MissedPolicy | null;
+  catchupMax: number | null;
 }, Task>({
   taskId: true, nextStart: true, periodId: true, periodCount: true, cron: true, tz: true, clone: true,
-  timeoutMs: true, maxAttempts: true, backoffBaseMs: true, backoffCapMs: true, retryOn: true, overlap: true,
+  timeoutMs: true, maxAttempts: true, backoffBaseMs: true, backoffCapMs: true, retryOn: true, overlap: true, missed: true, catchupMax: true,
 });
 
 export const clearSchedule = statement<{ taskId: number }, Task>({ taskId: true });

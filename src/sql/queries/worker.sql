@@ -60,7 +60,7 @@ UPDATE {{schema}}.worker
        lease_epoch = lease_epoch + 1,
        lease_taken = coalesce(:now::timestamptz, now()),
        node_name = :nodeName, host = :host, pid = :pid, group_id = :groupId, max_task_count = :maxTasks, task_count = 0,
-       lock_pid = :lockPid
+       lock_pid = :lockPid, timeline = coalesce(:timeline::int, timeline)
  WHERE id = :workerId
 -- (RETURNING sees the new values: old_until as just set.)
 RETURNING lease_epoch, stop, old_epoch,
@@ -75,7 +75,7 @@ RETURNING lease_epoch, stop, old_epoch,
 -- The ping carries the lease too: other nodes put off their watch of this worker by it.
 UPDATE {{schema}}.worker w
    SET locked_until = coalesce(:now::timestamptz, now()) + make_interval(secs => :leaseSeconds),
-       task_count = :taskCount, lock_pid = :lockPid
+       task_count = :taskCount, lock_pid = :lockPid, timeline = coalesce(:timeline::int, w.timeline)
  WHERE w.id = :workerId AND w.lease_epoch = :epoch AND w.active
 RETURNING w.stop,
   -- Two EXISTS, one per waiting-task index: tasks pinned to other workers are not read.
@@ -108,33 +108,31 @@ RETURNING w.stop,
 -- Live runs of this worker's terms up to :epoch that no node answers for: a claim that committed
 -- while its reply was lost (a cut connection), and the node holding the term ended cleanly
 -- without ever hearing of it. Called when a term ends cleanly (every process of it is gone
--- by then) and when a term begins without a recovery. Each ends 'lost', like a lost run the
--- node notices itself: an executing task retries if its retry_on allows (after its backoff,
--- on any worker), else ends CF; one being cancelled ends CC. Runs of old terms awaiting their
+-- by then) and when a term begins without a recovery. Each is a lost claim, like one the node
+-- notices itself (finishRuns): not an attempt. Its task_run row says 'lost_claim'; an
+-- executing task is queued again at once (AW, no run_after), pinned as the claim was, and
+-- lost_claims counts it; one being cancelled ends CC. Runs of old terms awaiting their
 -- recovery (up to old_epoch) are not orphans: their node may still be running them.
 WITH orphan AS (
-  SELECT t.id, t.live_epoch, CASE WHEN t.state_id = 'AE' THEN {{schema}}.retry_delay(t, 'lost') END AS delay
+  SELECT t.id, t.live_epoch
     FROM {{schema}}.task t
    WHERE t.live_worker_id = :workerId AND t.live_epoch <= :epoch
      AND t.live_epoch > coalesce((SELECT w.old_epoch FROM {{schema}}.worker w WHERE w.id = :workerId), 0)
 ), ended AS (
   UPDATE {{schema}}.task t
-     SET live_worker_id = NULL, live_epoch = NULL,
-         state_id   = CASE WHEN t.state_id = 'AE' AND o.delay IS NOT NULL THEN 'AW'
-                           WHEN t.state_id = 'AE' THEN 'CF' WHEN t.state_id = 'AC' THEN 'CC' ELSE t.state_id END,
-         run_after  = CASE WHEN t.state_id = 'AE' AND o.delay IS NOT NULL THEN now() + o.delay ELSE t.run_after END,
-         worker_id  = CASE WHEN t.state_id = 'AE' AND o.delay IS NOT NULL THEN NULL ELSE t.worker_id END,
-         end_reason = CASE WHEN t.state_id = 'AE' THEN 'lost' WHEN t.state_id = 'AC' THEN 'cancelled' ELSE t.end_reason END,
-         error      = CASE WHEN t.state_id = 'AE' THEN 'Lost: the node that claimed it never ran it (the claim reply was lost)'
-                           WHEN t.state_id = 'AC' THEN 'Cancelled' ELSE t.error END,
-         finished   = CASE WHEN t.state_id IN ('AE', 'AC') THEN now() ELSE t.finished END
+     SET live_worker_id = NULL, live_epoch = NULL, lost_claims = t.lost_claims + 1,
+         state_id   = CASE WHEN t.state_id = 'AE' THEN 'AW' WHEN t.state_id = 'AC' THEN 'CC' ELSE t.state_id END,
+         worker_id  = CASE WHEN t.state_id = 'AE' AND NOT coalesce(t.claim_pinned, false) THEN NULL ELSE t.worker_id END,
+         end_reason = CASE WHEN t.state_id = 'AC' THEN 'cancelled' ELSE t.end_reason END,
+         error      = CASE WHEN t.state_id = 'AC' THEN 'Cancelled' ELSE t.error END,
+         finished   = CASE WHEN t.state_id = 'AC' THEN now() ELSE t.finished END
     FROM orphan o
    WHERE t.id = o.id AND t.live_worker_id = :workerId AND t.live_epoch <= :epoch
   RETURNING t.id, t.attempt, t.node_name, t.started, o.live_epoch
 )
 INSERT INTO {{schema}}.task_run (task_id, attempt, worker_id, lease_epoch, node_name, started, finished, end_reason, error)
-SELECT e.id, e.attempt, :workerId, e.live_epoch, e.node_name, coalesce(e.started, now()), now(), 'lost',
-       'Lost: the node that claimed it never ran it (the claim reply was lost)'
+SELECT e.id, e.attempt, :workerId, e.live_epoch, e.node_name, coalesce(e.started, now()), now(), 'lost_claim',
+       'Lost claim: the claim committed but its reply never reached the node, so no process started (not an attempt)'
   FROM ended e
 ON CONFLICT (task_id, attempt) DO NOTHING;
 
@@ -148,17 +146,20 @@ UPDATE {{schema}}.worker
 SELECT * FROM {{schema}}.worker WHERE id = :workerId;
 
 -- name: listWorkers
--- A standby seen within a lease (:leaseSeconds) is waiting.
+-- A standby seen within a lease (:leaseSeconds), and at least 150 s, is waiting: a waiting
+-- standby marks itself once a minute (STANDBY_MARK_MS).
 SELECT id, group_id, node_name, host, pid, task_count, max_task_count, stop, active, locked_until, lease_epoch, lease_taken,
-       CASE WHEN standby_seen > now() - make_interval(secs => :leaseSeconds) THEN standby_node END AS standby,
+       CASE WHEN standby_seen > now() - make_interval(secs => greatest(:leaseSeconds::float8, 150)) THEN standby_node END AS standby,
        -- a term taken over before its lease ended: when its tasks are recovered
        CASE WHEN old_epoch IS NOT NULL THEN old_until + make_interval(secs => :recoveryDelaySeconds) END AS recovers_at,
        CASE
-         WHEN NOT active AND standby_seen > now() - make_interval(secs => :leaseSeconds) THEN 'standby'
+         WHEN NOT active AND standby_seen > now() - make_interval(secs => greatest(:leaseSeconds::float8, 150)) THEN 'standby'
          WHEN NOT active THEN 'stopped'
          WHEN locked_until + make_interval(secs => :recoveryDelaySeconds) <= now() THEN 'failed'
          WHEN locked_until <= now() THEN 'late'
-         WHEN stop > 0 THEN 'stopping'
+         WHEN stop = 1 THEN 'paused'
+         WHEN stop = 2 THEN 'draining'
+         WHEN stop = 3 THEN 'cancelling'
          ELSE 'ok'
        END AS status
   FROM {{schema}}.worker
@@ -248,3 +249,31 @@ SELECT pg_advisory_unlock_shared({{schema}}.worker_lock_class(), :workerId);
 
 -- name: markStandby
 UPDATE {{schema}}.worker SET standby_node = :nodeName, standby_seen = now() WHERE id = :workerId;
+
+-- name: standbySeen
+-- A waiting standby's one statement a minute (LeaseKeeper): it says it is still there
+-- (pg-tasks workers) and reads, in database time, when the holder's lease becomes
+-- recoverable, in case the notifications that otherwise tell it (the holder's renewal pings,
+-- a change of the row) were missed. Null: no holder (not active): take the lease now.
+UPDATE {{schema}}.worker SET standby_node = :nodeName, standby_seen = now()
+ WHERE id = :workerId
+RETURNING CASE WHEN active
+               THEN (extract(epoch FROM locked_until + make_interval(secs => :recoveryDelaySeconds) - now()) * 1000)::float8
+          END AS recoverable_in_ms;
+
+-- name: serverIdentity
+-- Which cluster this server is (system_identifier, fixed at initdb and shared by its physical
+-- replicas) and its timeline, read by the split-brain guard once per new connection
+-- (src/db/server-guard.ts). pg_control_checkpoint() gives the timeline of the last
+-- checkpoint, which lags a promotion until the checkpoint that follows it completes; a
+-- primary's WAL file name gives the timeline it writes on now, so the higher of the two.
+-- Both functions are executable by PUBLIC in PostgreSQL 15 (no grant needed).
+SELECT s.system_identifier::text AS system_id,
+       greatest(c.timeline_id,
+                CASE WHEN pg_is_in_recovery() THEN 0
+                     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END) AS timeline
+  FROM pg_control_system() s, pg_control_checkpoint() c;
+
+-- name: backendPid
+-- The backend serving this statement: at start, tells a session from a transaction pooler.
+SELECT pg_backend_pid() AS pid;

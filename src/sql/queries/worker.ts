@@ -11,14 +11,16 @@ export interface WorkerRecord extends WorkerColumns {
   old_epoch: number | null;
   old_until: Date | null;
   lock_pid: number | null;
+  /** The highest timeline the holding node has seen (migration 23); null: not recorded. */
+  timeline: number | null;
 }
 
-interface WorkerParams {
+export interface WorkerParams {
   workerId: number;
 }
 
 /** null: the database's now(); an instant: tests move time without sleeping. */
-interface NowParams {
+export interface NowParams {
   now: Date | null;
 }
 
@@ -54,8 +56,11 @@ export const takeLease = statement<WorkerParams & NowParams & {
   /** The backend holding the worker's advisory lock for this node, or null. */
   lockPid: number | null;
   recoveryDelaySeconds: number;
+  /** The highest timeline this node has seen (null: unknown, the row keeps its value). */
+  timeline: number | null;
 }, { lease_epoch: number; stop: number; old_epoch: number | null; old_due_in_ms: number | null }>({
   workerId: true, leaseSeconds: true, now: true, nodeName: true, host: true, pid: true, groupId: true, maxTasks: true, lockPid: true, recoveryDelaySeconds: true,
+  timeline: true,
 });
 
 export const renewLease = statement<TermParams & NowParams & {
@@ -67,6 +72,8 @@ export const renewLease = statement<TermParams & NowParams & {
   /** The ping's sequence number (see ListenCheck). */
   ping: number;
   lockPid: number | null;
+  /** As takeLease's. */
+  timeline: number | null;
 }, {
   stop: number;
   has_waiting: boolean;
@@ -77,6 +84,7 @@ export const renewLease = statement<TermParams & NowParams & {
   pinged: boolean;
 }>({
   workerId: true, epoch: true, leaseSeconds: true, taskCount: true, now: true, groupId: true, recoveryDelaySeconds: true, channel: true, ping: true, lockPid: true,
+  timeline: true,
 });
 
 export const failOrphanRuns = statement<TermParams>({ workerId: true, epoch: true });
@@ -115,8 +123,14 @@ export const setLockPid = statement<TermParams & { lockPid: number | null }>({ w
 
 export const lockSession = statement<WorkerParams>({ workerId: true });
 export const lockSessionStart = statement<Record<never, never>, { pid: number; settings: number }>({});
+/** See ServerGuard. */
+export const serverIdentity = statement<Record<never, never>, { system_id: string; timeline: number }>({});
+export const backendPid = statement<Record<never, never>, { pid: number }>({});
 export const unlockSession = statement<WorkerParams>({ workerId: true });
 export const awaitLockRelease = statement<WorkerParams>({ workerId: true });
 export const releaseShared = statement<WorkerParams>({ workerId: true });
 
 export const markStandby = statement<WorkerParams & { nodeName: string }>({ workerId: true, nodeName: true });
+export const standbySeen = statement<WorkerParams & { nodeName: string; recoveryDelaySeconds: number }, { recoverable_in_ms: number | null }>({
+  workerId: true, nodeName: true, recoveryDelaySeconds: true,
+});

@@ -1,18 +1,21 @@
 // The pages (GET): each renders whole, or only its live part when ?fragment= asks for it.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { TASK_STATES, type TaskState } from '../../../client/types.js';
 import { pageContext, type Dashboard } from '../context.js';
 import type { Html } from '../html.js';
 import { nextRuns } from '../schedule.js';
-import type { Cursor, TaskSort } from '../store.js';
+import { FILTER_FIELDS, readFilter, type FilterFields } from '../filter.js';
+import type { Cursor, TaskFilter, TaskSort } from '../store.js';
 import { groupTable, groupsPage } from '../views/groups.js';
+import { overviewBody, overviewPage } from '../views/overview.js';
 import { scheduleTable, schedulesPage } from '../views/schedules.js';
-import { runTable, taskPage, taskSummary, type TaskView } from '../views/task.js';
+import { AROUND } from '../views/graph.js';
+import { RUNS_PER_PAGE, runsSection, type RunsView } from '../views/runs.js';
+import { taskActions, taskPage, taskSummary, type TaskView } from '../views/task.js';
 import { taskTable, tasksPage, type TasksView } from '../views/tasks.js';
 import { workerTable, workersPage } from '../views/workers.js';
 import { BadRequest } from './errors.js';
+import { registerTaskGraph, runsFrom, TASK_QUERY, type TaskQuery } from './task-page.js';
 
-const INT = '^-?[0-9]{1,10}$';
 const ID = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,15}$' } } } as const;
 const SCHEDULES_SHOWN = 500;
 const NEXT_RUNS = 3;
@@ -20,9 +23,7 @@ const NEXT_RUNS = 3;
 const TASKS_QUERY = {
   type: 'object',
   properties: {
-    state: { type: 'string', enum: ['', ...Object.keys(TASK_STATES)] },
-    group: { type: 'string', pattern: `^$|${INT}` },
-    q: { type: 'string', maxLength: 200 },
+    ...FILTER_FIELDS,
     sort: { type: 'string', enum: ['', 'newest', 'oldest', 'queue'] },
     after: { type: 'string', pattern: '^$|^[0-9]{1,15}$|^-?[0-9]{1,10}:-?[0-9]{1,20}:[0-9]{1,15}$' },
     limit: { type: 'string', pattern: '^[0-9]{1,3}$' },
@@ -30,8 +31,8 @@ const TASKS_QUERY = {
   },
 } as const;
 
-interface TasksQuery {
-  state?: string; group?: string; q?: string; sort?: string; after?: string; limit?: string; fragment?: string;
+interface TasksQuery extends FilterFields {
+  sort?: string; after?: string; limit?: string; fragment?: string;
 }
 
 function send(reply: FastifyReply, body: Html): FastifyReply {
@@ -45,7 +46,11 @@ function fragment(request: FastifyRequest): string | undefined {
 export function registerPages(app: FastifyInstance, dashboard: Dashboard): void {
   const { store } = dashboard;
 
-  app.get('/', (_request, reply) => reply.redirect('/tasks'));
+  app.get<{ Querystring: { fragment?: string } }>('/', { schema: { querystring: { type: 'object', properties: { fragment: { type: 'string' } } } } }, async (request, reply) => {
+    const data = await store.overview(dashboard.now());
+    const ctx = pageContext(dashboard, request, reply, !fragment(request));
+    return send(reply, fragment(request) ? overviewBody(data) : overviewPage(ctx, data));
+  });
 
   app.get<{ Querystring: TasksQuery }>('/tasks', { schema: { querystring: TASKS_QUERY } }, async (request, reply) => {
     const q = request.query;
@@ -53,7 +58,18 @@ export function registerPages(app: FastifyInstance, dashboard: Dashboard): void 
     const limit = q.limit ? Number(q.limit) : 50;
     if (limit < 1 || limit > 500) throw new BadRequest('limit must be 1 to 500');
     const after = q.after ? parseCursor(q.after, sort) : null;
-    const filter = { state: (q.state || null) as TaskState | null, group: q.group ? Number(q.group) : null, text: q.q?.trim() || null };
+    let filter: TaskFilter;
+    try {
+      filter = readFilter(q);
+    } catch (error) {
+      // A full page keeps the filter as typed, says what is wrong in one line, and lists
+      // nothing (and has no live part to fetch the same bad filter again).
+      if (!(error instanceof BadRequest) || fragment(request)) throw error;
+      const ctx = pageContext(dashboard, request, reply, true);
+      ctx.error = error.message;
+      const view: TasksView = { filter: null, fields: q, sort, after: null, limit, result: { rows: [], next: null }, self: '/tasks' };
+      return send(reply.code(400), tasksPage(ctx, view));
+    }
     // Queue order is the order waiting tasks are claimed in; other states have none.
     if (sort === 'queue') {
       if (filter.state !== null && filter.state !== 'AW') throw new BadRequest(`queue order is for waiting tasks (AW), not ${filter.state}`);
@@ -63,14 +79,12 @@ export function registerPages(app: FastifyInstance, dashboard: Dashboard): void 
     const url = new URL(request.url, 'http://dashboard');
     url.searchParams.delete('fragment');
     const self = url.pathname + url.search;
-    const view: TasksView = { filter, sort, after: q.after || null, limit, result, self };
+    const view: TasksView = { filter, fields: q, sort, after: q.after || null, limit, result, self };
     const ctx = pageContext(dashboard, request, reply, !fragment(request));
     return send(reply, fragment(request) ? taskTable(ctx, view) : tasksPage(ctx, view));
   });
 
-  app.get<{ Params: { id: string }; Querystring: { attempt?: string; fragment?: string } }>('/tasks/:id', {
-    schema: { params: ID, querystring: { type: 'object', properties: { attempt: { type: 'string', pattern: '^[0-9]{1,9}$' }, fragment: { type: 'string', enum: ['summary', 'runs'] } } } },
-  }, async (request, reply) => {
+  app.get<{ Params: { id: string }; Querystring: TaskQuery }>('/tasks/:id', { schema: { params: ID, querystring: TASK_QUERY } }, async (request, reply) => {
     const id = Number(request.params.id);
     const task = await store.task(id);
     if (!task) return reply.code(404).type('text/plain; charset=utf-8').send(`task ${id} not found\n`);
@@ -80,15 +94,23 @@ export function registerPages(app: FastifyInstance, dashboard: Dashboard): void 
     }
     const ctx = pageContext(dashboard, request, reply, !fragment(request));
     const part = request.query.fragment;
-    if (part === 'runs') return send(reply, runTable(task, await store.runs(id)));
-    const [runs, prerequisites, dependents] = part === 'summary' ? [[], [], []] : await Promise.all([store.runs(id), store.prerequisites(id), store.dependents(id)]);
+    const from = runsFrom(request.query);
+    const runs = async (): Promise<RunsView> => ({ taskId: id, attempts: task.attempt, page: await store.runs(id, from, RUNS_PER_PAGE), from, attempt: asked });
+    if (part === 'runs') return send(reply, runsSection(await runs()));
+    // The buttons the state allows (read again by the page when the state or the run changes).
+    if (part === 'actions') return send(reply, taskActions(ctx, task));
+    const noRuns: RunsView = { taskId: id, attempts: task.attempt, page: { rows: [], newer: null, older: null }, from, attempt: asked };
+    const [runsView, prerequisites, dependents, nodes] = part === 'summary'
+      ? [noRuns, [], [], []]
+      : await Promise.all([runs(), store.prerequisites(id), store.dependents(id), store.graph(id, false, AROUND)]);
     const schedule = nextRuns(task, NEXT_RUNS);
     const view: TaskView = {
-      task, runs, prerequisites, dependents, nextRuns: schedule.times, scheduleProblem: schedule.problem,
-      outputAttempt: asked ?? task.attempt, followLatest: asked === null,
+      task, runs: runsView, graph: { taskId: id, nodes, whole: false, bounds: AROUND }, prerequisites, dependents,
+      nextRuns: schedule.times, scheduleProblem: schedule.problem, outputAttempt: asked ?? task.attempt, followLatest: asked === null,
     };
     return send(reply, part === 'summary' ? taskSummary(view) : taskPage(ctx, view));
   });
+  registerTaskGraph(app, dashboard);
 
   // A run's output after a chunk, as JSON (bytes in base64: a chunk may end inside a UTF-8
   // character; the browser decodes the stream).
@@ -129,9 +151,15 @@ export function registerPages(app: FastifyInstance, dashboard: Dashboard): void 
     return send(reply, fragment(request) ? groupTable(view) : groupsPage(ctx, view));
   });
 
-  app.get('/events', (request, reply) => {
+  // ?task=ID: a task page, sent its task's changes and output (live.ts).
+  app.get<{ Querystring: { task?: string } }>('/events', {
+    schema: { querystring: { type: 'object', properties: { task: { type: 'string', pattern: '^[0-9]{1,15}$' } } } },
+  }, (request, reply) => {
+    const slot = dashboard.live.reserve(request.ip);
+    if ('refused' in slot) return reply.code(503).type('text/plain; charset=utf-8').send(`${slot.refused}\n`);
     void reply.hijack();
-    dashboard.live.subscribe(reply.raw, securityHeaders());
+    dashboard.live.subscribe(reply.raw, securityHeaders(), slot, request.query.task ? Number(request.query.task) : null);
+    return undefined;
   });
 }
 

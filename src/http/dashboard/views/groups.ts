@@ -36,7 +36,7 @@ export function groupTable(view: GroupsView): Html {
   ${states.map((s) => html`<td>${count(s) > 0 ? html`<a href="/tasks?group=${id}&amp;state=${s}">${count(s)}</a>` : '0'}</td>`)}
   <td>${running}</td>
   <td>${row?.max_running ?? 'no limit'}</td>
-  <td>${workers.length} (${workers.filter((w) => w.status === 'ok').length})</td>
+  <td>${workers.length} (${workers.filter((w) => w.lapses_in_ms !== null).length})</td>
   <td>${row?.recover_policy ?? 'fail'}</td>
   <td>${row?.timeout ?? '-'}</td>
   <td>${row ? (row.keep_ended ?? 'kept') : 'kept'}</td>

@@ -1,5 +1,6 @@
 // The frame of every page: navigation, the database it shows, a notice or a refusal, and the
 // script that keeps the live parts current.
+import type { Role } from '../access.js';
 import { html, type Html } from '../html.js';
 
 export interface PageContext {
@@ -8,12 +9,16 @@ export interface PageContext {
   schema: string;
   /** The CSRF token the page's forms carry. */
   csrf: string;
+  /** A reader's page has no forms and no action buttons. */
+  role: Role;
+  /** The whole dashboard is read-only (--read-only), not only this session. */
+  readOnly: boolean;
   /** What the last action did, or why it was refused (from the redirect after a POST). */
   notice: string | null;
   error: string | null;
 }
 
-const NAV: Array<[string, string]> = [['/tasks', 'Tasks'], ['/workers', 'Workers'], ['/schedules', 'Schedules'], ['/groups', 'Groups']];
+const NAV: Array<[string, string]> = [['/', 'Overview'], ['/tasks', 'Tasks'], ['/workers', 'Workers'], ['/schedules', 'Schedules'], ['/groups', 'Groups']];
 
 export function page(ctx: PageContext, title: string, current: string, body: Html): Html {
   return html`<!doctype html>
@@ -22,6 +27,7 @@ export function page(ctx: PageContext, title: string, current: string, body: Htm
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · pg-tasks</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css">
 <script src="/static/live.js" defer></script>
 </head>
@@ -30,10 +36,11 @@ export function page(ctx: PageContext, title: string, current: string, body: Htm
   <strong>pg-tasks</strong>
   <nav>${NAV.map(([path, name]) => html`<a href="${path}"${path === current ? html` aria-current="page"` : ''}>${name}</a>`)}</nav>
   <span class="where" title="database and schema">${ctx.database} · ${ctx.schema}</span>
+  ${accessBadge(ctx)}
   <span class="live-state" id="live-state" title="live updates">connecting…</span>
 </header>
 <main>
-${ctx.notice ? html`<p class="notice" role="status">${ctx.notice}</p>` : ''}
+${ctx.notice ? html`<p class="notice" role="status"${pendingCancel(ctx.notice)}>${ctx.notice}</p>` : ''}
 ${ctx.error ? html`<p class="error" role="alert">${ctx.error}</p>` : ''}
 ${body}
 </main>
@@ -41,12 +48,33 @@ ${body}
 </html>`;
 }
 
-/** A POST form of one button (cancel, queue…), carrying the CSRF token and where to return. */
+/** Which access this page was served with: read-only (no actions) or operator. */
+function accessBadge(ctx: PageContext): Html {
+  if (ctx.role === 'operator') return html`<span class="access access-operator" title="you may change tasks and workers">operator</span>`;
+  const why = ctx.readOnly ? 'this dashboard runs with --read-only' : 'you came with the reader token';
+  return html`<span class="access access-reader" title="${why}: pages only, no actions">read-only</span>`;
+}
+
+/** A POST form of one button (cancel, queue…), carrying the CSRF token and where to return; none for a reader. */
 export function actionButton(ctx: PageContext, action: string, label: string, back: string, extra: Html | string = ''): Html {
+  if (ctx.role !== 'operator') return html``;
   return html`<form method="post" action="${action}" class="inline"><input type="hidden" name="csrf" value="${ctx.csrf}"><input type="hidden" name="back" value="${back}">${extra}<button type="submit">${label}</button></form>`;
 }
 
-/** A state code with its colour. */
+/** A state as a person says it, with its colour; the code (for SQL and the CLI) on hover. */
+export const STATE_WORDS: Record<string, string> = {
+  DR: 'draft', AW: 'waiting', AE: 'running', AC: 'cancelling', CS: 'completed', CF: 'failed', CC: 'cancelled',
+};
+
 export function stateBadge(state: string): Html {
-  return html`<span class="state state-${state}">${state}</span>`;
+  return html`<span class="state state-${state}" title="${state}">${STATE_WORDS[state] ?? state}</span>`;
+}
+
+/**
+ * The cancel action's notice ("task 12: cancelling …", routes/actions.ts) names a task whose
+ * state the live feed follows: the page turns the notice into "cancelled" when it ends.
+ */
+function pendingCancel(notice: string): Html {
+  const match = /^task (\d+): cancelling/.exec(notice);
+  return match ? html` data-cancelling="${match[1]}"` : html``;
 }

@@ -1,5 +1,6 @@
 // Scheduled tasks and their next start times.
-import { commandLine, html, when, type Html } from '../html.js';
+import { clippedCommand, html, when, type Html } from '../html.js';
+import { everyLabel } from '../schedule.js';
 import type { ScheduleRow } from '../store.js';
 import { page, stateBadge, type PageContext } from './layout.js';
 
@@ -25,8 +26,8 @@ export function scheduleTable(schedules: ScheduleView[], limit: number): Html {
   <td><a href="/tasks/${s.id}">${s.id}</a></td>
   <td>${stateBadge(s.state_id)}</td>
   <td>${s.group_id}</td>
-  <td class="command"><code>${commandLine(s.command)}</code></td>
-  <td>${s.shed_cron !== null ? `cron ${s.shed_cron}` : s.shed_period_id !== null ? `${s.shed_period_count ?? 1} × ${s.shed_period_id}` : 'once'} <small>${s.shed_tz}</small></td>
+  <td class="command">${clippedCommand(s.command)}</td>
+  <td>${everyLabel(s)} <small>(${s.shed_tz})</small></td>
   <td>${s.shed_clone ? `yes (${s.shed_overlap})` : 'no'}</td>
   <td>${s.shed_skip_count}</td>
   <td>${s.next_start === null && s.shed_cron !== null ? 'being computed by a node' : nextRuns.map((d) => html`${when(d)}<br>`)}${problem ? html`<span class="error">${problem}</span>` : ''}</td>

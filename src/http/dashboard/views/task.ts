@@ -1,13 +1,23 @@
 // One task: its row, its runs, its live output, its dependencies and its schedule.
-import type { Task, TaskRun } from '../../../client/types.js';
-import { commandLine, html, when, type Html } from '../html.js';
-import { actionButton, page, stateBadge, type PageContext } from './layout.js';
+import { DEPS_LEFT_WORDS, DEPENDS_RULE_WORDS, type DependsRule, type Task } from '../../../client/types.js';
+import { commandLine, href, html, when, type Html } from '../html.js';
+import { everyLabel } from '../schedule.js';
+import { graphSection, type GraphView } from './graph.js';
+import { actionButton, page, type PageContext } from './layout.js';
+import { runsQuery, runsSection, type RunsView } from './runs.js';
+import { errorBlock, summaryFields } from './task-fields.js';
+import { cancellable, cancelLink } from './tasks.js';
+
+export { formatInterval } from './task-fields.js';
 
 export interface TaskView {
   task: Task;
-  runs: TaskRun[];
+  /** A page of its runs (runs.ts). */
+  runs: RunsView;
+  /** The tasks around it (graph.ts); null: not read (a fragment). */
+  graph: GraphView | null;
   prerequisites: Array<{ id: number; state_id: string }>;
-  dependents: Array<{ id: number; state_id: string }>;
+  dependents: Array<{ id: number; state_id: string; depends_rule: DependsRule }>;
   /** The next start times of its schedule (none when not scheduled). */
   nextRuns: Date[];
   /** A schedule the dashboard could not compute (a bad cron expression…). */
@@ -23,68 +33,48 @@ export function taskPage(ctx: PageContext, view: TaskView): Html {
   const self = `/tasks/${task.id}`;
   return page(ctx, `Task ${task.id}`, '/tasks', html`
 <h1>Task ${task.id} <small>${commandLine(task.command)}</small></h1>
-<div class="task-actions">
-  ${actionButton(ctx, `${self}/cancel`, 'Cancel (→ AC)', self)}
-  ${actionButton(ctx, `${self}/queue`, task.state_id === 'DR' ? 'Queue (→ AW)' : 'Re-queue (→ AW)', self)}
+<div id="task-actions" data-live="task-run" data-src="${self}?fragment=actions">
+${taskActions(ctx, task)}
 </div>
-<section id="task-summary" data-live="tasks output" data-task="${task.id}" data-group="${task.group_id}" data-src="${self}?fragment=summary">
+<section id="task-summary" data-watch-task="${task.id}">
 ${taskSummary(view)}
 </section>
-<h2>Output ${view.outputAttempt > 0 ? html`<small>run ${view.outputAttempt}</small>` : ''}</h2>
+<h2>Output ${view.outputAttempt > 0 ? html`<small id="output-run">run ${view.outputAttempt}</small> <a id="output-raw" class="raw" href="${self}/output.txt?attempt=${view.outputAttempt}" download>raw text</a>` : html`<small id="output-run"></small>`}</h2>
 ${view.outputAttempt === 0
     ? html`<p class="empty" id="no-output">not run yet</p>`
     : ''}
 <pre id="output" class="output" data-task="${task.id}" data-attempt="${view.outputAttempt}" data-follow="${view.followLatest ? 'latest' : 'run'}"></pre>
 <h2>Runs</h2>
-<section id="task-runs" data-live="tasks output" data-task="${task.id}" data-group="${task.group_id}" data-src="${self}?fragment=runs">
-${runTable(task, view.runs)}
+<section id="task-runs" data-live="task-run" data-src="${href(self, { fragment: 'runs', attempt: view.runs.attempt, ...runsQuery(view.runs.from) })}">
+${runsSection(view.runs)}
 </section>
 ${dependencies(view)}
+${view.graph && view.graph.nodes.length > 0 ? html`<h2>Dependency graph</h2>
+<section id="task-graph" data-live="tasks" data-task="${task.id}" data-group="${task.group_id}" data-src="${self}/graph?fragment=around">
+${graphSection(view.graph)}
+</section>` : ''}
 ${schedule(view)}`);
+}
+
+/** The buttons the task's state allows now (in the live part, so they follow the state); none for a reader. */
+export function taskActions(ctx: PageContext, t: Task): Html {
+  if (ctx.role !== 'operator') return html``;
+  const self = `/tasks/${t.id}`;
+  const live = t.live_worker_id !== null;
+  const queue = t.state_id === 'DR' || t.state_id.startsWith('C');
+  if (!cancellable(t.state_id, live) && !queue) return html``;
+  return html`<div class="task-actions">
+  ${cancellable(t.state_id, live) ? cancelLink(t.id, 'Cancel (→ AC)…', self) : ''}
+  ${queue ? actionButton(ctx, `${self}/queue`, t.state_id === 'DR' ? 'Queue (→ AW)' : 'Re-queue (→ AW)', self) : ''}
+</div>`;
 }
 
 export function taskSummary(view: TaskView): Html {
   const t = view.task;
-  const live = t.live_worker_id !== null;
-  const fields: Array<[string, unknown]> = [
-    ['state', html`${stateBadge(t.state_id)} ${t.end_reason ?? ''}`],
-    ['attempt', `${t.attempt}${t.max_attempts !== null ? ` of ${t.max_attempts}` : ''}`],
-    ['live run', live ? `attempt ${t.attempt} on worker ${t.live_worker_id} (term ${t.live_epoch})` : '-'],
-    ['command', html`<code>${JSON.stringify(t.command)}</code>`],
-    ['group', t.group_id],
-    ['priority', t.priority],
-    ['worker', t.worker_id ?? 'any of the group'],
-    ['cwd', t.cwd ?? '-'],
-    ['params', t.params === null ? '-' : JSON.stringify(t.params)],
-    ['concurrency key', t.concurrency_key ?? '-'],
-    ['created', when(t.created)],
-    ['last state change', when(t.last_state_change)],
-    ['run after', when(t.run_after)],
-    ['started', when(t.started)],
-    ['finished', when(t.finished)],
-    ['exit', t.exit_code ?? t.exit_signal ?? '-'],
-    ['pid', t.pid ?? '-'],
-    ['node', t.node_name ?? '-'],
-    ['timeout', t.timeout === null ? '-' : String(formatInterval(t.timeout))],
-  ];
-  return html`<dl class="fields" data-latest-attempt="${t.attempt}" data-state="${t.state_id}">
-${fields.map(([name, value]) => html`<dt>${name}</dt><dd data-field="${name}">${value}</dd>`)}
+  return html`<dl class="fields" data-latest-attempt="${t.attempt}" data-state="${t.state_id}" data-live-run="${t.live_worker_id !== null ? 'true' : 'false'}">
+${summaryFields(t).map(([name, value]) => html`<dt>${name}</dt><dd data-field="${name}">${value}</dd>`)}
 </dl>
-${t.error ? html`<h3>Error</h3><pre class="error-text">${t.error}</pre>` : ''}`;
-}
-
-export function runTable(task: Task, runs: TaskRun[]): Html {
-  if (runs.length === 0) return html`<p class="empty">no runs yet</p>`;
-  return html`<table class="runs">
-<thead><tr><th>run</th><th>worker</th><th>node</th><th>pid</th><th>started</th><th>finished</th><th>end</th><th>exit</th><th>error</th></tr></thead>
-<tbody>${runs.map((r) => html`<tr>
-  <td><a href="/tasks/${task.id}?attempt=${r.attempt}">${r.attempt}</a></td>
-  <td>${r.worker_id}</td><td>${r.node_name ?? '-'}</td><td>${r.pid ?? '-'}</td>
-  <td>${when(r.started)}</td><td>${r.finished ? when(r.finished) : html`<strong>running</strong>`}</td>
-  <td>${r.end_reason ?? '-'}</td><td>${r.exit_code ?? r.exit_signal ?? '-'}</td>
-  <td class="error-cell">${(r.error ?? '').split('\n')[0]}</td>
-</tr>`)}</tbody>
-</table>`;
+<div id="task-error">${errorBlock(t)}</div>`;
 }
 
 function dependencies(view: TaskView): Html {
@@ -92,24 +82,17 @@ function dependencies(view: TaskView): Html {
   if ((t.depends_on === null || t.depends_on.length === 0) && view.dependents.length === 0) return html``;
   const states = new Map(view.prerequisites.map((p) => [Number(p.id), p.state_id]));
   return html`<h2>Dependencies</h2>
-${t.depends_on && t.depends_on.length > 0 ? html`<p>Depends on: ${t.depends_on.map((id, i) => html`${i > 0 ? ', ' : ''}<a href="/tasks/${id}">${id}</a> (${states.get(Number(id)) ?? 'deleted'})`)}${t.deps_left > 0 ? html` · ${t.deps_left} not yet CS` : ''}</p>` : ''}
-${view.dependents.length > 0 ? html`<p>Waiting for it: ${view.dependents.map((d, i) => html`${i > 0 ? ', ' : ''}<a href="/tasks/${d.id}">${d.id}</a> (${d.state_id})`)}</p>` : ''}`;
+${t.depends_on && t.depends_on.length > 0 ? html`<p>Depends on: ${t.depends_on.map((id, i) => html`${i > 0 ? ', ' : ''}<a href="/tasks/${id}">${id}</a> (${states.get(Number(id)) ?? 'deleted'})`)}${t.deps_left > 0 ? html` · ${t.deps_left} ${DEPS_LEFT_WORDS[t.depends_rule]}` : ''}</p>
+<p>Runs when: <span class="depends-rule rule-${t.depends_rule}">${DEPENDS_RULE_WORDS[t.depends_rule]}</span></p>` : ''}
+${view.dependents.length > 0 ? html`<p>Waiting for it: ${view.dependents.map((d, i) => html`${i > 0 ? ', ' : ''}<a href="/tasks/${d.id}">${d.id}</a> (${d.state_id}${d.depends_rule !== 'all_success' ? html`, <span class="depends-rule rule-${d.depends_rule}">${d.depends_rule.replace('_', ' ')}</span>` : ''})`)}</p>` : ''}`;
 }
 
 function schedule(view: TaskView): Html {
   const t = view.task;
   if (t.next_start === null && t.shed_cron === null) return html``;
-  const every = t.shed_cron !== null ? `cron "${t.shed_cron}" (${t.shed_tz})` : t.shed_period_id !== null ? `every ${t.shed_period_count ?? 1} × ${t.shed_period_id} (${t.shed_tz})` : 'once';
+  const every = `${everyLabel(t)} (${t.shed_tz})`;
   return html`<h2>Schedule</h2>
 <p>${every}${t.shed_clone ? `, a copy each time (overlap: ${t.shed_overlap})` : ', this task re-queued each time'} · ${t.shed_skip_count} slots skipped</p>
 <p>Next runs: ${view.nextRuns.length > 0 ? view.nextRuns.map((d, i) => html`${i > 0 ? ', ' : ''}${when(d)}`) : '-'}</p>
 ${view.scheduleProblem ? html`<p class="error">${view.scheduleProblem}</p>` : ''}`;
-}
-
-/** An interval as node-postgres returns it ({ hours: 1, minutes: 30 }), as 1h30m. */
-export function formatInterval(value: unknown): string {
-  if (value === null || typeof value !== 'object') return String(value);
-  const units: Array<[string, string]> = [['years', 'y'], ['months', 'mo'], ['days', 'd'], ['hours', 'h'], ['minutes', 'm'], ['seconds', 's'], ['milliseconds', 'ms']];
-  const parts = units.map(([key, unit]) => [(value as Record<string, number | undefined>)[key], unit] as const).filter(([n]) => n);
-  return parts.length === 0 ? '0s' : parts.map(([n, unit]) => `${n}${unit}`).join('');
 }

@@ -16,7 +16,7 @@ export function workersPage(ctx: PageContext, workers: WorkerRow[]): Html {
 <section id="worker-list" data-live="workers" data-src="/workers?fragment=1">
 ${workerTable(ctx, workers)}
 </section>
-<p class="hint">Status: <b>ok</b> a node holds the lease · <b>failed</b> active with a lapsed lease (its node died or lost the database; another node will recover its tasks) · <b>standby</b> not active, a standby node waiting · <b>stopped</b> no node.</p>`);
+<p class="hint">Status: <b>ok</b> a node holds the lease and claims tasks · <b>paused</b> it holds it, starts no new tasks (stop code 1) · <b>draining</b> no new tasks, its node exits when the running ones end (2) · <b>cancelling</b> its running tasks are cancelled, then its node exits (3) · <b>failed</b> active with a lapsed lease (its node died or lost the database; another node will recover its tasks) · <b>standby</b> not active, a standby node waiting · <b>stopped</b> no node.</p>`);
 }
 
 export function workerTable(ctx: PageContext, workers: WorkerRow[]): Html {
@@ -33,11 +33,11 @@ export function workerTable(ctx: PageContext, workers: WorkerRow[]): Html {
   <td>${when(w.locked_until)}</td>
   <td>${when(w.lease_taken)} <small>(term ${w.lease_epoch})</small></td>
   <td>${w.standby_node ? html`${w.standby_node} <small>seen ${when(w.standby_seen)}</small>` : '-'}</td>
-  <td><form method="post" action="/workers/${w.id}/stop" class="inline">
+  <td>${ctx.role !== 'operator' ? (STOP_CODES[w.stop] ?? w.stop) : html`<form method="post" action="/workers/${w.id}/stop" class="inline">
     <input type="hidden" name="csrf" value="${ctx.csrf}">
     <select name="stop" aria-label="stop code of worker ${w.id}">${Object.entries(STOP_CODES).map(([code, name]) => html`<option value="${code}"${Number(code) === w.stop ? html` selected` : ''}>${name}</option>`)}</select>
     <button type="submit">set</button>
-  </form></td>
+  </form>`}</td>
 </tr>`)}</tbody>
 </table>`;
 }
