@@ -49,7 +49,7 @@ interface Watched {
   problems: string[];
 }
 
-async function open(t: TestContext, path: string, viewport = { width: 1200, height: 700 }): Promise<Watched | null> {
+async function open(t: TestContext, path: string, viewport = { width: 1200, height: 700 }, beforeGoto?: (page: Page) => Promise<void>): Promise<Watched | null> {
   if (!browser) {
     t.skip(`chromium not found at ${CHROMIUM}: install it with apt-get install chromium (or set PGTASKS_CHROMIUM)`);
     return null;
@@ -59,6 +59,7 @@ async function open(t: TestContext, path: string, viewport = { width: 1200, heig
   page.on('request', (r) => {
     if (!new URL(r.url()).pathname.startsWith('/events')) requests.push(r.url().slice(base.length));
   });
+  await beforeGoto?.(page);
   await page.goto(base + path);
   await page.locator('html[data-live="open"]').waitFor({ state: 'attached', ...WAIT });
   return { page, requests, problems };
@@ -70,12 +71,25 @@ const outputText = (page: Page): Promise<string> => page.evaluate<string>("docum
 describe('dashboard live pages', () => {
   it('patches a new row into the list and keeps the focus on the row a reader is at', async (t) => {
     const first = await addTask(db, ['echo', 'focus me'], { state: 'DR', group: IDLE_GROUP });
-    const watched = await open(t, `/tasks?group=${IDLE_GROUP}`);
+    // The list's first read (when the stream opens) is held until the reader has focused a
+    // button: that read patches a page the server rendered whole, whose markup differs from
+    // the fragment's in whitespace, and it once replaced the table under the focus.
+    let focused!: () => void;
+    const focusDone = new Promise<void>((resolve) => { focused = resolve; });
+    const watched = await open(t, `/tasks?group=${IDLE_GROUP}`, undefined, (p) =>
+      p.route((url) => url.searchParams.get('fragment') === '1', async (route) => {
+        await focusDone;
+        await route.continue();
+      }));
     if (!watched) return;
     const { page } = watched;
     const button = page.locator(`tr[data-id="${first}"] button`).first();
     await button.focus();
     await page.evaluate('window.focused = document.activeElement');
+    focused();
+    await page.locator('#task-list[data-refreshed]').waitFor({ state: 'attached', ...WAIT });
+    const keptOnOpen = await page.evaluate<boolean>('window.focused === document.activeElement && window.focused.isConnected');
+    assert.ok(keptOnOpen, 'the focused button is the same element, still focused, after the first read of the list');
     const second = await addTask(db, ['echo', 'a newcomer'], { group: IDLE_GROUP, state: 'DR' });
     // A draft notifies nobody; a queued task does (it is in a group no node serves).
     await db.query('UPDATE long_task.task SET state_id = $2 WHERE id = $1', [second, 'AW']);

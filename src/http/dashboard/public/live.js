@@ -63,8 +63,20 @@
       let match = null;
       if (keyOf(next) !== null) {
         for (let c = current; c; c = c.nextSibling) if (sameKind(c, next)) { match = c; break; }
-      } else if (current && sameKind(current, next)) {
-        match = current;
+      } else if (current) {
+        // The markup's whitespace between elements differs between a page and its fragment
+        // (the page's section opens with a newline): an element is matched past it, and the
+        // whitespace removed, never the element moved or replaced (that would drop the focus).
+        let c = current;
+        if (next.nodeType === 1) while (c && c.nodeType === 3 && c.nodeValue.trim() === '') c = c.nextSibling;
+        if (c && sameKind(c, next)) {
+          while (current !== c) {
+            const after = current.nextSibling;
+            current.remove();
+            current = after;
+          }
+          match = c;
+        }
       }
       if (!match) {
         from.insertBefore(next, current);
