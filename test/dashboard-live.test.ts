@@ -76,11 +76,12 @@ describe('dashboard live pages', () => {
     // the fragment's in whitespace, and it once replaced the table under the focus.
     let focused!: () => void;
     const focusDone = new Promise<void>((resolve) => { focused = resolve; });
-    const watched = await open(t, `/tasks?group=${IDLE_GROUP}`, undefined, (p) =>
-      p.route((url) => url.searchParams.get('fragment') === '1', async (route) => {
+    const watched = await open(t, `/tasks?group=${IDLE_GROUP}`, undefined, async (p) => {
+      await p.route((url) => url.searchParams.get('fragment') === '1', async (route) => {
         await focusDone;
         await route.continue();
-      }));
+      });
+    });
     if (!watched) return;
     const { page } = watched;
     const button = page.locator(`tr[data-id="${first}"] button`).first();
