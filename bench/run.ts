@@ -10,7 +10,7 @@ import path from 'node:path';
 
 const quick = process.argv.includes('--quick');
 const fast = process.argv.includes('--fast');
-const ALL = ['floors', 'throughput', 'turnover', 'start-latency', 'graphile', 'pgboss', 'cancel-latency', 'schedule-latency', 'cluster', 'idle-cost', 'backlog', 'memory', 'limits', 'containment', 'control', 'retention', 'output', 'dashboard', 'failover', 'pooler', 'promotion', 'fleet'];
+const ALL = ['floors', 'throughput', 'turnover', 'cycle', 'start-latency', 'graphile', 'pgboss', 'cancel-latency', 'schedule-latency', 'cluster', 'idle-cost', 'backlog', 'memory', 'limits', 'containment', 'control', 'retention', 'output', 'dashboard', 'failover', 'pooler', 'promotion', 'fleet'];
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt >= 0 ? (process.argv[onlyAt + 1] ?? '').split(',').filter(Boolean) : null;
 const unknown = only?.filter((p) => !ALL.includes(p)) ?? [];
