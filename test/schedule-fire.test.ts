@@ -141,6 +141,31 @@ describe('the timer fire (fire_slots)', () => {
     assert.equal((await getTask(db, id)).state_id, 'AW');
   });
 
+  it("a copy carries its parent's run_as, limits, heartbeat timeout and concurrency key, by either fire", async () => {
+    // Copies dropped these before version 32: a copy of a task set to run as nobody ran as the
+    // group's user, or the node's own (root, for a node running as root), with no limits.
+    const settings = "run_as = 'nobody', memory_max = 300000000, cpu_seconds_max = 60, open_files_max = 256, pids_max = 32, " +
+      "cpu_max = 0.5, heartbeat_timeout = interval '45 s', concurrency_key = 'nightly'";
+    const columns = 'run_as, memory_max, cpu_seconds_max, open_files_max, pids_max, cpu_max::float8 AS cpu_max, heartbeat_timeout::text AS heartbeat_timeout, concurrency_key';
+    const expected = { run_as: 'nobody', memory_max: 300000000, cpu_seconds_max: 60, open_files_max: 256, pids_max: 32, cpu_max: 0.5, heartbeat_timeout: '00:00:45', concurrency_key: 'nightly' };
+    const copyOf = async (parent: number): Promise<unknown[]> =>
+      (await db.query(`SELECT ${columns} FROM long_task.task WHERE shed_parent_id = $1`, [parent])).rows;
+    // The timer's fire (fire_slots).
+    const timed = 167;
+    const byTimer = await addTask(db, ['true'], { group: timed, state: 'DR' });
+    await db.query(`UPDATE long_task.task SET ${settings}, next_start = $2, shed_period_id = 'HOU', shed_period_count = 1, shed_clone = true WHERE id = $1`, [byTimer, T0]);
+    const { fired } = await armAndFire(timed, at(-300), at(1));
+    assert.deepEqual(fired, [{ id: byTimer, action: 'cloned' }]);
+    assert.deepEqual(await copyOf(byTimer), [expected]);
+    // The general fire (dueSchedules, then cloneScheduled).
+    const general = 168;
+    const byGeneral = await addTask(db, ['true'], { group: general, state: 'DR' });
+    await db.query(`UPDATE long_task.task SET ${settings}, next_start = $2, shed_period_id = 'HOU', shed_period_count = 1, shed_clone = true WHERE id = $1`, [byGeneral, T0]);
+    const result = await fireDueSchedules(db.pool, queries, general, at(1), testLogger);
+    assert.equal(result.cloned, 1);
+    assert.deepEqual(await copyOf(byGeneral), [expected]);
+  });
+
   it('an empty group: one row of nulls, nothing armed', async () => {
     const { rows } = await queries.upcomingSchedules(db.pool, { groupId: 165, now: null, limit: 100 });
     assert.equal(rows.length, 1);

@@ -31,10 +31,12 @@ BEGIN
   ), copies AS (
     -- The same copy as the general fire's cloneScheduled: its parent's owner's, too.
     INSERT INTO task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
-                      timeout, max_attempts, backoff_base, backoff_cap, retry_on, owner, unique_key, shed_slot)
+                      timeout, max_attempts, backoff_base, backoff_cap, retry_on, owner, unique_key, shed_slot,
+                      run_as, memory_max, cpu_seconds_max, open_files_max, pids_max, cpu_max, heartbeat_timeout, concurrency_key)
     SELECT t.params, 'AW', t.priority, t.group_id, t.command, t.cwd, t.id, t.recover_policy,
            t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on, t.owner,
-           unique_key_for_slot(t.shed_unique_key, t.next_start), t.next_start
+           unique_key_for_slot(t.shed_unique_key, t.next_start), t.next_start,
+           t.run_as, t.memory_max, t.cpu_seconds_max, t.open_files_max, t.pids_max, t.cpu_max, t.heartbeat_timeout, t.concurrency_key
       FROM task t JOIN due d ON d.id = t.id
      WHERE d.shed_clone
     -- A copy whose key (shed_unique_key for this slot) an unended task holds is not made.

@@ -63,7 +63,8 @@ SELECT set_config('pg_tasks.advancing', 'on', true);
 
 -- name: cloneScheduled
 -- shed_clone: a copy of each scheduled task, pointing back at it, with its recover policy,
--- timeout and retry settings, and the slot it stands for (shed_slot): queued (AW), or waiting in DR for earlier copies to end (the
+-- timeout and retry settings, the user it runs as, its limits, heartbeat timeout and
+-- concurrency key (migration 32: copies had dropped these), and the slot it stands for (shed_slot): queued (AW), or waiting in DR for earlier copies to end (the
 -- overlap policies queue and cancel_previous). The copy has no schedule of its own, and its
 -- parent's owner (not the node's role). A schedule catching up missed slots (shed_missed all)
 -- lists its id once per slot, oldest first: the copies get ids in that order, and so are
@@ -71,10 +72,12 @@ SELECT set_config('pg_tasks.advancing', 'on', true);
 -- (shed_unique_key), each copy's unique_key is it for the copy's own slot; a copy whose key an
 -- unended task holds is not made.
 INSERT INTO {{schema}}.task (params, state_id, priority, group_id, command, cwd, shed_parent_id, recover_policy,
-                             timeout, max_attempts, backoff_base, backoff_cap, retry_on, owner, unique_key, shed_slot)
+                             timeout, max_attempts, backoff_base, backoff_cap, retry_on, owner, unique_key, shed_slot,
+                             run_as, memory_max, cpu_seconds_max, open_files_max, pids_max, cpu_max, heartbeat_timeout, concurrency_key)
 SELECT t.params, c.state_id, t.priority, t.group_id, t.command, t.cwd, t.id, t.recover_policy,
        t.timeout, t.max_attempts, t.backoff_base, t.backoff_cap, t.retry_on, t.owner,
-       {{schema}}.unique_key_for_slot(t.shed_unique_key, c.slot), c.slot
+       {{schema}}.unique_key_for_slot(t.shed_unique_key, c.slot), c.slot,
+       t.run_as, t.memory_max, t.cpu_seconds_max, t.open_files_max, t.pids_max, t.cpu_max, t.heartbeat_timeout, t.concurrency_key
   FROM {{schema}}.task t
   JOIN unnest(:taskIds::bigint[], :states::text[], :slots::timestamptz[]) WITH ORDINALITY AS c(id, state_id, slot, n) ON c.id = t.id
  ORDER BY c.n
