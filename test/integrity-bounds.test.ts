@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { writeBisected } from '../src/node/runs/result-writer.js';
+import { writeBisected } from '../src/node/runs/row-errors.js';
 import { countEvents } from './helpers/events.js';
 import { addTask, getTask, startNode, tempDir, useTestDatabase, waitEnded } from './helpers/node.js';
 import type { TestDatabase } from './helpers/db.js';
