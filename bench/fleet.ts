@@ -125,7 +125,20 @@ async function startFleet(n: number): Promise<Fleet> {
       });
     }));
   }
-  await Promise.all(ready);
+  try {
+    await Promise.all(ready);
+  } catch (error) {
+    // A process that could not start its nodes (a connection timed out while the fleet came
+    // up at once on a machine too small for it): the size is not sustained. Its siblings are
+    // ended here, before the schema and the role they use are dropped.
+    await Promise.all(children.map((child) => (child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+        child.once('exit', resolve);
+        child.kill('SIGKILL');
+      }))));
+    throw new NotSustained((error as Error).message);
+  }
   return {
     children,
     ended: () => endedBy.reduce((a, b) => a + b, 0),
@@ -135,7 +148,8 @@ async function startFleet(n: number): Promise<Fleet> {
       return (await Promise.all(replies)).map((text) => JSON.parse(text) as Awaited<ReturnType<Fleet['report']>>[number]);
     },
     async stop() {
-      await Promise.all(children.map((child) => new Promise((resolve) => {
+      // A process that has exited already (it crashed) has nothing to stop.
+      await Promise.all(children.filter((child) => child.exitCode === null && child.signalCode === null).map((child) => new Promise((resolve) => {
         child.once('exit', resolve);
         child.stdin!.write('stop\n');
       })));
@@ -274,8 +288,9 @@ try {
       console.log(`fleet ${n} × ${SLOTS}: skipped, ${n} nodes need up to ${n * 6} connections and the server allows ${maxConnections}`);
       continue;
     }
-    const fleet = await startFleet(n);
+    let fleet: Fleet | null = null;
     try {
+      fleet = await startFleet(n);
       await throughput(fleet, n, 0, n * SLOTS * ROUNDS);
       await throughput(fleet, n, 100, n * SLOTS * (quick ? 10 : 30));
       await latency(fleet, n, quick ? 30 : 100);
@@ -286,7 +301,7 @@ try {
       console.log(`fleet ${n} × ${SLOTS}: not sustained on this machine (${n} nodes in ${Math.ceil(n / PER_PROCESS)} processes on ${os.cpus().length} cores beside the server): ${error.message}`);
       break;
     } finally {
-      await fleet.stop();
+      await fleet?.stop();
       lost = null;
     }
   }
