@@ -320,4 +320,29 @@ describe('migrate', () => {
       { state_id: 'CF', error: 'custom' },
     ]);
   });
+
+  it("gives a schedule's waiting copies their parent's run settings at version 32, and a copy whose process may still live keeps its key", async () => {
+    const db = await emptyDatabase('migrate_clone_settings');
+    const client = await connect(db);
+    await migrate(client, 'long_task', { target: 31 });
+    const parent = (await client.query<{ id: string }>(
+      `INSERT INTO long_task.task (command, state_id, run_as, memory_max, heartbeat_timeout, concurrency_key)
+       VALUES ('{true}', 'DR', 'nobody', 300000000, interval '45 s', 'nightly') RETURNING id`)).rows[0]!.id;
+    const copy = async (): Promise<string> => (await client.query<{ id: string }>(
+      "INSERT INTO long_task.task (command, state_id, shed_parent_id) VALUES ('{true}', 'AW', $1) RETURNING id", [parent])).rows[0]!.id;
+    const waiting = await copy();
+    const requeued = await copy();
+    // Re-queued while its earlier process lives: the row still names that run (written as a
+    // claim leaves it; the triggers that keep users off the live mark are skipped for it).
+    await client.query("SET session_replication_role = 'replica'");
+    await client.query('UPDATE long_task.task SET live_worker_id = 1, live_epoch = 1 WHERE id = $1', [requeued]);
+    await client.query("SET session_replication_role = 'origin'");
+    await migrate(client, 'long_task');
+    const { rows } = await client.query<{ id: string; run_as: string | null; memory_max: string | null; heartbeat_timeout: string | null; concurrency_key: string | null }>(
+      'SELECT id, run_as, memory_max::text, heartbeat_timeout::text, concurrency_key FROM long_task.task WHERE shed_parent_id = $1 ORDER BY id', [parent]);
+    assert.deepEqual(rows, [
+      { id: waiting, run_as: 'nobody', memory_max: '300000000', heartbeat_timeout: '00:00:45', concurrency_key: 'nightly' },
+      { id: requeued, run_as: 'nobody', memory_max: '300000000', heartbeat_timeout: '00:00:45', concurrency_key: null },
+    ]);
+  });
 });
