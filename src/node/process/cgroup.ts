@@ -11,7 +11,7 @@ let made = 0;
  * namespace, or root). The node makes `pg-tasks-<pid>-<n>` in it and enables for its children
  * the controllers it has (memory, cpu, pids): memory_max is then the run's memory.max (all its
  * processes together, 'oom' when the kernel's OOM killer ends it, memory.peak recorded),
- * cpu_max its cpu.max. Each run's supervisor makes `run-<pid>` under it (supervisor.c).
+ * cpu_max its cpu.max. A run's supervisor makes `run-<key>` under it for the run (supervisor.c).
  */
 export class NodeCgroup {
   /** Made by create(). */

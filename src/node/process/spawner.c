@@ -18,12 +18,14 @@
  *                 gets a supervisor, supervisor.c; grace_ms: its orphan grace); bit 1,
  *                 with --cgroup DIR: it also gets a cgroup under DIR, with memory.max and
  *                 cpu.max ("quota 100000") when not 0.
- *                 'K' key signal:u32     to the run's supervisor (a child of the helper: no
- *                                        pid of another process can be hit), after a SIGCONT
- *                                        (a task may have stopped it): SIGTERM ends the run
- *                                        gracefully, SIGUSR1 kills it, SIGKILL the supervisor
- *                                        itself (one that does not answer), whose run the
- *                                        helper then kills as strays
+ *                 'K' key signal:u32     to the run's supervisor, as a frame naming the run
+ *                                        (a late one cannot reach its next run), after a
+ *                                        SIGCONT (a task may have stopped it): SIGTERM ends
+ *                                        the run gracefully, SIGUSR1 kills it; SIGKILL kills
+ *                                        the supervisor itself (one that does not answer;
+ *                                        a child of the helper, so no pid of another process
+ *                                        can be hit), whose run the helper then kills as
+ *                                        strays
  * helper -> node  'P' key pid:i32 supervisor:i32  started (pid = process group id: setsid;
  *                                        supervisor 0: none)
  *                 'E' key errno:i32 step:i32  could not start; step says which call failed:
@@ -41,6 +43,8 @@
  *                                        escaped the leader's group or outlived it
  *                 'L' key                the run's supervisor died before it reported the end
  *                 'C' key                its output pipe and its control pipe closed
+ * Supervised runs go to the pool of supervisors (pool.c, supervisor.c), kept from run to run:
+ * a start costs a frame on a socket, not a fork.
  * The helper exits when its stdin closes (the node is gone): the supervisors then kill their
  * runs (their parent-death signal), and the node's reaper kills the process groups.
  * With --subreaper the helper is a child subreaper too: the processes of a supervisor that was
@@ -64,17 +68,15 @@
 
 struct task {
   uint32_t key;
-  pid_t pid;     /* the leader, or the supervisor of a supervised run; 0 once reaped */
+  pid_t pid;     /* the leader of a run without a supervisor; 0 once reaped, or supervised */
   int out;       /* read end of the output pipe, -1 once closed */
   int ctl;       /* read end of the control pipe (the task's fd 3), -1 once closed */
-  int st;        /* read end of the supervisor's status pipe, -1 without one or once closed */
-  int supervised;
+  int sup;       /* its supervisor (an index in the pool) until it ended; -1: none */
   int ended;     /* 'X', 'E' or 'L' sent */
 };
 
 static struct task *tasks;
 static size_t ntasks, captasks;
-
 static void die(const char *what) {
   const char *m = strerror(errno);
   (void)!write(2, "pg-tasks spawner: ", 18);
@@ -126,145 +128,100 @@ static void add_task(struct task t) {
   }
   fcntl(t.out, F_SETFL, O_NONBLOCK);
   fcntl(t.ctl, F_SETFL, O_NONBLOCK);
-  if (t.st >= 0) fcntl(t.st, F_SETFL, O_NONBLOCK);
   tasks[ntasks++] = t;
 }
 
-static void start_task(const char *msg, size_t len) {
-  if (len < 49) return;
-  uint32_t key = get_u32(msg + 1), argc = get_u32(msg + 5), envc = get_u32(msg + 9);
-  struct creds c = {(int32_t)get_u32(msg + 13), (int32_t)get_u32(msg + 17), get_u32(msg + 21), get_u32(msg + 25), NULL, NULL, NULL, -1};
-  uint32_t flags = get_u32(msg + 29), grace_ms = get_u32(msg + 33);
-  struct run_cgroup cg = {(flags & 3) == 3 ? cgroup_parent : NULL, (uint64_t)get_u32(msg + 37) | (uint64_t)get_u32(msg + 41) << 32, get_u32(msg + 45)};
-  size_t fixed = 49 + 4 * (size_t)c.ngroups + 20 * (size_t)c.nlimits;
-  size_t nstr = 1 + (size_t)argc + envc;
-  if (argc == 0 || c.ngroups > 65536 || c.nlimits > 16 || fixed > len || nstr > len - fixed) { reply_error(key, EINVAL, 0); return; }
-  c.groups = msg + 49;
-  c.limits = c.groups + 4 * c.ngroups;
-  char **strs = calloc(nstr + 2, sizeof(char *));
-  if (!strs) die("calloc");
-  const char *p = msg + fixed, *end = msg + len;
-  for (size_t i = 0; i < nstr; i++) {
-    const char *z = memchr(p, 0, (size_t)(end - p));
-    if (!z) { free(strs); reply_error(key, EINVAL, 0); return; }
-    strs[i] = (char *)p;
-    p = z + 1;
-  }
-  /* strs: cwd, argv..., NULL, env..., NULL */
-  char **argv = calloc(argc + 1, sizeof(char *)), **envp = calloc(envc + 1, sizeof(char *));
-  if (!argv || !envp) die("calloc");
-  memcpy(argv, strs + 1, argc * sizeof(char *));
-  memcpy(envp, strs + 1 + argc, envc * sizeof(char *));
+static struct task *find_task(uint32_t key) {
+  for (size_t i = 0; i < ntasks; i++)
+    if (tasks[i].key == key && !tasks[i].ended) return &tasks[i];
+  return NULL;
+}
 
+static void start_task(const char *msg, size_t len) {
+  struct start s;
+  int bad = read_start(msg, len, cgroup_parent, &s);
+  if (bad) {
+    if (len >= 5) reply_error(s.key, bad, 0);
+    free_start(&s);
+    return;
+  }
   int fds[2], cfd[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) { reply_error(key, errno, 6); goto out; }
-  if (pipe2(cfd, O_CLOEXEC) < 0) { close(fds[0]); close(fds[1]); reply_error(key, errno, 6); goto out; }
-  if (flags & 1) {
-    /* Supervised: the supervisor starts the leader and reports on its status pipe. */
-    int sp[2];
-    if (pipe2(sp, O_CLOEXEC) < 0) { close(fds[0]); close(fds[1]); close(cfd[0]); close(cfd[1]); reply_error(key, errno, 6); goto out; }
-    /* The supervisor's signals are blocked before the fork, so it is born with them blocked:
-       a SIGTERM the node sends (frame K) before the child has run its first line is queued
-       for its signalfd, not the default action that would kill the supervisor alone. */
-    sigset_t sup_signals, before;
-    sigemptyset(&sup_signals);
-    sigaddset(&sup_signals, SIGTERM);
-    sigaddset(&sup_signals, SIGUSR1);
-    sigaddset(&sup_signals, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sup_signals, &before);
-    pid_t sup = fork();
-    if (sup == 0) supervise(&c, &cg, strs[0], argv, envp, fds[1], cfd[1], sp[1], grace_ms, helper_pid);
-    int fork_errno = errno;
-    sigprocmask(SIG_SETMASK, &before, NULL);
+  if (pipe2(fds, O_CLOEXEC) < 0) { reply_error(s.key, errno, 6); goto out; }
+  if (pipe2(cfd, O_CLOEXEC) < 0) { close(fds[0]); close(fds[1]); reply_error(s.key, errno, 6); goto out; }
+  if (s.flags & START_SUPERVISED) {
+    /* Its supervisor starts the leader and reports on its socket. */
+    int i = pool_start(msg, len, s.key, fds[1], cfd[1], cgroup_parent, helper_pid);
+    int e = errno;
     close(fds[1]);
     close(cfd[1]);
-    close(sp[1]);
-    if (sup < 0) { close(fds[0]); close(cfd[0]); close(sp[0]); reply_error(key, fork_errno, 6); goto out; }
-    add_task((struct task){key, sup, fds[0], cfd[0], sp[0], 1, 0});
+    if (i < 0) { close(fds[0]); close(cfd[0]); reply_error(s.key, e, 6); goto out; }
+    add_task((struct task){s.key, 0, fds[0], cfd[0], i, 0});
     goto out;
   }
   int err = 0, step = 0;
-  pid_t pid = spawn_leader(&c, strs[0], argv, envp, fds[1], cfd[1], &err, &step);
+  pid_t pid = spawn_leader(&s.c, s.cwd, s.argv, s.envp, fds[1], cfd[1], &err, &step);
   close(fds[1]);
   close(cfd[1]);
   if (pid < 0) {
     close(fds[0]);
     close(cfd[0]);
-    reply_error(key, err, step);
+    reply_error(s.key, err, step);
     goto out;
   }
-  add_task((struct task){key, pid, fds[0], cfd[0], -1, 0, 0});
+  add_task((struct task){s.key, pid, fds[0], cfd[0], -1, 0});
   char v[8];
   put_u32(v, (uint32_t)pid);
   put_u32(v + 4, 0);
-  reply('P', key, v, 8);
+  reply('P', s.key, v, 8);
 out:
-  free(argv);
-  free(envp);
-  free(strs);
+  free_start(&s);
 }
 
-/* Signals a run's supervisor, which is this helper's child while tasks[i].pid is set. */
-static void signal_supervisor(struct task *t, int sig) {
-  if (!t->supervised || t->pid == 0) return;
-  kill(t->pid, SIGCONT);
-  kill(t->pid, sig);
+/* A supervised run's start and end, from its supervisor. */
+static void on_record(uint32_t key, char type, const char *v, pid_t supervisor) {
+  struct task *t = find_task(key);
+  if (!t) return;
+  if (type == 'P') {
+    char p[8];
+    memcpy(p, v, 4);
+    put_u32(p + 4, (uint32_t)supervisor);
+    reply('P', key, p, 8);
+  } else {
+    t->ended = 1;
+    reply(type, key, v, type == 'E' ? 8 : 28);
+  }
 }
+
+static void on_lost(uint32_t key) {
+  struct task *t = find_task(key);
+  if (!t) return;
+  t->ended = 1;
+  reply('L', key, NULL, 0);
+}
+
+static const struct pool_events events = {on_record, on_lost};
 
 static void signal_task(const char *msg, size_t len) {
   if (len < 9) return;
   uint32_t key = get_u32(msg + 1);
   int sig = (int)get_u32(msg + 5);
   if (sig != SIGTERM && sig != SIGUSR1 && sig != SIGKILL) return;
-  for (size_t i = 0; i < ntasks; i++)
-    if (tasks[i].key == key) signal_supervisor(&tasks[i], sig);
-}
-
-/* A supervisor's report: its status records, turned into frames for the node. */
-static void read_status(struct task *t) {
-  char rec[STATUS_LEN];
-  for (;;) {
-    ssize_t n = read(t->st, rec, sizeof rec);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
-    if (n == (ssize_t)sizeof rec) {
-      if (rec[0] == 'P') {
-        char v[8];
-        memcpy(v, rec + 4, 4);
-        put_u32(v + 4, (uint32_t)t->pid);
-        reply('P', t->key, v, 8);
-      } else if (rec[0] == 'E') {
-        t->ended = 1;
-        reply('E', t->key, rec + 4, 8);
-      } else if (rec[0] == 'X') {
-        t->ended = 1;
-        reply('X', t->key, rec + 4, 28);
-      }
-      continue;
-    }
-    /* EOF (or a short read, which a pipe never gives for records this small): it is done. */
-    close(t->st);
-    t->st = -1;
-    if (!t->ended) {
-      t->ended = 1;
-      reply('L', t->key, NULL, 0);
-    }
-    return;
-  }
+  struct task *t = find_task(key);
+  if (t && t->sup >= 0) pool_signal(t->sup, key, sig);
 }
 
 static void drop_finished(void) {
   size_t j = 0;
   for (size_t i = 0; i < ntasks; i++)
-    if (tasks[i].pid != 0 || tasks[i].out >= 0 || tasks[i].ctl >= 0 || tasks[i].st >= 0) tasks[j++] = tasks[i];
+    if (tasks[i].pid != 0 || tasks[i].out >= 0 || tasks[i].ctl >= 0 || (tasks[i].sup >= 0 && !tasks[i].ended)) tasks[j++] = tasks[i];
   ntasks = j;
 }
 
-/* The pids the helper knows: leaders and supervisors still running. */
+/* The pids the helper knows: leaders of runs without a supervisor, and the supervisors. */
 static void kill_strays(void) {
-  pid_t *keep = malloc((ntasks ? ntasks : 1) * sizeof(pid_t));
-  size_t n = 0;
+  pid_t *keep = malloc((ntasks + pool_size() + 1) * sizeof(pid_t));
   if (!keep) return;
+  size_t n = pool_pids(keep);
   for (size_t i = 0; i < ntasks; i++) if (tasks[i].pid != 0) keep[n++] = tasks[i].pid;
   kill_children_except(helper_pid, keep, n);
   free(keep);
@@ -277,6 +234,12 @@ static void reap(void) {
     struct rusage ru;
     pid_t pid = wait4(-1, &status, WNOHANG, &ru);
     if (pid <= 0) break;
+    /* A supervisor: its end is read from its socket (its run, if it had one, is lost). */
+    int sup = pool_reaped(pid, status);
+    if (sup >= 0) {
+      strays |= sup;
+      continue;
+    }
     size_t i = 0;
     while (i < ntasks && tasks[i].pid != pid) i++;
     if (i == ntasks) {
@@ -286,12 +249,6 @@ static void reap(void) {
       continue;
     }
     tasks[i].pid = 0;
-    if (tasks[i].supervised) {
-      /* Its report came on its status pipe. Killed, or gone before its report (by its own
-         task, as the same user?): its processes were adopted by this helper, which kills them. */
-      if (WIFSIGNALED(status) || !tasks[i].ended) strays = 1;
-      continue;
-    }
     tasks[i].ended = 1;
     char v[28] = {0};
     put_u32(v, (uint32_t)status);
@@ -342,8 +299,8 @@ int main(int argc, char **argv) {
   struct pollfd *pfd = NULL;
   size_t pcap = 0;
   for (;;) {
-    if (pcap < 3 * ntasks + 2) {
-      pcap = (3 * ntasks + 2) * 2;
+    if (pcap < 2 * ntasks + pool_size() + 2) {
+      pcap = (2 * ntasks + pool_size() + 2) * 2;
       pfd = realloc(pfd, pcap * sizeof(struct pollfd));
       if (!pfd) die("realloc");
     }
@@ -353,25 +310,23 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < ntasks; i++) {
       if (tasks[i].out >= 0) pfd[np++] = (struct pollfd){tasks[i].out, POLLIN, 0};
       if (tasks[i].ctl >= 0) pfd[np++] = (struct pollfd){tasks[i].ctl, POLLIN, 0};
-      if (tasks[i].st >= 0) pfd[np++] = (struct pollfd){tasks[i].st, POLLIN, 0};
     }
+    size_t first_sup = np;
+    np += pool_poll(pfd + np);
     if (poll(pfd, np, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }
     /* Output before exits: a task's last words are sent before its 'X'. */
-    int status_ready = 0;
     for (size_t i = 0, k = 2; i < ntasks; i++) {
       /* Both looked at before either is read: a read that closes its pipe must not shift k. */
       int out_ready = tasks[i].out >= 0 && pfd[k++].revents;
       int ctl_ready = tasks[i].ctl >= 0 && pfd[k++].revents;
       if (out_ready) read_pipe(&tasks[i], &tasks[i].out, 'O');
       if (ctl_ready) read_pipe(&tasks[i], &tasks[i].ctl, 'F');
-      if (tasks[i].st >= 0 && pfd[k++].revents) status_ready = 1;
     }
-    if (status_ready)
-      for (size_t i = 0; i < ntasks; i++)
-        if (tasks[i].st >= 0) read_status(&tasks[i]);
+    /* The supervisors' reports (after the pipes: a run's last words before its end). */
+    pool_read(pfd + first_sup, np - first_sup, &events);
     if (pfd[1].revents) {
       struct signalfd_siginfo si;
       int fence = 0;
@@ -379,7 +334,7 @@ int main(int argc, char **argv) {
       reap();
       /* The node's reaper, at its fence: every run ends now. */
       if (fence)
-        for (size_t i = 0; i < ntasks; i++) signal_supervisor(&tasks[i], SIGUSR1);
+        pool_fence();
     }
     drop_finished();
     if (pfd[0].revents) {

@@ -53,7 +53,7 @@ export interface SpawnCreds {
 }
 
 /** The helper's sources, compiled together (spawner.c first: its hash names the binary). */
-const SOURCES = ['spawner.c', 'supervisor.c', 'spawner.h'].map((f) => fileURLToPath(new URL(`../../../src/node/process/${f}`, import.meta.url)));
+const SOURCES = ['spawner.c', 'supervisor.c', 'leader.c', 'proctree.c', 'pool.c', 'spawner.h'].map((f) => fileURLToPath(new URL(`../../../src/node/process/${f}`, import.meta.url)));
 
 /** A run's supervisor (supervisor.c): what it waits for once the leader has exited. */
 export interface Supervision {

@@ -1,292 +1,39 @@
 /*
- * A run's processes: the start of its leader, and its supervisor, which owns every process the
- * leader starts, directly or not (docs/lifecycle.md, "A run's processes").
+ * A supervisor: a fork of the spawn helper, no program of its own, that runs one run at a time,
+ * run after run (docs/lifecycle.md, "A run's processes"). The helper keeps a pool of them, one
+ * for each run it has at once at most.
  *
  * Why a supervisor: a task that calls setsid (setsid(1), daemon(3), a double fork) leaves its
  * process group, so killing the group does not end it, and its parent becomes PID 1. A child
  * subreaper (prctl PR_SET_CHILD_SUBREAPER, as tini -s and s6 do) adopts those orphans instead:
- * every process of the run stays its descendant, so it can find and kill them all. It is a fork
- * of the helper with no exec of its own, so it costs no program start.
+ * every process of the run stays its descendant, so it can find and kill them all.
+ *
+ * Why it outlives its run: a fork per run cost a third of the throughput at 32 slots where
+ * forks are dear (a VM whose page tables are virtualised: 2.74 ms a start instead of 1.71,
+ * bench/containment.ts). A supervisor takes its next run only once every process of the last
+ * one is gone (its report of the end says so), so runs never share one; and a kill names its
+ * run's key, so a late one cannot reach the next run.
  */
 #include "spawner.h"
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/sched.h>
 
-uint32_t get_u32(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
-}
-
-void put_u32(char *p, uint32_t v) {
-  p[0] = (char)(v & 0xff); p[1] = (char)((v >> 8) & 0xff);
-  p[2] = (char)((v >> 16) & 0xff); p[3] = (char)((v >> 24) & 0xff);
-}
-
-static uint64_t get_u64(const char *p) {
-  return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-/*
- * The slow path: fork, then in the child the calls posix_spawn cannot make, then exec. A
- * failing call is reported through a CLOEXEC pipe (errno and step); a successful exec closes
- * it, so the parent's read returns 0. fork, not vfork: the child calls setrlimit and setuid,
- * and the helper is a few hundred kilobytes, so the copy is cheap.
- */
-static pid_t fork_leader(const struct creds *c, const char *cwd, char **argv, char **envp, int out, int ctl, int *err, int *step) {
-  int ep[2];
-  if (pipe2(ep, O_CLOEXEC) < 0) { *err = errno; *step = 6; return -1; }
-  gid_t groups[c->ngroups ? c->ngroups : 1];
-  for (uint32_t i = 0; i < c->ngroups; i++) groups[i] = (gid_t)get_u32(c->groups + 4 * i);
-  pid_t pid = -1;
-  int joined = 0;
-#ifdef CLONE_INTO_CGROUP
-  if (c->cgroup_fd >= 0) {
-    /* Born in the run's cgroup (Linux 5.7+): no migration, which costs far more than the fork
-       (a write to cgroup.procs takes the cgroup threadgroup lock). Like fork otherwise. */
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_INTO_CGROUP;
-    args.exit_signal = SIGCHLD;
-    args.cgroup = (uint64_t)c->cgroup_fd;
-    pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-    joined = pid >= 0;
-  }
-#endif
-  if (pid < 0) pid = fork();
-  if (pid < 0) { *err = errno; *step = 6; close(ep[0]); close(ep[1]); return -1; }
-  if (pid == 0) {
-    int s = 0;
-    sigset_t none;
-    sigemptyset(&none);
-    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    setsid();
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0 && devnull != 0) { dup2(devnull, 0); close(devnull); }
-    if (out != 1) dup2(out, 1);
-    if (out != 2) dup2(out, 2);
-    dup2(ctl, 3); /* ctl is never 3 here (the helper's signalfd, the supervisor's status pipe) */
-    if (c->cgroup_procs && !joined) {
-      /* Before exec, as the helper's user: the task and all it starts are in the run's cgroup. */
-      int fd = open(c->cgroup_procs, O_WRONLY | O_CLOEXEC);
-      if (fd < 0 || write(fd, "0", 1) != 1) { s = 7; goto fail; }
-      close(fd);
-    }
-    for (uint32_t i = 0; i < c->nlimits; i++) {
-      const char *l = c->limits + 20 * i;
-      struct rlimit rl = {(rlim_t)get_u64(l + 4), (rlim_t)get_u64(l + 12)};
-      if (setrlimit((int)get_u32(l), &rl) < 0) { s = 2; goto fail; }
-    }
-    if (c->uid >= 0) {
-      if (setgroups(c->ngroups, groups) < 0) { s = 3; goto fail; }
-      if (setgid((gid_t)c->gid) < 0) { s = 4; goto fail; }
-      if (setuid((uid_t)c->uid) < 0) { s = 5; goto fail; }
-    }
-    /* After setuid: the cwd must be usable by the user the task runs as. */
-    if (cwd[0] && chdir(cwd) < 0) { s = 1; goto fail; }
-    /* execvp searches the PATH of environ: the task's. */
-    environ = envp;
-    execvp(argv[0], argv);
-    s = 0;
-  fail:;
-    int v[2] = {errno, s};
-    (void)!write(ep[1], v, sizeof v);
-    _exit(127);
-  }
-  close(ep[1]);
-  int v[2];
-  ssize_t n;
-  do n = read(ep[0], v, sizeof v); while (n < 0 && errno == EINTR);
-  close(ep[0]);
-  if (n == (ssize_t)sizeof v) {
-    waitpid(pid, NULL, 0);
-    *err = v[0];
-    *step = v[1];
-    return -1;
-  }
-  return pid;
-}
-
-pid_t spawn_leader(const struct creds *c, const char *cwd, char **argv, char **envp, int out, int ctl, int *err, int *step) {
-  if (c->uid >= 0 || c->nlimits > 0 || c->cgroup_procs) return fork_leader(c, cwd, argv, envp, out, ctl, err, step);
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (out != 1) posix_spawn_file_actions_adddup2(&fa, out, 1);
-  if (out != 2) posix_spawn_file_actions_adddup2(&fa, out, 2);
-  /* The control channel as fd 3 (ctl is CLOEXEC and never 3: dup2 gives the task a copy it keeps). */
-  posix_spawn_file_actions_adddup2(&fa, ctl, 3);
-  if (cwd[0]) posix_spawn_file_actions_addchdir_np(&fa, cwd);
-  posix_spawnattr_init(&at);
-  /* Its own session and process group, default signal dispositions and an empty mask:
-     what the helper blocks or ignores must not leak into the task. */
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &all);
-  /* posix_spawnp searches the PATH of the environment the task gets, like Node's spawn. */
-  char **saved = environ;
-  environ = envp;
-  pid_t pid;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &at, argv, envp);
-  environ = saved;
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  if (rc != 0) { *err = rc; *step = 0; return -1; }
-  return pid;
-}
-
-/* One process as /proc shows it. */
-struct proc { pid_t pid, ppid, pgrp; char state; };
-
-/* Every process of the system (a snapshot of /proc); *n set, NULL on failure. */
-static struct proc *scan(size_t *n) {
-  DIR *d = opendir("/proc");
-  if (!d) { *n = 0; return NULL; }
-  size_t cap = 256, len = 0;
-  struct proc *all = malloc(cap * sizeof *all);
-  struct dirent *e;
-  char path[300], buf[512];
-  while (all && (e = readdir(d))) {
-    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue; /* it exited meanwhile */
-    ssize_t r = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (r <= 0) continue;
-    buf[r] = 0;
-    /* pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses. */
-    char *rp = strrchr(buf, ')');
-    struct proc p;
-    if (!rp || sscanf(rp + 2, "%c %d %d", &p.state, &p.ppid, &p.pgrp) != 3) continue;
-    p.pid = (pid_t)atoi(e->d_name);
-    if (len == cap) {
-      struct proc *more = realloc(all, (cap *= 2) * sizeof *all);
-      if (!more) { free(all); all = NULL; break; }
-      all = more;
-    }
-    all[len++] = p;
-  }
-  closedir(d);
-  *n = all ? len : 0;
-  return all;
-}
-
-static int by_pid(const void *a, const void *b) {
-  pid_t x = ((const struct proc *)a)->pid, y = ((const struct proc *)b)->pid;
-  return (x > y) - (x < y);
-}
-
-/*
- * Marks in `in` (one flag per entry of `all`, which it sorts by pid) the descendants of root:
- * each process's chain of parents is walked once (n log n), the answer kept for the rest.
- */
-static void mark_descendants(struct proc *all, size_t n, pid_t root, char *in) {
-  qsort(all, n, sizeof *all, by_pid);
-  /* in[i]: 0 not known yet, 1 a descendant, 2 not, 3 on the chain being walked */
-  memset(in, 0, n);
-  size_t *chain = malloc((n ? n : 1) * sizeof *chain);
-  if (!chain) return;
-  for (size_t i = 0; i < n; i++) {
-    size_t len = 0, j = i;
-    char verdict = 2;
-    for (;;) {
-      if (in[j] == 1 || in[j] == 2) { verdict = in[j]; break; }
-      if (in[j] == 3) break; /* a loop: pids reused while /proc was read */
-      in[j] = 3;
-      chain[len++] = j;
-      if (all[j].ppid == root) { verdict = 1; break; }
-      struct proc key = {all[j].ppid, 0, 0, 0};
-      struct proc *parent = all[j].ppid > 1 ? bsearch(&key, all, n, sizeof *all, by_pid) : NULL;
-      if (!parent) break;
-      j = (size_t)(parent - all);
-    }
-    while (len > 0) in[chain[--len]] = verdict;
-  }
-  for (size_t i = 0; i < n; i++) in[i] = in[i] == 1;
-  free(chain);
-}
-
-/*
- * Sends sig to every live descendant of the calling process. With a leader given, counts the
- * ones outside its process group, or all of them once it is gone (leader 0): the processes
- * that escaped it or outlived it. `seen` keeps the pids counted already (*nseen of them).
- */
-static uint32_t signal_descendants(int sig, pid_t leader, pid_t **seen, size_t *nseen, size_t *capseen) {
-  size_t n;
-  struct proc *all = scan(&n);
-  if (!all) return 0;
-  char *in = calloc(n ? n : 1, 1);
-  uint32_t counted = 0;
-  if (in) {
-    mark_descendants(all, n, getpid(), in);
-    for (size_t i = 0; i < n; i++) {
-      if (!in[i] || all[i].state == 'Z' || all[i].state == 'X') continue;
-      kill(all[i].pid, sig);
-      if (!seen || (leader != 0 && all[i].pgrp == leader)) continue;
-      int known = 0;
-      for (size_t k = 0; k < *nseen && !known; k++) known = (*seen)[k] == all[i].pid;
-      if (known) continue;
-      if (*nseen == *capseen) {
-        pid_t *more = realloc(*seen, (*capseen = *capseen ? *capseen * 2 : 16) * sizeof(pid_t));
-        if (!more) continue;
-        *seen = more;
-      }
-      (*seen)[(*nseen)++] = all[i].pid;
-      counted++;
-    }
-  }
-  free(in);
-  free(all);
-  return counted;
-}
-
-void kill_children_except(pid_t root, const pid_t *keep, size_t nkeep) {
-  size_t n;
-  struct proc *all = scan(&n);
-  if (!all) return;
-  char *in = calloc(n ? n : 1, 1);
-  if (in) {
-    mark_descendants(all, n, root, in);
-    /* Every descendant of root, except the kept children and their descendants. */
-    for (size_t i = 0; i < n; i++) {
-      if (!in[i]) continue;
-      pid_t top = all[i].pid;
-      for (int depth = 0; depth < 4096; depth++) {
-        struct proc key = {top, 0, 0, 0};
-        struct proc *p = bsearch(&key, all, n, sizeof *all, by_pid);
-        if (!p || p->ppid == root) break;
-        top = p->ppid;
-      }
-      int kept = 0;
-      for (size_t k = 0; k < nkeep && !kept; k++) kept = keep[k] == top;
-      if (!kept) kill(all[i].pid, SIGKILL);
-    }
-  }
-  free(in);
-  free(all);
-}
+/* The socket to the helper: fd 3, close-on-exec. */
+#define SOCK 3
 
 static int64_t now_ms(void) {
   struct timespec t;
@@ -294,12 +41,62 @@ static int64_t now_ms(void) {
   return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void status_record(int fd, char type, const int32_t *v, int nv) {
+static void status_record(uint32_t key, char type, const int32_t *v, int nv) {
   char rec[STATUS_LEN] = {0};
   rec[0] = type;
-  for (int i = 0; i < nv && i < (STATUS_LEN - 4) / 4; i++) put_u32(rec + 4 + 4 * i, (uint32_t)v[i]);
-  /* One write of less than PIPE_BUF: whole or not at all. A helper that is gone reads nothing. */
-  (void)!write(fd, rec, sizeof rec);
+  put_u32(rec + 4, key);
+  for (int i = 0; i < nv && i < (STATUS_LEN - 8) / 4; i++) put_u32(rec + 8 + 4 * i, (uint32_t)v[i]);
+  /* A helper that is gone reads nothing: then the write fails, and that is all. */
+  for (size_t off = 0; off < sizeof rec;) {
+    ssize_t w = send(SOCK, rec + off, sizeof rec - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    off += (size_t)w;
+  }
+}
+
+/* Reads exactly n bytes (blocking); the descriptors that come with them into fds. 0: the end. */
+static int read_exact(char *p, size_t n, int *fds, int *nfds) {
+  size_t got = 0;
+  while (got < n) {
+    union { struct cmsghdr h; char b[CMSG_SPACE(2 * sizeof(int))]; } ctl;
+    struct iovec iov = {p + got, n - got};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.b;
+    m.msg_controllen = sizeof ctl.b;
+    ssize_t r = recvmsg(SOCK, &m, MSG_CMSG_CLOEXEC);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      int got_fds[2];
+      memcpy(got_fds, CMSG_DATA(c), (k > 2 ? 2 : k) * sizeof(int));
+      for (size_t i = 0; i < k && i < 2; i++) {
+        if (*nfds < 2) fds[(*nfds)++] = got_fds[i];
+        else close(got_fds[i]);
+      }
+    }
+    got += (size_t)r;
+  }
+  return 1;
+}
+
+/* One frame from the helper (its payload in *buf), with the descriptors it carries. 0: the helper is gone. */
+static int read_frame(char **buf, size_t *cap, size_t *len, int *fds, int *nfds) {
+  char head[4];
+  *nfds = 0;
+  if (!read_exact(head, 4, fds, nfds)) return 0;
+  *len = get_u32(head);
+  if (*len > *cap) {
+    char *more = realloc(*buf, *len);
+    if (!more) _exit(1);
+    *buf = more;
+    *cap = *len;
+  }
+  return *len == 0 || read_exact(*buf, *len, fds, nfds);
 }
 
 struct leader_end { pid_t pid; int done, status; struct rusage ru; };
@@ -352,82 +149,72 @@ static uint64_t cg_read(const char *dir, const char *file, const char *key) {
   return strtoull(at, NULL, 10);
 }
 
-void supervise(struct creds *c, const struct run_cgroup *cg, const char *cwd, char **argv, char **envp, int out, int ctl, int status, uint32_t grace_ms, pid_t helper) {
-  /* The signals it acts on come through a signalfd; blocked before the death signal is set,
-     so a helper that died at once cannot end it before it has killed what it must. */
-  sigset_t mine;
-  sigemptyset(&mine);
-  sigaddset(&mine, SIGCHLD);
-  sigaddset(&mine, SIGTERM);
-  sigaddset(&mine, SIGUSR1);
-  sigaddset(&mine, SIGHUP);
-  sigprocmask(SIG_BLOCK, &mine, NULL);
-  /* Its descriptors: the task's output as 1 and 2 (the leader inherits them), the status pipe
-     as 3 and the task's control channel as 4 (both close-on-exec: the leader gets the control
-     channel as its fd 3, spawn_leader); nothing of the helper's (its pipes to the node, other
-     runs'). */
-  int out_h = fcntl(out, F_DUPFD, 10), st_h = fcntl(status, F_DUPFD, 10), ctl_h = fcntl(ctl, F_DUPFD, 10);
-  int devnull = open("/dev/null", O_RDONLY);
-  if (out_h < 0 || st_h < 0 || ctl_h < 0 || devnull < 0) _exit(1);
-  dup2(devnull, 0);
-  dup2(out_h, 1);
-  dup2(out_h, 2);
-  dup2(st_h, 3);
-  fcntl(3, F_SETFD, FD_CLOEXEC);
-  dup2(ctl_h, 4);
-  fcntl(4, F_SETFD, FD_CLOEXEC);
-#ifdef SYS_close_range
-  if (syscall(SYS_close_range, 5U, ~0U, 0U) < 0)
-#endif
-    for (int fd = 5; fd < 65536; fd++) close(fd);
-  int sfd = signalfd(-1, &mine, SFD_CLOEXEC | SFD_NONBLOCK);
-  prctl(PR_SET_PDEATHSIG, SIGHUP);
-  if (getppid() != helper || sfd < 0) _exit(1);
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
 
+/* Makes the run's cgroup, named after its key (unique for the helper), with its limits. -1: errno set. */
+static int make_cgroup(const struct run_cgroup *cg, uint32_t key, char *dir, size_t size) {
+  snprintf(dir, size, "%s/run-%u", cg->parent, key);
+  char v[64];
+  int bad = mkdir(dir, 0755) < 0;
+  if (!bad && cg->memory_max) {
+    snprintf(v, sizeof v, "%llu", (unsigned long long)cg->memory_max);
+    /* No swap beyond it where swap is accounted (the file is absent otherwise). */
+    bad = cg_write(dir, "memory.max", v) < 0 || (cg_write(dir, "memory.swap.max", "0") < 0 && errno != ENOENT);
+  }
+  if (!bad && cg->cpu_quota) {
+    snprintf(v, sizeof v, "%u 100000", cg->cpu_quota);
+    bad = cg_write(dir, "cpu.max", v) < 0;
+  }
+  if (!bad) return 0;
+  int e = errno;
+  rmdir(dir);
+  dir[0] = 0;
+  errno = e;
+  return -1;
+}
+
+/* Set once the helper is gone (SIGHUP, its parent-death signal, or the socket's end). */
+static int helper_gone;
+
+/*
+ * One run: its leader started on the pipes the helper sent (out, ctl), then every process of it
+ * waited for, or killed; reported. Returns once none is left.
+ */
+static void run_one(struct start *s, int out, int ctl, int sfd, char **buf, size_t *cap) {
+  /* s points into *buf, which the kill frames read below overwrite: what it says is used
+     before the first of them (the start), but for its key, grace and cgroup. */
   int err = 0, step = 0;
   struct leader_end l = {0};
-  /* The run's cgroup, named after its supervisor: limits set before the leader joins it. */
   char dir[4096] = "", procs[4200];
-  if (cg->parent) {
-    snprintf(dir, sizeof dir, "%s/run-%d", cg->parent, (int)getpid());
-    char v[64];
-    int bad = mkdir(dir, 0755) < 0;
-    if (!bad && cg->memory_max) {
-      snprintf(v, sizeof v, "%llu", (unsigned long long)cg->memory_max);
-      /* No swap beyond it where swap is accounted (the file is absent otherwise). */
-      bad = cg_write(dir, "memory.max", v) < 0 || (cg_write(dir, "memory.swap.max", "0") < 0 && errno != ENOENT);
-    }
-    if (!bad && cg->cpu_quota) {
-      snprintf(v, sizeof v, "%u 100000", cg->cpu_quota);
-      bad = cg_write(dir, "cpu.max", v) < 0;
-    }
-    if (bad) {
-      int32_t v2[2] = {errno, 7};
-      rmdir(dir);
-      status_record(3, 'E', v2, 2);
-      _exit(0);
+  if (s->cg.parent) {
+    if (make_cgroup(&s->cg, s->key, dir, sizeof dir) < 0) {
+      int32_t v[2] = {errno, 7};
+      close(out);
+      close(ctl);
+      status_record(s->key, 'E', v, 2);
+      return;
     }
     snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
-    c->cgroup_procs = procs;
-    c->cgroup_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    s->c.cgroup_procs = procs;
+    s->c.cgroup_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   }
-  l.pid = spawn_leader(c, cwd, argv, envp, 1, 4, &err, &step);
-  /* The control channel is the task's now: its end of file is the end of the task's copies. */
-  close(4);
+  l.pid = spawn_leader(&s->c, s->cwd, s->argv, s->envp, out, ctl, &err, &step);
+  /* The pipes are the task's now: their end of file is the end of the task's copies. */
+  close(out);
+  close(ctl);
+  if (s->c.cgroup_fd >= 0) close(s->c.cgroup_fd);
   if (l.pid < 0) {
     int32_t v[2] = {err, step};
     if (dir[0]) rmdir(dir);
-    status_record(3, 'E', v, 2);
-    _exit(0);
+    status_record(s->key, 'E', v, 2);
+    return;
   }
   int32_t started[1] = {l.pid};
-  status_record(3, 'P', started, 1);
+  status_record(s->key, 'P', started, 1);
 
   pid_t *seen = NULL;
   size_t nseen = 0, capseen = 0;
   uint32_t orphans = 0;
-  int ending = 0, killing = 0;
+  int ending = 0, killing = helper_gone;
   int64_t deadline = -1;
   for (;;) {
     int timeout = -1;
@@ -435,25 +222,36 @@ void supervise(struct creds *c, const struct run_cgroup *cg, const char *cwd, ch
       int64_t left = deadline - now_ms();
       timeout = left > 0 ? (int)(left > 60000 ? 60000 : left) : 0;
     }
-    struct pollfd p = {sfd, POLLIN, 0};
-    if (poll(&p, 1, timeout) < 0 && errno != EINTR) _exit(1);
+    struct pollfd p[2] = {{sfd, POLLIN, 0}, {SOCK, POLLIN, 0}};
+    if (poll(p, helper_gone ? 1 : 2, timeout) < 0 && errno != EINTR) _exit(1);
     struct signalfd_siginfo si;
-    while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-      if (si.ssi_signo == SIGTERM && !ending) {
-        ending = 1;
-        deadline = -1; /* no orphan grace now: the node's SIGUSR1 ends what is left */
-        /* Every process of the run gets the SIGTERM, not only the leader's group. */
-        signal_descendants(SIGTERM, 0, NULL, NULL, NULL);
-      } else if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGHUP) {
-        killing = 1;
+    while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+      if (si.ssi_signo == SIGHUP) killing = helper_gone = 1;
+    if (!helper_gone && p[1].revents) {
+      int fds[2], nfds = 0;
+      size_t len = 0;
+      if (!read_frame(buf, cap, &len, fds, &nfds)) {
+        killing = helper_gone = 1;
+      } else if (len >= 9 && (*buf)[0] == 'K' && get_u32(*buf + 1) == s->key) {
+        int sig = (int)get_u32(*buf + 5);
+        if (sig == SIGTERM && !ending) {
+          ending = 1;
+          deadline = -1; /* no orphan grace now: the node's SIGUSR1 ends what is left */
+          /* Every process of the run gets the SIGTERM, not only the leader's group. */
+          signal_descendants(SIGTERM, 0, NULL, NULL, NULL);
+        } else if (sig == SIGUSR1) {
+          killing = 1;
+        }
       }
+      /* Anything else (a late kill, a start while busy, which the helper never sends) is dropped. */
+      for (int i = 0; i < nfds; i++) close(fds[i]);
     }
     int left = reap_children(&l, 0);
     if (l.done && left < 0) break; /* the leader and every other process of the run are gone */
     if (!killing && l.done && !ending) {
-      /* Ending (SIGTERM): the rest of the node's kill grace is theirs too; its SIGUSR1 ends it. */
-      if (grace_ms == 0) killing = 1;
-      else if (deadline < 0) deadline = now_ms() + grace_ms;
+      /* Ending: the rest of the node's kill grace is theirs too; its SIGUSR1 ends it. */
+      if (s->grace_ms == 0) killing = 1;
+      else if (deadline < 0) deadline = now_ms() + s->grace_ms;
       else if (now_ms() >= deadline) killing = 1;
     }
     if (!killing) continue;
@@ -468,6 +266,7 @@ void supervise(struct creds *c, const struct run_cgroup *cg, const char *cwd, ch
     }
     break;
   }
+  free(seen);
   uint64_t peak = 0, oom = 0;
   if (dir[0]) {
     peak = cg_read(dir, "memory.peak", NULL);
@@ -483,9 +282,76 @@ void supervise(struct creds *c, const struct run_cgroup *cg, const char *cwd, ch
     (int32_t)(peak / 1024 > INT32_MAX ? INT32_MAX : peak / 1024),
     (int32_t)(oom > 0),
   };
-  status_record(3, 'X', v, 7);
+  status_record(s->key, 'X', v, 7);
   /* After the report, so the run's end does not wait for it: empty now, but the kernel may
-     take a moment to see it so. */
+     take a moment to see it so. The helper's next start waits in the socket meanwhile. */
   if (dir[0]) for (int i = 0; i < 200 && rmdir(dir) < 0 && errno == EBUSY; i++) usleep(500);
-  _exit(0);
+}
+
+void supervisor_main(int sock, const char *cgroup_parent, pid_t helper) {
+  /* The signals it acts on come through a signalfd. SIGTERM and SIGUSR1 are blocked and
+     dropped: the helper's kills come as frames, and a task of the same user must not end
+     its supervisor (and with it the containment) by a signal it can send. */
+  sigset_t mine;
+  sigemptyset(&mine);
+  sigaddset(&mine, SIGCHLD);
+  sigaddset(&mine, SIGHUP);
+  sigaddset(&mine, SIGTERM);
+  sigaddset(&mine, SIGUSR1);
+  sigaddset(&mine, SIGUSR2);
+  sigprocmask(SIG_SETMASK, &mine, NULL);
+  /* Its descriptors: /dev/null as 0 to 2, the socket as 3; nothing of the helper's (its pipes
+     to the node, other runs', other supervisors' sockets). */
+  int devnull = open("/dev/null", O_RDWR);
+  if (devnull < 0 || dup2(sock, SOCK) < 0) _exit(1);
+  fcntl(SOCK, F_SETFD, FD_CLOEXEC);
+  for (int fd = 0; fd < 3; fd++) dup2(devnull, fd);
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+#endif
+    for (int fd = 4; fd < 65536; fd++) close(fd);
+  int sfd = signalfd(-1, &mine, SFD_CLOEXEC | SFD_NONBLOCK);
+  prctl(PR_SET_PDEATHSIG, SIGHUP);
+  if (getppid() != helper || sfd < 0) _exit(1);
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  char *buf = NULL;
+  size_t cap = 0;
+  for (;;) {
+    struct pollfd p[2] = {{sfd, POLLIN, 0}, {SOCK, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR) _exit(1);
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+      if (si.ssi_signo == SIGHUP) _exit(0); /* no run to end: it has none */
+    /* Nothing of a run is left between runs, but a child that is not (none) is reaped. */
+    while (waitpid(-1, NULL, WNOHANG) > 0) {}
+    if (!p[1].revents) continue;
+    int fds[2], nfds = 0;
+    size_t len = 0;
+    if (!read_frame(&buf, &cap, &len, fds, &nfds)) _exit(0); /* the helper let it go, or died */
+    if (len >= 1 && buf[0] == 'S' && nfds == 2) {
+      struct start s;
+      int e = read_start(buf, len, cgroup_parent, &s);
+      if (e) {
+        int32_t v[2] = {e, 0};
+        close(fds[0]);
+        close(fds[1]);
+        status_record(s.key, 'E', v, 2);
+      } else {
+        run_one(&s, fds[0], fds[1], sfd, &buf, &cap);
+      }
+      free_start(&s);
+      if (helper_gone) _exit(0);
+      continue;
+    }
+    if (len >= 5 && buf[0] == 'S') {
+      /* Its pipes did not come (this process is out of descriptors?): the run cannot start. */
+      int32_t v[2] = {EBADF, 6};
+      for (int i = 0; i < nfds; i++) close(fds[i]);
+      status_record(get_u32(buf + 1), 'E', v, 2);
+      continue;
+    }
+    /* A kill for a run that has ended: late, dropped. */
+    for (int i = 0; i < nfds; i++) close(fds[i]);
+  }
 }
