@@ -162,6 +162,27 @@ describe('the pool of supervisors', () => {
     assert.equal(await after2.exited, 0, 'and a run after that one too');
   });
 
+  it('starts a run on an idle supervisor that a task stopped (SIGSTOP) or hung up on (SIGHUP)', { timeout: 60_000 }, async () => {
+    const one = start(spawner, ['true']);
+    await one.exited;
+    // A task of the node's user can find the idle supervisors (the helper's children) and
+    // signal them. The next run goes to one of them all the same, and starts.
+    const idle = childrenOf(spawner.pid!).filter(alive);
+    assert.ok(idle.length >= 1);
+    for (const pid of idle) process.kill(pid, 'SIGSTOP');
+    await until(() => idle.every((pid) => readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] === 'T'), 'the supervisors to be stopped');
+    const stopped = start(spawner, ['sh', '-c', 'echo ran']);
+    assert.equal(await stopped.exited, 0, 'a run given to a stopped supervisor starts and ends');
+    assert.ok(idle.includes((await stopped.started).supervisor), 'on one of them');
+    for (const pid of idle) process.kill(pid, 'SIGCONT');
+
+    for (const pid of idle) process.kill(pid, 'SIGHUP');
+    const hung = start(spawner, ['true']);
+    assert.equal(await hung.exited, 0);
+    assert.ok(idle.includes((await hung.started).supervisor), 'a SIGHUP from anyone but its parent\'s death ends no supervisor');
+    assert.ok(idle.every(alive));
+  });
+
   it('passes a start frame larger than the socket holds (a big environment)', async () => {
     // 10 variables of 100 kB (one may not pass 128 kB: the kernel's MAX_ARG_STRLEN).
     const env = Array.from({ length: 10 }, (_, i) => `BIG${i}=${String(i).repeat(100_000)}`);

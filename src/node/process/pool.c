@@ -17,9 +17,11 @@
 
 struct sup {
   pid_t pid;     /* 0 once reaped */
+  pid_t born;    /* its pid, kept once reaped: its run's 'P' may be read after */
   int sock;      /* the helper's end of its socket; -1 once closed (the slot is free once both are) */
   int busy;      /* it has a run (key) */
   int lost;      /* it ended with a run: what the run left is the helper's to kill */
+  int dead;      /* let go by the helper: no run is given to it, its end is read as any other */
   uint32_t key;
   char rec[STATUS_LEN];
   size_t reclen; /* of a record read in part */
@@ -37,7 +39,7 @@ static int fork_supervisor(const char *cgroup_parent, pid_t helper) {
     if (!more) return -1;
     sups = more;
     nsups++;
-    sups[i] = (struct sup){0, -1, 0, 0, 0, {0}, 0};
+    sups[i] = (struct sup){0, 0, -1, 0, 0, 0, 0, {0}, 0};
   }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -1;
@@ -47,7 +49,7 @@ static int fork_supervisor(const char *cgroup_parent, pid_t helper) {
   close(sv[1]);
   if (pid < 0) { close(sv[0]); errno = e; return -1; }
   fcntl(sv[0], F_SETFL, O_NONBLOCK);
-  sups[i] = (struct sup){pid, sv[0], 0, 0, 0, {0}, 0};
+  sups[i] = (struct sup){pid, pid, sv[0], 0, 0, 0, 0, {0}, 0};
   return (int)i;
 }
 
@@ -71,18 +73,22 @@ static int send_start(struct sup *s, const char *msg, size_t len, int out, int c
   memcpy(CMSG_DATA(c), fds, sizeof fds);
   size_t sent = 0, total = 4 + len;
   int waits = 0;
+  /* A task of the node's user may have stopped this idle supervisor (they are all the helper's
+     children): it would never read the frame, and the run would hang unreported. */
+  kill(s->pid, SIGCONT);
   while (sent < total) {
     ssize_t w = sendmsg(s->sock, &m, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno == EAGAIN && waits < 100) {
       /* A frame larger than the socket holds (a big environment): the idle supervisor reads
-         it meanwhile. One that does not within 10 s is let go (stopped by someone?). */
-      if (waits++ == 0) kill(s->pid, SIGCONT);
+         it meanwhile. One that takes nothing for 10 s is let go. */
+      waits++;
       struct pollfd p = {s->sock, POLLOUT, 0};
       poll(&p, 1, 100);
       continue;
     }
     if (w <= 0) return -1;
+    waits = 0;
     sent += (size_t)w;
     m.msg_control = NULL; /* the pipes went with the first bytes */
     m.msg_controllen = 0;
@@ -97,7 +103,7 @@ int pool_start(const char *msg, size_t len, uint32_t key, int out, int ctl, cons
   for (int fresh = 0; fresh < 2; fresh++) {
     int i = -1;
     for (size_t k = 0; k < nsups && i < 0 && !fresh; k++)
-      if (sups[k].pid != 0 && sups[k].sock >= 0 && !sups[k].busy) i = (int)k;
+      if (sups[k].pid != 0 && sups[k].sock >= 0 && !sups[k].busy && !sups[k].dead) i = (int)k;
     if (i < 0 && (i = fork_supervisor(cgroup_parent, helper)) < 0) return -1;
     if (send_start(&sups[i], msg, len, out, ctl) == 0) {
       sups[i].busy = 1;
@@ -105,6 +111,7 @@ int pool_start(const char *msg, size_t len, uint32_t key, int out, int ctl, cons
       return i;
     }
     /* Gone, or not reading: let go (its end is read as any other); the next try is a new one. */
+    sups[i].dead = 1;
     kill(sups[i].pid, SIGKILL);
     shutdown(sups[i].sock, SHUT_RDWR);
   }
@@ -145,7 +152,7 @@ static void on_record(struct sup *s, const struct pool_events *ev) {
   uint32_t key = get_u32(s->rec + 4);
   if (!s->busy || s->key != key) return;
   if (s->rec[0] == 'E' || s->rec[0] == 'X') s->busy = 0; /* nothing of the run is left */
-  ev->record(key, s->rec[0], s->rec + 8, s->pid);
+  ev->record(key, s->rec[0], s->rec + 8, s->born);
 }
 
 static void read_one(struct sup *s, const struct pool_events *ev) {

@@ -71,7 +71,7 @@ pid_t spawn_leader(const struct creds *c, const char *cwd, char **argv, char **e
  *                        orphan grace, but the node's kill grace (its SIGUSR1) for what is
  *                        left once the leader is gone
  *   kill frame, SIGUSR1  kill every process of the run now (SIGKILL), then report
- *   SIGHUP, or the socket's end: the helper died (PR_SET_PDEATHSIG): the same, then exit
+ *   SIGHUP with the helper gone (PR_SET_PDEATHSIG), or the socket's end: the same, then exit
  * A kill frame naming another key is late (its run has ended) and is ignored: that is why
  * kills go by frame and not by signal, which could reach the run after.
  */

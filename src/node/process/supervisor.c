@@ -179,7 +179,7 @@ static int helper_gone;
  * One run: its leader started on the pipes the helper sent (out, ctl), then every process of it
  * waited for, or killed; reported. Returns once none is left.
  */
-static void run_one(struct start *s, int out, int ctl, int sfd, char **buf, size_t *cap) {
+static void run_one(struct start *s, int out, int ctl, int sfd, pid_t helper, char **buf, size_t *cap) {
   /* s points into *buf, which the kill frames read below overwrite: what it says is used
      before the first of them (the start), but for its key, grace and cgroup. */
   int err = 0, step = 0;
@@ -226,7 +226,7 @@ static void run_one(struct start *s, int out, int ctl, int sfd, char **buf, size
     if (poll(p, helper_gone ? 1 : 2, timeout) < 0 && errno != EINTR) _exit(1);
     struct signalfd_siginfo si;
     while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-      if (si.ssi_signo == SIGHUP) killing = helper_gone = 1;
+      if (si.ssi_signo == SIGHUP && getppid() != helper) killing = helper_gone = 1;
     if (!helper_gone && p[1].revents) {
       int fds[2], nfds = 0;
       size_t len = 0;
@@ -290,8 +290,9 @@ static void run_one(struct start *s, int out, int ctl, int sfd, char **buf, size
 
 void supervisor_main(int sock, const char *cgroup_parent, pid_t helper) {
   /* The signals it acts on come through a signalfd. SIGTERM and SIGUSR1 are blocked and
-     dropped: the helper's kills come as frames, and a task of the same user must not end
-     its supervisor (and with it the containment) by a signal it can send. */
+     dropped, and SIGHUP counts only once the helper is gone: the helper's kills come as
+     frames, and a task of the same user must not end a supervisor (its own, or an idle one
+     about to take a run) by a signal it can send. */
   sigset_t mine;
   sigemptyset(&mine);
   sigaddset(&mine, SIGCHLD);
@@ -322,7 +323,7 @@ void supervisor_main(int sock, const char *cgroup_parent, pid_t helper) {
     if (poll(p, 2, -1) < 0 && errno != EINTR) _exit(1);
     struct signalfd_siginfo si;
     while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-      if (si.ssi_signo == SIGHUP) _exit(0); /* no run to end: it has none */
+      if (si.ssi_signo == SIGHUP && getppid() != helper) _exit(0); /* no run to end: it has none */
     /* Nothing of a run is left between runs, but a child that is not (none) is reaped. */
     while (waitpid(-1, NULL, WNOHANG) > 0) {}
     if (!p[1].revents) continue;
@@ -338,7 +339,7 @@ void supervisor_main(int sock, const char *cgroup_parent, pid_t helper) {
         close(fds[1]);
         status_record(s.key, 'E', v, 2);
       } else {
-        run_one(&s, fds[0], fds[1], sfd, &buf, &cap);
+        run_one(&s, fds[0], fds[1], sfd, helper, &buf, &cap);
       }
       free_start(&s);
       if (helper_gone) _exit(0);
