@@ -386,8 +386,6 @@ CREATE INDEX task_ended_idx ON long_task.task USING btree (group_id, COALESCE(fi
 
 CREATE INDEX task_group_live_idx ON long_task.task USING btree (group_id) WHERE (live_worker_id IS NOT NULL);
 
-CREATE INDEX task_group_state_idx ON long_task.task USING btree (group_id, state_id);
-
 CREATE INDEX task_key_live_idx ON long_task.task USING btree (concurrency_key) WHERE ((live_worker_id IS NOT NULL) AND (concurrency_key IS NOT NULL));
 
 CREATE INDEX task_key_waiting_group_idx ON long_task.task USING btree (group_id) WHERE ((state_id = 'AW'::bpchar) AND (concurrency_key IS NOT NULL));
