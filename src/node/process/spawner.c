@@ -77,6 +77,7 @@ struct task {
 
 static struct task *tasks;
 static size_t ntasks, captasks;
+
 static void die(const char *what) {
   const char *m = strerror(errno);
   (void)!write(2, "pg-tasks spawner: ", 18);

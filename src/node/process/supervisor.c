@@ -8,7 +8,7 @@
  * subreaper (prctl PR_SET_CHILD_SUBREAPER, as tini -s and s6 do) adopts those orphans instead:
  * every process of the run stays its descendant, so it can find and kill them all.
  *
- * Why it outlives its run: a fork per run cost a third of the throughput at 32 slots where
+ * Why it outlives its run: a fork per run cost about 40 % of the throughput at 32 slots where
  * forks are dear (a VM whose page tables are virtualised: 2.74 ms a start instead of 1.71,
  * bench/containment.ts). A supervisor takes its next run only once every process of the last
  * one is gone (its report of the end says so), so runs never share one; and a kill names its
